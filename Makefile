@@ -1,0 +1,91 @@
+# radcds — every target installs what it needs first (see `make help`).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+UV_VERSION := 0.13.8
+CACHE := .cache
+UV := $(CACHE)/uv/bin/uv
+VENV := .venv
+PY := $(VENV)/bin/python
+KAFKA_LIB := $(CACHE)/kafka/lib
+STAMP := $(CACHE)/stamps
+PYTEST_ARGS ?=
+
+.PHONY: help deps system-deps run up down status demo test test-unit test-integration lint format bench proto lock clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
+
+# ---- installation ---------------------------------------------------------------------
+$(UV):
+	@mkdir -p $(CACHE)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CACHE)/uv uv==$(UV_VERSION)
+
+$(STAMP)/venv: requirements.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) | $(UV)
+	@mkdir -p $(STAMP)
+	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
+	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet requirements.lock
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting
+	@touch $@
+
+$(STAMP)/kafka: deploy/local/kafka/pom.xml
+	@mkdir -p $(STAMP) $(KAFKA_LIB)
+	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIB))
+	@touch $@
+
+system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
+	@bash deploy/local/system-deps.sh
+
+deps: system-deps $(STAMP)/venv $(STAMP)/kafka ## Install everything: Python env (uv, requirements.lock), Kafka jars, Debian packages
+
+lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one lock file)
+	$(UV) lock --python $(PYTHON)
+	$(UV) export --frozen --no-emit-workspace --all-groups --no-header -q -o requirements.lock
+
+# ---- the local stack ------------------------------------------------------------------
+run: deps ## Start the stack, replay the demo (chest CR over STOW-RS -> DiagnosticReport), serve until Ctrl-C
+	$(PY) -m radcds.devstack run
+
+up: deps ## Start the stack in the background and wait until every component is ready
+	$(PY) -m radcds.devstack up
+
+down: ## Stop the stack: no process and no port left behind
+	@if [ -x $(PY) ]; then $(PY) -m radcds.devstack down; else echo "nothing to stop"; fi
+
+status: ## Show which components of the stack run
+	@$(PY) -m radcds.devstack status
+
+demo: ## Replay the demo against a running stack (make up first)
+	$(PY) -m radcds.devstack demo
+
+# ---- quality --------------------------------------------------------------------------
+test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-unit: deps ## Unit tests only (no external components)
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+test-integration: deps ## Integration tests only
+	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+lint: deps ## ruff, mypy and the import-layer contract, as CI runs them
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src
+	$(VENV)/bin/lint-imports
+
+format: deps ## Apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+bench: deps ## Benchmarks in bench/ (tables with ratios against a baseline measured in the same run)
+	$(PY) bench/run.py
+
+proto: deps ## Generate Python code from proto/ (one source for every service)
+	$(PY) -m grpc_tools.protoc -Iproto --python_out=libs/radcds/src/radcds/adapters/grpc/gen \
+		--grpc_python_out=libs/radcds/src/radcds/adapters/grpc/gen --pyi_out=libs/radcds/src/radcds/adapters/grpc/gen \
+		$$(find proto -name '*.proto')
+
+clean: down ## Remove the run folder (logs, data) — keeps the caches
+	rm -rf .run

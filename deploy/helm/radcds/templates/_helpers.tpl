@@ -1,0 +1,420 @@
+{{/*
+Named templates shared by every radcds manifest.
+
+Templates that render one component take a context dict:
+  root  the chart's top-level context ($)
+  name  the component name: referral, imaging, inference, reporting, fusion (or triton, topics)
+  svc   the component's values (.Values.<name>)
+The templates build it with: dict "root" $ "name" $name "svc" (index $.Values $name).
+*/}}
+
+{{/* The radcds services, in a fixed order. */}}
+{{- define "radcds.componentNames" -}}
+{{- list "referral" "imaging" "inference" "reporting" "fusion" | toJson -}}
+{{- end }}
+
+{{/* The enabled radcds services as a JSON list (use with fromJsonArray). */}}
+{{- define "radcds.enabledComponents" -}}
+{{- $enabled := list -}}
+{{- range $name := include "radcds.componentNames" . | fromJsonArray -}}
+{{- if (index $.Values $name).enabled -}}
+{{- $enabled = append $enabled $name -}}
+{{- end -}}
+{{- end -}}
+{{- $enabled | toJson -}}
+{{- end }}
+
+{{- define "radcds.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Release-wide name prefix, at most 52 characters so "-<component>" still fits 63. */}}
+{{- define "radcds.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 52 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Name of one component's resources: <fullname>-<component>. Takes the context dict. */}}
+{{- define "radcds.componentFullname" -}}
+{{- printf "%s-%s" (include "radcds.fullname" .root) .name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "radcds.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels of one component. Takes the context dict. */}}
+{{- define "radcds.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "radcds.name" .root }}
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .name }}
+{{- end }}
+
+{{/* Common labels of one component. Takes the context dict. */}}
+{{- define "radcds.labels" -}}
+helm.sh/chart: {{ include "radcds.chart" .root }}
+{{ include "radcds.selectorLabels" . }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/part-of: radcds
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+
+{{/* Tag of the radcds images: image.tag, else the chart's appVersion. Takes the root context. */}}
+{{- define "radcds.imageTag" -}}
+{{- .Values.image.tag | default .Chart.AppVersion -}}
+{{- end }}
+
+{{/* <image.repository>/radcds-<name>:<tag> of one component. Takes the context dict. */}}
+{{- define "radcds.image" -}}
+{{- $svcImage := .svc.image | default dict -}}
+{{- $tag := $svcImage.tag | default (include "radcds.imageTag" .root) -}}
+{{- printf "%s/radcds-%s:%s" (trimSuffix "/" .root.Values.image.repository) .name $tag -}}
+{{- end }}
+
+{{/* RADCDS_<NAME>: the settings prefix of one component. Takes the context dict. */}}
+{{- define "radcds.envPrefix" -}}
+{{- printf "RADCDS_%s" (.name | upper | replace "-" "_") -}}
+{{- end }}
+
+{{/* host:port of Triton's gRPC endpoint, or a clear failure. Takes the root context. */}}
+{{- define "radcds.tritonUrl" -}}
+{{- if .Values.triton.enabled -}}
+{{- printf "%s:%v" (include "radcds.componentFullname" (dict "root" . "name" "triton")) .Values.triton.ports.grpc -}}
+{{- else -}}
+{{- required "triton.externalUrl is required when triton.enabled=false: set it to the host:port of an external Triton gRPC endpoint (e.g. --set triton.externalUrl=triton.models.svc:8001), or set triton.enabled=true" .Values.triton.externalUrl -}}
+{{- end -}}
+{{- end }}
+
+{{/* Name of the Secret holding the database URL, or "" when none is configured. */}}
+{{- define "radcds.databaseSecretName" -}}
+{{- if .Values.database.existingSecret -}}
+{{- .Values.database.existingSecret -}}
+{{- else if .Values.database.url -}}
+{{- printf "%s-database" (include "radcds.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/* Checks on values that the schema cannot express. Takes the root context. */}}
+{{- define "radcds.validateValues" -}}
+{{- if not (trim .Values.kafka.bootstrapServers) -}}
+{{- fail "kafka.bootstrapServers is required: set it to the comma-separated host:port list of the external Kafka brokers (e.g. --set kafka.bootstrapServers=kafka-0.kafka:9092)" -}}
+{{- end -}}
+{{- if and .Values.inference.enabled (not .Values.triton.enabled) (not .Values.triton.externalUrl) -}}
+{{- fail "triton.externalUrl is required when triton.enabled=false: set it to the host:port of an external Triton gRPC endpoint (e.g. --set triton.externalUrl=triton.models.svc:8001), or set triton.enabled=true" -}}
+{{- end -}}
+{{- if and .Values.kafka.sasl.mechanism (not .Values.kafka.sasl.existingSecret) -}}
+{{- fail "kafka.sasl.existingSecret is required when kafka.sasl.mechanism is set: name a Secret holding the SASL username and password" -}}
+{{- end -}}
+{{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.source "pvc") (not .Values.triton.modelRepository.existingClaim) -}}
+{{- fail "triton.modelRepository.existingClaim is required when triton.modelRepository.source=pvc" -}}
+{{- end -}}
+{{- end }}
+
+{{/*
+The ConfigMap data of one component, as YAML (env name -> string). Takes the context dict.
+*/}}
+{{- define "radcds.componentConfig" -}}
+{{- $root := .root -}}
+{{- $p := include "radcds.envPrefix" . -}}
+{{- $cfg := dict -}}
+{{- $_ := set $cfg (printf "%s_ENVIRONMENT" $p) $root.Values.environment -}}
+{{- $_ = set $cfg (printf "%s_LOG_LEVEL" $p) $root.Values.logLevel -}}
+{{- $_ = set $cfg (printf "%s_HTTP_HOST" $p) "0.0.0.0" -}}
+{{- range $portName, $port := .svc.ports -}}
+{{- $_ = set $cfg (printf "%s_%s_PORT" $p ($portName | upper)) (toString $port) -}}
+{{- end -}}
+{{- $_ = set $cfg (printf "%s_KAFKA_BOOTSTRAP_SERVERS" $p) (trim $root.Values.kafka.bootstrapServers) -}}
+{{- $_ = set $cfg (printf "%s_KAFKA_SECURITY_PROTOCOL" $p) $root.Values.kafka.securityProtocol -}}
+{{- $_ = set $cfg (printf "%s_KAFKA_REQUEST_TIMEOUT_MS" $p) (toString $root.Values.kafka.requestTimeoutMs) -}}
+{{- with $root.Values.kafka.sasl.mechanism -}}
+{{- $_ = set $cfg (printf "%s_KAFKA_SASL_MECHANISM" $p) . -}}
+{{- end -}}
+{{- if $root.Values.kafka.tls.caSecret -}}
+{{- $_ = set $cfg (printf "%s_KAFKA_SSL_CAFILE" $p) (printf "/etc/radcds/kafka/%s" $root.Values.kafka.tls.caKey) -}}
+{{- end -}}
+{{- with $root.Values.otel.endpoint -}}
+{{- $_ = set $cfg (printf "%s_OTLP_ENDPOINT" $p) . -}}
+{{- end -}}
+{{- $_ = set $cfg "OTEL_SERVICE_NAME" (printf "radcds-%s" .name) -}}
+{{- if and .svc.persistence .svc.persistence.mountPath -}}
+{{- $_ = set $cfg (printf "%s_STORAGE_DIR" $p) .svc.persistence.mountPath -}}
+{{- end -}}
+{{- if eq .name "inference" -}}
+{{- $_ = set $cfg (printf "%s_TRITON_URL" $p) (include "radcds.tritonUrl" $root) -}}
+{{- end -}}
+{{- range $key, $value := .svc.settings -}}
+{{- $_ = set $cfg (printf "%s_%s" $p $key) (toString $value) -}}
+{{- end -}}
+{{- toYaml $cfg -}}
+{{- end }}
+
+{{/* Container env entries of one component (secrets and extras), as a YAML list or "". */}}
+{{- define "radcds.componentEnv" -}}
+{{- $root := .root -}}
+{{- $p := include "radcds.envPrefix" . -}}
+{{- $dbSecret := include "radcds.databaseSecretName" $root -}}
+{{- if and .svc.useDatabase $dbSecret }}
+- name: {{ $p }}_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ $dbSecret }}
+      key: {{ ternary $root.Values.database.existingSecretKey "url" (not (empty $root.Values.database.existingSecret)) }}
+{{- end }}
+{{- with $root.Values.kafka.sasl }}
+{{- if .mechanism }}
+- name: {{ $p }}_KAFKA_SASL_USERNAME
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .usernameKey }}
+- name: {{ $p }}_KAFKA_SASL_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- with .svc.extraEnv }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* One probe: httpGet <path> on the named port, merged with its timings. */}}
+{{- define "radcds.httpProbe" -}}
+httpGet:
+  path: {{ .path }}
+  port: {{ .port }}
+{{- with .timings }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/* Probe timings of one component: the top-level probes overridden by the service's own. */}}
+{{- define "radcds.componentProbes" -}}
+{{- $probes := deepCopy .root.Values.probes -}}
+{{- $probes = mergeOverwrite $probes (deepCopy (.svc.probes | default dict)) -}}
+{{- toYaml $probes -}}
+{{- end }}
+
+{{/* True ("true") when the component keeps data on a created or existing claim. */}}
+{{- define "radcds.usesClaim" -}}
+{{- if and .svc.persistence .svc.persistence.enabled -}}true{{- end -}}
+{{- end }}
+
+{{/*
+The Deployment of one radcds service, rendered from the context dict. Every service gets the
+same shape: command radcds-<name>, env from its ConfigMap, the ports in .svc.ports, /healthz and
+/readyz probes on the http port, a read-only root filesystem with an emptyDir /tmp.
+*/}}
+{{- define "radcds.deployment" -}}
+{{- $root := .root -}}
+{{- $svc := .svc -}}
+{{- $fullname := include "radcds.componentFullname" . -}}
+{{- $probes := include "radcds.componentProbes" . | fromYaml -}}
+{{- $env := include "radcds.componentEnv" . | trim -}}
+{{- $autoscaling := $svc.autoscaling | default dict -}}
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: {{ $fullname }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- include "radcds.labels" . | nindent 4 }}
+spec:
+  {{- if not $autoscaling.enabled }}
+  replicas: {{ $svc.replicaCount }}
+  {{- end }}
+  revisionHistoryLimit: 5
+  {{- if include "radcds.usesClaim" . }}
+  # One pod at a time owns a ReadWriteOnce claim: stop the old pod before starting the new one.
+  strategy:
+    type: Recreate
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "radcds.selectorLabels" . | nindent 6 }}
+  template:
+    metadata:
+      labels:
+        {{- include "radcds.labels" . | nindent 8 }}
+        {{- with $svc.podLabels }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      annotations:
+        checksum/config: {{ include "radcds.componentConfig" . | sha256sum }}
+        {{- if $root.Values.metrics.annotations }}
+        prometheus.io/scrape: "true"
+        prometheus.io/port: {{ $svc.ports.http | quote }}
+        prometheus.io/path: /metrics
+        {{- end }}
+        {{- with $svc.podAnnotations }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+    spec:
+      automountServiceAccountToken: false
+      enableServiceLinks: false
+      {{- with $root.Values.imagePullSecrets }}
+      imagePullSecrets:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.priorityClassName }}
+      priorityClassName: {{ . }}
+      {{- end }}
+      terminationGracePeriodSeconds: {{ $svc.terminationGracePeriodSeconds | default 30 }}
+      securityContext:
+        {{- toYaml $root.Values.podSecurityContext | nindent 8 }}
+      containers:
+        - name: {{ .name }}
+          image: {{ include "radcds.image" . | quote }}
+          imagePullPolicy: {{ $root.Values.image.pullPolicy }}
+          command: ["radcds-{{ .name }}"]
+          ports:
+            {{- range $portName, $port := $svc.ports }}
+            - name: {{ $portName }}
+              containerPort: {{ $port }}
+              protocol: TCP
+            {{- end }}
+          envFrom:
+            - configMapRef:
+                name: {{ $fullname }}
+            {{- range $svc.envFromSecrets }}
+            - secretRef:
+                name: {{ . }}
+            {{- end }}
+          {{- if $env }}
+          env:
+            {{- $env | nindent 12 }}
+          {{- end }}
+          startupProbe:
+            {{- include "radcds.httpProbe" (dict "path" "/healthz" "port" "http" "timings" $probes.startup) | nindent 12 }}
+          livenessProbe:
+            {{- include "radcds.httpProbe" (dict "path" "/healthz" "port" "http" "timings" $probes.liveness) | nindent 12 }}
+          readinessProbe:
+            {{- include "radcds.httpProbe" (dict "path" "/readyz" "port" "http" "timings" $probes.readiness) | nindent 12 }}
+          {{- with $svc.resources }}
+          resources:
+            {{- toYaml . | nindent 12 }}
+          {{- end }}
+          securityContext:
+            {{- toYaml $root.Values.containerSecurityContext | nindent 12 }}
+          volumeMounts:
+            - name: tmp
+              mountPath: /tmp
+            {{- if $svc.persistence }}
+            - name: data
+              mountPath: {{ $svc.persistence.mountPath }}
+            {{- end }}
+            {{- if $root.Values.kafka.tls.caSecret }}
+            - name: kafka-ca
+              mountPath: /etc/radcds/kafka
+              readOnly: true
+            {{- end }}
+      volumes:
+        - name: tmp
+          emptyDir:
+            sizeLimit: {{ $root.Values.tmpSizeLimit }}
+        {{- if $svc.persistence }}
+        - name: data
+          {{- if $svc.persistence.enabled }}
+          persistentVolumeClaim:
+            claimName: {{ $svc.persistence.existingClaim | default $fullname }}
+          {{- else }}
+          emptyDir: {}
+          {{- end }}
+        {{- end }}
+        {{- if $root.Values.kafka.tls.caSecret }}
+        - name: kafka-ca
+          secret:
+            secretName: {{ $root.Values.kafka.tls.caSecret }}
+            items:
+              - key: {{ $root.Values.kafka.tls.caKey }}
+                path: {{ $root.Values.kafka.tls.caKey }}
+        {{- end }}
+      {{- with $svc.nodeSelector }}
+      nodeSelector:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.tolerations }}
+      tolerations:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.affinity }}
+      affinity:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+      {{- with $svc.topologySpreadConstraints }}
+      topologySpreadConstraints:
+        {{- toYaml . | nindent 8 }}
+      {{- end }}
+{{- end }}
+
+{{/* The Service of one component: one TCP port per entry of .svc.ports. */}}
+{{- define "radcds.service" -}}
+{{- $service := .svc.service | default dict -}}
+apiVersion: v1
+kind: Service
+metadata:
+  name: {{ include "radcds.componentFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "radcds.labels" . | nindent 4 }}
+  {{- with $service.annotations }}
+  annotations:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+spec:
+  type: {{ $service.type | default "ClusterIP" }}
+  selector:
+    {{- include "radcds.selectorLabels" . | nindent 4 }}
+  ports:
+    {{- range $portName, $port := .svc.ports }}
+    - name: {{ $portName }}
+      port: {{ $port }}
+      targetPort: {{ $portName }}
+      protocol: TCP
+      {{- if eq $portName "grpc" }}
+      appProtocol: kubernetes.io/h2c
+      {{- else if or (eq $portName "http") (eq $portName "metrics") }}
+      appProtocol: http
+      {{- end }}
+    {{- end }}
+{{- end }}
+
+{{/* The NetworkPolicy of one component: ingress on its ports from the release and extras. */}}
+{{- define "radcds.networkPolicy" -}}
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata:
+  name: {{ include "radcds.componentFullname" . }}
+  namespace: {{ .root.Release.Namespace }}
+  labels:
+    {{- include "radcds.labels" . | nindent 4 }}
+spec:
+  podSelector:
+    matchLabels:
+      {{- include "radcds.selectorLabels" . | nindent 6 }}
+  policyTypes:
+    - Ingress
+  ingress:
+    - from:
+        - podSelector:
+            matchLabels:
+              app.kubernetes.io/name: {{ include "radcds.name" .root }}
+              app.kubernetes.io/instance: {{ .root.Release.Name }}
+        {{- with .root.Values.networkPolicy.extraIngressFrom }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
+      ports:
+        {{- range $portName, $port := .svc.ports }}
+        - port: {{ $port }}
+          protocol: TCP
+        {{- end }}
+{{- end }}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the local stack and the integration tests need, only if missing:
+# a Java runtime and Maven (Apache Kafka from Maven Central jars) and PostgreSQL server binaries.
+set -euo pipefail
+need=()
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v mvn >/dev/null 2>&1 || need+=(maven)
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+if [ ${#need[@]} -eq 0 ]; then
+  exit 0
+fi
+if [ "$(id -u)" -ne 0 ]; then
+  echo "radcds: missing Debian packages: ${need[*]} (run as root or install them: apt-get install ${need[*]})" >&2
+  exit 1
+fi
+echo "radcds: installing ${need[*]} from Debian"
+mkdir -p /usr/sbin
+# Keep package services from starting on their own: we run our own instances.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

@@ -1,0 +1,44 @@
+"""Engine creation and Alembic migration at start-up."""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL for an SQLite file (the embedded default for ``make run``)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return f"sqlite+pysqlite:///{path}"
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for PostgreSQL (psycopg 3) or SQLite; the same code path serves both."""
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision."""
+    script_location = str(resources.files("radcds.adapters.db").joinpath("migrations"))
+    cfg = Config()
+    cfg.set_main_option("script_location", script_location)
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")

@@ -1,0 +1,1 @@
+"""DICOM adapters: where radcds reads DICOM objects and their pixels with pydicom."""

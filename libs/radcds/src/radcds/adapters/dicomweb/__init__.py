@@ -1,0 +1,1 @@
+"""DICOMweb (PS3.18) wire helpers shared by imaging and its clients."""

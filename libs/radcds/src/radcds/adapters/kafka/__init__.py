@@ -1,0 +1,1 @@
+"""Kafka adapters: CloudEvents binary codec, publisher, at-least-once consumer loop, admin."""

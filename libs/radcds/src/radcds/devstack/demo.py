@@ -1,0 +1,122 @@
+"""The ``make run`` demo: a real chest radiograph through the stack, and what came out."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+from kafka import KafkaConsumer
+
+from radcds.adapters.dicomweb.multipart import build_related
+from radcds.adapters.kafka.codec import InvalidEvent, decode
+from radcds.devstack.stack import LocalStack
+from radcds.domain.events import EVENT_KINDS, REPORT_STORED, dead_letter_topic
+
+
+def chest_radiograph() -> Path:
+    """pydicom-data's RG1_UNCI.dcm: a real PA chest CR, 1955x1841, MONOCHROME1."""
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file("RG1_UNCI.dcm")
+    if path is None:
+        raise RuntimeError("pydicom-data is not installed (RG1_UNCI.dcm not found)")
+    return Path(str(path))
+
+
+def stow(stack: LocalStack, files: list[Path]) -> dict[str, Any]:
+    """STOW-RS the files to imaging (PS3.18 10.5) and return the DICOM JSON response."""
+    body, boundary = build_related([("application/dicom", f.read_bytes()) for f in files])
+    url = f"http://{stack.host}:{stack.ports.imaging}/dicom-web/studies"
+    response = httpx.post(
+        url,
+        content=body,
+        timeout=60,
+        headers={
+            "Content-Type": f'multipart/related; type="application/dicom"; boundary={boundary}',
+            "Accept": "application/dicom+json",
+        },
+    )
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]
+
+
+def event_trail(
+    stack: LocalStack, study_uid: str, *, until_type: str, timeout_s: float = 180.0
+) -> list[dict[str, Any]]:
+    """Every radcds event about ``study_uid``, read from Kafka until one of ``until_type`` arrives."""
+    topics = [k.topic for k in EVENT_KINDS.values()] + [dead_letter_topic(k.topic) for k in EVENT_KINDS.values()]
+    consumer = KafkaConsumer(
+        *topics,
+        bootstrap_servers=[stack.bootstrap],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=1000,
+    )
+    trail: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for record in consumer:
+                headers = list(record.headers or [])
+                h = dict(headers)
+                if h.get("ce_subject", b"").decode() != study_uid:
+                    continue
+                entry = {
+                    "topic": record.topic,
+                    "partition": record.partition,
+                    "offset": record.offset,
+                    "type": h.get("ce_type", b"").decode(),
+                    "id": h.get("ce_id", b"").decode(),
+                    "time": h.get("ce_time", b"").decode(),
+                    "traceparent": h.get("traceparent", b"").decode(),
+                }
+                try:
+                    entry["payload"] = decode(headers, record.key, record.value).payload
+                except InvalidEvent as exc:
+                    entry["error"] = str(exc)
+                trail.append(entry)
+                if entry["type"] == until_type:
+                    return sorted(trail, key=lambda e: e["time"])
+        raise TimeoutError(f"no {until_type} event for the study within {timeout_s:.0f}s")
+    finally:
+        consumer.close()
+
+
+def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
+    """Send the chest CR, wait for its DiagnosticReport, print it with the event trail."""
+    path = chest_radiograph()
+    out(f"1. STOW-RS {path.name} (real PA chest radiograph from pydicom-data) to imaging ...")
+    result = stow(stack, [path])
+    ref = result["00081199"]["Value"][0]
+    retrieve = ref["00081190"]["Value"][0]
+    study_uid = retrieve.split("/studies/")[1].split("/")[0]
+    out(f"   stored: SOP Instance {ref['00081155']['Value'][0]}")
+    out("2. Waiting for imaging -> Kafka -> inference -> Triton -> Kafka -> reporting ...")
+    trail = event_trail(stack, study_uid, until_type=REPORT_STORED.type)
+    stored = trail[-1]["payload"]
+    fhir = f"http://{stack.host}:{stack.ports.reporting}/fhir"
+    report = httpx.get(f"{fhir}/DiagnosticReport/{stored['diagnosticReportId']}", timeout=10).json()
+    out("3. Event trail (CloudEvents on Kafka, one W3C trace):")
+    for e in trail:
+        out(f"   {e['time']}  {e['topic']:<32} {e['type']:<52} trace={e['traceparent'][3:35]}")
+    out(f"4. FHIR R4 DiagnosticReport at {fhir}/DiagnosticReport/{report['id']}")
+    out(f"   status={report['status']}  code={report['code']['coding'][0]['display']}")
+    out(f"   conclusion: {report['conclusion']}")
+    for obs_ref in report.get("result", []):
+        obs = httpx.get(f"{fhir}/{obs_ref['reference']}", timeout=10).json()
+        q = obs.get("valueQuantity")
+        value = f"{q['value']} {q['unit']}" if q else "not analysed"
+        out(f"   - {obs['code'].get('text', '')}: {value}")
+    html = base64.b64decode(report["presentedForm"][0]["data"]).decode()
+    out(f"   presentedForm: text/html, {len(html)} characters")
+    return {"study_uid": study_uid, "report": report, "trail": trail}
+
+
+def dump(obj: Any) -> str:
+    """Pretty JSON."""
+    return json.dumps(obj, indent=2)

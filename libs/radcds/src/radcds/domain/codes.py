@@ -1,0 +1,55 @@
+"""Coded concepts used across radcds, as constants rather than scattered strings.
+
+Systems follow the FHIR R4 terminology page (https://hl7.org/fhir/R4/terminologies-systems.html).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+LOINC = "http://loinc.org"
+SNOMED_CT = "http://snomed.info/sct"
+DICOM_DCM = "http://dicom.nema.org/resources/ontology/DCM"
+UCUM = "http://unitsofmeasure.org"
+V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
+V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
+OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
+PROVENANCE_PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+DICOM_UID_SYSTEM = "urn:dicom:uid"
+#: Our own code system for quantitative image measurements that have no LOINC code yet.
+RADCDS_MEASUREMENT = "https://radcds.example.org/fhir/CodeSystem/image-measurement"
+#: Identifier system for patients keyed by DICOM PatientID when no issuer is known.
+RADCDS_PATIENT_ID = "https://radcds.example.org/fhir/sid/dicom-patient-id"
+
+
+@dataclass(frozen=True, slots=True)
+class Coding:
+    """A code from a code system (FHIR R4 Coding, section 2.24.0.3)."""
+
+    system: str
+    code: str
+    display: str
+
+
+#: LOINC part LP29684-5 "Radiology": the US Core DiagnosticReport category for imaging.
+CATEGORY_RADIOLOGY = Coding(LOINC, "LP29684-5", "Radiology")
+#: LOINC 18748-4 "Diagnostic imaging study": report code when no study-specific code is known.
+REPORT_DIAGNOSTIC_IMAGING_STUDY = Coding(LOINC, "18748-4", "Diagnostic imaging study")
+#: v2-0074 "RAD": the HL7 diagnostic service section for radiology.
+SECTION_RADIOLOGY = Coding(V2_0074, "RAD", "Radiology")
+#: observation-category "imaging".
+OBSERVATION_IMAGING = Coding(OBSERVATION_CATEGORY, "imaging", "Imaging")
+
+#: Pixel statistics measured by the `pixel_statistics` model (no LOINC code exists for them).
+MEAN_PIXEL_VALUE = Coding(RADCDS_MEASUREMENT, "mean-pixel-value", "Mean pixel value")
+PIXEL_VALUE_SD = Coding(RADCDS_MEASUREMENT, "pixel-value-sd", "Pixel value standard deviation")
+PIXEL_VALUE_P05 = Coding(RADCDS_MEASUREMENT, "pixel-value-p05", "Pixel value 5th percentile")
+PIXEL_VALUE_P95 = Coding(RADCDS_MEASUREMENT, "pixel-value-p95", "Pixel value 95th percentile")
+OTSU_THRESHOLD = Coding(RADCDS_MEASUREMENT, "otsu-threshold", "Otsu foreground threshold")
+FOREGROUND_FRACTION = Coding(RADCDS_MEASUREMENT, "foreground-fraction", "Fraction of pixels above the Otsu threshold")
+
+#: UCUM units used by measurements.
+UNIT_HOUNSFIELD = "[hnsf'U]"
+UNIT_PIXEL_VALUE = "{pixel_value}"
+UNIT_PERCENT = "%"

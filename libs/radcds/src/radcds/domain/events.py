@@ -1,0 +1,193 @@
+"""Events that cross service boundaries, named in the past tense, with their Kafka topics.
+
+Each event travels as a CloudEvent in Kafka binary content mode (CloudEvents Kafka protocol
+binding 1.0, section 3.2): attributes in ``ce_*`` headers, the JSON payload as the value.
+Payloads are validated against the JSON Schemas in ``radcds/schemas/`` on both sides.
+The partition key is the Study Instance UID so one study's events stay in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from radcds.domain.codes import Coding
+from radcds.domain.findings import (
+    ImageAnalysis,
+    InstanceReference,
+    Measurement,
+    ModelIdentity,
+    StudyContext,
+)
+
+SOURCE_IMAGING = "/radcds/imaging"
+SOURCE_INFERENCE = "/radcds/inference"
+SOURCE_REPORTING = "/radcds/reporting"
+
+
+@dataclass(frozen=True, slots=True)
+class EventKind:
+    """A CloudEvents ``type`` bound to its topic and payload schema."""
+
+    type: str
+    topic: str
+    schema: str
+
+
+INSTANCE_STORED = EventKind(
+    type="org.radcds.imaging.instance.stored.v1",
+    topic="radcds.imaging.instances.v1",
+    schema="imaging-instance-stored.v1.json",
+)
+FINDINGS_PRODUCED = EventKind(
+    type="org.radcds.inference.findings.produced.v1",
+    topic="radcds.inference.findings.v1",
+    schema="imaging-findings-produced.v1.json",
+)
+REPORT_STORED = EventKind(
+    type="org.radcds.reporting.diagnostic-report.stored.v1",
+    topic="radcds.reporting.reports.v1",
+    schema="diagnostic-report-stored.v1.json",
+)
+EVENT_KINDS: dict[str, EventKind] = {k.type: k for k in (INSTANCE_STORED, FINDINGS_PRODUCED, REPORT_STORED)}
+
+#: Suffix of the dead-letter topic that belongs to each topic.
+DEAD_LETTER_SUFFIX = ".dlt"
+
+
+def dead_letter_topic(topic: str) -> str:
+    """Name of the dead-letter topic for ``topic``."""
+    return topic + DEAD_LETTER_SUFFIX
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingInstanceStored:
+    """A DICOM instance was stored by imaging and can be retrieved over WADO-RS."""
+
+    instance: InstanceReference
+    context: StudyContext
+    transfer_syntax_uid: str
+    retrieve_url: str
+    size_bytes: int
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema imaging-instance-stored.v1)."""
+        return {
+            "instance": _instance_payload(self.instance),
+            "context": _context_payload(self.context),
+            "transferSyntaxUid": self.transfer_syntax_uid,
+            "retrieveUrl": self.retrieve_url,
+            "sizeBytes": self.size_bytes,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ImagingInstanceStored:
+        """Build from a schema-validated payload."""
+        return cls(
+            instance=_instance_from(payload["instance"]),
+            context=_context_from(payload["context"]),
+            transfer_syntax_uid=payload["transferSyntaxUid"],
+            retrieve_url=payload["retrieveUrl"],
+            size_bytes=int(payload["sizeBytes"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingFindingsProduced:
+    """A model analysed (or declined to analyse) one instance."""
+
+    analysis: ImageAnalysis
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema imaging-findings-produced.v1)."""
+        a = self.analysis
+        payload: dict[str, Any] = {
+            "instance": _instance_payload(a.instance),
+            "context": _context_payload(a.context),
+            "model": {"name": a.model.name, "version": a.model.version},
+            "measurements": [
+                {
+                    "system": m.code.system,
+                    "code": m.code.code,
+                    "display": m.code.display,
+                    "value": m.value,
+                    "unit": m.unit,
+                }
+                for m in a.measurements
+            ],
+        }
+        if a.not_analysed_reason:
+            payload["notAnalysedReason"] = a.not_analysed_reason
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ImagingFindingsProduced:
+        """Build from a schema-validated payload."""
+        return cls(
+            ImageAnalysis(
+                instance=_instance_from(payload["instance"]),
+                context=_context_from(payload["context"]),
+                model=ModelIdentity(payload["model"]["name"], payload["model"]["version"]),
+                measurements=tuple(
+                    Measurement(Coding(m["system"], m["code"], m["display"]), float(m["value"]), m["unit"])
+                    for m in payload["measurements"]
+                ),
+                not_analysed_reason=payload.get("notAnalysedReason", ""),
+            )
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DiagnosticReportStored:
+    """The reporting service stored (or updated) a preliminary DiagnosticReport."""
+
+    diagnostic_report_id: str
+    study_instance_uid: str
+    status: str
+    observation_ids: tuple[str, ...]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema diagnostic-report-stored.v1)."""
+        return {
+            "diagnosticReportId": self.diagnostic_report_id,
+            "studyInstanceUid": self.study_instance_uid,
+            "status": self.status,
+            "observationIds": list(self.observation_ids),
+        }
+
+
+def _instance_payload(i: InstanceReference) -> dict[str, str]:
+    return {
+        "studyInstanceUid": i.study_instance_uid,
+        "seriesInstanceUid": i.series_instance_uid,
+        "sopInstanceUid": i.sop_instance_uid,
+        "sopClassUid": i.sop_class_uid,
+    }
+
+
+def _instance_from(p: dict[str, Any]) -> InstanceReference:
+    return InstanceReference(p["studyInstanceUid"], p["seriesInstanceUid"], p["sopInstanceUid"], p["sopClassUid"])
+
+
+def _context_payload(c: StudyContext) -> dict[str, str]:
+    return {
+        "patientId": c.patient_id,
+        "issuerOfPatientId": c.issuer_of_patient_id,
+        "accessionNumber": c.accession_number,
+        "modality": c.modality,
+        "studyDate": c.study_date,
+        "studyTime": c.study_time,
+        "studyDescription": c.study_description,
+    }
+
+
+def _context_from(p: dict[str, Any]) -> StudyContext:
+    return StudyContext(
+        patient_id=p["patientId"],
+        issuer_of_patient_id=p.get("issuerOfPatientId", ""),
+        accession_number=p.get("accessionNumber", ""),
+        modality=p.get("modality", ""),
+        study_date=p.get("studyDate", ""),
+        study_time=p.get("studyTime", ""),
+        study_description=p.get("studyDescription", ""),
+    )

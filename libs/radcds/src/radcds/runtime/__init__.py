@@ -1,0 +1,1 @@
+"""Service runtime shared by every radcds service: settings, logging, telemetry, health, consumers."""

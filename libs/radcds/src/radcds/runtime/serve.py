@@ -1,0 +1,29 @@
+"""Running a service: settings, logging, tracing, then uvicorn with graceful shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+import uvicorn
+from fastapi import FastAPI
+
+from radcds.runtime.logging import configure_logging
+from radcds.runtime.settings import ServiceSettings, load_settings
+from radcds.runtime.telemetry import configure_tracing
+
+S = TypeVar("S", bound=ServiceSettings)
+
+
+def serve(app: FastAPI, *, host: str, port: int) -> None:
+    """Serve until SIGTERM or SIGINT; the app's lifespan closes its adapters."""
+    config = uvicorn.Config(app, host=host, port=port, log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    uvicorn.Server(config).run()
+
+
+def run_service(name: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+    """Validate settings (exit 2 with a clear message if bad), set up logs and traces, serve."""
+    settings = load_settings(settings_cls)
+    configure_logging(service=name, level=settings.log_level)
+    configure_tracing(service=name, otlp_endpoint=settings.otlp_endpoint, trace_file=settings.trace_file)
+    serve(create_app(settings), host=settings.http_host, port=settings.http_port)

@@ -1,0 +1,55 @@
+"""Settings shared by every service; each service subclasses with its own ``RADCDS_<SERVICE>_`` prefix."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+S = TypeVar("S", bound="ServiceSettings")
+
+
+class ServiceSettings(BaseSettings):
+    """Fields every service has. Subclasses set ``model_config`` with their env prefix."""
+
+    model_config = SettingsConfigDict(extra="ignore", validate_default=True)
+
+    environment: Literal["development", "test", "production"] = "development"
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=1, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    #: OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces.
+    otlp_endpoint: str | None = None
+    #: Append finished spans as JSON lines to this file (local stack and tests).
+    trace_file: Path | None = None
+    #: Handler retries for a failing event before it is dead-lettered.
+    consumer_max_retries: int = Field(default=3, ge=0, le=20)
+    consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
+    consumer_backoff_max_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_kafka(self) -> ServiceSettings:
+        for server in self.kafka_bootstrap_servers.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"kafka_bootstrap_servers: {server!r} is not host:port")
+        return self
+
+
+def load_settings(cls: type[S]) -> S:
+    """Validate settings from the environment, or stop the process with a clear message."""
+    try:
+        return cls()
+    except ValidationError as exc:
+        prefix = cls.model_config.get("env_prefix", "")
+        lines = [f"radcds: invalid configuration for {cls.__name__} (env prefix {prefix}):"]
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "(settings)"
+            lines.append(f"  {prefix}{field.upper()}: {err['msg']}")
+        print("\n".join(lines), file=sys.stderr)
+        raise SystemExit(2) from None

@@ -1,0 +1,110 @@
+"""CloudEvents binary-mode codec and payload schemas."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from radcds.adapters.kafka.codec import InvalidEvent, decode, encode
+from radcds.domain import codes
+from radcds.domain.events import (
+    FINDINGS_PRODUCED,
+    INSTANCE_STORED,
+    ImagingFindingsProduced,
+    ImagingInstanceStored,
+)
+from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+
+INSTANCE = InstanceReference("1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.1")
+CONTEXT = StudyContext(patient_id="PID1", accession_number="ACC1", modality="CR", study_date="20260101")
+
+
+def _headers(message) -> list[tuple[str, bytes]]:
+    return list(message.headers.items())
+
+
+def test_instance_stored_round_trips_through_binary_mode_with_ce_headers():
+    event = ImagingInstanceStored(INSTANCE, CONTEXT, "1.2.840.10008.1.2.1", "http://imaging/x", 100)
+    message = encode(
+        INSTANCE_STORED,
+        event.to_payload(),
+        event_id="e1",
+        source="/radcds/imaging",
+        subject=INSTANCE.study_instance_uid,
+    )
+    headers = dict(message.headers)
+    assert headers["ce_type"] == INSTANCE_STORED.type.encode()
+    assert headers["ce_id"] == b"e1"
+    assert headers["ce_specversion"] == b"1.0"
+    assert headers["content-type"] == b"application/json"
+    assert message.key == INSTANCE.study_instance_uid
+    decoded = decode(_headers(message), message.key.encode(), message.value)
+    assert decoded.kind is INSTANCE_STORED
+    assert ImagingInstanceStored.from_payload(decoded.payload) == event
+
+
+def test_findings_round_trip_keeps_measurements_and_units():
+    analysis = ImageAnalysis(
+        INSTANCE,
+        CONTEXT,
+        ModelIdentity("pixel_statistics", "1"),
+        measurements=(Measurement(codes.MEAN_PIXEL_VALUE, 12.5, "{pixel_value}"),),
+    )
+    message = encode(
+        FINDINGS_PRODUCED,
+        ImagingFindingsProduced(analysis).to_payload(),
+        event_id="e2",
+        source="/radcds/inference",
+        subject="1.2.3",
+    )
+    decoded = decode(_headers(message), None, message.value)
+    assert ImagingFindingsProduced.from_payload(decoded.payload).analysis == analysis
+
+
+def test_encode_with_payload_breaking_schema_raises_invalid_event():
+    payload = ImagingInstanceStored(INSTANCE, CONTEXT, "1.2.840.10008.1.2.1", "http://x/y", 1).to_payload()
+    payload["instance"]["sopInstanceUid"] = "not a uid"
+    with pytest.raises(InvalidEvent, match="instance/sopInstanceUid"):
+        encode(INSTANCE_STORED, payload, event_id="e", source="/s", subject="1.2.3")
+
+
+def test_decode_record_without_ce_type_raises_invalid_event():
+    with pytest.raises(InvalidEvent, match="ce_type"):
+        decode([("content-type", b"application/json")], None, b"{}")
+
+
+def test_decode_record_with_unknown_type_raises_invalid_event():
+    headers = [
+        ("ce_type", b"org.example.other"),
+        ("ce_id", b"1"),
+        ("ce_source", b"/x"),
+        ("ce_specversion", b"1.0"),
+        ("content-type", b"application/json"),
+    ]
+    with pytest.raises(InvalidEvent, match="unknown event type"):
+        decode(headers, None, b"{}")
+
+
+def test_decode_record_with_non_json_value_raises_invalid_event():
+    headers = [
+        ("ce_type", FINDINGS_PRODUCED.type.encode()),
+        ("ce_id", b"1"),
+        ("ce_source", b"/x"),
+        ("ce_specversion", b"1.0"),
+        ("content-type", b"application/json"),
+    ]
+    with pytest.raises(InvalidEvent):
+        decode(headers, None, b"{not json")
+
+
+def test_decode_record_with_schema_invalid_payload_raises_invalid_event():
+    headers = [
+        ("ce_type", FINDINGS_PRODUCED.type.encode()),
+        ("ce_id", b"1"),
+        ("ce_source", b"/x"),
+        ("ce_specversion", b"1.0"),
+        ("content-type", b"application/json"),
+    ]
+    with pytest.raises(InvalidEvent, match="payload invalid"):
+        decode(headers, None, json.dumps({"instance": {}}).encode())

@@ -1,0 +1,1 @@
+"""radcds imaging: DICOM ingest over DICOMweb (STOW-RS, WADO-RS) and study events."""

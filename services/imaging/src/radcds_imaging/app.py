@@ -1,0 +1,67 @@
+"""Composition root of the imaging service."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import Engine, text
+
+from radcds.adapters.db.engine import make_engine, migrate
+from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
+from radcds.domain.events import INSTANCE_STORED, SOURCE_IMAGING
+from radcds.domain.ports import EventPublisher
+from radcds.runtime.http import health_router, instrument
+from radcds.runtime.metrics import ServiceMetrics
+from radcds_imaging.api.dicomweb import dicomweb_router
+from radcds_imaging.handlers import ImagingService
+from radcds_imaging.settings import ImagingSettings
+from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore
+
+
+def create_app(
+    settings: ImagingSettings,
+    *,
+    engine: Engine | None = None,
+    store: InstanceStore | None = None,
+    publisher: EventPublisher | None = None,
+) -> FastAPI:
+    """Build the imaging app; adapters default to the real ones built from ``settings``."""
+    metrics = ServiceMetrics()
+    engine = engine or make_engine(settings.resolved_database_url())
+    store = store or FilesystemInstanceStore(settings.storage_dir)
+    owned: list[KafkaEventPublisher] = []
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal publisher
+        migrate(engine)
+        if publisher is None:
+            kafka = publisher_for(settings, service="imaging", source=SOURCE_IMAGING)
+            kafka.warm_up(INSTANCE_STORED.topic)
+            owned.append(kafka)
+            publisher = kafka
+        app.state.imaging = ImagingService(
+            engine=engine, store=store, publisher=publisher, public_base_url=settings.public_base_url
+        )
+        yield
+        for p in owned:
+            p.close()
+        engine.dispose()
+
+    def db_ready() -> bool:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return True
+
+    def kafka_ready() -> bool:
+        return kafka_reachable(settings.kafka_bootstrap_servers)
+
+    app = FastAPI(title="radcds imaging", version="0.1.0", lifespan=lifespan)
+    app.include_router(health_router(checks={"database": db_ready, "kafka": kafka_ready}, metrics=metrics))
+    app.include_router(
+        dicomweb_router(max_request_bytes=settings.max_request_bytes, public_base_url=settings.public_base_url)
+    )
+    instrument(app)
+    return app

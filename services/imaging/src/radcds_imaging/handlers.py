@@ -1,0 +1,154 @@
+"""Use cases of the imaging service: storing instances (PS3.18 10.5 STOW-RS) and retrieval."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, insert, select
+
+from radcds.adapters.db.tables import dicom_instances
+from radcds.adapters.dicom.part10 import (
+    FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    FAILURE_OUT_OF_RESOURCES,
+    DicomRejected,
+    ParsedInstance,
+    read_part10,
+)
+from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
+from radcds.domain.ports import EventPublisher
+from radcds_imaging.storage import InstanceStore
+
+log = logging.getLogger(__name__)
+#: Namespace for deterministic event ids: the same stored instance always yields the same id.
+EVENT_NAMESPACE = uuid.UUID("6f1c7c1e-9d0a-4f0e-9c55-6a2b0d3c1a01")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredInstance:
+    """An instance now held by imaging."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    retrieve_url: str
+    duplicate: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class FailedInstance:
+    """A part that was refused, with its DICOM failure reason."""
+
+    sop_class_uid: str
+    sop_instance_uid: str
+    reason: int
+    message: str
+
+
+@dataclass
+class StoreOutcome:
+    """Result of one STOW-RS request."""
+
+    stored: list[StoredInstance] = field(default_factory=list)
+    failed: list[FailedInstance] = field(default_factory=list)
+
+
+def instance_url(base: str, i: ParsedInstance) -> str:
+    """WADO-RS URL of an instance (PS3.18 10.4.1.1.1)."""
+    r = i.instance
+    return (
+        f"{base}/dicom-web/studies/{r.study_instance_uid}/series/{r.series_instance_uid}/instances/{r.sop_instance_uid}"
+    )
+
+
+class ImagingService:
+    """Stores instances once, atomically, and announces each newly stored one."""
+
+    def __init__(
+        self, *, engine: Engine, store: InstanceStore, publisher: EventPublisher, public_base_url: str
+    ) -> None:
+        self._engine = engine
+        self._store = store
+        self._publisher = publisher
+        self._base = public_base_url.rstrip("/")
+
+    def store_instances(self, *, parts: list[bytes], study_instance_uid: str | None = None) -> StoreOutcome:
+        """Store each part; refused parts carry the reason and nothing partial is kept."""
+        outcome = StoreOutcome()
+        for data in parts:
+            try:
+                parsed = read_part10(data)
+                if study_instance_uid and parsed.instance.study_instance_uid != study_instance_uid:
+                    raise DicomRejected(
+                        FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+                        "StudyInstanceUID differs from the study in the request URL",
+                        sop_class_uid=parsed.instance.sop_class_uid,
+                        sop_instance_uid=parsed.instance.sop_instance_uid,
+                    )
+                outcome.stored.append(self._store_one(parsed, data))
+            except DicomRejected as exc:
+                outcome.failed.append(FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, exc.reason, str(exc)))
+        return outcome
+
+    def _store_one(self, parsed: ParsedInstance, data: bytes) -> StoredInstance:
+        ref = parsed.instance
+        url = instance_url(self._base, parsed)
+        digest = hashlib.sha256(data).hexdigest()
+        with self._engine.begin() as conn:
+            existing = conn.execute(
+                select(dicom_instances.c.sha256).where(dicom_instances.c.sop_instance_uid == ref.sop_instance_uid)
+            ).first()
+            if existing is not None:
+                log.info("duplicate instance ignored", extra={"same_content": existing.sha256 == digest})
+                return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
+            key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.dcm"
+            self._store.put(key, data)
+            try:
+                conn.execute(
+                    insert(dicom_instances).values(
+                        sop_instance_uid=ref.sop_instance_uid,
+                        study_instance_uid=ref.study_instance_uid,
+                        series_instance_uid=ref.series_instance_uid,
+                        sop_class_uid=ref.sop_class_uid,
+                        transfer_syntax_uid=parsed.transfer_syntax_uid,
+                        modality=parsed.context.modality,
+                        patient_id=parsed.context.patient_id,
+                        accession_number=parsed.context.accession_number,
+                        storage_key=key,
+                        size_bytes=len(data),
+                        sha256=digest,
+                        received_at=datetime.now(UTC),
+                    )
+                )
+                event = ImagingInstanceStored(ref, parsed.context, parsed.transfer_syntax_uid, url, len(data))
+                self._publisher.publish(
+                    INSTANCE_STORED,
+                    event.to_payload(),
+                    event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{ref.sop_instance_uid}:{digest}")),
+                    subject=ref.study_instance_uid,
+                )
+            except Exception as exc:
+                # Roll back the row (by leaving the block with the exception) and the file.
+                self._store.delete(key)
+                log.error("instance not stored", extra={"error_class": type(exc).__name__})
+                raise DicomRejected(
+                    FAILURE_OUT_OF_RESOURCES,
+                    "could not store or announce the instance",
+                    sop_class_uid=ref.sop_class_uid,
+                    sop_instance_uid=ref.sop_instance_uid,
+                ) from exc
+        return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url)
+
+    def retrieve_instance(self, *, study: str, series: str, instance: str) -> bytes | None:
+        """The Part 10 bytes of one instance, or None if unknown."""
+        with self._engine.connect() as conn:
+            row = conn.execute(
+                select(dicom_instances.c.storage_key).where(
+                    dicom_instances.c.sop_instance_uid == instance,
+                    dicom_instances.c.series_instance_uid == series,
+                    dicom_instances.c.study_instance_uid == study,
+                )
+            ).first()
+        return None if row is None else self._store.get(row.storage_key)

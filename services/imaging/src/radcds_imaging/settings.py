@@ -1,0 +1,34 @@
+"""Settings of the imaging service (env prefix ``RADCDS_IMAGING_``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from radcds.runtime.settings import ServiceSettings
+
+
+class ImagingSettings(ServiceSettings):
+    """Validated at start-up; a bad value stops the service with a clear message."""
+
+    model_config = SettingsConfigDict(env_prefix="RADCDS_IMAGING_", extra="ignore")
+
+    http_port: int = Field(default=8082, ge=1, le=65535)
+    dimse_port: int = Field(default=11112, ge=1, le=65535)
+    ae_title: str = Field(default="RADCDS", min_length=1, max_length=16, pattern=r"^[ -~]*[!-~][ -~]*$")
+    #: Where instances are stored (filesystem storage port).
+    storage_dir: Path = Path(".run/data/imaging/instances")
+    #: SQLAlchemy URL; SQLite under ``storage_dir``'s parent when not given.
+    database_url: str | None = None
+    #: Base URL other services use to retrieve instances over WADO-RS.
+    public_base_url: str = "http://127.0.0.1:8082"
+    #: Largest STOW-RS request body accepted (413 beyond).
+    max_request_bytes: int = Field(default=512 * 1024 * 1024, ge=1024)
+
+    def resolved_database_url(self) -> str:
+        """The configured URL, or the embedded SQLite default."""
+        from radcds.adapters.db.engine import sqlite_url
+
+        return self.database_url or sqlite_url(self.storage_dir.parent / "imaging.db")

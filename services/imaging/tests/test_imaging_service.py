@@ -1,0 +1,174 @@
+"""STOW-RS store use case and routes, with a fake publisher port and SQLite."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pydicom
+import pytest
+from fastapi.testclient import TestClient
+from pydicom.data import get_testdata_file
+
+from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.dicom.part10 import (
+    FAILURE_CANNOT_UNDERSTAND,
+    FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+    FAILURE_OUT_OF_RESOURCES,
+)
+from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
+from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds_imaging.app import create_app
+from radcds_imaging.handlers import ImagingService
+from radcds_imaging.settings import ImagingSettings
+from radcds_imaging.storage import FilesystemInstanceStore
+
+# pydicom's CT_small.dcm: a 128x128 CT slice (pydicom test files).
+CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+
+
+class RecordingPublisher:
+    """Fake of our EventPublisher port."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
+        self.fail = fail
+
+    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
+        if self.fail:
+            raise ConnectionError("broker down")
+        self.events.append((kind, payload, event_id, subject))
+
+
+@pytest.fixture
+def service(tmp_path):
+    engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
+    migrate(engine)
+    publisher = RecordingPublisher()
+    store = FilesystemInstanceStore(tmp_path / "store")
+    return (
+        ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://imaging.test"),
+        publisher,
+        tmp_path / "store",
+    )
+
+
+def test_store_valid_instance_publishes_one_instance_stored_event(service):
+    svc, publisher, _ = service
+    outcome = svc.store_instances(parts=[CT_SMALL.read_bytes()])
+    assert len(outcome.stored) == 1 and not outcome.failed
+    ((kind, payload, _, subject),) = publisher.events
+    ds = pydicom.dcmread(CT_SMALL)
+    assert kind is INSTANCE_STORED
+    assert subject == ds.StudyInstanceUID
+    assert payload["instance"]["sopInstanceUid"] == ds.SOPInstanceUID
+    assert payload["retrieveUrl"].startswith("http://imaging.test/dicom-web/studies/")
+
+
+def test_same_sop_instance_twice_is_stored_once_and_announced_once(service):
+    svc, publisher, store_root = service
+    svc.store_instances(parts=[CT_SMALL.read_bytes()])
+    again = svc.store_instances(parts=[CT_SMALL.read_bytes()])
+    assert again.stored[0].duplicate
+    assert len(publisher.events) == 1
+    assert len(list(store_root.rglob("*.dcm"))) == 1
+
+
+def test_non_dicom_part_fails_with_c000_and_nothing_is_stored(service):
+    svc, publisher, store_root = service
+    outcome = svc.store_instances(parts=[b"this is not DICOM"])
+    assert [f.reason for f in outcome.failed] == [FAILURE_CANNOT_UNDERSTAND]
+    assert not publisher.events and not list(store_root.rglob("*.dcm"))
+
+
+def test_instance_without_study_uid_fails_with_a900(service, tmp_path):
+    ds = pydicom.dcmread(CT_SMALL)
+    del ds.StudyInstanceUID
+    path = tmp_path / "nostudy.dcm"
+    ds.save_as(path)
+    outcome = service[0].store_instances(parts=[path.read_bytes()])
+    assert outcome.failed[0].reason == FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
+    assert "StudyInstanceUID" in outcome.failed[0].message
+
+
+def test_unpublishable_instance_fails_with_a700_and_leaves_no_file_or_row(tmp_path):
+    engine = make_engine(sqlite_url(tmp_path / "db.sqlite"))
+    migrate(engine)
+    store = FilesystemInstanceStore(tmp_path / "store")
+    svc = ImagingService(
+        engine=engine, store=store, publisher=RecordingPublisher(fail=True), public_base_url="http://x"
+    )
+    outcome = svc.store_instances(parts=[CT_SMALL.read_bytes()])
+    assert outcome.failed[0].reason == FAILURE_OUT_OF_RESOURCES
+    assert not list((tmp_path / "store").rglob("*.dcm"))
+    ds = pydicom.dcmread(CT_SMALL)
+    assert (
+        svc.retrieve_instance(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, instance=ds.SOPInstanceUID)
+        is None
+    )
+
+
+@pytest.fixture
+def client(tmp_path):
+    settings = ImagingSettings(
+        storage_dir=tmp_path / "store", public_base_url="http://testserver", max_request_bytes=2 * 1024 * 1024
+    )
+    app = create_app(settings, publisher=RecordingPublisher())
+    with TestClient(app) as c:
+        yield c
+
+
+def _stow(client, parts, ctype='multipart/related; type="application/dicom"; boundary={b}', url="/dicom-web/studies"):
+    body, boundary = build_related(parts)
+    return client.post(url, content=body, headers={"Content-Type": ctype.format(b=boundary)})
+
+
+def test_stow_all_stored_returns_200_with_referenced_sop_sequence(client):
+    r = _stow(client, [("application/dicom", CT_SMALL.read_bytes())])
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("application/dicom+json")
+    assert r.json()["00081199"]["Value"][0]["00081155"]["Value"] == [pydicom.dcmread(CT_SMALL).SOPInstanceUID]
+
+
+def test_stow_some_failed_returns_202_with_failed_sop_sequence(client):
+    r = _stow(client, [("application/dicom", CT_SMALL.read_bytes()), ("application/dicom", b"junk")])
+    assert r.status_code == 202
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [FAILURE_CANNOT_UNDERSTAND]
+
+
+def test_stow_nothing_stored_returns_409(client):
+    assert _stow(client, [("application/dicom", b"junk")]).status_code == 409
+
+
+def test_stow_with_wrong_content_type_returns_415(client):
+    r = client.post("/dicom-web/studies", content=b"x", headers={"Content-Type": "application/json"})
+    assert r.status_code == 415
+
+
+def test_stow_with_non_dicom_part_type_returns_415(client):
+    assert _stow(client, [("text/plain", b"hello")]).status_code == 415
+
+
+def test_stow_larger_than_limit_returns_413(client):
+    assert _stow(client, [("application/dicom", b"\0" * (3 * 1024 * 1024))]).status_code == 413
+
+
+def test_stow_to_study_url_with_other_study_fails_the_part(client):
+    r = _stow(client, [("application/dicom", CT_SMALL.read_bytes())], url="/dicom-web/studies/1.2.3")
+    assert r.status_code == 409
+
+
+def test_wado_rs_returns_the_stored_bytes_as_multipart(client):
+    _stow(client, [("application/dicom", CT_SMALL.read_bytes())])
+    ds = pydicom.dcmread(CT_SMALL)
+    r = client.get(
+        f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+    )
+    assert r.status_code == 200
+    _, params = parse_content_type(r.headers["content-type"])
+    assert split_parts(r.content, params["boundary"])[0].content == CT_SMALL.read_bytes()
+
+
+def test_health_and_metrics_endpoints_answer(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/metrics").status_code == 200

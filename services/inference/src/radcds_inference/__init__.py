@@ -1,0 +1,1 @@
+"""radcds inference: analyses stored instances with models served by Triton over gRPC."""

@@ -1,0 +1,665 @@
+"""The Helm chart deploy/helm/radcds, checked offline.
+
+helm-python-sdk (Helm v4 as a library) lints and renders the chart; the rendered manifests are
+parsed with PyYAML and validated against the Kubernetes 1.32 JSON schemas (strict: unknown
+fields are errors) with kubernetes-validate. No cluster and no helm binary are involved.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+
+CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "radcds"
+KUBE_VERSION = "1.32.0"
+RELEASE = "radcds"
+NAMESPACE = "radcds"
+BOOTSTRAP = "kafka-0.kafka:9092,kafka-1.kafka:9092"
+REQUIRED: dict[str, Any] = {"kafka": {"bootstrapServers": BOOTSTRAP}}
+
+# Service -> the ports the chart must open (container port name -> number).
+SERVICE_PORTS = {
+    "referral": {"http": 8081},
+    "imaging": {"http": 8082, "dimse": 11112},
+    "inference": {"http": 8083, "grpc": 50051},
+    "reporting": {"http": 8085, "mllp": 2575},
+    "fusion": {"http": 8084},
+}
+TOPICS = {
+    "radcds.imaging.instances.v1": 6,
+    "radcds.inference.findings.v1": 6,
+    "radcds.reporting.reports.v1": 6,
+    "radcds.imaging.instances.v1.dlt": 1,
+    "radcds.inference.findings.v1.dlt": 1,
+    "radcds.reporting.reports.v1.dlt": 1,
+}
+
+# Values that switch on every optional part of the chart at once.
+EVERYTHING_ON: dict[str, Any] = {
+    "kafka": {
+        "securityProtocol": "SASL_SSL",
+        "sasl": {"mechanism": "SCRAM-SHA-512", "existingSecret": "kafka-user"},
+        "tls": {"caSecret": "kafka-ca"},
+    },
+    "database": {"existingSecret": "radcds-db", "existingSecretKey": "dsn"},
+    "otel": {"endpoint": "http://otel-collector:4318/v1/traces"},
+    "networkPolicy": {
+        "enabled": True,
+        "extraIngressFrom": [{"namespaceSelector": {"matchLabels": {"name": "ingress"}}}],
+    },
+    "fusion": {"enabled": True},
+    "imaging": {
+        "pdb": {"enabled": True},
+        "autoscaling": {"enabled": True, "maxReplicas": 3},
+        "persistence": {"storageClass": "fast-ssd", "size": "200Gi"},
+        "service": {"type": "LoadBalancer"},
+    },
+    "reporting": {
+        "pdb": {"enabled": True, "maxUnavailable": 1},
+        "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
+        "extraEnv": [{"name": "TZ", "value": "UTC"}],
+        "envFromSecrets": ["reporting-extra"],
+    },
+    "triton": {
+        "gpu": {"enabled": True, "count": 1},
+        "runtimeClassName": "nvidia",
+        "nodeSelector": {"nvidia.com/gpu.present": "true"},
+        "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        "extraArgs": ["--log-verbose=1"],
+    },
+    "topics": {"create": True},
+}
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Deep-merge ``override`` into a copy of ``base`` (maps merge, everything else replaces)."""
+    merged = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def chart() -> Iterator[helm.Chart]:
+    with helm.Chart.load(CHART) as loaded:
+        yield loaded
+
+
+def _render_raw(chart: helm.Chart, overrides: dict[str, Any] | None = None) -> dict[str, str]:
+    values = _merge(REQUIRED, overrides or {})
+    return chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def _render(chart: helm.Chart, overrides: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The rendered manifests as parsed objects (NOTES.txt left out)."""
+    docs: list[dict[str, Any]] = []
+    for path, text in sorted(_render_raw(chart, overrides).items()):
+        if path.endswith(".yaml"):
+            docs.extend(doc for doc in yaml.safe_load_all(text) if doc)
+    return docs
+
+
+def _objects(docs: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {doc["metadata"]["name"]: doc for doc in docs if doc["kind"] == kind}
+
+
+def _deployment(docs: list[dict[str, Any]], component: str) -> dict[str, Any]:
+    return _objects(docs, "Deployment")[f"{RELEASE}-{component}"]
+
+
+def _container(deployment: dict[str, Any]) -> dict[str, Any]:
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container.get("env", [])}
+
+
+def _config(docs: list[dict[str, Any]], component: str) -> dict[str, str]:
+    data: dict[str, str] = _objects(docs, "ConfigMap")[f"{RELEASE}-{component}"]["data"]
+    return data
+
+
+def _render_error(chart: helm.Chart, overrides: dict[str, Any]) -> str:
+    with pytest.raises(helm.HelmError) as caught:
+        _render_raw(chart, overrides)
+    return str(caught.value)
+
+
+def test_lint_with_required_values_reports_no_warnings_or_errors_in_strict_mode() -> None:
+    report = helm.lint(CHART, REQUIRED, strict=True, kube_version=f"v{KUBE_VERSION}")
+
+    assert report["errors"] == []
+    # Severity 1 is INFO (e.g. "icon is recommended"); 2 WARNING and 3 ERROR must not occur.
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_chart_metadata_is_api_v2_version_and_app_version_0_1_0(chart: helm.Chart) -> None:
+    metadata = chart.metadata
+
+    assert metadata["apiVersion"] == "v2"
+    assert metadata["version"] == "0.1.0"
+    assert metadata["appVersion"] == "0.1.0"
+
+
+def test_default_values_render_deployments_for_enabled_services(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    expected = {f"{RELEASE}-{name}" for name in ("referral", "imaging", "inference", "reporting")}
+    expected.add(f"{RELEASE}-triton")
+    assert set(_objects(docs, "Deployment")) == expected
+    assert set(_objects(docs, "Service")) == expected
+    assert f"{RELEASE}-fusion" not in _objects(docs, "ConfigMap")
+    assert not _objects(docs, "ServiceAccount")
+
+
+def test_fusion_enabled_renders_deployment_and_service_on_port_8084(chart: helm.Chart) -> None:
+    docs = _render(chart, {"fusion": {"enabled": True}})
+
+    container = _container(_deployment(docs, "fusion"))
+    assert container["command"] == ["radcds-fusion"]
+    assert [p["containerPort"] for p in container["ports"]] == [8084]
+    assert _objects(docs, "Service")[f"{RELEASE}-fusion"]["spec"]["ports"][0]["port"] == 8084
+
+
+def test_referral_disabled_renders_no_referral_resources(chart: helm.Chart) -> None:
+    docs = _render(chart, {"referral": {"enabled": False}})
+
+    assert not [d for d in docs if d["metadata"]["name"] == f"{RELEASE}-referral"]
+
+
+@pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
+def test_service_ports_match_protocol_endpoints_in_container_and_service(chart: helm.Chart, service: str) -> None:
+    docs = _render(chart, {"fusion": {"enabled": True}})
+
+    container = _container(_deployment(docs, service))
+    container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    svc = _objects(docs, "Service")[f"{RELEASE}-{service}"]
+    service_ports = {p["name"]: (p["port"], p["targetPort"]) for p in svc["spec"]["ports"]}
+    assert container_ports == SERVICE_PORTS[service]
+    assert service_ports == {name: (port, name) for name, port in SERVICE_PORTS[service].items()}
+    assert all(p["protocol"] == "TCP" for p in svc["spec"]["ports"])
+
+
+@pytest.mark.parametrize("service", ["referral", "imaging", "inference", "reporting"])
+def test_service_container_runs_console_script_from_its_own_image(chart: helm.Chart, service: str) -> None:
+    docs = _render(chart)
+
+    container = _container(_deployment(docs, service))
+    assert container["image"] == f"registry.example.org/radcds/radcds-{service}:0.1.0"
+    assert container["command"] == [f"radcds-{service}"]
+
+
+def test_image_tag_overrides_apply_globally_and_per_service(chart: helm.Chart) -> None:
+    docs = _render(
+        chart,
+        {
+            "image": {"repository": "ghcr.io/acme", "tag": "1.2.3"},
+            "imaging": {"image": {"tag": "9"}},
+        },
+    )
+
+    assert _container(_deployment(docs, "referral"))["image"] == "ghcr.io/acme/radcds-referral:1.2.3"
+    assert _container(_deployment(docs, "imaging"))["image"] == "ghcr.io/acme/radcds-imaging:9"
+    init = _deployment(docs, "triton")["spec"]["template"]["spec"]["initContainers"][0]
+    assert init["image"] == "ghcr.io/acme/radcds-models:1.2.3"
+
+
+@pytest.mark.parametrize("service", ["referral", "imaging", "inference", "reporting"])
+def test_service_probes_check_healthz_and_readyz_on_http_port(chart: helm.Chart, service: str) -> None:
+    container = _container(_deployment(_render(chart), service))
+
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+
+
+@pytest.mark.parametrize("service", ["referral", "imaging", "inference", "reporting"])
+def test_service_reads_prefixed_kafka_and_http_settings_from_its_configmap(chart: helm.Chart, service: str) -> None:
+    docs = _render(chart)
+
+    prefix = f"RADCDS_{service.upper()}_"
+    config = _config(docs, service)
+    assert config[prefix + "KAFKA_BOOTSTRAP_SERVERS"] == BOOTSTRAP
+    assert config[prefix + "KAFKA_SECURITY_PROTOCOL"] == "PLAINTEXT"
+    assert config[prefix + "HTTP_HOST"] == "0.0.0.0"
+    assert config[prefix + "HTTP_PORT"] == str(SERVICE_PORTS[service]["http"])
+    assert config[prefix + "ENVIRONMENT"] == "production"
+    assert all(isinstance(value, str) for value in config.values())
+    assert prefix + "OTLP_ENDPOINT" not in config
+    container = _container(_deployment(docs, service))
+    assert container["envFrom"] == [{"configMapRef": {"name": f"{RELEASE}-{service}"}}]
+
+
+def test_imaging_and_reporting_settings_carry_dicom_and_hl7_endpoints(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    imaging = _config(docs, "imaging")
+    reporting = _config(docs, "reporting")
+    assert imaging["RADCDS_IMAGING_DIMSE_PORT"] == "11112"
+    assert imaging["RADCDS_IMAGING_AE_TITLE"] == "RADCDS"
+    assert imaging["RADCDS_IMAGING_DICOMWEB_ROOT"] == "/dicom-web"
+    assert imaging["RADCDS_IMAGING_STORAGE_DIR"] == "/var/lib/radcds/imaging"
+    assert reporting["RADCDS_REPORTING_MLLP_PORT"] == "2575"
+    assert reporting["RADCDS_REPORTING_FHIR_BASE"] == "/fhir"
+    assert _config(docs, "inference")["RADCDS_INFERENCE_GRPC_PORT"] == "50051"
+
+
+def test_config_change_changes_pod_checksum_so_pods_roll(chart: helm.Chart) -> None:
+    before = _deployment(_render(chart), "imaging")
+    after = _deployment(_render(chart, {"logLevel": "DEBUG"}), "imaging")
+
+    annotation = "checksum/config"
+    assert (
+        before["spec"]["template"]["metadata"]["annotations"][annotation]
+        != after["spec"]["template"]["metadata"]["annotations"][annotation]
+    )
+
+
+def test_inference_triton_url_points_at_triton_grpc_service(chart: helm.Chart) -> None:
+    config = _config(_render(chart), "inference")
+
+    assert config["RADCDS_INFERENCE_TRITON_URL"] == f"{RELEASE}-triton:8001"
+
+
+def test_triton_disabled_with_external_url_uses_it_and_renders_no_triton(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"triton": {"enabled": False, "externalUrl": "triton.models:8001"}})
+
+    assert f"{RELEASE}-triton" not in _objects(docs, "Deployment")
+    assert f"{RELEASE}-triton" not in _objects(docs, "Service")
+    assert _config(docs, "inference")["RADCDS_INFERENCE_TRITON_URL"] == "triton.models:8001"
+
+
+def test_triton_disabled_without_external_url_fails_with_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(chart, {"triton": {"enabled": False}})
+
+    assert "triton.externalUrl is required when triton.enabled=false" in message
+
+
+def test_empty_kafka_bootstrap_servers_fails_with_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(chart, {"kafka": {"bootstrapServers": ""}})
+
+    assert "kafka.bootstrapServers is required" in message
+
+
+def test_sasl_mechanism_without_secret_fails_with_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(chart, {"kafka": {"sasl": {"mechanism": "PLAIN"}}})
+
+    assert "kafka.sasl.existingSecret is required" in message
+
+
+def test_sasl_and_tls_expose_credentials_from_secret_and_mount_the_ca(chart: helm.Chart) -> None:
+    docs = _render(chart, {"kafka": EVERYTHING_ON["kafka"]})
+
+    config = _config(docs, "inference")
+    assert config["RADCDS_INFERENCE_KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+    assert config["RADCDS_INFERENCE_KAFKA_SSL_CAFILE"] == "/etc/radcds/kafka/ca.crt"
+    deployment = _deployment(docs, "inference")
+    env = _env(_container(deployment))
+    assert env["RADCDS_INFERENCE_KAFKA_SASL_USERNAME"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-user",
+        "key": "username",
+    }
+    assert env["RADCDS_INFERENCE_KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "kafka-user",
+        "key": "password",
+    }
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["kafka-ca"]["secret"]["secretName"] == "kafka-ca"
+
+
+def test_database_secret_is_exposed_only_to_imaging_and_reporting(chart: helm.Chart) -> None:
+    docs = _render(chart, {"database": {"existingSecret": "radcds-db", "existingSecretKey": "dsn"}})
+
+    for service in ("imaging", "reporting"):
+        env = _env(_container(_deployment(docs, service)))
+        ref = env[f"RADCDS_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
+        assert ref == {"name": "radcds-db", "key": "dsn"}
+    for service in ("referral", "inference"):
+        env = _env(_container(_deployment(docs, service)))
+        assert not [name for name in env if name.endswith("_DATABASE_URL")]
+    assert not _objects(docs, "Secret")
+
+
+def test_database_url_without_existing_secret_creates_chart_secret(chart: helm.Chart) -> None:
+    docs = _render(chart, {"database": {"url": "postgresql://radcds:pw@db:5432/radcds"}})
+
+    secret = _objects(docs, "Secret")[f"{RELEASE}-database"]
+    assert secret["stringData"] == {"url": "postgresql://radcds:pw@db:5432/radcds"}
+    env = _env(_container(_deployment(docs, "reporting")))
+    assert env["RADCDS_REPORTING_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-database",
+        "key": "url",
+    }
+
+
+def test_no_database_configured_sets_no_database_url(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    env = _env(_container(_deployment(docs, "imaging")))
+    assert "RADCDS_IMAGING_DATABASE_URL" not in env
+
+
+def test_otel_endpoint_sets_otlp_endpoint_for_every_service(chart: helm.Chart) -> None:
+    endpoint = "http://otel-collector:4318/v1/traces"
+    docs = _render(chart, {"otel": {"endpoint": endpoint}})
+
+    for service in ("referral", "imaging", "inference", "reporting"):
+        config = _config(docs, service)
+        assert config[f"RADCDS_{service.upper()}_OTLP_ENDPOINT"] == endpoint
+        assert config["OTEL_SERVICE_NAME"] == f"radcds-{service}"
+
+
+def test_extra_env_and_secret_refs_are_added_to_the_container(chart: helm.Chart) -> None:
+    docs = _render(chart, {"reporting": EVERYTHING_ON["reporting"]})
+
+    container = _container(_deployment(docs, "reporting"))
+    assert _env(container)["TZ"] == {"name": "TZ", "value": "UTC"}
+    assert {"secretRef": {"name": "reporting-extra"}} in container["envFrom"]
+
+
+def test_settings_map_becomes_prefixed_env_in_configmap(chart: helm.Chart) -> None:
+    docs = _render(chart, {"referral": {"settings": {"CONSUMER_MAX_RETRIES": 5}}})
+
+    assert _config(docs, "referral")["RADCDS_REFERRAL_CONSUMER_MAX_RETRIES"] == "5"
+
+
+def _resources_of_all_containers(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    resources = []
+    for deployment in _objects(docs, "Deployment").values():
+        spec = deployment["spec"]["template"]["spec"]
+        for container in spec["containers"] + spec.get("initContainers", []):
+            resources.append(container.get("resources", {}))
+    return resources
+
+
+def test_triton_requests_no_gpu_when_gpu_disabled(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    for resources in _resources_of_all_containers(docs):
+        for section in resources.values():
+            assert "nvidia.com/gpu" not in section
+
+
+def test_triton_gpu_enabled_requests_gpus_with_node_placement(chart: helm.Chart) -> None:
+    docs = _render(chart, {"triton": EVERYTHING_ON["triton"] | {"gpu": {"enabled": True, "count": 2}}})
+
+    deployment = _deployment(docs, "triton")
+    pod = deployment["spec"]["template"]["spec"]
+    assert _container(deployment)["resources"]["limits"]["nvidia.com/gpu"] == 2
+    assert pod["nodeSelector"] == {"nvidia.com/gpu.present": "true"}
+    assert pod["tolerations"] == EVERYTHING_ON["triton"]["tolerations"]
+    assert pod["runtimeClassName"] == "nvidia"
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxSurge": 0, "maxUnavailable": 1}
+    gpu_users = [
+        name
+        for name, d in _objects(docs, "Deployment").items()
+        if "nvidia.com/gpu" in _container(d).get("resources", {}).get("limits", {})
+    ]
+    assert gpu_users == [f"{RELEASE}-triton"]
+
+
+def test_triton_runs_tritonserver_on_models_copied_by_init_container(chart: helm.Chart) -> None:
+    deployment = _deployment(_render(chart), "triton")
+
+    pod = deployment["spec"]["template"]["spec"]
+    container = _container(deployment)
+    assert container["image"] == "nvcr.io/nvidia/tritonserver:24.10-py3"
+    assert container["args"][:2] == ["tritonserver", "--model-repository=/models"]
+    assert {p["name"]: p["containerPort"] for p in container["ports"]} == {
+        "http": 8000,
+        "grpc": 8001,
+        "metrics": 8002,
+    }
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": "http"}
+    (init,) = pod["initContainers"]
+    assert init["image"] == "registry.example.org/radcds/radcds-models:0.1.0"
+    assert {"name": "MODELS_SOURCE", "value": "/models"} in init["env"]
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert "emptyDir" in volumes["models"]
+    assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert mounts["models"] == "/models"
+    assert init["volumeMounts"][0]["name"] == "models"
+
+
+def test_triton_version_and_model_source_are_configurable(chart: helm.Chart) -> None:
+    docs = _render(
+        chart,
+        {
+            "triton": {
+                "image": {"tag": "25.01"},
+                "modelRepository": {
+                    "image": {"repository": "ghcr.io/acme/models", "tag": "7"},
+                    "path": "/opt/models",
+                },
+            }
+        },
+    )
+
+    pod = _deployment(docs, "triton")["spec"]["template"]["spec"]
+    assert pod["containers"][0]["image"] == "nvcr.io/nvidia/tritonserver:25.01-py3"
+    assert pod["initContainers"][0]["image"] == "ghcr.io/acme/models:7"
+    assert {"name": "MODELS_SOURCE", "value": "/opt/models"} in pod["initContainers"][0]["env"]
+
+
+def test_triton_model_repository_from_existing_claim_mounts_it_read_only(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"triton": {"modelRepository": {"source": "pvc", "existingClaim": "models"}}})
+
+    pod = _deployment(docs, "triton")["spec"]["template"]["spec"]
+    assert "initContainers" not in pod
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    assert volumes["models"]["persistentVolumeClaim"] == {"claimName": "models", "readOnly": True}
+
+
+def test_triton_model_claim_source_without_claim_fails_with_clear_message(
+    chart: helm.Chart,
+) -> None:
+    message = _render_error(chart, {"triton": {"modelRepository": {"source": "pvc"}}})
+
+    assert "triton.modelRepository.existingClaim is required" in message
+
+
+def test_imaging_persistence_creates_claim_with_storage_class_and_size(chart: helm.Chart) -> None:
+    docs = _render(chart, {"imaging": {"persistence": {"storageClass": "fast", "size": "1Ti"}}})
+
+    claim = _objects(docs, "PersistentVolumeClaim")[f"{RELEASE}-imaging"]
+    assert claim["spec"]["storageClassName"] == "fast"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Ti"
+    deployment = _deployment(docs, "imaging")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": f"{RELEASE}-imaging"}
+    mounts = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert mounts["data"] == "/var/lib/radcds/imaging"
+    assert deployment["spec"]["strategy"] == {"type": "Recreate"}
+
+
+def test_imaging_persistence_disabled_uses_empty_dir_and_no_claim(chart: helm.Chart) -> None:
+    docs = _render(chart, {"imaging": {"persistence": {"enabled": False}}})
+
+    assert not _objects(docs, "PersistentVolumeClaim")
+    deployment = _deployment(docs, "imaging")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert "strategy" not in deployment["spec"]
+
+
+def test_imaging_existing_claim_is_mounted_and_no_claim_is_created(chart: helm.Chart) -> None:
+    docs = _render(chart, {"imaging": {"persistence": {"existingClaim": "pacs-store"}}})
+
+    assert not _objects(docs, "PersistentVolumeClaim")
+    volumes = _deployment(docs, "imaging")["spec"]["template"]["spec"]["volumes"]
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "pacs-store"}} in volumes
+
+
+def test_pods_run_as_non_root_with_read_only_root_and_writable_tmp(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    for name, deployment in _objects(docs, "Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True, name
+        assert pod["automountServiceAccountToken"] is False, name
+        for container in pod["containers"] + pod.get("initContainers", []):
+            context = container["securityContext"]
+            assert context["readOnlyRootFilesystem"] is True, name
+            assert context["allowPrivilegeEscalation"] is False, name
+            assert context["capabilities"] == {"drop": ["ALL"]}, name
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        assert "emptyDir" in volumes["tmp"], name
+        mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert mounts["tmp"] == "/tmp", name
+
+
+def test_pods_carry_prometheus_scrape_annotations_for_metrics(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    expected_ports = {f"{RELEASE}-{s}": str(p["http"]) for s, p in SERVICE_PORTS.items()}
+    expected_ports[f"{RELEASE}-triton"] = "8002"
+    for name, deployment in _objects(docs, "Deployment").items():
+        annotations = deployment["spec"]["template"]["metadata"]["annotations"]
+        assert annotations["prometheus.io/scrape"] == "true"
+        assert annotations["prometheus.io/path"] == "/metrics"
+        assert annotations["prometheus.io/port"] == expected_ports[name]
+
+
+def test_disruption_budgets_autoscalers_and_network_policies_are_off_by_default(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart)
+
+    assert not _objects(docs, "PodDisruptionBudget")
+    assert not _objects(docs, "HorizontalPodAutoscaler")
+    assert not _objects(docs, "NetworkPolicy")
+    assert not _objects(docs, "Job")
+
+
+def test_enabled_pdb_and_hpa_render_for_that_service_and_drop_fixed_replicas(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"imaging": EVERYTHING_ON["imaging"]})
+
+    pdb = _objects(docs, "PodDisruptionBudget")
+    hpa = _objects(docs, "HorizontalPodAutoscaler")
+    assert set(pdb) == set(hpa) == {f"{RELEASE}-imaging"}
+    assert pdb[f"{RELEASE}-imaging"]["spec"]["minAvailable"] == 1
+    selector = _deployment(docs, "imaging")["spec"]["selector"]["matchLabels"]
+    assert pdb[f"{RELEASE}-imaging"]["spec"]["selector"]["matchLabels"] == selector
+    target = hpa[f"{RELEASE}-imaging"]["spec"]
+    assert target["scaleTargetRef"]["name"] == f"{RELEASE}-imaging"
+    assert target["maxReplicas"] == 3
+    assert "replicas" not in _deployment(docs, "imaging")["spec"]
+    assert _deployment(docs, "reporting")["spec"]["replicas"] == 1
+
+
+def test_network_policy_admits_only_component_ports(chart: helm.Chart) -> None:
+    docs = _render(chart, {"networkPolicy": EVERYTHING_ON["networkPolicy"]})
+
+    policies = _objects(docs, "NetworkPolicy")
+    assert set(policies) == set(_objects(docs, "Deployment"))
+    (rule,) = policies[f"{RELEASE}-reporting"]["spec"]["ingress"]
+    assert sorted(p["port"] for p in rule["ports"]) == [2575, 8085]
+    assert EVERYTHING_ON["networkPolicy"]["extraIngressFrom"][0] in rule["from"]
+    (triton_rule,) = policies[f"{RELEASE}-triton"]["spec"]["ingress"]
+    assert sorted(p["port"] for p in triton_rule["ports"]) == [8000, 8001, 8002]
+
+
+def test_topics_job_creates_every_topic_with_its_partitions_after_install(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"topics": {"create": True, "replicationFactor": 2}})
+
+    job = _objects(docs, "Job")[f"{RELEASE}-topics"]
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    container = _container(job)
+    script = container["args"][0]
+    for topic, partitions in TOPICS.items():
+        command = f"--topic '{topic}' --partitions {partitions} --replication-factor 2"
+        assert command in script, topic
+    assert _env(container)["KAFKA_BOOTSTRAP_SERVERS"]["value"] == BOOTSTRAP
+
+
+def test_notes_list_the_topics_when_the_chart_does_not_create_them(chart: helm.Chart) -> None:
+    notes = _render_raw(chart)[f"{RELEASE}/templates/NOTES.txt"]
+
+    for topic, partitions in TOPICS.items():
+        assert f"{topic} ({partitions} partitions)" in notes
+
+
+@pytest.mark.parametrize(
+    ("overrides", "path"),
+    [
+        ({"imaging": {"replicaCount": "two"}}, "/imaging/replicaCount"),
+        ({"imaging": {"ports": {"http": 70000}}}, "/imaging/ports/http"),
+        ({"kafka": {"securityProtocol": "TLS"}}, "/kafka/securityProtocol"),
+        ({"kafka": {"bootstrapServers": "no-port"}}, "/kafka/bootstrapServers"),
+        ({"kafka": {"bootstrapServers": "a:9092, b:9092"}}, "/kafka/bootstrapServers"),
+        ({"triton": {"externalUrl": "grpc://triton"}}, "/triton/externalUrl"),
+        ({"triton": {"gpu": {"enabled": "yes"}}}, "/triton/gpu/enabled"),
+        ({"referral": {"replicas": 2}}, "/referral"),
+        ({"logLevel": "TRACE"}, "/logLevel"),
+    ],
+)
+def test_values_schema_rejects_bad_value_naming_its_path(
+    chart: helm.Chart, overrides: dict[str, Any], path: str
+) -> None:
+    values = _merge(REQUIRED, overrides)
+
+    with pytest.raises(helm.HelmValuesError) as caught:
+        chart.validate_schema(values)
+    assert path in str(caught.value)
+    with pytest.raises(helm.HelmValuesError):
+        chart.render(values, name=RELEASE, namespace=NAMESPACE)
+
+
+def test_values_schema_accepts_defaults_and_every_option_switched_on(chart: helm.Chart) -> None:
+    chart.validate_schema(REQUIRED)
+    chart.validate_schema(_merge(REQUIRED, EVERYTHING_ON))
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        EVERYTHING_ON,
+        {"triton": {"enabled": False, "externalUrl": "triton.models:8001"}},
+        {
+            "imaging": {"persistence": {"enabled": False}},
+            "triton": {"modelRepository": {"source": "pvc", "existingClaim": "models"}},
+        },
+    ],
+    ids=["defaults", "everything-on", "external-triton", "no-claims"],
+)
+def test_rendered_manifests_validate_against_kubernetes_1_32_strict(
+    chart: helm.Chart, overrides: dict[str, Any]
+) -> None:
+    docs = _render(chart, overrides)
+
+    assert docs
+    for doc in docs:
+        kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+        assert doc["metadata"]["namespace"] == NAMESPACE
+        assert doc["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
+
+
+def test_everything_on_lints_clean_in_strict_mode() -> None:
+    report = helm.lint(CHART, _merge(REQUIRED, EVERYTHING_ON), strict=True, kube_version=f"v{KUBE_VERSION}")
+
+    assert report["errors"] == []
+    assert [m for m in report["messages"] if m["severity"] >= 2] == []

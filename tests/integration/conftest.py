@@ -1,0 +1,50 @@
+"""Session fixtures: one real stack (Apache Kafka KRaft, Triton, PostgreSQL, the services) for all tests.
+
+Ports differ from `make up`'s defaults so a developer's running stack is not disturbed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from radcds.devstack.stack import SERVICES, LocalStack, Ports
+
+ROOT = Path(__file__).resolve().parents[2]
+TEST_PORTS = Ports(
+    kafka=29092,
+    kafka_controller=29093,
+    triton_http=28000,
+    triton_grpc=28001,
+    triton_metrics=28002,
+    imaging=28082,
+    inference=28083,
+    inference_grpc=28051,
+    reporting=28085,
+    postgres=25432,
+)
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[LocalStack]:
+    run_dir = ROOT / ".run" / f"itest-{os.getpid()}"
+    extra: dict[str, str] = {}
+    for service in SERVICES:
+        p = f"RADCDS_{service.upper()}_"
+        extra |= {
+            f"{p}ENVIRONMENT": "test",
+            f"{p}CONSUMER_MAX_RETRIES": "2",
+            f"{p}CONSUMER_BACKOFF_INITIAL_S": "0.05",
+            f"{p}CONSUMER_BACKOFF_MAX_S": "1",
+        }
+    s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
+    s.up()
+    try:
+        yield s
+    finally:
+        s.down()
+        shutil.rmtree(run_dir, ignore_errors=True)

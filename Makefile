@@ -83,9 +83,9 @@ bench: deps ## Benchmarks in bench/ (tables with ratios against a baseline measu
 	$(PY) bench/run.py
 
 proto: deps ## Generate Python code from proto/ (one source for every service)
-	$(PY) -m grpc_tools.protoc -Iproto --python_out=libs/radcds/src/radcds/adapters/grpc/gen \
-		--grpc_python_out=libs/radcds/src/radcds/adapters/grpc/gen --pyi_out=libs/radcds/src/radcds/adapters/grpc/gen \
-		$$(find proto -name '*.proto')
+	$(PY) -m grpc_tools.protoc -Iradcds/adapters/grpc/gen=proto/radcds/v1 \
+		--python_out=libs/radcds/src --grpc_python_out=libs/radcds/src --pyi_out=libs/radcds/src \
+		$$(find proto -name '*.proto' | sort)
 
 clean: down ## Remove the run folder (logs, data) — keeps the caches
 	rm -rf .run

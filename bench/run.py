@@ -1,0 +1,116 @@
+"""radcds benchmarks: each row is measured against a baseline from the same run (see bench/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pydicom
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def timed(fn: Callable[[], object], *, repeat: int, warmup: int = 3) -> list[float]:
+    """Seconds per call, ``repeat`` samples after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - t0)
+    return samples
+
+
+def row(name: str, samples: list[float], baseline: list[float]) -> str:
+    med, base = statistics.median(samples), statistics.median(baseline)
+    p95 = sorted(samples)[int(0.95 * (len(samples) - 1))]
+    return f"| {name} | {med * 1e3:.3f} | {p95 * 1e3:.3f} | {1 / med:,.0f} | {base * 1e3:.3f} | {med / base:.1f}x |"
+
+
+HEADER = (
+    "| benchmark | median ms | p95 ms | ops/s | baseline median ms | ratio (radcds / baseline) |\n"
+    "| --- | --- | --- | --- | --- | --- |"
+)
+
+
+def bench_codec() -> str:
+    from radcds.adapters.kafka.codec import decode, encode
+    from radcds.domain import codes
+    from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
+    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+
+    analysis = ImageAnalysis(
+        InstanceReference("1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.2"),
+        StudyContext(patient_id="P", modality="CT", study_date="20260101"),
+        ModelIdentity("pixel_statistics", "1"),
+        measurements=tuple(Measurement(codes.MEAN_PIXEL_VALUE, float(i), codes.UNIT_HOUNSFIELD) for i in range(6)),
+    )
+    payload = ImagingFindingsProduced(analysis).to_payload()
+
+    def radcds() -> None:
+        m = encode(FINDINGS_PRODUCED, payload, event_id="x", source="/b", subject="1.2.3")
+        decode(list(m.headers.items()), None, m.value)
+
+    def baseline() -> None:
+        json.loads(json.dumps(payload))
+
+    return row(
+        "event codec (encode+validate+decode+validate)", timed(radcds, repeat=2000), timed(baseline, repeat=2000)
+    )
+
+
+def bench_triton() -> str:
+    from pydicom.data import get_testdata_file
+
+    from radcds.adapters.dicom.pixels import prepare_image
+    from radcds.adapters.triton.client import TritonClient
+    from radcds.devstack.stack import LocalStack, Ports
+
+    spec = importlib.util.spec_from_file_location("pixstats", ROOT / "models/pixel_statistics/1/model.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    image = prepare_image(pydicom.dcmread(get_testdata_file("RG1_UNCI.dcm")))
+
+    run_dir = ROOT / ".run" / "bench"
+    stack = LocalStack(
+        root=ROOT, run_dir=run_dir, ports=Ports(triton_http=38000, triton_grpc=38001, triton_metrics=38002)
+    )
+    stack.start_triton()
+    try:
+        stack.wait_triton()
+        client = TritonClient(f"127.0.0.1:{stack.ports.triton_grpc}", timeout_s=30)
+        served = client.infer_image("pixel_statistics", image, version="1")
+        local = module.compute_statistics(image)
+        if not np.array_equal(served, local):
+            raise SystemExit("Triton and in-process results differ: benchmark aborted")
+        remote = timed(lambda: client.infer_image("pixel_statistics", image, version="1"), repeat=100)
+        inproc = timed(lambda: module.compute_statistics(image), repeat=100)
+        client.close()
+    finally:
+        stack.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
+    return row(f"Triton gRPC pixel_statistics {image.shape[1]}x{image.shape[0]} INT16", remote, inproc)
+
+
+def main() -> int:
+    print("radcds benchmarks (baseline measured in the same run; see bench/README.md)\n", flush=True)
+    lines = [HEADER, bench_codec(), bench_triton()]
+    table = "\n".join(lines)
+    print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""gRPC adapters: code generated from proto/ lives in gen/ (make proto)."""

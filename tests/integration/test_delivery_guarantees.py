@@ -64,7 +64,7 @@ def test_malformed_event_lands_in_dead_letter_topic_and_later_events_are_process
     _send(p, _findings_message(study_uid, str(uuid.uuid4())))  # same key: same partition, after the poison
     p.close()
 
-    trail = event_trail(stack, study_uid, until_type=REPORT_STORED.type, timeout_s=120)
+    trail = event_trail(stack, study_uid, until_types={REPORT_STORED.type}, timeout_s=120)
     assert trail[-1]["payload"]["studyInstanceUid"] == study_uid
 
     dlt = [

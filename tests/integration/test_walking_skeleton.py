@@ -31,7 +31,9 @@ def chest_result(stack):
     path = chest_radiograph()
     response = stow(stack, [path])
     study_uid = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
-    trail = event_trail(stack, study_uid, until_type=REPORT_STORED.type, timeout_s=180)
+    trail = event_trail(
+        stack, study_uid, until_types={INSTANCE_STORED.type, FINDINGS_PRODUCED.type, REPORT_STORED.type}, timeout_s=180
+    )
     return path, response, trail
 
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pydicom
 from kafka import KafkaConsumer
+from pydicom.uid import generate_uid
 
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.adapters.kafka.codec import InvalidEvent, decode
@@ -27,9 +30,27 @@ def chest_radiograph() -> Path:
     return Path(str(path))
 
 
-def stow(stack: LocalStack, files: list[Path]) -> dict[str, Any]:
+def with_fresh_uids(path: Path) -> bytes:
+    """The file's bytes with new Study, Series and SOP Instance UIDs (pixels untouched).
+
+    Imaging stores a SOP Instance once; fresh UIDs make every demo run a new study so the whole
+    flow shows again on a stack that already holds the original file.
+    """
+    ds = pydicom.dcmread(path)
+    ds.StudyInstanceUID = generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def stow(stack: LocalStack, files: list[Path] | list[bytes]) -> dict[str, Any]:
     """STOW-RS the files to imaging (PS3.18 10.5) and return the DICOM JSON response."""
-    body, boundary = build_related([("application/dicom", f.read_bytes()) for f in files])
+    body, boundary = build_related(
+        [("application/dicom", f if isinstance(f, bytes) else f.read_bytes()) for f in files]
+    )
     url = f"http://{stack.host}:{stack.ports.imaging}/dicom-web/studies"
     response = httpx.post(
         url,
@@ -45,9 +66,9 @@ def stow(stack: LocalStack, files: list[Path]) -> dict[str, Any]:
 
 
 def event_trail(
-    stack: LocalStack, study_uid: str, *, until_type: str, timeout_s: float = 180.0
+    stack: LocalStack, study_uid: str, *, until_types: set[str], timeout_s: float = 180.0
 ) -> list[dict[str, Any]]:
-    """Every radcds event about ``study_uid``, read from Kafka until one of ``until_type`` arrives."""
+    """Every radcds event about ``study_uid``, read from Kafka until each of ``until_types`` arrived."""
     topics = [k.topic for k in EVENT_KINDS.values()] + [dead_letter_topic(k.topic) for k in EVENT_KINDS.values()]
     consumer = KafkaConsumer(
         *topics,
@@ -80,9 +101,9 @@ def event_trail(
                 except InvalidEvent as exc:
                     entry["error"] = str(exc)
                 trail.append(entry)
-                if entry["type"] == until_type:
+                if until_types <= {e["type"] for e in trail}:
                     return sorted(trail, key=lambda e: e["time"])
-        raise TimeoutError(f"no {until_type} event for the study within {timeout_s:.0f}s")
+        raise TimeoutError(f"not all of {sorted(until_types)} arrived for the study within {timeout_s:.0f}s")
     finally:
         consumer.close()
 
@@ -90,15 +111,15 @@ def event_trail(
 def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     """Send the chest CR, wait for its DiagnosticReport, print it with the event trail."""
     path = chest_radiograph()
-    out(f"1. STOW-RS {path.name} (real PA chest radiograph from pydicom-data) to imaging ...")
-    result = stow(stack, [path])
+    out(f"1. STOW-RS {path.name} (real PA chest radiograph from pydicom-data, fresh UIDs) to imaging ...")
+    result = stow(stack, [with_fresh_uids(path)])
     ref = result["00081199"]["Value"][0]
     retrieve = ref["00081190"]["Value"][0]
     study_uid = retrieve.split("/studies/")[1].split("/")[0]
     out(f"   stored: SOP Instance {ref['00081155']['Value'][0]}")
     out("2. Waiting for imaging -> Kafka -> inference -> Triton -> Kafka -> reporting ...")
-    trail = event_trail(stack, study_uid, until_type=REPORT_STORED.type)
-    stored = trail[-1]["payload"]
+    trail = event_trail(stack, study_uid, until_types={k.type for k in EVENT_KINDS.values()})
+    stored = next(e["payload"] for e in trail if e["type"] == REPORT_STORED.type)
     fhir = f"http://{stack.host}:{stack.ports.reporting}/fhir"
     report = httpx.get(f"{fhir}/DiagnosticReport/{stored['diagnosticReportId']}", timeout=10).json()
     out("3. Event trail (CloudEvents on Kafka, one W3C trace):")

@@ -32,6 +32,40 @@ SERVICE_PORTS = {
     "reporting": {"http": 8085, "mllp": 2575},
     "fusion": {"http": 8084},
 }
+# The settings each service reads, without the RADCDS_<SERVICE>_ prefix. The services ignore
+# unknown variables silently, so a misspelt name in the chart is a silent bug: this mirrors
+# services/*/src/*/settings.py and libs/radcds/src/radcds/runtime/settings.py (ServiceSettings,
+# the common fields); update it when those change. referral and fusion are not built yet and
+# have the common fields only.
+_COMMON_SETTINGS = frozenset(
+    {
+        "ENVIRONMENT",
+        "HTTP_HOST",
+        "HTTP_PORT",
+        "LOG_LEVEL",
+        "KAFKA_BOOTSTRAP_SERVERS",
+        "KAFKA_REQUEST_TIMEOUT_MS",
+        "KAFKA_SECURITY_PROTOCOL",
+        "KAFKA_SASL_MECHANISM",
+        "KAFKA_SASL_USERNAME",
+        "KAFKA_SASL_PASSWORD",
+        "KAFKA_SSL_CAFILE",
+        "OTLP_ENDPOINT",
+        "TRACE_FILE",
+        "CONSUMER_MAX_RETRIES",
+        "CONSUMER_BACKOFF_INITIAL_S",
+        "CONSUMER_BACKOFF_MAX_S",
+    }
+)
+SERVICE_SETTINGS: dict[str, frozenset[str]] = {
+    "referral": _COMMON_SETTINGS,
+    "imaging": _COMMON_SETTINGS
+    | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "DATABASE_URL", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
+    "inference": _COMMON_SETTINGS
+    | {"GRPC_PORT", "TRITON_URL", "TRITON_TIMEOUT_S", "RETRIEVE_TIMEOUT_S", "CONSUMER_GROUP", "MAX_IMAGE_SIZE"},
+    "reporting": _COMMON_SETTINGS | {"MLLP_PORT", "DATA_DIR", "DATABASE_URL", "CONSUMER_GROUP", "FHIR_BASE_URL"},
+    "fusion": _COMMON_SETTINGS,
+}
 TOPICS = {
     "radcds.imaging.instances.v1": 6,
     "radcds.inference.findings.v1": 6,
@@ -56,12 +90,14 @@ EVERYTHING_ON: dict[str, Any] = {
     },
     "fusion": {"enabled": True},
     "imaging": {
+        "publicBaseUrl": "https://pacs.example.org/radcds",
         "pdb": {"enabled": True},
         "autoscaling": {"enabled": True, "maxReplicas": 3},
         "persistence": {"storageClass": "fast-ssd", "size": "200Gi"},
         "service": {"type": "LoadBalancer"},
     },
     "reporting": {
+        "fhirBaseUrl": "https://radcds.example.org/fhir",
         "pdb": {"enabled": True, "maxUnavailable": 1},
         "autoscaling": {"enabled": True, "targetMemoryUtilizationPercentage": 80},
         "extraEnv": [{"name": "TZ", "value": "UTC"}],
@@ -250,11 +286,154 @@ def test_imaging_and_reporting_settings_carry_dicom_and_hl7_endpoints(chart: hel
     reporting = _config(docs, "reporting")
     assert imaging["RADCDS_IMAGING_DIMSE_PORT"] == "11112"
     assert imaging["RADCDS_IMAGING_AE_TITLE"] == "RADCDS"
-    assert imaging["RADCDS_IMAGING_DICOMWEB_ROOT"] == "/dicom-web"
-    assert imaging["RADCDS_IMAGING_STORAGE_DIR"] == "/var/lib/radcds/imaging"
+    assert imaging["RADCDS_IMAGING_STORAGE_DIR"] == "/var/lib/radcds/imaging/instances"
+    assert imaging["RADCDS_IMAGING_PUBLIC_BASE_URL"] == f"http://{RELEASE}-imaging:8082"
     assert reporting["RADCDS_REPORTING_MLLP_PORT"] == "2575"
-    assert reporting["RADCDS_REPORTING_FHIR_BASE"] == "/fhir"
+    assert reporting["RADCDS_REPORTING_DATA_DIR"] == "/var/lib/radcds/reporting"
+    assert reporting["RADCDS_REPORTING_FHIR_BASE_URL"] == f"http://{RELEASE}-reporting:8085/fhir"
     assert _config(docs, "inference")["RADCDS_INFERENCE_GRPC_PORT"] == "50051"
+
+
+def test_base_urls_follow_the_release_name_and_http_ports(chart: helm.Chart) -> None:
+    values = _merge(
+        REQUIRED,
+        {"imaging": {"ports": {"http": 9082}}, "reporting": {"ports": {"http": 9085}}},
+    )
+    manifests = chart.render(values, name="prod", namespace=NAMESPACE)
+    docs = [d for path, text in manifests.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+
+    configs = _objects(docs, "ConfigMap")
+    imaging = configs["prod-radcds-imaging"]["data"]
+    reporting = configs["prod-radcds-reporting"]["data"]
+    assert imaging["RADCDS_IMAGING_PUBLIC_BASE_URL"] == "http://prod-radcds-imaging:9082"
+    assert reporting["RADCDS_REPORTING_FHIR_BASE_URL"] == "http://prod-radcds-reporting:9085/fhir"
+    assert "prod-radcds-imaging" in _objects(docs, "Service")
+    assert "prod-radcds-reporting" in _objects(docs, "Service")
+
+
+def test_public_and_fhir_base_urls_are_overridable_without_trailing_slash(chart: helm.Chart) -> None:
+    docs = _render(
+        chart,
+        {
+            "imaging": {"publicBaseUrl": "https://pacs.example.org/radcds/"},
+            "reporting": {"fhirBaseUrl": "https://radcds.example.org/fhir"},
+        },
+    )
+
+    assert _config(docs, "imaging")["RADCDS_IMAGING_PUBLIC_BASE_URL"] == "https://pacs.example.org/radcds"
+    assert _config(docs, "reporting")["RADCDS_REPORTING_FHIR_BASE_URL"] == "https://radcds.example.org/fhir"
+
+
+def test_reporting_data_dir_is_a_writable_empty_dir_by_default(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    deployment = _deployment(docs, "reporting")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    mounts = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert mounts["data"] == _config(docs, "reporting")["RADCDS_REPORTING_DATA_DIR"]
+    assert f"{RELEASE}-reporting" not in _objects(docs, "PersistentVolumeClaim")
+
+
+def test_reporting_persistence_enabled_keeps_data_dir_on_a_claim(chart: helm.Chart) -> None:
+    docs = _render(chart, {"reporting": {"persistence": {"enabled": True, "mountPath": "/data"}}})
+
+    claim = _objects(docs, "PersistentVolumeClaim")[f"{RELEASE}-reporting"]
+    assert claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    deployment = _deployment(docs, "reporting")
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["data"]["persistentVolumeClaim"] == {"claimName": f"{RELEASE}-reporting"}
+    assert {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}["data"] == "/data"
+    assert _config(docs, "reporting")["RADCDS_REPORTING_DATA_DIR"] == "/data"
+
+
+def test_imaging_storage_dir_and_sqlite_fallback_live_on_the_data_volume(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    deployment = _deployment(docs, "imaging")
+    mount = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}["data"]
+    storage_dir = _config(docs, "imaging")["RADCDS_IMAGING_STORAGE_DIR"]
+    # The service puts its SQLite fallback (no database configured) next to STORAGE_DIR.
+    assert storage_dir.rsplit("/", 1)[0] == mount
+
+
+def test_services_write_only_to_mounted_volumes(chart: helm.Chart) -> None:
+    docs = _render(chart, {"fusion": {"enabled": True}})
+
+    writable_settings = {"imaging": "STORAGE_DIR", "reporting": "DATA_DIR"}
+    for service in SERVICE_PORTS:
+        container = _container(_deployment(docs, service))
+        mounts = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
+        assert "/tmp" in mounts, service
+        if service in writable_settings:
+            path = _config(docs, service)[f"RADCDS_{service.upper()}_{writable_settings[service]}"]
+            assert any(path == m or path.startswith(m + "/") for m in mounts), service
+
+
+def _rendered_setting_names(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """Component -> every env name its containers get, from its ConfigMaps and its env entries."""
+    configs = _objects(docs, "ConfigMap")
+    names: dict[str, set[str]] = {}
+    for kind in ("Deployment", "Job"):
+        for workload in _objects(docs, kind).values():
+            component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+            pod = workload["spec"]["template"]["spec"]
+            found = names.setdefault(component, set())
+            for container in pod["containers"] + pod.get("initContainers", []):
+                found.update(entry["name"] for entry in container.get("env", []))
+                for source in container.get("envFrom", []):
+                    if "configMapRef" in source:
+                        found.update(configs[source["configMapRef"]["name"]]["data"])
+    return names
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {},
+        EVERYTHING_ON,
+        {"database": {"url": "postgresql://radcds:pw@db:5432/radcds"}, "reporting": {"persistence": {"enabled": True}}},
+        {
+            "triton": {"enabled": False, "externalUrl": "triton.models:8001"},
+            "otel": {"endpoint": "http://c:4318/v1/traces"},
+        },
+    ],
+    ids=["defaults", "everything-on", "database-url", "external-triton"],
+)
+def test_every_rendered_radcds_variable_is_a_setting_of_its_service(
+    chart: helm.Chart, overrides: dict[str, Any]
+) -> None:
+    docs = _render(chart, overrides)
+
+    names = _rendered_setting_names(docs)
+    assert set(SERVICE_SETTINGS) - {"fusion"} <= set(names)
+    for component, found in names.items():
+        radcds = {name for name in found if name.startswith("RADCDS_")}
+        if component not in SERVICE_SETTINGS:  # triton, topics
+            assert radcds == set(), component
+            continue
+        prefix = f"RADCDS_{component.upper()}_"
+        assert {name for name in radcds if not name.startswith(prefix)} == set(), component
+        unknown = {name.removeprefix(prefix) for name in radcds} - SERVICE_SETTINGS[component]
+        assert unknown == set(), component
+        config = _config(docs, component)
+        assert all(key.startswith(prefix) for key in config), component
+
+
+def test_common_settings_carry_values_the_services_accept(chart: helm.Chart) -> None:
+    docs = _render(chart, EVERYTHING_ON)
+
+    for service in SERVICE_PORTS:
+        config = _config(docs, service)
+        prefix = f"RADCDS_{service.upper()}_"
+        assert config[prefix + "ENVIRONMENT"] in {"development", "test", "production"}
+        assert config[prefix + "LOG_LEVEL"] in {"DEBUG", "INFO", "WARNING", "ERROR"}
+        assert config[prefix + "KAFKA_REQUEST_TIMEOUT_MS"] == "30000"
+        assert config[prefix + "KAFKA_SECURITY_PROTOCOL"] == "SASL_SSL"
+        assert config[prefix + "KAFKA_SASL_MECHANISM"] == "SCRAM-SHA-512"
+        assert config[prefix + "KAFKA_SSL_CAFILE"] == "/etc/radcds/kafka/ca.crt"
+        assert config[prefix + "OTLP_ENDPOINT"] == "http://otel-collector:4318/v1/traces"
+        assert config[prefix + "HTTP_PORT"] == str(SERVICE_PORTS[service]["http"])
 
 
 def test_config_change_changes_pod_checksum_so_pods_roll(chart: helm.Chart) -> None:
@@ -294,6 +473,14 @@ def test_empty_kafka_bootstrap_servers_fails_with_clear_message(chart: helm.Char
     message = _render_error(chart, {"kafka": {"bootstrapServers": ""}})
 
     assert "kafka.bootstrapServers is required" in message
+
+
+def test_no_sasl_mechanism_sets_no_sasl_variables(chart: helm.Chart) -> None:
+    docs = _render(chart, {"kafka": {"sasl": {"existingSecret": "kafka-user"}}})
+
+    for service in ("referral", "imaging", "inference", "reporting"):
+        names = set(_config(docs, service)) | set(_env(_container(_deployment(docs, service))))
+        assert not [name for name in names if "_KAFKA_SASL_" in name], service
 
 
 def test_sasl_mechanism_without_secret_fails_with_clear_message(chart: helm.Chart) -> None:
@@ -361,7 +548,7 @@ def test_otel_endpoint_sets_otlp_endpoint_for_every_service(chart: helm.Chart) -
     for service in ("referral", "imaging", "inference", "reporting"):
         config = _config(docs, service)
         assert config[f"RADCDS_{service.upper()}_OTLP_ENDPOINT"] == endpoint
-        assert config["OTEL_SERVICE_NAME"] == f"radcds-{service}"
+        assert "OTEL_SERVICE_NAME" not in config
 
 
 def test_extra_env_and_secret_refs_are_added_to_the_container(chart: helm.Chart) -> None:
@@ -595,6 +782,22 @@ def test_topics_job_creates_every_topic_with_its_partitions_after_install(
     assert _env(container)["KAFKA_BOOTSTRAP_SERVERS"]["value"] == BOOTSTRAP
 
 
+def test_notes_point_at_the_fixed_dicomweb_and_fhir_paths(chart: helm.Chart) -> None:
+    notes = _render_raw(chart)[f"{RELEASE}/templates/NOTES.txt"]
+
+    assert "http://127.0.0.1:8082/dicom-web/studies" in notes
+    assert "http://127.0.0.1:8085/fhir/metadata" in notes
+    assert "set reporting.fhirBaseUrl" in notes
+    assert "/var/lib/radcds/imaging/imaging.db" in notes
+    assert "/var/lib/radcds/reporting/reporting.db (emptyDir" in notes
+    configured = _render_raw(
+        chart,
+        {"reporting": {"fhirBaseUrl": "https://radcds.example.org/fhir"}, "database": {"existingSecret": "db"}},
+    )[f"{RELEASE}/templates/NOTES.txt"]
+    assert "set reporting.fhirBaseUrl" not in configured
+    assert "WARNING: no database" not in configured
+
+
 def test_notes_list_the_topics_when_the_chart_does_not_create_them(chart: helm.Chart) -> None:
     notes = _render_raw(chart)[f"{RELEASE}/templates/NOTES.txt"]
 
@@ -614,6 +817,12 @@ def test_notes_list_the_topics_when_the_chart_does_not_create_them(chart: helm.C
         ({"triton": {"gpu": {"enabled": "yes"}}}, "/triton/gpu/enabled"),
         ({"referral": {"replicas": 2}}, "/referral"),
         ({"logLevel": "TRACE"}, "/logLevel"),
+        ({"referral": {"publicBaseUrl": "http://x"}}, "/referral"),
+        ({"inference": {"persistence": {"enabled": False, "mountPath": "/x"}}}, "/inference"),
+        ({"imaging": {"fhirBaseUrl": "http://x"}}, "/imaging"),
+        ({"imaging": {"publicBaseUrl": "imaging:8082"}}, "/imaging/publicBaseUrl"),
+        ({"reporting": {"fhirBaseUrl": "/fhir"}}, "/reporting/fhirBaseUrl"),
+        ({"reporting": {"persistence": {"mountPath": "relative"}}}, "/reporting/persistence/mountPath"),
     ],
 )
 def test_values_schema_rejects_bad_value_naming_its_path(

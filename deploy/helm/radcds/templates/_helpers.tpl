@@ -143,12 +143,18 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- with $root.Values.otel.endpoint -}}
 {{- $_ = set $cfg (printf "%s_OTLP_ENDPOINT" $p) . -}}
 {{- end -}}
-{{- $_ = set $cfg "OTEL_SERVICE_NAME" (printf "radcds-%s" .name) -}}
-{{- if and .svc.persistence .svc.persistence.mountPath -}}
-{{- $_ = set $cfg (printf "%s_STORAGE_DIR" $p) .svc.persistence.mountPath -}}
-{{- end -}}
-{{- if eq .name "inference" -}}
+{{- $httpUrl := printf "http://%s:%v" (include "radcds.componentFullname" .) .svc.ports.http -}}
+{{- if eq .name "imaging" -}}
+{{- /* Instances under <mountPath>/instances; the SQLite fallback (no database configured) is
+     <STORAGE_DIR>/../imaging.db, i.e. <mountPath>/imaging.db on the same writable volume. */ -}}
+{{- $_ = set $cfg (printf "%s_STORAGE_DIR" $p) (printf "%s/instances" (trimSuffix "/" .svc.persistence.mountPath)) -}}
+{{- $_ = set $cfg (printf "%s_PUBLIC_BASE_URL" $p) (.svc.publicBaseUrl | default $httpUrl | trimSuffix "/") -}}
+{{- else if eq .name "inference" -}}
 {{- $_ = set $cfg (printf "%s_TRITON_URL" $p) (include "radcds.tritonUrl" $root) -}}
+{{- else if eq .name "reporting" -}}
+{{- /* The SQLite fallback (no database configured) is <DATA_DIR>/reporting.db. */ -}}
+{{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}
+{{- $_ = set $cfg (printf "%s_FHIR_BASE_URL" $p) (.svc.fhirBaseUrl | default (printf "%s/fhir" $httpUrl) | trimSuffix "/") -}}
 {{- end -}}
 {{- range $key, $value := .svc.settings -}}
 {{- $_ = set $cfg (printf "%s_%s" $p $key) (toString $value) -}}

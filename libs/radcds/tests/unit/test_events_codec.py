@@ -108,3 +108,25 @@ def test_decode_record_with_schema_invalid_payload_raises_invalid_event():
     ]
     with pytest.raises(InvalidEvent, match="payload invalid"):
         decode(headers, None, json.dumps({"instance": {}}).encode())
+
+
+@pytest.mark.parametrize("kind", [INSTANCE_STORED, FINDINGS_PRODUCED])
+def test_payload_schemas_are_valid_draft_07_and_agree_with_a_second_validator(kind):
+    # jsonschema is an independent implementation of the one fastjsonschema compiles.
+    import jsonschema
+
+    from radcds.adapters.kafka.codec import load_schema
+
+    schema = load_schema(kind.schema)
+    jsonschema.Draft7Validator.check_schema(schema)
+    good = ImagingInstanceStored(INSTANCE, CONTEXT, "1.2.840.10008.1.2.1", "http://x/y", 1).to_payload()
+    if kind is FINDINGS_PRODUCED:
+        good = ImagingFindingsProduced(
+            ImageAnalysis(INSTANCE, CONTEXT, ModelIdentity("m", "1"), not_analysed_reason="not analysed: x")
+        ).to_payload()
+    jsonschema.Draft7Validator(schema).validate(good)
+    bad = json.loads(json.dumps(good))
+    bad["instance"]["studyInstanceUid"] = "x y"
+    assert not jsonschema.Draft7Validator(schema).is_valid(bad)
+    with pytest.raises(InvalidEvent):
+        encode(kind, bad, event_id="e", source="/s", subject="1.2.3")

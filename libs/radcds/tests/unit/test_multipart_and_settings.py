@@ -48,3 +48,23 @@ def test_bad_kafka_bootstrap_is_refused(monkeypatch, capsys):
     with pytest.raises(SystemExit):
         load_settings(_Demo)
     assert "not host:port" in capsys.readouterr().err
+
+
+def test_sasl_without_credentials_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("RADCDS_DEMO_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    with pytest.raises(SystemExit):
+        load_settings(_Demo)
+    assert "SASL needs" in capsys.readouterr().err
+
+
+def test_sasl_settings_become_kafka_client_options_without_leaking_the_password_in_repr(monkeypatch):
+    monkeypatch.setenv("RADCDS_DEMO_KAFKA_SECURITY_PROTOCOL", "SASL_SSL")
+    monkeypatch.setenv("RADCDS_DEMO_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512")
+    monkeypatch.setenv("RADCDS_DEMO_KAFKA_SASL_USERNAME", "radcds")
+    monkeypatch.setenv("RADCDS_DEMO_KAFKA_SASL_PASSWORD", "s3cret-value")
+    settings = load_settings(_Demo)
+    options = settings.kafka_client_options()
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-512"
+    assert options["sasl_plain_password"] == "s3cret-value"
+    assert "s3cret-value" not in repr(settings)

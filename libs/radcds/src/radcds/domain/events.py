@@ -23,6 +23,7 @@ from radcds.domain.findings import (
 SOURCE_IMAGING = "/radcds/imaging"
 SOURCE_INFERENCE = "/radcds/inference"
 SOURCE_REPORTING = "/radcds/reporting"
+SOURCE_REFERRAL = "/radcds/referral"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +50,14 @@ REPORT_STORED = EventKind(
     topic="radcds.reporting.reports.v1",
     schema="diagnostic-report-stored.v1.json",
 )
-EVENT_KINDS: dict[str, EventKind] = {k.type: k for k in (INSTANCE_STORED, FINDINGS_PRODUCED, REPORT_STORED)}
+ORDER_EVALUATED = EventKind(
+    type="org.radcds.referral.imaging-order.evaluated.v1",
+    topic="radcds.referral.evaluations.v1",
+    schema="imaging-order-evaluated.v1.json",
+)
+EVENT_KINDS: dict[str, EventKind] = {
+    k.type: k for k in (ORDER_EVALUATED, INSTANCE_STORED, FINDINGS_PRODUCED, REPORT_STORED)
+}
 
 #: Suffix of the dead-letter topic that belongs to each topic.
 DEAD_LETTER_SUFFIX = ".dlt"

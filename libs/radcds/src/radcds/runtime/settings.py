@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 S = TypeVar("S", bound="ServiceSettings")
@@ -23,6 +23,12 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    #: CA bundle (PEM) that signed the brokers' certificates, for SSL and SASL_SSL.
+    kafka_ssl_cafile: Path | None = None
     #: OTLP/HTTP traces endpoint, e.g. http://otel-collector:4318/v1/traces.
     otlp_endpoint: str | None = None
     #: Append finished spans as JSON lines to this file (local stack and tests).
@@ -32,12 +38,31 @@ class ServiceSettings(BaseSettings):
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)
     consumer_backoff_max_s: float = Field(default=10.0, gt=0)
 
+    def kafka_client_options(self) -> dict[str, Any]:
+        """kafka-python connection options (security) shared by producers, consumers and admins."""
+        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        if self.kafka_sasl_mechanism:
+            options |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password.get_secret_value()
+                if self.kafka_sasl_password
+                else None,
+            }
+        if self.kafka_ssl_cafile is not None:
+            options["ssl_cafile"] = str(self.kafka_ssl_cafile)
+        return options
+
     @model_validator(mode="after")
     def _check_kafka(self) -> ServiceSettings:
         for server in self.kafka_bootstrap_servers.split(","):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
                 raise ValueError(f"kafka_bootstrap_servers: {server!r} is not host:port")
+        if self.kafka_security_protocol.startswith("SASL") and not (
+            self.kafka_sasl_mechanism and self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError("SASL needs kafka_sasl_mechanism, kafka_sasl_username and kafka_sasl_password")
         return self
 
 

@@ -7,13 +7,14 @@ data content type is the ``content-type`` header and the message value is the JS
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from typing import Any
 
-import jsonschema
+import fastjsonschema
 from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
@@ -40,22 +41,26 @@ class DecodedEvent:
     payload: dict[str, Any]
 
 
-@cache
-def _validator(schema_name: str) -> jsonschema.protocols.Validator:
+def load_schema(schema_name: str) -> dict[str, Any]:
+    """One of the payload JSON Schemas (draft-07) shipped in ``radcds/schemas``."""
     text = resources.files("radcds.schemas").joinpath(schema_name).read_text("utf-8")
-    schema = json.loads(text)
-    cls = jsonschema.validators.validator_for(schema)
-    cls.check_schema(schema)
-    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@cache
+def _validator(schema_name: str) -> Callable[[Any], Any]:
+    # fastjsonschema compiles the schema to Python: about 25x faster than jsonschema here
+    # (bench/run.py), which matters because every event is validated twice.
+    return fastjsonschema.compile(load_schema(schema_name))
 
 
 def validate_payload(kind: EventKind, payload: dict[str, Any]) -> None:
     """Raise :class:`InvalidEvent` if ``payload`` breaks the kind's JSON Schema."""
-    errors = sorted(_validator(kind.schema).iter_errors(payload), key=lambda e: list(e.path))
-    if errors:
-        first = errors[0]
-        where = "/".join(str(p) for p in first.absolute_path) or "(root)"
-        raise InvalidEvent(f"{kind.type}: payload invalid at {where}: {first.message}")
+    try:
+        _validator(kind.schema)(payload)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        where = "/".join(str(p) for p in exc.path[1:]) or "(root)"
+        raise InvalidEvent(f"{kind.type}: payload invalid at {where}: {exc.message}") from exc
 
 
 def encode(

@@ -17,6 +17,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
@@ -64,9 +65,17 @@ class RetryPolicy:
         return float(min(self.max_s, self.initial_s * 2 ** (attempt - 1)))
 
 
-def build_consumer(bootstrap_servers: str, *, group_id: str, client_id: str, topics: list[str]) -> KafkaConsumer:
+def build_consumer(
+    bootstrap_servers: str,
+    *,
+    group_id: str,
+    client_id: str,
+    topics: list[str],
+    options: dict[str, Any] | None = None,
+) -> KafkaConsumer:
     """A consumer that never auto-commits and starts from the earliest offset of a new group."""
     consumer = KafkaConsumer(
+        **(options or {}),
         bootstrap_servers=bootstrap_servers.split(","),
         group_id=group_id,
         client_id=client_id,
@@ -94,7 +103,11 @@ def consumer_for(
     """An :class:`EventConsumer` configured from a service's settings."""
     return EventConsumer(
         build_consumer(
-            settings.kafka_bootstrap_servers, group_id=group_id, client_id=f"radcds-{service}", topics=topics
+            settings.kafka_bootstrap_servers,
+            group_id=group_id,
+            client_id=f"radcds-{service}",
+            topics=topics,
+            options=settings.kafka_client_options(),
         ),
         handler,
         dead_letters,

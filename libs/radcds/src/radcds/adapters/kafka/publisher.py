@@ -31,9 +31,12 @@ def kafka_reachable(bootstrap_servers: str, *, timeout_s: float = 1.0) -> bool:
     return False
 
 
-def build_producer(bootstrap_servers: str, *, client_id: str, request_timeout_ms: int) -> KafkaProducer:
+def build_producer(
+    bootstrap_servers: str, *, client_id: str, request_timeout_ms: int, options: dict[str, Any] | None = None
+) -> KafkaProducer:
     """An idempotent producer with ``acks=all`` (no duplicates from producer retries)."""
     return KafkaProducer(
+        **(options or {}),
         bootstrap_servers=bootstrap_servers.split(","),
         client_id=client_id,
         acks="all",
@@ -50,6 +53,7 @@ def publisher_for(settings: ServiceSettings, *, service: str, source: str) -> Ka
         settings.kafka_bootstrap_servers,
         client_id=f"radcds-{service}",
         request_timeout_ms=settings.kafka_request_timeout_ms,
+        options=settings.kafka_client_options(),
     )
     return KafkaEventPublisher(producer, source=source)
 

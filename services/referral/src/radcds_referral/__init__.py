@@ -1,0 +1,1 @@
+"""radcds referral: imaging appropriateness as a CDS Hooks 2.0 service."""

@@ -25,6 +25,7 @@ TEST_PORTS = Ports(
     inference=28083,
     inference_grpc=28051,
     reporting=28085,
+    referral=28081,
     postgres=25432,
 )
 

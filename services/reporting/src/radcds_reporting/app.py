@@ -11,12 +11,13 @@ from sqlalchemy import Engine, text
 from starlette.exceptions import HTTPException
 
 from radcds.adapters.db.engine import make_engine, migrate
+from radcds.adapters.fhir.outcome import operation_outcome
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
-from radcds_reporting.api.fhir import fhir_router, operation_outcome
+from radcds_reporting.api.fhir import fhir_router
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 

@@ -40,9 +40,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {'running pid ' + str(pid) if pid else 'stopped'}")
         return 0
     if args.command == "demo":
-        from radcds.devstack.demo import run_demo
+        from radcds.devstack.demo import run_demo, run_referral_demo
 
         run_demo(stack)
+        run_referral_demo(stack)
         return 0
 
     print(f"starting the local stack (logs in {stack.run_dir / 'logs'}) ...", flush=True)
@@ -60,9 +61,10 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        from radcds.devstack.demo import run_demo
+        from radcds.devstack.demo import run_demo, run_referral_demo
 
         run_demo(stack)
+        run_referral_demo(stack)
         print("\nServing. Press Ctrl-C to stop everything.", flush=True)
         while not stop.wait(1.0):
             pass

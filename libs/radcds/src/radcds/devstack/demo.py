@@ -17,7 +17,14 @@ from pydicom.uid import generate_uid
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.adapters.kafka.codec import InvalidEvent, decode
 from radcds.devstack.stack import LocalStack
-from radcds.domain.events import EVENT_KINDS, REPORT_STORED, dead_letter_topic
+from radcds.domain.events import (
+    EVENT_KINDS,
+    FINDINGS_PRODUCED,
+    INSTANCE_STORED,
+    ORDER_EVALUATED,
+    REPORT_STORED,
+    dead_letter_topic,
+)
 
 
 def chest_radiograph() -> Path:
@@ -118,7 +125,9 @@ def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     study_uid = retrieve.split("/studies/")[1].split("/")[0]
     out(f"   stored: SOP Instance {ref['00081155']['Value'][0]}")
     out("2. Waiting for imaging -> Kafka -> inference -> Triton -> Kafka -> reporting ...")
-    trail = event_trail(stack, study_uid, until_types={k.type for k in EVENT_KINDS.values()})
+    trail = event_trail(
+        stack, study_uid, until_types={INSTANCE_STORED.type, FINDINGS_PRODUCED.type, REPORT_STORED.type}
+    )
     stored = next(e["payload"] for e in trail if e["type"] == REPORT_STORED.type)
     fhir = f"http://{stack.host}:{stack.ports.reporting}/fhir"
     report = httpx.get(f"{fhir}/DiagnosticReport/{stored['diagnosticReportId']}", timeout=10).json()
@@ -136,6 +145,65 @@ def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     html = base64.b64decode(report["presentedForm"][0]["data"]).decode()
     out(f"   presentedForm: text/html, {len(html)} characters")
     return {"study_uid": study_uid, "report": report, "trail": trail}
+
+
+def call_referral(
+    stack: LocalStack, call: dict[str, Any], *, service: str = "radcds-imaging-order-sign"
+) -> dict[str, Any]:
+    """POST a CDS Hooks call to referral, signed by the development EHR key as an EHR would."""
+    from radcds_referral.devkeys import sign_client_jwt
+
+    key_path, issuers_path = stack.dev_issuer()
+    issuer = json.loads(issuers_path.read_text())[0]
+    kid = issuer["jwks"]["keys"][0]["kid"]
+    url = f"http://{stack.host}:{stack.ports.referral}/cds-services/{service}"
+    token = sign_client_jwt(key_path.read_bytes(), kid=kid, iss=issuer["iss"], aud=url)
+    response = httpx.post(url, json=call, headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    response.raise_for_status()
+    return response.json()  # type: ignore[no-any-return]
+
+
+def run_referral_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
+    """order-sign for a CT head after a low-risk minor head injury: card, rating and the Kafka event."""
+    from radcds_referral import scenarios
+
+    out("5. CDS Hooks order-sign (signed ES384 JWT): CT head for a low-risk minor head injury ...")
+    response = call_referral(stack, scenarios.low_risk_minor_head_injury())
+    for card in response["cards"]:
+        out(f"   card [{card['indicator']}] {card['summary']}")
+        for s in card.get("suggestions", []):
+            out(f"     suggestion: {s['label']}")
+    for action in response.get("systemActions", []):
+        ext = {e["url"].rsplit("/", 1)[-1]: e for e in action["resource"]["extension"]}
+        rating = ext["pama-rating"]["valueCodeableConcept"]["coding"][0]["code"]
+        consult = ext["pama-rating-consult-id"]["valueUri"]
+        out(f"   systemAction: rating={rating} consult-id={consult}")
+        event = wait_for_event(stack, ORDER_EVALUATED.topic, consult)
+        out(f"   event {event['type']} on {ORDER_EVALUATED.topic}: rule={event['payload']['ruleId']}")
+    return response
+
+
+def wait_for_event(stack: LocalStack, topic: str, event_id: str, timeout_s: float = 30.0) -> dict[str, Any]:
+    """The event with CloudEvents id ``event_id`` on ``topic``, once it is there."""
+    consumer = KafkaConsumer(
+        topic,
+        bootstrap_servers=[stack.bootstrap],
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        group_id=None,
+        consumer_timeout_ms=1000,
+    )
+    deadline = time.monotonic() + timeout_s
+    try:
+        while time.monotonic() < deadline:
+            for record in consumer:
+                headers = list(record.headers or [])
+                if dict(headers).get("ce_id", b"").decode() == event_id:
+                    decoded = decode(headers, record.key, record.value)
+                    return {"type": decoded.type, "payload": decoded.payload}
+        raise TimeoutError(f"event {event_id} not on {topic} within {timeout_s:.0f}s")
+    finally:
+        consumer.close()
 
 
 def dump(obj: Any) -> str:

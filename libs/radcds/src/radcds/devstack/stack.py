@@ -17,7 +17,9 @@ from pathlib import Path
 
 from radcds.devstack import processes
 
-SERVICES = ("imaging", "inference", "reporting")
+SERVICES = ("imaging", "inference", "reporting", "referral")
+#: Issuer of the development EHR whose key `make run` generates and the referral service trusts.
+DEV_ISSUER = "https://ehr.radcds.local/dev"
 
 
 def _env_int(name: str, default: int) -> int:
@@ -38,6 +40,7 @@ class Ports:
     inference: int = 8083  # RADCDS_INFERENCE_HTTP_PORT
     inference_grpc: int = 50051  # RADCDS_INFERENCE_GRPC_PORT
     reporting: int = 8085  # RADCDS_REPORTING_HTTP_PORT
+    referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
 
     @classmethod
@@ -54,6 +57,7 @@ class Ports:
             inference=_env_int("RADCDS_INFERENCE_HTTP_PORT", d.inference),
             inference_grpc=_env_int("RADCDS_INFERENCE_GRPC_PORT", d.inference_grpc),
             reporting=_env_int("RADCDS_REPORTING_HTTP_PORT", d.reporting),
+            referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
         )
 
@@ -332,7 +336,11 @@ class LocalStack:
         if service == "reporting":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}FHIR_BASE_URL"] = f"http://{self.host}:{self.ports.reporting}/fhir"
-        if db and service in ("imaging", "reporting"):
+        if service == "referral":
+            defaults[f"{p}DATA_DIR"] = str(data)
+            defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.referral}"
+            defaults[f"{p}TRUSTED_ISSUERS_FILE"] = str(self.dev_issuer()[1])
+        if db and service in ("imaging", "reporting", "referral"):
             defaults[f"{p}DATABASE_URL"] = db
         env = dict(os.environ)
         for key, value in defaults.items():
@@ -340,6 +348,16 @@ class LocalStack:
         env.update(self.extra_env)
         env["PYTHONUNBUFFERED"] = "1"
         return env
+
+    def dev_issuer(self) -> tuple[Path, Path]:
+        """The development EHR's private key and the trusted-issuers file naming it (made once)."""
+        from radcds_referral.devkeys import DEV_ISSUERS_FILE_NAME, DEV_KEY_FILE_NAME, write_dev_issuer
+
+        directory = self.run_dir / "dev-issuer"
+        key, issuers = directory / DEV_KEY_FILE_NAME, directory / DEV_ISSUERS_FILE_NAME
+        if not (key.exists() and issuers.exists()):
+            key, issuers = write_dev_issuer(directory, DEV_ISSUER)
+        return key, issuers
 
     def start_service(self, service: str) -> None:
         """Start one radcds service from this Python environment."""

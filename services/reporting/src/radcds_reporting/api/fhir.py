@@ -12,23 +12,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
+from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
 from radcds.adapters.fhir.resources import SUPPORTED_TYPES
 from radcds_reporting.repository import FhirRepository
 
-FHIR_JSON = "application/fhir+json"
 MAX_COUNT = 200
-
-
-def operation_outcome(status: int, code: str, diagnostics: str) -> JSONResponse:
-    """An OperationOutcome response (issue.code from the IssueType value set)."""
-    return JSONResponse(
-        {
-            "resourceType": "OperationOutcome",
-            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
-        },
-        status_code=status,
-        media_type=FHIR_JSON,
-    )
 
 
 def _engine(request: Request) -> Engine:

@@ -1,0 +1,19 @@
+"""FHIR R4 OperationOutcome responses (FHIR R4 3.1.0.4: errors are OperationOutcomes)."""
+
+from __future__ import annotations
+
+from fastapi.responses import JSONResponse
+
+FHIR_JSON = "application/fhir+json"
+
+
+def operation_outcome(status: int, code: str, diagnostics: str, *, media_type: str = FHIR_JSON) -> JSONResponse:
+    """An OperationOutcome response; ``code`` is from the IssueType value set (e.g. invalid, not-found)."""
+    return JSONResponse(
+        {
+            "resourceType": "OperationOutcome",
+            "issue": [{"severity": "error", "code": code, "diagnostics": diagnostics}],
+        },
+        status_code=status,
+        media_type=media_type,
+    )

@@ -1,0 +1,234 @@
+"""Use case: answer a CDS Hooks call with ratings, at most one card per order, and consultation events."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from radcds.adapters.fhir.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
+from radcds.domain.appropriateness import Evaluation, Hook, ImagingOrder, Rule, evaluate_order, evaluate_patient
+from radcds.domain.appropriateness.criteria import any_match
+from radcds.domain.appropriateness.engine import RADIOLOGY_CPT
+from radcds_referral import cards
+from radcds_referral.catalog import CdsService
+from radcds_referral.prefetch import gather
+from radcds_referral.protocol import CdsRequest, draft_orders
+from radcds_referral.repository import Consultation, Feedback, ReferralRepository
+from radcds_referral.settings import ReferralSettings
+
+log = logging.getLogger(__name__)
+
+
+class _ResponseCache:
+    """Answers kept per (service, hookInstance, body digest): a repeated call gets the same cards and
+    creates no second consultation (CDS Hooks 2.0: suppress repeats per hookInstance)."""
+
+    def __init__(self, *, size: int = 10_000, ttl_s: float = 600.0) -> None:
+        self._items: OrderedDict[str, tuple[float, dict[str, Any]]] = OrderedDict()
+        self._size, self._ttl = size, ttl_s
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return None
+            return hit[1]
+
+    def put(self, key: str, value: dict[str, Any]) -> None:
+        with self._lock:
+            self._items[key] = (time.monotonic() + self._ttl, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+
+class ReferralService:
+    """Evaluates draft imaging orders (order-select / order-sign) and the chart (patient-view)."""
+
+    def __init__(
+        self,
+        *,
+        rules: Sequence[Rule],
+        repository: ReferralRepository,
+        fhir_http: httpx.AsyncClient,
+        settings: ReferralSettings,
+    ) -> None:
+        self._rules = list(rules)
+        self._repository = repository
+        self._http = fhir_http
+        self._settings = settings
+        self._cache = _ResponseCache()
+
+    async def call(self, service: CdsService, request: CdsRequest, *, body_digest: str = "") -> dict[str, Any]:
+        """The CDS Hooks response for one call."""
+        key = f"{service.id}|{request.hook_instance}|{body_digest}"
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        orders = draft_orders(request) if request.hook != "patient-view" else []
+        imaging = [(o, imaging_order_from_service_request(o)) for o in orders]
+        imaging = [(o, io) for o, io in imaging if self._is_imaging(io)]
+        if request.hook != "patient-view" and not imaging:
+            response: dict[str, Any] = {"cards": []}
+            self._cache.put(key, response)
+            return response
+        gathered = await gather(
+            request,
+            service.prefetch,
+            http=self._http,
+            timeout_s=self._settings.fhir_timeout_s,
+            budget_s=self._settings.latency_budget_s,
+        )
+        data = gathered.resources
+        today = datetime.now(UTC).date()
+        context = patient_context_from_fhir(
+            today=today,
+            patient=next(iter(data.get("patient") or []), None),
+            conditions=data.get("conditions"),
+            observations=data.get("observations"),
+            allergies=data.get("allergies") if "allergies" in data else None,
+            imaging_studies=data.get("imagingStudies") if "imagingStudies" in data else None,
+            service_requests=data.get("serviceRequests") if "serviceRequests" in data else None,
+        )
+        if request.hook == "patient-view":
+            response = self._patient_view(evaluate_patient(context, self._rules, today), request.patient_id)
+        else:
+            hook = Hook.ORDER_SELECT if request.hook == "order-select" else Hook.ORDER_SIGN
+            evaluations = [(o, evaluate_order(io, context, self._rules, hook=hook, today=today)) for o, io in imaging]
+            response, consultations = self._orders(service, request, evaluations, today)
+            await run_in_threadpool(self._repository.add_consultations, consultations)
+        self._cache.put(key, response)
+        return response
+
+    def _is_imaging(self, order: ImagingOrder) -> bool:
+        return any_match(RADIOLOGY_CPT, order.codes) or any(any_match(r.order_codes, order.codes) for r in self._rules)
+
+    def _source_label(self, evaluation: Evaluation) -> str:
+        return f"radcds referral: {evaluation.rule.title}" if evaluation.rule else "radcds referral"
+
+    def _patient_view(self, evaluations: list[Evaluation], patient_id: str) -> dict[str, Any]:
+        shown = [e for e in evaluations if e.shows_card and not e.needs_information]
+        return {
+            "cards": [
+                cards.card(
+                    e,
+                    order=None,
+                    source_label=self._source_label(e),
+                    source_url=self._settings.source_url,
+                    patient_id=patient_id,
+                )
+                for e in shown
+            ]
+        }
+
+    def _orders(
+        self,
+        service: CdsService,
+        request: CdsRequest,
+        evaluations: list[tuple[dict[str, Any], Evaluation]],
+        today: date,
+    ) -> tuple[dict[str, Any], list[Consultation]]:
+        out_cards: list[dict[str, Any]] = []
+        actions: list[dict[str, Any]] = []
+        consultations: list[Consultation] = []
+        for order, evaluation in evaluations:
+            consultation_id = f"urn:uuid:{uuid.uuid4()}"
+            card = None
+            if evaluation.shows_card:
+                card = cards.card(
+                    evaluation,
+                    order=order,
+                    source_label=self._source_label(evaluation),
+                    source_url=self._settings.source_url,
+                )
+                out_cards.append(card)
+            rating = evaluation.rating
+            if rating is not None:
+                actions.append(
+                    cards.rating_action(
+                        evaluation,
+                        rating,
+                        order=order,
+                        consultation_id=consultation_id,
+                        qcdsm_id=self._settings.qcdsm_id,
+                        source_url=self._settings.source_url,
+                    )
+                )
+            consultations.append(self._consultation(service, request, order, evaluation, consultation_id, card))
+        response: dict[str, Any] = {"cards": out_cards}
+        if actions:
+            response["systemActions"] = actions
+        return response, consultations
+
+    def _consultation(
+        self,
+        service: CdsService,
+        request: CdsRequest,
+        order: dict[str, Any],
+        evaluation: Evaluation,
+        consultation_id: str,
+        card: dict[str, Any] | None,
+    ) -> Consultation:
+        rule_id = evaluation.rule.id if evaluation.rule else "none"
+        rule_version = evaluation.rule.version if evaluation.rule else "0"
+        rating = evaluation.rating.value if evaluation.rating else "needs-information"
+        payload: dict[str, Any] = {
+            "consultationId": consultation_id,
+            "serviceId": service.id,
+            "hook": request.hook,
+            "hookInstance": request.hook_instance,
+            "patientId": request.patient_id,
+            "orderId": order["id"],
+            "orderCodes": [
+                {"system": c.get("system", ""), "code": c.get("code", "")}
+                for c in order.get("code", {}).get("coding", [])
+                if isinstance(c, dict)
+            ],
+            "ruleId": rule_id,
+            "ruleVersion": rule_version,
+            "rating": rating,
+            "evaluatedAt": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        }
+        if isinstance(request.context.get("encounterId"), str):
+            payload["encounterId"] = request.context["encounterId"]
+        applied = cards.rule_url(evaluation, self._settings.source_url)
+        if applied:
+            payload["criteriaUrl"] = applied
+        if card is not None:
+            payload["cardUuid"] = card["uuid"]
+        return Consultation(
+            consultation_id,
+            service.id,
+            request.hook,
+            request.hook_instance,
+            order["id"],
+            rule_id,
+            rule_version,
+            rating,
+            card["uuid"] if card else None,
+            payload,
+        )
+
+    def record_feedback(self, service_id: str, items: list[Feedback]) -> int:
+        """Store feedback once per card, outcome and timestamp."""
+        return self._repository.add_feedback(service_id, items)
+
+    def feedback_rates(self, service_id: str) -> list[dict[str, Any]]:
+        """Accept and override rates per rule."""
+        return self._repository.feedback_rates(service_id)
+
+
+def body_digest(body: bytes) -> str:
+    """Digest of a request body, for the repeat cache."""
+    return hashlib.sha256(body).hexdigest()

@@ -1,0 +1,12 @@
+"""Loading the rule files at start-up (a bad file stops the service, naming the file)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from radcds.domain.appropriateness import Rule, load_rules
+
+
+def load_knowledge(directory: Path) -> list[Rule]:
+    """Every rule in ``directory/rules`` (see docs/referral-rules.md for the format)."""
+    return load_rules(directory / "rules")

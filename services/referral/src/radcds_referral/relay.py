@@ -1,0 +1,66 @@
+"""Outbox relay: publishes consultation events that are stored but not yet on Kafka.
+
+The CDS Hooks response never waits for Kafka; the consultation row is the durable record, and
+this relay sends its event (at least once; the event id is the consultation id, so consumers
+dedupe a repeat).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from radcds.domain.events import ORDER_EVALUATED
+from radcds.domain.ports import EventPublisher
+from radcds_referral.repository import ReferralRepository
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    """A daemon thread that drains the outbox every ``interval_s``."""
+
+    def __init__(self, repository: ReferralRepository, publisher: EventPublisher, *, interval_s: float = 0.5) -> None:
+        self._repository = repository
+        self._publisher = publisher
+        self._interval_s = interval_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.failures = 0
+
+    def drain(self) -> int:
+        """Publish what is pending; returns how many events went out."""
+        sent = 0
+        for consultation_id, order_id, payload in self._repository.unpublished():
+            try:
+                self._publisher.publish(ORDER_EVALUATED, payload, event_id=consultation_id, subject=order_id)
+            except Exception as exc:
+                self.failures += 1
+                log.warning("consultation event not published yet", extra={"error_class": type(exc).__name__})
+                return sent
+            self._repository.mark_published(consultation_id)
+            sent += 1
+        return sent
+
+    def start(self) -> None:
+        """Run :meth:`drain` periodically until :meth:`stop`."""
+
+        def loop() -> None:
+            while not self._stop.wait(self._interval_s):
+                try:
+                    self.drain()
+                except Exception:
+                    log.exception("outbox relay failed")
+
+        self._thread = threading.Thread(target=loop, name="referral-outbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after a last drain."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        try:
+            self.drain()
+        except Exception:
+            log.warning("last outbox drain failed; events stay stored and go out at next start")

@@ -1,0 +1,241 @@
+"""CDS Hooks 2.0 contract tests: the HTTP service with real JWTs, SQLite and a recording publisher port."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from radcds.adapters.kafka.codec import validate_payload
+from radcds.domain.events import ORDER_EVALUATED, EventKind
+from radcds_referral import scenarios
+from radcds_referral.app import create_app
+from radcds_referral.devkeys import sign_client_jwt, write_dev_issuer
+from radcds_referral.settings import ReferralSettings
+
+ISS = "https://ehr.example.org/cds-client"
+BASE = "http://testserver"
+SIGN = "radcds-imaging-order-sign"
+UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+class RecordingPublisher:
+    """Fake of our EventPublisher port."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
+
+    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
+        validate_payload(kind, payload)
+        self.events.append((kind, payload, event_id, subject))
+
+
+@pytest.fixture
+def env(tmp_path):
+    key_path, issuers = write_dev_issuer(tmp_path / "issuer", ISS)
+    kid = json.loads(issuers.read_text())[0]["jwks"]["keys"][0]["kid"]
+    settings = ReferralSettings(
+        trusted_issuers_file=issuers,
+        data_dir=tmp_path / "data",
+        public_base_url=BASE,
+        cors_origins=["https://ehr.example.org"],
+    )
+    publisher = RecordingPublisher()
+    app = create_app(settings, publisher=publisher)
+    with TestClient(app) as client:
+        yield client, key_path.read_bytes(), kid, publisher
+
+
+def _auth(env, path: str, **kw) -> dict[str, str]:
+    _, key, kid, _ = env
+    return {"Authorization": "Bearer " + sign_client_jwt(key, kid=kid, iss=ISS, aud=BASE + path, **kw)}
+
+
+def _call(env, body: dict[str, Any] | bytes, service: str = SIGN):
+    client = env[0]
+    path = f"/cds-services/{service}"
+    content = body if isinstance(body, bytes) else json.dumps(body).encode()
+    return client.post(path, content=content, headers={**_auth(env, path), "Content-Type": "application/json"})
+
+
+def _no_null_or_empty(value: Any, where: str = "$") -> None:
+    """CDS Hooks 2.0: optional fields are omitted, never null or empty (``cards: []`` is the exception)."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            assert v is not None, f"{where}.{k} is null"
+            if k != "cards":
+                assert v not in ("", [], {}), f"{where}.{k} is empty"
+            _no_null_or_empty(v, f"{where}.{k}")
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _no_null_or_empty(v, f"{where}[{i}]")
+
+
+def _check_card(card: dict[str, Any]) -> None:
+    assert UUID.match(card["uuid"])
+    assert isinstance(card["summary"], str) and 0 < len(card["summary"]) < 140
+    assert card["indicator"] in ("info", "warning", "critical")
+    assert card["source"]["label"]
+    if "suggestions" in card:
+        assert card["selectionBehavior"] in ("at-most-one", "any")
+        for s in card["suggestions"]:
+            assert s["label"] and UUID.match(s["uuid"]) and s["actions"]
+            for a in s["actions"]:
+                assert a["type"] in ("create", "update", "delete") and a["description"]
+                assert ("resource" in a) or ("resourceId" in a)
+    for reason in card.get("overrideReasons", []):
+        assert reason["code"] and reason["system"]
+
+
+def test_discovery_without_token_is_a_bare_401(env):
+    response = env[0].get("/cds-services")
+    assert response.status_code == 401 and response.content == b""
+
+
+def test_discovery_lists_three_services_with_prefetch(env):
+    response = env[0].get("/cds-services", headers=_auth(env, "/cds-services"))
+    services = response.json()["services"]
+    assert {s["hook"] for s in services} == {"order-select", "order-sign", "patient-view"}
+    for s in services:
+        assert (
+            s["id"] and s["title"] and s["description"] and s["prefetch"]["patient"] == "Patient/{{context.patientId}}"
+        )
+    _no_null_or_empty(response.json())
+
+
+def test_token_for_another_endpoint_is_refused(env):
+    headers = _auth(env, "/cds-services/other")
+    assert env[0].get("/cds-services", headers=headers).status_code == 401
+
+
+def test_low_risk_head_injury_gets_one_not_appropriate_card_and_a_rating(env):
+    response = _call(env, scenarios.low_risk_minor_head_injury())
+    assert response.status_code == 200
+    body = response.json()
+    _no_null_or_empty(body)
+    (card,) = body["cards"]
+    _check_card(card)
+    assert "Stiell" in card["detail"]
+    assert any(a["type"] == "delete" for s in card["suggestions"] for a in s["actions"])
+    (action,) = body["systemActions"]
+    assert action["type"] == "update" and action["resource"]["id"] == "draft-ct-head"
+    ext = {e["url"]: e for e in action["resource"]["extension"]}
+    rating = ext["http://fhir.org/argonaut/Extension/pama-rating"]["valueCodeableConcept"]["coding"][0]
+    assert rating == {"system": "http://fhir.org/argonaut/CodeSystem/pama-rating", "code": "not-appropriate"}
+    assert ext["http://fhir.org/argonaut/Extension/pama-rating-consult-id"]["valueUri"].startswith("urn:uuid:")
+    assert "http://fhir.org/argonaut/Extension/pama-rating-auc-applied" in ext
+
+
+def test_appropriate_order_gets_no_card_only_a_silent_rating(env):
+    body = _call(env, scenarios.older_adult_head_injury()).json()
+    assert body["cards"] == []
+    ext = body["systemActions"][0]["resource"]["extension"]
+    assert ext[0]["valueCodeableConcept"]["coding"][0]["code"] == "appropriate"
+
+
+def test_order_without_indication_gets_one_card_asking_for_it_and_no_rating(env):
+    body = _call(env, scenarios.head_ct_without_indication()).json()
+    (card,) = body["cards"]
+    _check_card(card)
+    assert "reason" in card["summary"].lower()
+    assert "systemActions" not in body
+
+
+def test_missing_prefetch_without_fhir_server_is_412_operation_outcome(env):
+    call = scenarios.low_risk_minor_head_injury()
+    del call["prefetch"]["observations"]
+    response = _call(env, call)
+    assert response.status_code == 412
+    assert response.json()["resourceType"] == "OperationOutcome"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"{broken",
+        json.dumps({"hook": "order-sign"}).encode(),
+        json.dumps({"hook": "patient-view", "hookInstance": "x", "context": {}}).encode(),
+    ],
+)
+def test_bad_calls_are_400_operation_outcomes(env, body):
+    response = _call(env, body)
+    assert response.status_code == 400
+    assert response.json()["issue"][0]["code"] == "invalid"
+
+
+def test_unknown_service_is_404(env):
+    assert _call(env, scenarios.low_risk_minor_head_injury(), service="nope").status_code == 404
+
+
+def test_repeated_hook_instance_returns_the_same_cards_and_one_consultation(env):
+    call = scenarios.low_risk_minor_head_injury(hook_instance="5c7e6f4a-0000-4000-8000-000000000001")
+    first, second = _call(env, call).json(), _call(env, call).json()
+    assert first == second
+
+
+def test_every_evaluation_publishes_a_schema_valid_event_with_the_consultation_id(env):
+    body = _call(env, scenarios.low_risk_minor_head_injury()).json()
+    consult = body["systemActions"][0]["resource"]["extension"][2]["valueUri"]
+    deadline = time.monotonic() + 10  # the outbox relay publishes in the background
+    while not env[3].events and time.monotonic() < deadline:
+        time.sleep(0.05)
+    kind, payload, event_id, subject = env[3].events[0]
+    assert kind is ORDER_EVALUATED and event_id == consult and subject == "draft-ct-head"
+    assert payload["rating"] == "not-appropriate" and payload["ruleId"] == "canadian-ct-head"
+    assert payload["cardUuid"] == body["cards"][0]["uuid"]
+
+
+def test_feedback_is_stored_once_and_rates_are_read_back_per_rule(env):
+    card = _call(env, scenarios.low_risk_minor_head_injury()).json()["cards"][0]
+    path = f"/cds-services/{SIGN}/feedback"
+    feedback = {
+        "feedback": [
+            {
+                "card": card["uuid"],
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-28T10:00:00Z",
+                "overrideReason": {"reason": {"code": "d6b0f6a7", "system": "http://example.org"}},
+            }
+        ]
+    }
+    for _ in range(2):
+        r = env[0].post(path, json=feedback, headers=_auth(env, path))
+        assert r.status_code == 200
+    rates = env[0].get(path, headers=_auth(env, path)).json()["rules"]
+    assert rates == [
+        {"ruleId": "canadian-ct-head", "accepted": 0, "overridden": 1, "acceptRate": 0.0, "overrideRate": 1.0}
+    ]
+
+
+def test_feedback_with_bad_outcome_is_400(env):
+    path = f"/cds-services/{SIGN}/feedback"
+    bad = {"feedback": [{"card": "x", "outcome": "maybe", "outcomeTimestamp": "2026-11-28T10:00:00Z"}]}
+    assert env[0].post(path, json=bad, headers=_auth(env, path)).status_code == 400
+
+
+def test_cors_preflight_from_an_allowed_origin_is_answered(env):
+    response = env[0].options(
+        "/cds-services",
+        headers={
+            "Origin": "https://ehr.example.org",
+            "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization",
+        },
+    )
+    assert response.headers["access-control-allow-origin"] == "https://ehr.example.org"
+
+
+def test_patient_view_for_screening_candidate_offers_low_dose_ct_card(env):
+    body = _call(env, scenarios.lung_screening_candidate(), service="radcds-imaging-patient-view").json()
+    _no_null_or_empty(body)
+    (card,) = body["cards"]
+    _check_card(card)
+    assert card["indicator"] == "info"
+    created = card["suggestions"][0]["actions"][0]
+    assert created["type"] == "create" and created["resource"]["code"]["coding"][0]["code"] == "71271"
+    assert created["resource"]["subject"] == {"reference": "Patient/example-smoker"}
+    assert "systemActions" not in body

@@ -1,0 +1,35 @@
+"""referral over real HTTP with a signed JWT, and its consultation event on real Kafka."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from radcds.devstack.demo import call_referral, wait_for_event
+from radcds.domain.events import ORDER_EVALUATED
+from radcds_referral import scenarios
+
+from .helpers import read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+
+
+def test_order_sign_rating_is_published_as_an_order_evaluated_event(stack):
+    response = call_referral(stack, scenarios.low_risk_minor_head_injury())
+    ext = {e["url"].rsplit("/", 1)[-1]: e for e in response["systemActions"][0]["resource"]["extension"]}
+    consult = ext["pama-rating-consult-id"]["valueUri"]
+    event = wait_for_event(stack, ORDER_EVALUATED.topic, consult)
+    assert event["type"] == ORDER_EVALUATED.type
+    payload = event["payload"]
+    assert payload["rating"] == "not-appropriate"
+    assert payload["ruleId"] == "canadian-ct-head"
+    assert payload["orderId"] == "draft-ct-head"
+    assert payload["cardUuid"] == response["cards"][0]["uuid"]
+    (record,) = [r for r in read_topic(stack, ORDER_EVALUATED.topic) if dict(r.headers)["ce_id"] == consult.encode()]
+    assert record.key == b"draft-ct-head"
+
+
+def test_unsigned_call_is_refused_with_a_bare_401(stack):
+    url = f"http://{stack.host}:{stack.ports.referral}/cds-services/radcds-imaging-order-sign"
+    response = httpx.post(url, json=scenarios.low_risk_minor_head_injury(), timeout=10)
+    assert response.status_code == 401 and response.content == b""

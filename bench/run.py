@@ -106,7 +106,13 @@ def main() -> int:
     print("radcds benchmarks (baseline measured in the same run; see bench/README.md)\n", flush=True)
     lines = [HEADER, bench_codec(), bench_triton()]
     table = "\n".join(lines)
-    print(table)
+    print(table, flush=True)
+    from referral_bench import run as referral_run
+
+    print("\nreferral (CDS Hooks order-sign over HTTP, load generator on the same 2 cores)\n", flush=True)
+    referral = referral_run()
+    print(referral)
+    table += "\n\n" + referral
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
     return 0

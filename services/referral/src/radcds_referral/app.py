@@ -13,7 +13,7 @@ from sqlalchemy import Engine, text
 from radcds.adapters.db.engine import make_engine, migrate
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import SOURCE_REFERRAL
-from radcds.domain.ports import EventPublisher
+from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_referral.api.cds_hooks import cds_router
@@ -29,7 +29,7 @@ def create_app(
     settings: ReferralSettings,
     *,
     engine: Engine | None = None,
-    publisher: EventPublisher | None = None,
+    publisher: BatchEventPublisher | None = None,
     authenticator: CdsClientAuthenticator | None = None,
 ) -> FastAPI:
     """Build the referral app. Rules and trusted issuers are loaded and checked here, at start-up."""

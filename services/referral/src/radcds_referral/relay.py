@@ -11,7 +11,7 @@ import logging
 import threading
 
 from radcds.domain.events import ORDER_EVALUATED
-from radcds.domain.ports import EventPublisher
+from radcds.domain.ports import BatchEventPublisher
 from radcds_referral.repository import ReferralRepository
 
 log = logging.getLogger(__name__)
@@ -20,7 +20,9 @@ log = logging.getLogger(__name__)
 class OutboxRelay:
     """A daemon thread that drains the outbox every ``interval_s``."""
 
-    def __init__(self, repository: ReferralRepository, publisher: EventPublisher, *, interval_s: float = 0.5) -> None:
+    def __init__(
+        self, repository: ReferralRepository, publisher: BatchEventPublisher, *, interval_s: float = 0.5
+    ) -> None:
         self._repository = repository
         self._publisher = publisher
         self._interval_s = interval_s
@@ -29,18 +31,18 @@ class OutboxRelay:
         self.failures = 0
 
     def drain(self) -> int:
-        """Publish what is pending; returns how many events went out."""
-        sent = 0
-        for consultation_id, order_id, payload in self._repository.unpublished():
-            try:
-                self._publisher.publish(ORDER_EVALUATED, payload, event_id=consultation_id, subject=order_id)
-            except Exception as exc:
-                self.failures += 1
-                log.warning("consultation event not published yet", extra={"error_class": type(exc).__name__})
-                return sent
-            self._repository.mark_published(consultation_id)
-            sent += 1
-        return sent
+        """Publish what is pending in one batch; returns how many events the broker acknowledged."""
+        pending = self._repository.unpublished()
+        if not pending:
+            return 0
+        try:
+            sent = self._publisher.publish_many(ORDER_EVALUATED, [(p, cid, oid) for cid, oid, p in pending])
+        except Exception as exc:
+            self.failures += 1
+            log.warning("consultation events not published yet", extra={"error_class": type(exc).__name__})
+            return 0
+        self._repository.mark_published(sent)
+        return len(sent)
 
     def start(self) -> None:
         """Run :meth:`drain` periodically until :meth:`stop`."""

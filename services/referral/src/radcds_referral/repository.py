@@ -85,12 +85,14 @@ class ReferralRepository:
             ).all()
         return [(r.consultation_id, r.order_id, json.loads(r.event_payload)) for r in rows]
 
-    def mark_published(self, consultation_id: str) -> None:
-        """Record that the consultation's event is on Kafka."""
+    def mark_published(self, consultation_ids: list[str]) -> None:
+        """Record that these consultations' events are on Kafka (one transaction)."""
+        if not consultation_ids:
+            return
         with self._engine.begin() as conn:
             conn.execute(
                 update(cds_consultations)
-                .where(cds_consultations.c.consultation_id == consultation_id)
+                .where(cds_consultations.c.consultation_id.in_(consultation_ids))
                 .values(published_at=datetime.now(UTC))
             )
 

@@ -23,6 +23,9 @@ class ServiceSettings(BaseSettings):
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)
+    #: Broker protocol version ("4.0"). Given explicitly so clients start without probing the broker:
+    #: a service starts (and serves what does not need Kafka) while Kafka is still down.
+    kafka_api_version: str = Field(default="4.0", pattern=r"^\d+\.\d+$")
     kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     kafka_sasl_username: str | None = None
@@ -40,7 +43,10 @@ class ServiceSettings(BaseSettings):
 
     def kafka_client_options(self) -> dict[str, Any]:
         """kafka-python connection options (security) shared by producers, consumers and admins."""
-        options: dict[str, Any] = {"security_protocol": self.kafka_security_protocol}
+        options: dict[str, Any] = {
+            "security_protocol": self.kafka_security_protocol,
+            "api_version": tuple(int(p) for p in self.kafka_api_version.split(".")),
+        }
         if self.kafka_sasl_mechanism:
             options |= {
                 "sasl_mechanism": self.kafka_sasl_mechanism,

@@ -7,6 +7,7 @@ import socket
 from typing import Any
 
 from kafka import KafkaProducer
+from kafka.errors import KafkaError
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind
 
@@ -97,13 +98,38 @@ class KafkaEventPublisher:
                 },
             )
 
+    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+        """Send ``(payload, event_id, subject)`` items, then wait for all acks; returns the acknowledged ids
+        in order up to the first failure (the producer is idempotent and keeps per-partition order)."""
+        futures = []
+        for payload, event_id, subject in items:
+            message = codec.encode(kind, payload, event_id=event_id, source=self._source, subject=subject)
+            headers = list(message.headers.items())
+            inject_headers(headers)
+            key = message.key.encode() if isinstance(message.key, str) else message.key
+            futures.append((event_id, self._producer.send(kind.topic, key=key, value=message.value, headers=headers)))
+        self._producer.flush(timeout=self._timeout_s)
+        acked: list[str] = []
+        for event_id, future in futures:
+            try:
+                future.get(timeout=self._timeout_s)
+            except Exception:
+                log.warning("event not acknowledged", extra={"event_id": event_id, "event_type": kind.type})
+                break
+            acked.append(event_id)
+        return acked
+
     def send_raw(self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Send a record as it is (used for dead-lettering)."""
         self._producer.send(topic, key=key, value=value, headers=headers).get(timeout=self._timeout_s)
 
     def warm_up(self, topic: str) -> None:
-        """Fetch metadata for ``topic`` now, so the first publish does not wait for it."""
-        self._producer.partitions_for(topic)
+        """Fetch metadata for ``topic`` now, so the first publish does not wait for it (best effort:
+        with Kafka down the service still starts and reports not ready)."""
+        try:
+            self._producer.partitions_for(topic)
+        except KafkaError as exc:
+            log.warning("Kafka metadata not available yet", extra={"topic": topic, "error_class": type(exc).__name__})
 
     def close(self) -> None:
         """Flush and close the producer."""

@@ -8,5 +8,5 @@ from radcds.domain.appropriateness import Rule, load_rules
 
 
 def load_knowledge(directory: Path) -> list[Rule]:
-    """Every rule in ``directory/rules`` (see docs/referral.md ("Rules") for the format)."""
+    """Every rule in ``directory/rules`` (see docs/referral.md, section Rules for the format)."""
     return load_rules(directory / "rules")

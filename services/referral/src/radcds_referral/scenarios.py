@@ -2,7 +2,7 @@
 
 Each scenario is an order-sign (or patient-view) request an EHR could send, with a full prefetch.
 Decision-rule findings travel as Observations in the radcds finding code system with
-``valueBoolean`` (see docs/referral.md ("Rules")).
+``valueBoolean`` (see docs/referral.md, section Rules).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ entered-in-error records, OperationOutcome prefetch entries) is ignored, never g
 given as ``None`` means "not fetched" and stays *unknown* in the context; an empty list means "fetched,
 nothing there".
 
-How decision-rule findings arrive (documented in docs/referral.md ("Rules")):
+How decision-rule findings arrive (documented in docs/referral.md, section Rules):
 
 1. An Observation coded in :data:`RADCDS_FINDING` (code = the flag key, e.g. ``vomiting-2-or-more``) with
    ``valueBoolean`` (or ``valueCodeableConcept`` SNOMED CT 373066001 Yes / 373067005 No). This is the

@@ -3,7 +3,7 @@
 Pure domain package (standard library only). The HTTP layer (CDS Hooks 2.0 service) builds
 :class:`ImagingOrder` and :class:`PatientContext` with ``radcds.adapters.fhir.clinical_context``, loads
 the rules once at start-up with :func:`load_rules` and calls :func:`evaluate_order` per draft order
-(order-select / order-sign) or :func:`evaluate_patient` (patient-view). See ``docs/referral.md ("Rules")``.
+(order-select / order-sign) or :func:`evaluate_patient` (patient-view). See ``docs/referral.md, section Rules``.
 """
 
 from radcds.domain.appropriateness.criteria import CodeSet, Truth

@@ -244,3 +244,13 @@ def test_patient_view_for_screening_candidate_offers_low_dose_ct_card(env):
     assert created["type"] == "create" and created["resource"]["code"]["coding"][0]["code"] == "71271"
     assert created["resource"]["subject"] == {"reference": "Patient/example-smoker"}
     assert "systemActions" not in body
+
+
+@pytest.mark.parametrize(("system", "code"), [("http://loinc.org", "24727-0"), ("http://snomed.info/sct", "303653007")])
+def test_head_ct_ordered_with_loinc_or_snomed_code_is_rated_like_cpt(env, system, code):
+    call = scenarios.low_risk_minor_head_injury()
+    order = call["context"]["draftOrders"]["entry"][0]["resource"]
+    order["code"] = {"coding": [{"system": system, "code": code}], "text": "CT head"}
+    body = _call(env, call).json()
+    rating = body["systemActions"][0]["resource"]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
+    assert rating == "not-appropriate"

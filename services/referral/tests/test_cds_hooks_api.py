@@ -254,3 +254,53 @@ def test_head_ct_ordered_with_loinc_or_snomed_code_is_rated_like_cpt(env, system
     body = _call(env, call).json()
     rating = body["systemActions"][0]["resource"]["extension"][0]["valueCodeableConcept"]["coding"][0]["code"]
     assert rating == "not-appropriate"
+
+
+def _odd_calls():
+    """Syntactically valid JSON with odd shapes an EHR (or an attacker) might send."""
+    base = scenarios.low_risk_minor_head_injury
+    calls = []
+    c = base()
+    c["context"]["draftOrders"]["entry"] = [1, "x", None, {"resource": "nope"}, {"resource": {"resourceType": "X"}}]
+    calls.append(c)
+    c = base()
+    c["context"]["draftOrders"]["entry"][0]["resource"]["code"] = "70450"
+    calls.append(c)
+    c = base()
+    c["context"]["draftOrders"]["entry"][0]["resource"]["reasonCode"] = [{"coding": "S06"}, 5, None]
+    calls.append(c)
+    c = base()
+    c["prefetch"]["patient"] = "Patient/example-patient"
+    calls.append(c)
+    c = base()
+    c["prefetch"]["observations"] = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "Observation",
+                    "code": {"coding": [{"system": 1, "code": None}]},
+                    "valueQuantity": "a lot",
+                }
+            }
+        ],
+    }
+    calls.append(c)
+    c = base()
+    c["prefetch"]["patient"] = {"resourceType": "Patient", "id": "p", "birthDate": "not-a-date", "gender": 7}
+    calls.append(c)
+    c = base()
+    c["context"]["patientId"] = 12
+    calls.append(c)
+    c = base()
+    c["context"]["draftOrders"]["entry"][0]["resource"]["id"] = {"nested": True}
+    calls.append(c)
+    return calls
+
+
+@pytest.mark.parametrize("call", _odd_calls())
+def test_odd_but_valid_json_never_causes_a_server_error(env, call):
+    response = _call(env, call)
+    assert response.status_code in (200, 400, 412)
+    body = response.json()
+    assert ("cards" in body) or body.get("resourceType") == "OperationOutcome"

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the local stack and the integration tests need, only if missing:
-# a Java runtime and Maven (Apache Kafka from Maven Central jars) and PostgreSQL server binaries.
+# a Java runtime and Maven (Apache Kafka from Maven Central jars), PostgreSQL server binaries and
+# dcmtk (a real DICOM peer for the DIMSE tests).
 set -euo pipefail
 need=()
 command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -24,6 +24,7 @@ TEST_PORTS = Ports(
     imaging=28082,
     inference=28083,
     inference_grpc=28051,
+    dimse=21112,
     reporting=28085,
     referral=28081,
     postgres=25432,

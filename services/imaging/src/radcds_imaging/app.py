@@ -15,6 +15,7 @@ from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_imaging.api.dicomweb import dicomweb_router
+from radcds_imaging.dimse import DimseServer, dimse_config_from_settings, store_port
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.settings import ImagingSettings
 from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore
@@ -32,6 +33,7 @@ def create_app(
     engine = engine or make_engine(settings.resolved_database_url())
     store = store or FilesystemInstanceStore(settings.storage_dir)
     owned: list[KafkaEventPublisher] = []
+    state: dict[str, DimseServer] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -42,10 +44,18 @@ def create_app(
             kafka.warm_up(INSTANCE_STORED.topic)
             owned.append(kafka)
             publisher = kafka
-        app.state.imaging = ImagingService(
+        service = ImagingService(
             engine=engine, store=store, publisher=publisher, public_base_url=settings.public_base_url
         )
+        app.state.imaging = service
+        app.state.engine = engine
+        if settings.dimse_enabled:
+            dimse = DimseServer(dimse_config_from_settings(settings), store=store_port(service))
+            dimse.start()
+            state["dimse"] = dimse
         yield
+        if "dimse" in state:
+            state["dimse"].stop()
         for p in owned:
             p.close()
         engine.dispose()
@@ -58,8 +68,13 @@ def create_app(
     def kafka_ready() -> bool:
         return kafka_reachable(settings.kafka_bootstrap_servers)
 
+    def dimse_ready() -> bool:
+        return not settings.dimse_enabled or ("dimse" in state and state["dimse"].running)
+
     app = FastAPI(title="radcds imaging", version="0.1.0", lifespan=lifespan)
-    app.include_router(health_router(checks={"database": db_ready, "kafka": kafka_ready}, metrics=metrics))
+    app.include_router(
+        health_router(checks={"database": db_ready, "kafka": kafka_ready, "dimse": dimse_ready}, metrics=metrics)
+    )
     app.include_router(
         dicomweb_router(max_request_bytes=settings.max_request_bytes, public_base_url=settings.public_base_url)
     )

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import (
@@ -96,16 +97,20 @@ class ImagingService:
         ref = parsed.instance
         url = instance_url(self._base, parsed)
         digest = hashlib.sha256(data).hexdigest()
-        with self._engine.begin() as conn:
-            existing = conn.execute(
-                select(dicom_instances.c.sha256).where(dicom_instances.c.sop_instance_uid == ref.sop_instance_uid)
-            ).first()
-            if existing is not None:
-                log.info("duplicate instance ignored", extra={"same_content": existing.sha256 == digest})
-                return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
-            key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.dcm"
-            self._store.put(key, data)
-            try:
+        # Each attempt writes its own file, so a failing or losing attempt never removes the file of
+        # a concurrent attempt that won (the same instance resent on another association).
+        key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.{uuid.uuid4().hex[:12]}.dcm"
+        written = False
+        try:
+            with self._engine.begin() as conn:
+                existing = conn.execute(
+                    select(dicom_instances.c.sha256).where(dicom_instances.c.sop_instance_uid == ref.sop_instance_uid)
+                ).first()
+                if existing is not None:
+                    log.info("duplicate instance ignored", extra={"same_content": existing.sha256 == digest})
+                    return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
+                self._store.put(key, data)
+                written = True
                 conn.execute(
                     insert(dicom_instances).values(
                         sop_instance_uid=ref.sop_instance_uid,
@@ -129,16 +134,22 @@ class ImagingService:
                     event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{ref.sop_instance_uid}:{digest}")),
                     subject=ref.study_instance_uid,
                 )
-            except Exception as exc:
-                # Roll back the row (by leaving the block with the exception) and the file.
+        except IntegrityError:
+            # A concurrent attempt stored the same SOP Instance first: ours is a duplicate.
+            self._store.delete(key)
+            log.info("duplicate instance ignored (concurrent store)")
+            return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
+        except Exception as exc:
+            # The row was rolled back by leaving the transaction with the exception; remove our file.
+            if written:
                 self._store.delete(key)
-                log.error("instance not stored", extra={"error_class": type(exc).__name__})
-                raise DicomRejected(
-                    FAILURE_OUT_OF_RESOURCES,
-                    "could not store or announce the instance",
-                    sop_class_uid=ref.sop_class_uid,
-                    sop_instance_uid=ref.sop_instance_uid,
-                ) from exc
+            log.error("instance not stored", extra={"error_class": type(exc).__name__})
+            raise DicomRejected(
+                FAILURE_OUT_OF_RESOURCES,
+                "could not store or announce the instance",
+                sop_class_uid=ref.sop_class_uid,
+                sop_instance_uid=ref.sop_instance_uid,
+            ) from exc
         return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url)
 
     def retrieve_instance(self, *, study: str, series: str, instance: str) -> bytes | None:

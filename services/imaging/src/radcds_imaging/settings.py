@@ -18,6 +18,16 @@ class ImagingSettings(ServiceSettings):
     http_port: int = Field(default=8082, ge=1, le=65535)
     dimse_port: int = Field(default=11112, ge=1, le=65535)
     ae_title: str = Field(default="RADCDS", min_length=1, max_length=16, pattern=r"^[ -~]*[!-~][ -~]*$")
+    dimse_enabled: bool = True
+    dimse_host: str = "127.0.0.1"
+    #: Calling AE titles allowed to associate (empty: any), JSON list.
+    dimse_allowed_calling_aets: list[str] = Field(default_factory=list)
+    dimse_max_associations: int = Field(default=10, ge=1, le=200)
+    dimse_network_timeout_s: float = Field(default=60.0, gt=0)
+    dimse_acse_timeout_s: float = Field(default=30.0, gt=0)
+    dimse_dimse_timeout_s: float = Field(default=30.0, gt=0)
+    #: Transfer syntax UIDs accepted by the C-STORE SCP (None: the documented defaults), JSON list.
+    dimse_transfer_syntaxes: list[str] | None = None
     #: Where instances are stored (filesystem storage port).
     storage_dir: Path = Path(".run/data/imaging/instances")
     #: SQLAlchemy URL; SQLite under ``storage_dir``'s parent when not given.

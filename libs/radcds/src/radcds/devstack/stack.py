@@ -39,6 +39,7 @@ class Ports:
     imaging: int = 8082  # RADCDS_IMAGING_HTTP_PORT
     inference: int = 8083  # RADCDS_INFERENCE_HTTP_PORT
     inference_grpc: int = 50051  # RADCDS_INFERENCE_GRPC_PORT
+    dimse: int = 11112  # RADCDS_IMAGING_DIMSE_PORT
     reporting: int = 8085  # RADCDS_REPORTING_HTTP_PORT
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
@@ -56,6 +57,7 @@ class Ports:
             imaging=_env_int("RADCDS_IMAGING_HTTP_PORT", d.imaging),
             inference=_env_int("RADCDS_INFERENCE_HTTP_PORT", d.inference),
             inference_grpc=_env_int("RADCDS_INFERENCE_GRPC_PORT", d.inference_grpc),
+            dimse=_env_int("RADCDS_IMAGING_DIMSE_PORT", d.dimse),
             reporting=_env_int("RADCDS_REPORTING_HTTP_PORT", d.reporting),
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
@@ -330,6 +332,7 @@ class LocalStack:
         if service == "imaging":
             defaults[f"{p}STORAGE_DIR"] = str(data / "instances")
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.imaging}"
+            defaults[f"{p}DIMSE_PORT"] = str(self.ports.dimse)
         if service == "inference":
             defaults[f"{p}TRITON_URL"] = f"{self.host}:{self.ports.triton_grpc}"
             defaults[f"{p}GRPC_PORT"] = str(self.ports.inference_grpc)

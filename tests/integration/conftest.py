@@ -43,6 +43,7 @@ def stack() -> Iterator[LocalStack]:
             f"{p}CONSUMER_BACKOFF_INITIAL_S": "0.05",
             f"{p}CONSUMER_BACKOFF_MAX_S": "1",
         }
+    extra["RADCDS_IMAGING_STUDY_QUIET_PERIOD_S"] = "1.0"
     s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
     s.up()
     try:

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import pydicom
+import pydicom.uid
 import pytest
 from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
@@ -172,3 +173,53 @@ def test_wado_rs_returns_the_stored_bytes_as_multipart(client):
 def test_health_and_metrics_endpoints_answer(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     assert client.get("/metrics").status_code == 200
+
+
+def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instance_as_update(tmp_path):
+    from datetime import UTC, datetime, timedelta
+
+    from radcds.adapters.kafka.codec import validate_payload
+    from radcds.domain.events import STUDY_AVAILABLE
+    from radcds_imaging.announcer import StudyAnnouncer
+    from radcds_imaging.assembly import StudyAssembler
+
+    engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
+    migrate(engine)
+    publisher = RecordingPublisher()
+    service = ImagingService(
+        engine=engine,
+        store=FilesystemInstanceStore(tmp_path / "store"),
+        publisher=publisher,
+        public_base_url="http://imaging.test",
+    )
+    clock = [datetime.now(UTC)]
+    assembler = StudyAssembler(
+        engine=engine,
+        quiet_period=timedelta(seconds=30),
+        wado_base_url="http://imaging.test/dicom-web",
+        clock=lambda: clock[0],
+    )
+    announcer = StudyAnnouncer(assembler, publisher, interval_s=1)
+    service.store_instances(parts=[CT_SMALL.read_bytes()])
+    assert announcer.run_once() == 0  # quiet period not over
+    clock[0] += timedelta(seconds=31)
+    assert announcer.run_once() == 1
+    assert announcer.run_once() == 0  # announced once
+    studies = [e for e in publisher.events if e[0] is STUDY_AVAILABLE]
+    ((kind, payload, _, subject),) = studies
+    validate_payload(kind, payload)
+    ds = pydicom.dcmread(CT_SMALL)
+    assert subject == ds.StudyInstanceUID and payload["version"] == 1 and not payload["isUpdate"]
+    study = payload["imagingStudy"]
+    assert study["identifier"][0]["value"] == f"urn:oid:{ds.StudyInstanceUID}"
+    assert study["numberOfInstances"] == 1 and study["modality"][0]["code"] == "CT"
+    # a late instance of the same study (same file, new SOP Instance UID) → an update, not a second study
+    ds.SOPInstanceUID = pydicom.uid.generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    late = tmp_path / "late.dcm"
+    ds.save_as(late)
+    service.store_instances(parts=[late.read_bytes()])
+    clock[0] += timedelta(seconds=31)
+    assert announcer.run_once() == 1
+    update = [e for e in publisher.events if e[0] is STUDY_AVAILABLE][-1][1]
+    assert update["version"] == 2 and update["isUpdate"] and update["numberOfInstances"] == 2

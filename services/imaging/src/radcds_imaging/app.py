@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 from fastapi import FastAPI
 from sqlalchemy import Engine, text
@@ -14,9 +15,12 @@ from radcds.domain.events import INSTANCE_STORED, SOURCE_IMAGING
 from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_imaging.announcer import StudyAnnouncer
 from radcds_imaging.api.dicomweb import dicomweb_router
+from radcds_imaging.assembly import StudyAssembler
 from radcds_imaging.dimse import DimseServer, dimse_config_from_settings, store_port
 from radcds_imaging.handlers import ImagingService
+from radcds_imaging.qido import qido_router
 from radcds_imaging.settings import ImagingSettings
 from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore
 
@@ -49,11 +53,22 @@ def create_app(
         )
         app.state.imaging = service
         app.state.engine = engine
+        announcer = StudyAnnouncer(
+            StudyAssembler(
+                engine=engine,
+                quiet_period=timedelta(seconds=settings.study_quiet_period_s),
+                wado_base_url=f"{settings.public_base_url.rstrip('/')}/dicom-web",
+            ),
+            publisher,
+            interval_s=min(1.0, settings.study_quiet_period_s / 2),
+        )
+        announcer.start()
         if settings.dimse_enabled:
             dimse = DimseServer(dimse_config_from_settings(settings), store=store_port(service))
             dimse.start()
             state["dimse"] = dimse
         yield
+        announcer.stop()
         if "dimse" in state:
             state["dimse"].stop()
         for p in owned:
@@ -75,6 +90,7 @@ def create_app(
     app.include_router(
         health_router(checks={"database": db_ready, "kafka": kafka_ready, "dimse": dimse_ready}, metrics=metrics)
     )
+    app.include_router(qido_router(public_base_url=settings.public_base_url))
     app.include_router(
         dicomweb_router(max_request_bytes=settings.max_request_bytes, public_base_url=settings.public_base_url)
     )

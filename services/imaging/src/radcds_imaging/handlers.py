@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +23,8 @@ from radcds.adapters.dicom.part10 import (
 )
 from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
 from radcds.domain.ports import EventPublisher
+from radcds_imaging.assembly import note_instance
+from radcds_imaging.qido import record_attributes
 from radcds_imaging.storage import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -101,6 +105,7 @@ class ImagingService:
         # a concurrent attempt that won (the same instance resent on another association).
         key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.{uuid.uuid4().hex[:12]}.dcm"
         written = False
+        now = datetime.now(UTC)
         try:
             with self._engine.begin() as conn:
                 existing = conn.execute(
@@ -124,9 +129,14 @@ class ImagingService:
                         storage_key=key,
                         size_bytes=len(data),
                         sha256=digest,
-                        received_at=datetime.now(UTC),
+                        received_at=now,
                     )
                 )
+                # QIDO-RS attributes and study assembly, in the same transaction as the row.
+                record_attributes(
+                    conn, pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True), ref.sop_instance_uid
+                )
+                note_instance(conn, ref.study_instance_uid, now)
                 event = ImagingInstanceStored(ref, parsed.context, parsed.transfer_syntax_uid, url, len(data))
                 self._publisher.publish(
                     INSTANCE_STORED,

@@ -14,7 +14,7 @@ from radcds.adapters.db.engine import make_engine, migrate
 from radcds.adapters.fhir.outcome import operation_outcome
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
-from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING
+from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_reporting.api.fhir import fhir_router
@@ -41,7 +41,7 @@ def create_app(settings: ReportingSettings, *, engine: Engine | None = None, sta
                 settings,
                 service="reporting",
                 group_id=settings.consumer_group,
-                topics=[FINDINGS_PRODUCED.topic],
+                topics=[STUDY_AVAILABLE.topic, FINDINGS_PRODUCED.topic],
                 handler=service.handle,
                 dead_letters=publisher,
                 metrics=metrics,

@@ -16,6 +16,7 @@ from radcds.domain import codes
 from radcds.domain.events import (
     FINDINGS_PRODUCED,
     REPORT_STORED,
+    STUDY_AVAILABLE,
     DiagnosticReportStored,
     ImagingFindingsProduced,
 )
@@ -36,7 +37,10 @@ class ReportingService:
         self._group = consumer_group
 
     def handle(self, event: DecodedEvent) -> None:
-        """Handle one ``ImagingFindingsProduced`` event (others are ignored)."""
+        """Handle ``ImagingStudyAvailable`` and ``ImagingFindingsProduced`` events (others are ignored)."""
+        if event.kind is STUDY_AVAILABLE:
+            self._store_imaging_study(event)
+            return
         if event.kind is not FINDINGS_PRODUCED:
             return
         analysis = ImagingFindingsProduced.from_payload(event.payload).analysis
@@ -68,6 +72,27 @@ class ReportingService:
                 event_id=str(uuid.uuid5(REPORT_EVENT_NAMESPACE, event.id)),
                 subject=study_uid,
             )
+
+    def _store_imaging_study(self, event: DecodedEvent) -> None:
+        """Store the ImagingStudy imaging announced (R4 DICOM mapping), keeping instances already known here."""
+        study = event.payload["imagingStudy"]
+        study_uid = event.payload["studyInstanceUid"]
+        with self._engine.begin() as conn:
+            if already_processed(conn, consumer_group=self._group, event_id=event.id):
+                return
+            repo = FhirRepository(conn)
+            known = repo.read("ImagingStudy", study["id"])
+            if known is not None:
+                ours = {i["uid"] for s in study.get("series", []) for i in s.get("instance", [])}
+                for series in known.get("series", []):
+                    extra = [i for i in series.get("instance", []) if i["uid"] not in ours]
+                    target = next((s for s in study.get("series", []) if s["uid"] == series["uid"]), None)
+                    if target is None and extra:
+                        study.setdefault("series", []).append({**series, "instance": extra})
+                    elif target is not None:
+                        target.setdefault("instance", []).extend(extra)
+            repo.upsert(study, study_instance_uid=study_uid)
+            mark_processed(conn, consumer_group=self._group, event_id=event.id)
 
     @staticmethod
     def _diagnostic_report(

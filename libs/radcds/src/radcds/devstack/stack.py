@@ -333,6 +333,7 @@ class LocalStack:
             defaults[f"{p}STORAGE_DIR"] = str(data / "instances")
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.imaging}"
             defaults[f"{p}DIMSE_PORT"] = str(self.ports.dimse)
+            defaults[f"{p}STUDY_QUIET_PERIOD_S"] = "5"
         if service == "inference":
             defaults[f"{p}TRITON_URL"] = f"{self.host}:{self.ports.triton_grpc}"
             defaults[f"{p}GRPC_PORT"] = str(self.ports.inference_grpc)

@@ -40,6 +40,11 @@ INSTANCE_STORED = EventKind(
     topic="radcds.imaging.instances.v1",
     schema="imaging-instance-stored.v1.json",
 )
+STUDY_AVAILABLE = EventKind(
+    type="org.radcds.imaging.study.available.v1",
+    topic="radcds.imaging.studies.v1",
+    schema="imaging-study-available.v1.json",
+)
 FINDINGS_PRODUCED = EventKind(
     type="org.radcds.inference.findings.produced.v1",
     topic="radcds.inference.findings.v1",
@@ -56,7 +61,7 @@ ORDER_EVALUATED = EventKind(
     schema="imaging-order-evaluated.v1.json",
 )
 EVENT_KINDS: dict[str, EventKind] = {
-    k.type: k for k in (ORDER_EVALUATED, INSTANCE_STORED, FINDINGS_PRODUCED, REPORT_STORED)
+    k.type: k for k in (ORDER_EVALUATED, INSTANCE_STORED, STUDY_AVAILABLE, FINDINGS_PRODUCED, REPORT_STORED)
 }
 
 #: Suffix of the dead-letter topic that belongs to each topic.

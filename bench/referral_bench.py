@@ -105,6 +105,11 @@ def _row(name: str, lat: list[float], elapsed: float, errors: int, base: list[fl
 
 
 def run() -> str:
+    """Both: one uvicorn process, then two worker processes (``RADCDS_REFERRAL_HTTP_WORKERS=2``)."""
+    return run_with(workers=1) + "\n\n" + run_with(workers=2)
+
+
+def run_with(*, workers: int) -> str:
     from radcds.devstack.stack import LocalStack, Ports
     from radcds_referral import scenarios
     from radcds_referral.devkeys import sign_client_jwt
@@ -135,7 +140,7 @@ def run() -> str:
         bodies = [json.dumps(scenarios.low_risk_minor_head_injury()).encode() for _ in range(n_total)]
 
         lines = [
-            "| referral | requests | p50 ms | p99 ms | req/s | errors | baseline p50 ms (GET /healthz) | ratio p50 |",
+            f"| referral, {workers} worker process(es) | requests | p50 ms | p99 ms | req/s | errors | baseline p50 ms (GET /healthz) | ratio p50 |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         offset = 0

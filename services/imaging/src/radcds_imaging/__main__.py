@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from radcds.runtime.serve import run_service
+from fastapi import FastAPI
+
+from radcds.runtime.serve import build_app, run_service
+from radcds.runtime.settings import load_settings
 from radcds_imaging.app import create_app
 from radcds_imaging.settings import ImagingSettings
+
+
+def app_factory() -> FastAPI:
+    """The app of one worker process (used when ``RADCDS_IMAGING_HTTP_WORKERS`` > 1)."""
+    return build_app("imaging", load_settings(ImagingSettings), create_app)
 
 
 def main() -> None:

@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
-from radcds.runtime.serve import run_service
+from fastapi import FastAPI
+
+from radcds.runtime.serve import build_app, run_service
+from radcds.runtime.settings import load_settings
 from radcds_reporting.app import create_app
 from radcds_reporting.settings import ReportingSettings
+
+
+def app_factory() -> FastAPI:
+    """The app of one worker process (used when ``RADCDS_REPORTING_HTTP_WORKERS`` > 1)."""
+    return build_app("reporting", load_settings(ReportingSettings), create_app)
 
 
 def main() -> None:

@@ -21,9 +21,30 @@ def serve(app: FastAPI, *, host: str, port: int) -> None:
     uvicorn.Server(config).run()
 
 
-def run_service(name: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
-    """Validate settings (exit 2 with a clear message if bad), set up logs and traces, serve."""
-    settings = load_settings(settings_cls)
+def build_app(name: str, settings: S, create_app: Callable[[S], FastAPI]) -> FastAPI:
+    """Set up logs and traces for ``name`` and build its app (once per process)."""
     configure_logging(service=name, level=settings.log_level)
     configure_tracing(service=name, otlp_endpoint=settings.otlp_endpoint, trace_file=settings.trace_file)
-    serve(create_app(settings), host=settings.http_host, port=settings.http_port)
+    return create_app(settings)
+
+
+def run_service(name: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+    """Validate settings (exit 2 with a clear message if bad), then serve.
+
+    With ``HTTP_WORKERS`` > 1, uvicorn starts that many processes, each building its own app (and
+    adapters) through ``radcds_<name>.__main__:app_factory``.
+    """
+    settings = load_settings(settings_cls)
+    if settings.http_workers > 1:
+        uvicorn.run(
+            f"radcds_{name}.__main__:app_factory",
+            factory=True,
+            workers=settings.http_workers,
+            host=settings.http_host,
+            port=settings.http_port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+        return
+    serve(build_app(name, settings, create_app), host=settings.http_host, port=settings.http_port)

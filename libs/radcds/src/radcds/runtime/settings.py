@@ -20,6 +20,8 @@ class ServiceSettings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=1, le=65535)
+    #: uvicorn worker processes (only for services without their own listeners: referral, reporting's API).
+    http_workers: int = Field(default=1, ge=1, le=16)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     kafka_bootstrap_servers: str = "127.0.0.1:19092"
     kafka_request_timeout_ms: int = Field(default=30_000, ge=1_000)

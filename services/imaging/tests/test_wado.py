@@ -1,0 +1,263 @@
+"""WADO-RS metadata and rendered routes (PS3.18 10.4) over real stored instances.
+
+Fixtures: pydicom's own ``CT_small.dcm`` (CT 128x128) and pydicom-data 1.0.0 files found offline by
+``get_testdata_file``: ``RG1_UNCI.dcm`` / ``RG1_J2KR.dcm`` (PA chest CR 1955x1841, MONOCHROME1,
+uncompressed / JPEG 2000 lossless), ``693_UNCI.dcm`` (head CT 512x512), ``emri_small_RLE.dcm`` /
+``emri_small_jpeg_2k_lossless.dcm`` / ``emri_small_jpeg_ls_lossless.dcm`` (enhanced MR 64x64,
+10 frames) and ``color3d_jpeg_baseline.dcm`` (ultrasound, JPEG baseline YBR_FULL_422, 120 frames).
+Variants of one file share their UIDs, so each goes into its own service.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydicom
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image
+from pydicom.data import get_testdata_file
+
+from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
+from radcds.domain.events import EventKind
+from radcds_imaging.handlers import ImagingService
+from radcds_imaging.storage import FilesystemInstanceStore
+from radcds_imaging.wado import wado_router
+
+BASE = "http://imaging.test"
+
+
+class RecordingPublisher:
+    """Fake of our EventPublisher port."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
+
+    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
+        self.events.append((kind, payload, event_id, subject))
+
+
+def _path(name: str) -> Path:
+    found = get_testdata_file(name)
+    assert found is not None, name
+    return Path(found)
+
+
+def _client(root: Path, *names: str) -> TestClient:
+    """An app with only the WADO router, over SQLite and a filesystem store holding ``names``."""
+    engine = make_engine(sqlite_url(root / "imaging.db"))
+    migrate(engine)
+    store = FilesystemInstanceStore(root / "store")
+    service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
+    outcome = service.store_instances(parts=[_path(n).read_bytes() for n in names])
+    assert len(outcome.stored) == len(names) and not outcome.failed
+    app = FastAPI()
+    app.include_router(wado_router(public_base_url=BASE))
+    app.state.engine = engine
+    app.state.imaging = service
+    app.state.instance_store = store
+    return TestClient(app)
+
+
+def _uids(name: str) -> tuple[str, str, str]:
+    ds = pydicom.dcmread(_path(name), stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def _instance_url(name: str) -> str:
+    study, series, sop = _uids(name)
+    return f"/dicom-web/studies/{study}/series/{series}/instances/{sop}"
+
+
+def _image(response: Any) -> Image.Image:
+    assert response.status_code == 200, response.text
+    return Image.open(io.BytesIO(response.content))
+
+
+def _pixels(response: Any) -> np.ndarray:
+    return np.asarray(_image(response)).astype(np.int16)
+
+
+def _linear_window(values: np.ndarray, center: float, width: float) -> np.ndarray:
+    """PS3.3 C.11.2.1.2.1 LINEAR window onto 0..255, written out independently of the code under test."""
+    scaled = ((values - (center - 0.5)) / (width - 1) + 0.5) * 255.0
+    return np.clip(np.rint(scaled), 0, 255).astype(np.int16)
+
+
+# --- metadata ---
+
+
+def test_series_metadata_of_stored_ct_returns_dicom_json_without_inline_pixel_data(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    study, series, sop = _uids("CT_small.dcm")
+    response = client.get(f"/dicom-web/studies/{study}/series/{series}/metadata")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/dicom+json")
+    (instance,) = response.json()
+    assert instance["00080018"] == {"vr": "UI", "Value": [sop]}
+    assert instance["0020000D"]["Value"] == [study]
+    assert instance["00080060"]["Value"] == ["CT"]
+    assert instance["00280010"]["Value"] == [128]
+    assert "7FE00010" not in instance
+    assert not any("InlineBinary" in attr and len(attr["InlineBinary"]) > 2048 for attr in instance.values())
+
+
+def test_metadata_bulk_data_uri_of_large_binary_value_resolves_to_its_bytes(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    study, series, _ = _uids("CT_small.dcm")
+    (instance,) = client.get(f"/dicom-web/studies/{study}/series/{series}/metadata").json()
+    bulk = {tag: attr["BulkDataURI"] for tag, attr in instance.items() if "BulkDataURI" in attr}
+    assert bulk, "CT_small.dcm has a private OB value over the threshold"
+    tag, uri = next(iter(bulk.items()))
+    assert uri.startswith(f"{BASE}{_instance_url('CT_small.dcm')}/bulkdata/")
+    response = client.get(uri.removeprefix(BASE))
+    assert response.status_code == 200
+    media, params = parse_content_type(response.headers["content-type"])
+    assert media == "multipart/related"
+    (part,) = split_parts(response.content, params["boundary"])
+    assert part.content == pydicom.dcmread(_path("CT_small.dcm"))[int(tag, 16)].value
+
+
+def test_study_metadata_returns_one_object_per_instance(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm", "693_UNCI.dcm")
+    study, _, sop = _uids("CT_small.dcm")
+    response = client.get(f"/dicom-web/studies/{study}/metadata")
+    assert response.status_code == 200
+    assert [i["00080018"]["Value"][0] for i in response.json()] == [sop]
+
+
+def test_metadata_of_unknown_study_or_series_returns_404(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    study, _, _ = _uids("CT_small.dcm")
+    assert client.get("/dicom-web/studies/1.2.3/metadata").status_code == 404
+    assert client.get(f"/dicom-web/studies/{study}/series/1.2.3/metadata").status_code == 404
+
+
+# --- rendered ---
+
+
+def test_rendered_ct_png_matches_reference_window_at_full_size(tmp_path):
+    client = _client(tmp_path, "693_UNCI.dcm")
+    image = _image(client.get(f"{_instance_url('693_UNCI.dcm')}/frames/1/rendered"))
+    assert image.format == "PNG" and image.mode == "L" and image.size == (512, 512)
+    ds = pydicom.dcmread(_path("693_UNCI.dcm"))
+    hu = ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    reference = _linear_window(hu, float(ds.WindowCenter), float(ds.WindowWidth))
+    assert np.abs(np.asarray(image).astype(np.int16) - reference).max() <= 1
+
+
+def test_rendered_with_viewport_shrinks_keeping_aspect(tmp_path):
+    client = _client(tmp_path, "RG1_UNCI.dcm")
+    image = _image(client.get(f"{_instance_url('RG1_UNCI.dcm')}/rendered", params={"viewport": "256,256"}))
+    # 1841 columns x 1955 rows fitted into 256x256.
+    assert image.size == (241, 256)
+
+
+def test_rendered_monochrome1_cr_is_inverted_like_reference(tmp_path):
+    client = _client(tmp_path, "RG1_UNCI.dcm")
+    rendered = _pixels(client.get(f"{_instance_url('RG1_UNCI.dcm')}/frames/1/rendered"))
+    ds = pydicom.dcmread(_path("RG1_UNCI.dcm"))
+    reference = 255 - _linear_window(ds.pixel_array.astype(np.float64), float(ds.WindowCenter), float(ds.WindowWidth))
+    assert rendered.shape == (1955, 1841)
+    assert np.abs(rendered - reference).max() <= 1
+    # Not inverting would give the complement: far from the rendered image.
+    assert np.abs(rendered - (255 - reference)).mean() > 20
+
+
+def test_rendered_jpeg2000_cr_equals_uncompressed_variant(tmp_path):
+    plain = _client(tmp_path / "plain", "RG1_UNCI.dcm")
+    j2k = _client(tmp_path / "j2k", "RG1_J2KR.dcm")
+    a = _pixels(plain.get(f"{_instance_url('RG1_UNCI.dcm')}/rendered", params={"viewport": "512,512"}))
+    b = _pixels(j2k.get(f"{_instance_url('RG1_J2KR.dcm')}/rendered", params={"viewport": "512,512"}))
+    assert a.shape == b.shape
+    # The two files' stored values differ slightly (mean |diff| about 50 of 32767), so allow a few levels.
+    assert np.abs(a - b).max() <= 3
+    assert np.abs(a - b).mean() < 0.5
+
+
+def test_rendered_multiframe_mr_frames_agree_across_rle_jpeg2000_and_jpegls(tmp_path):
+    names = ["emri_small_RLE.dcm", "emri_small_jpeg_2k_lossless.dcm", "emri_small_jpeg_ls_lossless.dcm"]
+    ds = pydicom.dcmread(_path(names[0]))
+    for frame in (1, 10):
+        reference = _pixels_of_frame(ds, frame)
+        for i, name in enumerate(names):
+            client = _client(tmp_path / f"{i}", name)
+            rendered = _pixels(client.get(f"{_instance_url(name)}/frames/{frame}/rendered"))
+            assert rendered.shape == (64, 64), name
+            assert np.abs(rendered - reference).max() <= 1, (name, frame)
+
+
+def _pixels_of_frame(ds: pydicom.Dataset, frame: int) -> np.ndarray:
+    """Full-range min-max scaling of one frame (no window in these files)."""
+    values = ds.pixel_array[frame - 1].astype(np.float64)
+    low, high = values.min(), values.max()
+    return np.clip(np.rint((values - low) * 255.0 / (high - low)), 0, 255).astype(np.int16)
+
+
+def test_rendered_frames_of_multiframe_mr_differ(tmp_path):
+    client = _client(tmp_path, "emri_small_RLE.dcm")
+    url = _instance_url("emri_small_RLE.dcm")
+    first = _pixels(client.get(f"{url}/frames/1/rendered"))
+    last = _pixels(client.get(f"{url}/frames/10/rendered"))
+    assert np.abs(first - last).mean() > 1
+
+
+def test_rendered_jpeg_baseline_colour_frame_is_rgb_like_decoded_frame(tmp_path):
+    client = _client(tmp_path, "color3d_jpeg_baseline.dcm")
+    image = _image(client.get(f"{_instance_url('color3d_jpeg_baseline.dcm')}/frames/1/rendered"))
+    assert image.mode == "RGB" and image.size == (640, 480)
+    reference = pydicom.pixels.pixel_array(str(_path("color3d_jpeg_baseline.dcm")), index=0).astype(np.int16)
+    assert np.abs(np.asarray(image).astype(np.int16) - reference).max() <= 1
+
+
+def test_rendered_with_accept_jpeg_returns_jpeg(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    response = client.get(f"{_instance_url('CT_small.dcm')}/rendered", headers={"Accept": "image/jpeg"})
+    assert response.headers["content-type"] == "image/jpeg"
+    image = _image(response)
+    assert image.format == "JPEG" and image.size == (128, 128)
+
+
+def test_rendered_with_wildcard_accept_defaults_to_png(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    response = client.get(f"{_instance_url('CT_small.dcm')}/rendered", headers={"Accept": "*/*"})
+    assert response.headers["content-type"] == "image/png"
+    assert _image(response).size == (128, 128)
+
+
+def test_rendered_with_accept_gif_returns_406(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    response = client.get(f"{_instance_url('CT_small.dcm')}/rendered", headers={"Accept": "image/gif"})
+    assert response.status_code == 406
+
+
+def test_rendered_frame_zero_or_past_last_returns_400(tmp_path):
+    client = _client(tmp_path, "emri_small_RLE.dcm")
+    url = _instance_url("emri_small_RLE.dcm")
+    assert client.get(f"{url}/frames/0/rendered").status_code == 400
+    assert client.get(f"{url}/frames/11/rendered").status_code == 400
+    assert client.get(f"{url}/frames/x/rendered").status_code == 400
+
+
+def test_rendered_malformed_viewport_returns_400(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    url = f"{_instance_url('CT_small.dcm')}/rendered"
+    assert client.get(url, params={"viewport": "0,10"}).status_code == 400
+    assert client.get(url, params={"viewport": "abc"}).status_code == 400
+
+
+def test_rendered_instance_without_image_returns_400(tmp_path):
+    # pydicom's test-SR.dcm: a Comprehensive SR, which has no pixel data.
+    client = _client(tmp_path, "test-SR.dcm")
+    assert client.get(f"{_instance_url('test-SR.dcm')}/rendered").status_code == 400
+
+
+def test_rendered_unknown_instance_returns_404(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    study, series, _ = _uids("CT_small.dcm")
+    response = client.get(f"/dicom-web/studies/{study}/series/{series}/instances/1.2.3/frames/1/rendered")
+    assert response.status_code == 404

@@ -140,7 +140,8 @@ def run_with(*, workers: int) -> str:
         bodies = [json.dumps(scenarios.low_risk_minor_head_injury()).encode() for _ in range(n_total)]
 
         lines = [
-            f"| referral, {workers} worker process(es) | requests | p50 ms | p99 ms | req/s | errors | baseline p50 ms (GET /healthz) | ratio p50 |",
+            f"| referral, {workers} worker process(es) | requests | p50 ms | p99 ms | req/s | errors "
+            "| baseline p50 ms (GET /healthz) | ratio p50 |",
             "| --- | --- | --- | --- | --- | --- | --- | --- |",
         ]
         offset = 0

@@ -223,3 +223,23 @@ def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instan
     assert announcer.run_once() == 1
     update = [e for e in publisher.events if e[0] is STUDY_AVAILABLE][-1][1]
     assert update["version"] == 2 and update["isUpdate"] and update["numberOfInstances"] == 2
+
+
+def test_store_when_disk_is_nearly_full_fails_with_a700_and_stores_nothing(tmp_path):
+    from radcds_imaging.diskguard import DiskSpaceGuard
+
+    engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
+    migrate(engine)
+    publisher = RecordingPublisher()
+    full = DiskSpaceGuard(tmp_path, min_free_bytes=0, min_free_ratio=1.0)  # never satisfiable
+    service = ImagingService(
+        engine=engine,
+        store=FilesystemInstanceStore(tmp_path / "store"),
+        publisher=publisher,
+        public_base_url="http://x",
+        guard=full,
+    )
+    outcome = service.store_instances(parts=[CT_SMALL.read_bytes()])
+    assert [f.reason for f in outcome.failed] == [FAILURE_OUT_OF_RESOURCES]
+    assert "nearly full" in outcome.failed[0].message
+    assert not publisher.events and not list((tmp_path / "store").rglob("*.dcm"))

@@ -23,6 +23,7 @@ from radcds_imaging.handlers import ImagingService
 from radcds_imaging.qido import qido_router
 from radcds_imaging.settings import ImagingSettings
 from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore
+from radcds_imaging.wado import wado_router
 
 
 def create_app(
@@ -91,6 +92,7 @@ def create_app(
         health_router(checks={"database": db_ready, "kafka": kafka_ready, "dimse": dimse_ready}, metrics=metrics)
     )
     app.include_router(qido_router(public_base_url=settings.public_base_url))
+    app.include_router(wado_router(public_base_url=settings.public_base_url))
     app.include_router(
         dicomweb_router(max_request_bytes=settings.max_request_bytes, public_base_url=settings.public_base_url)
     )

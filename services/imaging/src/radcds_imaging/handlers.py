@@ -24,6 +24,7 @@ from radcds.adapters.dicom.part10 import (
 from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
 from radcds.domain.ports import EventPublisher
 from radcds_imaging.assembly import note_instance
+from radcds_imaging.diskguard import DiskSpaceGuard
 from radcds_imaging.qido import record_attributes
 from radcds_imaging.storage import InstanceStore
 
@@ -72,12 +73,19 @@ class ImagingService:
     """Stores instances once, atomically, and announces each newly stored one."""
 
     def __init__(
-        self, *, engine: Engine, store: InstanceStore, publisher: EventPublisher, public_base_url: str
+        self,
+        *,
+        engine: Engine,
+        store: InstanceStore,
+        publisher: EventPublisher,
+        public_base_url: str,
+        guard: DiskSpaceGuard | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
         self._publisher = publisher
         self._base = public_base_url.rstrip("/")
+        self._guard = guard
 
     def store_instances(self, *, parts: list[bytes], study_instance_uid: str | None = None) -> StoreOutcome:
         """Store each part; refused parts carry the reason and nothing partial is kept."""
@@ -89,6 +97,13 @@ class ImagingService:
                     raise DicomRejected(
                         FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
                         "StudyInstanceUID differs from the study in the request URL",
+                        sop_class_uid=parsed.instance.sop_class_uid,
+                        sop_instance_uid=parsed.instance.sop_instance_uid,
+                    )
+                if self._guard is not None and not self._guard.check():
+                    raise DicomRejected(
+                        FAILURE_OUT_OF_RESOURCES,
+                        f"storage nearly full: {self._guard.reason}",
                         sop_class_uid=parsed.instance.sop_class_uid,
                         sop_instance_uid=parsed.instance.sop_instance_uid,
                     )

@@ -34,6 +34,9 @@ class ImagingSettings(ServiceSettings):
     database_url: str | None = None
     #: Base URL other services use to retrieve instances over WADO-RS.
     public_base_url: str = "http://127.0.0.1:8082"
+    #: Refuse new instances (0xA700) when the storage volume has less free space than this.
+    min_free_bytes: int = Field(default=100 * 1024 * 1024, ge=0)
+    min_free_ratio: float = Field(default=0.01, ge=0.0, le=1.0)
     #: A study is complete when no new instance arrived for this long (then it is announced).
     study_quiet_period_s: float = Field(default=30.0, ge=0.1)
     #: Largest STOW-RS request body accepted (413 beyond).

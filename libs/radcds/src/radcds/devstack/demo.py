@@ -165,10 +165,10 @@ def call_referral(
 
 def run_referral_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     """order-sign for a CT head after a low-risk minor head injury: card, rating and the Kafka event."""
-    from radcds_referral import scenarios
+    from radcds_referral.scenarios import low_risk_minor_head_injury
 
     out("5. CDS Hooks order-sign (signed ES384 JWT): CT head for a low-risk minor head injury ...")
-    response = call_referral(stack, scenarios.low_risk_minor_head_injury())
+    response = call_referral(stack, low_risk_minor_head_injury())
     for card in response["cards"]:
         out(f"   card [{card['indicator']}] {card['summary']}")
         for s in card.get("suggestions", []):

@@ -243,3 +243,20 @@ def test_store_when_disk_is_nearly_full_fails_with_a700_and_stores_nothing(tmp_p
     assert [f.reason for f in outcome.failed] == [FAILURE_OUT_OF_RESOURCES]
     assert "nearly full" in outcome.failed[0].message
     assert not publisher.events and not list((tmp_path / "store").rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "RG1_UNCI.dcm", "RG1_J2KR.dcm", "emri_small_RLE.dcm"])
+@pytest.mark.parametrize("fraction", [0.5, 0.99])
+def test_truncated_file_fails_with_c000_and_nothing_is_stored(service, name, fraction):
+    svc, publisher, store_root = service
+    data = Path(get_testdata_file(name)).read_bytes()
+    outcome = svc.store_instances(parts=[data[: int(len(data) * fraction)]])
+    assert [f.reason for f in outcome.failed] == [FAILURE_CANNOT_UNDERSTAND]
+    assert "truncated" in outcome.failed[0].message
+    assert not publisher.events and not list(store_root.rglob("*.dcm"))
+
+
+@pytest.mark.parametrize("name", ["CT_small.dcm", "RG1_UNCI.dcm", "RG1_J2KR.dcm", "emri_small_RLE.dcm", "693_J2KR.dcm"])
+def test_complete_files_in_every_syntax_are_stored(service, name):
+    outcome = service[0].store_instances(parts=[Path(get_testdata_file(name)).read_bytes()])
+    assert len(outcome.stored) == 1 and not outcome.failed

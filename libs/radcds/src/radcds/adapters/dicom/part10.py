@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+import warnings
 from dataclasses import dataclass
 
 import pydicom
+from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
 
 from radcds.domain.findings import InstanceReference, StudyContext
@@ -41,6 +43,26 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return "" if value is None else str(value).strip()
 
 
+def _check_complete(ds: pydicom.Dataset, *, consumed: int, size: int, caught: list[warnings.WarningMessage]) -> None:
+    """A truncated file reads "successfully" in pydicom: the last value is short, an undefined-length
+    sequence has no delimiter, or reading stops before the end. Refuse all three (PS3.10 7.1)."""
+    if any("End of file" in str(w.message) for w in caught):
+        raise DicomRejected(FAILURE_CANNOT_UNDERSTAND, "truncated DICOM file: a sequence delimiter is missing")
+    if consumed != size:
+        raise DicomRejected(FAILURE_CANNOT_UNDERSTAND, f"truncated or trailing data: read {consumed} of {size} bytes")
+    for tag, elem in ds._dict.items():
+        if (
+            isinstance(elem, RawDataElement)
+            and elem.length != 0xFFFFFFFF
+            and elem.value is not None
+            and len(elem.value) != elem.length
+        ):
+            raise DicomRejected(
+                FAILURE_CANNOT_UNDERSTAND,
+                f"truncated DICOM file: element {tag} has {len(elem.value)} of {elem.length} bytes",
+            )
+
+
 def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | None = None) -> ParsedInstance:
     """Parse a Part 10 file's header and check the identifying attributes are present.
 
@@ -48,9 +70,13 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
     required UID is missing, and 0xC122 for a transfer syntax outside ``supported_transfer_syntaxes``.
     """
     try:
-        ds = pydicom.dcmread(io.BytesIO(data), force=False)
-        # Touch the last element so a truncated file fails here and not later.
-        _ = ds.get("PixelData") if "PixelData" in ds else None
+        stream = io.BytesIO(data)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = pydicom.dcmread(stream, force=False)
+        _check_complete(ds, consumed=stream.tell(), size=len(data), caught=caught)
+    except DicomRejected:
+        raise
     except InvalidDicomError as exc:
         raise DicomRejected(FAILURE_CANNOT_UNDERSTAND, f"not a DICOM Part 10 file: {exc}") from exc
     except Exception as exc:  # pydicom raises many types for truncated/corrupt data

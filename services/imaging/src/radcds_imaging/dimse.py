@@ -56,19 +56,23 @@ StorePort = Callable[[bytes], tuple[int, str]]
 
 #: Default transfer syntaxes accepted for storage (PS3.5 Annex A / PS3.6 Table A-1).
 DEFAULT_TRANSFER_SYNTAXES: tuple[str, ...] = (
+    # pynetdicom accepts, per presentation context, the first of OUR syntaxes that the sender proposed.
+    # Lossless compressed syntaxes come first so data already compressed losslessly is stored as sent
+    # (the sender need not decompress); then uncompressed; lossy syntaxes last, so uncompressed data
+    # offered with a lossy option is never made lossy.
+    RLELossless,  # 1.2.840.10008.1.2.5
+    JPEGLosslessSV1,  # 1.2.840.10008.1.2.4.70
+    JPEGLossless,  # 1.2.840.10008.1.2.4.57
+    JPEGLSLossless,  # 1.2.840.10008.1.2.4.80
+    JPEG2000Lossless,  # 1.2.840.10008.1.2.4.90
     ExplicitVRLittleEndian,  # 1.2.840.10008.1.2.1
     ImplicitVRLittleEndian,  # 1.2.840.10008.1.2 (the DICOM default, PS3.5 10.1)
-    ExplicitVRBigEndian,  # 1.2.840.10008.1.2.2 (retired, still sent by older modalities)
     DeflatedExplicitVRLittleEndian,  # 1.2.840.10008.1.2.1.99
+    ExplicitVRBigEndian,  # 1.2.840.10008.1.2.2 (retired, still sent by older modalities)
+    JPEGLSNearLossless,  # 1.2.840.10008.1.2.4.81
+    JPEG2000,  # 1.2.840.10008.1.2.4.91
     JPEGBaseline8Bit,  # 1.2.840.10008.1.2.4.50
     JPEGExtended12Bit,  # 1.2.840.10008.1.2.4.51
-    JPEGLossless,  # 1.2.840.10008.1.2.4.57
-    JPEGLosslessSV1,  # 1.2.840.10008.1.2.4.70
-    JPEGLSLossless,  # 1.2.840.10008.1.2.4.80
-    JPEGLSNearLossless,  # 1.2.840.10008.1.2.4.81
-    JPEG2000Lossless,  # 1.2.840.10008.1.2.4.90
-    JPEG2000,  # 1.2.840.10008.1.2.4.91
-    RLELossless,  # 1.2.840.10008.1.2.5
 )
 
 #: Every Storage SOP Class pynetdicom knows (PS3.4 B.5).

@@ -107,7 +107,13 @@ def main() -> int:
     lines = [HEADER, bench_codec(), bench_triton()]
     table = "\n".join(lines)
     print(table, flush=True)
+    from imaging_bench import run as imaging_run
     from referral_bench import run as referral_run
+
+    print("\nimaging ingest against Orthanc (same files, same machine, same run)\n", flush=True)
+    imaging = imaging_run()
+    print(imaging, flush=True)
+    table += "\n\n" + imaging
 
     print("\nreferral (CDS Hooks order-sign over HTTP, load generator on the same 2 cores)\n", flush=True)
     referral = referral_run()

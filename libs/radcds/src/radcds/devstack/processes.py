@@ -40,6 +40,7 @@ def pid_of(name: str, run_dir: Path) -> int | None:
         return None
     try:
         pid = int(path.read_text().strip())
+        _reap(pid)  # a child of ours that exited is a zombie until reaped, and would look alive
         os.kill(pid, 0)
     except (ValueError, ProcessLookupError):
         path.unlink(missing_ok=True)

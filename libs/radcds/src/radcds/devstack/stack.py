@@ -149,7 +149,10 @@ class LocalStack:
         cp = f"{self.kafka_lib}/*"
         if not (home / "data" / "meta.properties").exists():
             # A KRaft cluster id is a UUID in URL-safe base64 without padding (22 characters).
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+            # A leading "-" would be read as a command-line option by StorageTool: draw again.
+            cluster_id = "-"
+            while cluster_id.startswith("-"):
+                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
             subprocess.run(
                 [
                     java,

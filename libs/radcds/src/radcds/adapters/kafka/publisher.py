@@ -42,7 +42,7 @@ def build_producer(
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
-        linger_ms=5,
+        linger_ms=0,  # publish() waits for each ack; batching happens in publish_many
         request_timeout_ms=request_timeout_ms,
         max_block_ms=request_timeout_ms,
     )

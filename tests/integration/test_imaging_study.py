@@ -4,7 +4,6 @@ reporting serves the ImagingStudy; QIDO-RS finds the study."""
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
 
 import httpx
 import pydicom
@@ -13,7 +12,7 @@ import pytest
 from radcds.adapters.fhir.report import imaging_study_id
 from radcds.devstack.demo import chest_radiograph, stow, wait_for_event, with_fresh_uids
 from radcds.domain.events import STUDY_AVAILABLE
-from radcds_imaging.assembly import AnnouncedStudy
+from radcds_imaging.assembly import announcement_event_id
 
 from .helpers import eventually, fhir
 
@@ -24,7 +23,7 @@ def test_stored_study_is_announced_after_the_quiet_period_and_served_as_r4_imagi
     data = with_fresh_uids(chest_radiograph())
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     stow(stack, [data])
-    expected_id = AnnouncedStudy(ds.StudyInstanceUID, {}, False, 1, 1, datetime.now(UTC)).event_id
+    expected_id = announcement_event_id(ds.StudyInstanceUID, 1)
     event = wait_for_event(stack, STUDY_AVAILABLE.topic, expected_id, timeout_s=60)
     assert event["payload"]["version"] == 1 and event["payload"]["numberOfInstances"] == 1
 

@@ -58,7 +58,12 @@ class AnnouncedStudy:
     @property
     def event_id(self) -> str:
         """A deterministic event id: a re-published announcement keeps its id."""
-        return str(uuid.uuid5(ANNOUNCEMENT_NAMESPACE, f"{self.study_instance_uid}:{self.version}"))
+        return announcement_event_id(self.study_instance_uid, self.version)
+
+
+def announcement_event_id(study_instance_uid: str, version: int) -> str:
+    """The event id of a study's announcement ``version`` (fixed, so a retry keeps it)."""
+    return str(uuid.uuid5(ANNOUNCEMENT_NAMESPACE, f"{study_instance_uid}:{version}"))
 
 
 def note_instance(conn: Connection, study_instance_uid: str, now: datetime) -> None:

@@ -51,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     p = stack.ports
     print(
         f"ready: Kafka {stack.bootstrap} | Triton gRPC :{p.triton_grpc} | imaging http://{stack.host}:{p.imaging}"
-        f"/dicom-web | inference :{p.inference} (gRPC :{p.inference_grpc}) | reporting "
-        f"http://{stack.host}:{p.reporting}/fhir",
+        f"/dicom-web (DIMSE :{p.dimse} AE RADCDS) | inference :{p.inference} (gRPC :{p.inference_grpc}) | reporting "
+        f"http://{stack.host}:{p.reporting}/fhir | referral http://{stack.host}:{p.referral}/cds-services",
         flush=True,
     )
     if args.command == "up":

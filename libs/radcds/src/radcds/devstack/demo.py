@@ -23,6 +23,7 @@ from radcds.domain.events import (
     INSTANCE_STORED,
     ORDER_EVALUATED,
     REPORT_STORED,
+    STUDY_AVAILABLE,
     dead_letter_topic,
 )
 
@@ -144,6 +145,15 @@ def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
         out(f"   - {obs['code'].get('text', '')}: {value}")
     html = base64.b64decode(report["presentedForm"][0]["data"]).decode()
     out(f"   presentedForm: text/html, {len(html)} characters")
+    from radcds_imaging.assembly import announcement_event_id
+
+    out("   ... waiting for the study's quiet period to end (study assembly) ...")
+    announced = wait_for_event(stack, STUDY_AVAILABLE.topic, announcement_event_id(study_uid, 1), timeout_s=60)
+    study = httpx.get(f"{fhir}/ImagingStudy/{announced['payload']['imagingStudy']['id']}", timeout=10).json()
+    out(
+        f"   {STUDY_AVAILABLE.type}: ImagingStudy/{study['id']} modality={study['modality'][0]['code']} "
+        f"series={study['numberOfSeries']} instances={study['numberOfInstances']} (served by reporting at /fhir)"
+    )
     return {"study_uid": study_uid, "report": report, "trail": trail}
 
 

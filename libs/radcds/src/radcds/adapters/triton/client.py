@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 import tritonclient.grpc as grpcclient
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from tritonclient.utils import InferenceServerException
 
 #: gRPC status codes that mean "Triton is not there right now": retry later.
@@ -62,10 +63,12 @@ class TritonClient:
     def model_ready(self, model: str) -> bool:
         """True when the server is live and ``model`` is loaded."""
         try:
-            return bool(
-                self._client.is_server_ready(client_timeout=2.0)
-                and self._client.is_model_ready(model, client_timeout=2.0)
-            )
+            # Readiness probes every few seconds would otherwise fill the traces with gRPC client spans.
+            with suppress_instrumentation():
+                return bool(
+                    self._client.is_server_ready(client_timeout=2.0)
+                    and self._client.is_model_ready(model, client_timeout=2.0)
+                )
         except InferenceServerException:
             return False
 

@@ -112,7 +112,10 @@ def test_unpublishable_instance_fails_with_a700_and_leaves_no_file_or_row(tmp_pa
 @pytest.fixture
 def client(tmp_path):
     settings = ImagingSettings(
-        storage_dir=tmp_path / "store", public_base_url="http://testserver", max_request_bytes=2 * 1024 * 1024
+        storage_dir=tmp_path / "store",
+        public_base_url="http://testserver",
+        max_request_bytes=2 * 1024 * 1024,
+        dimse_enabled=False,  # the DIMSE door has its own tests; keep port 11112 free
     )
     app = create_app(settings, publisher=RecordingPublisher())
     with TestClient(app) as c:
@@ -260,3 +263,35 @@ def test_truncated_file_fails_with_c000_and_nothing_is_stored(service, name, fra
 def test_complete_files_in_every_syntax_are_stored(service, name):
     outcome = service[0].store_instances(parts=[Path(get_testdata_file(name)).read_bytes()])
     assert len(outcome.stored) == 1 and not outcome.failed
+
+
+def test_app_serves_metadata_and_a_rendered_png_for_a_stored_instance(client):
+    _stow(client, [("application/dicom", CT_SMALL.read_bytes())])
+    ds = pydicom.dcmread(CT_SMALL)
+    base = f"/dicom-web/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+    metadata = client.get(f"{base}/metadata")
+    assert metadata.status_code == 200 and metadata.json()[0]["00080018"]["Value"] == [ds.SOPInstanceUID]
+    png = client.get(f"{base}/instances/{ds.SOPInstanceUID}/rendered", headers={"Accept": "image/png"})
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_app_refuses_stow_when_the_disk_guard_says_full(tmp_path):
+    settings = ImagingSettings(
+        storage_dir=tmp_path / "store", public_base_url="http://testserver", min_free_ratio=1.0, dimse_enabled=False
+    )
+    with TestClient(create_app(settings, publisher=RecordingPublisher())) as c:
+        r = _stow(c, [("application/dicom", CT_SMALL.read_bytes())])
+    assert r.status_code == 409
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [FAILURE_OUT_OF_RESOURCES]
+
+
+def test_stow_of_a_transfer_syntax_outside_the_accepted_list_fails_with_c122(client, tmp_path):
+    import io
+
+    ds = pydicom.dcmread(get_testdata_file("emri_small_jpeg_2k_lossless.dcm"))
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"  # HTJ2K lossless: not in the accepted list
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    r = _stow(client, [("application/dicom", out.getvalue())])
+    assert r.status_code == 409
+    assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC122]

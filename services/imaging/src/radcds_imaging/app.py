@@ -18,7 +18,8 @@ from radcds.runtime.metrics import ServiceMetrics
 from radcds_imaging.announcer import StudyAnnouncer
 from radcds_imaging.api.dicomweb import dicomweb_router
 from radcds_imaging.assembly import StudyAssembler
-from radcds_imaging.dimse import DimseServer, dimse_config_from_settings, store_port
+from radcds_imaging.dimse import DEFAULT_TRANSFER_SYNTAXES, DimseServer, dimse_config_from_settings, store_port
+from radcds_imaging.diskguard import DiskSpaceGuard
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.qido import qido_router
 from radcds_imaging.settings import ImagingSettings
@@ -49,11 +50,20 @@ def create_app(
             kafka.warm_up(INSTANCE_STORED.topic)
             owned.append(kafka)
             publisher = kafka
+        guard = DiskSpaceGuard(
+            settings.storage_dir, min_free_bytes=settings.min_free_bytes, min_free_ratio=settings.min_free_ratio
+        )
         service = ImagingService(
-            engine=engine, store=store, publisher=publisher, public_base_url=settings.public_base_url
+            engine=engine,
+            store=store,
+            publisher=publisher,
+            public_base_url=settings.public_base_url,
+            guard=guard,
+            transfer_syntaxes=frozenset(settings.dimse_transfer_syntaxes or DEFAULT_TRANSFER_SYNTAXES),
         )
         app.state.imaging = service
         app.state.engine = engine
+        app.state.instance_store = store
         announcer = StudyAnnouncer(
             StudyAssembler(
                 engine=engine,

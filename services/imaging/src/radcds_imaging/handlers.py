@@ -80,19 +80,22 @@ class ImagingService:
         publisher: EventPublisher,
         public_base_url: str,
         guard: DiskSpaceGuard | None = None,
+        transfer_syntaxes: frozenset[str] | None = None,
     ) -> None:
         self._engine = engine
         self._store = store
         self._publisher = publisher
         self._base = public_base_url.rstrip("/")
         self._guard = guard
+        #: Transfer syntaxes accepted over STOW-RS (None: any that parses); others fail with 0xC122.
+        self._transfer_syntaxes = transfer_syntaxes
 
     def store_instances(self, *, parts: list[bytes], study_instance_uid: str | None = None) -> StoreOutcome:
         """Store each part; refused parts carry the reason and nothing partial is kept."""
         outcome = StoreOutcome()
         for data in parts:
             try:
-                parsed = read_part10(data)
+                parsed = read_part10(data, supported_transfer_syntaxes=self._transfer_syntaxes)
                 if study_instance_uid and parsed.instance.study_instance_uid != study_instance_uid:
                     raise DicomRejected(
                         FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -9,10 +9,6 @@ Runs on SQLite; the ``postgres``-marked variant runs on a throwaway PostgreSQL.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,7 +18,6 @@ from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 from sqlalchemy import Engine, delete, insert, select
 
-from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
 from radcds.adapters.dicom.part10 import read_part10
 from radcds.adapters.fhir.report import imaging_study_id, patient_id_for
@@ -97,39 +92,10 @@ def store(engine: Engine, path: Path, now: datetime) -> bool:
     return True
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.integration, pytest.mark.postgres])],
-)
-def module_engine(request, tmp_path_factory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = make_engine(sqlite_url(tmp_path_factory.mktemp("assembly") / "imaging.db"))
-        migrate(eng)
-        yield eng
-        eng.dispose()
-        return
-    from radcds.devstack.stack import LocalStack, Ports
-
-    run_dir = ROOT / ".run" / f"assembly-test-{os.getpid()}"
-    stack = LocalStack(root=ROOT, run_dir=run_dir, ports=Ports(postgres=_free_port()), postgres=True)
-    stack.start_postgres()
-    try:
-        stack.wait_postgres()
-        url = stack.database_url("imaging")
-        assert url is not None
-        eng = make_engine(url)
-        migrate(eng)
-        yield eng
-        eng.dispose()
-    finally:
-        stack.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
+@pytest.fixture(scope="module")
+def module_engine(imaging_db: Engine) -> Engine:
+    """The module's migrated database (SQLite, and PostgreSQL under the integration marker; see conftest)."""
+    return imaging_db
 
 
 @pytest.fixture

@@ -11,10 +11,6 @@ Runs on SQLite; the ``postgres``-marked variant runs the same tests on a throwaw
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import socket
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,7 +23,6 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from sqlalchemy import Engine, insert, text
 
-from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import read_part10
 from radcds_imaging.qido import QidoLevel, parse_qido_query, qido_router, record_attributes, search
@@ -73,39 +68,10 @@ def store(conn, path: Path) -> Dataset:
     return ds
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture(
-    scope="module",
-    params=["sqlite", pytest.param("postgresql", marks=[pytest.mark.integration, pytest.mark.postgres])],
-)
-def engine(request, tmp_path_factory) -> Iterator[Engine]:
-    if request.param == "sqlite":
-        eng = make_engine(sqlite_url(tmp_path_factory.mktemp("qido") / "imaging.db"))
-        migrate(eng)
-        yield eng
-        eng.dispose()
-        return
-    from radcds.devstack.stack import LocalStack, Ports
-
-    run_dir = ROOT / ".run" / f"qido-test-{os.getpid()}"
-    stack = LocalStack(root=ROOT, run_dir=run_dir, ports=Ports(postgres=_free_port()), postgres=True)
-    stack.start_postgres()
-    try:
-        stack.wait_postgres()
-        url = stack.database_url("imaging")
-        assert url is not None
-        eng = make_engine(url)
-        migrate(eng)
-        yield eng
-        eng.dispose()
-    finally:
-        stack.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
+@pytest.fixture(scope="module")
+def engine(imaging_db: Engine) -> Engine:
+    """The module's migrated database (SQLite, and PostgreSQL under the integration marker; see conftest)."""
+    return imaging_db
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from contextlib import asynccontextmanager
 from datetime import timedelta
 
 from fastapi import FastAPI
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from radcds.adapters.db.engine import make_engine, migrate
+from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
 from radcds.domain.events import INSTANCE_STORED, SOURCE_IMAGING
 from radcds.domain.ports import EventPublisher
@@ -86,11 +86,6 @@ def create_app(
             p.close()
         engine.dispose()
 
-    def db_ready() -> bool:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-
     def kafka_ready() -> bool:
         return kafka_reachable(settings.kafka_bootstrap_servers)
 
@@ -99,7 +94,10 @@ def create_app(
 
     app = FastAPI(title="radcds imaging", version="0.1.0", lifespan=lifespan)
     app.include_router(
-        health_router(checks={"database": db_ready, "kafka": kafka_ready, "dimse": dimse_ready}, metrics=metrics)
+        health_router(
+            checks={"database": lambda: database_ready(engine), "kafka": kafka_ready, "dimse": dimse_ready},
+            metrics=metrics,
+        )
     )
     app.include_router(qido_router(public_base_url=settings.public_base_url))
     app.include_router(wado_router(public_base_url=settings.public_base_url))

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import pydicom
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
@@ -151,9 +149,7 @@ class ImagingService:
                     )
                 )
                 # QIDO-RS attributes and study assembly, in the same transaction as the row.
-                record_attributes(
-                    conn, pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True), ref.sop_instance_uid
-                )
+                record_attributes(conn, parsed.dataset, ref.sop_instance_uid)
                 note_instance(conn, ref.study_instance_uid, now)
                 event = ImagingInstanceStored(ref, parsed.context, parsed.transfer_syntax_uid, url, len(data))
                 self._publisher.publish(

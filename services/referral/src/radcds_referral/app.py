@@ -8,9 +8,9 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
-from radcds.adapters.db.engine import make_engine, migrate
+from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import SOURCE_REFERRAL
 from radcds.domain.ports import BatchEventPublisher
@@ -63,11 +63,6 @@ def create_app(
             owned.close()
         engine.dispose()
 
-    def db_ready() -> bool:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-
     def kafka_ready() -> bool:
         return publisher is not None or kafka_reachable(settings.kafka_bootstrap_servers)
 
@@ -85,7 +80,8 @@ def create_app(
         )
     app.include_router(
         health_router(
-            checks={"database": db_ready, "kafka": kafka_ready, "trusted_issuers": trust_ready}, metrics=metrics
+            checks={"database": lambda: database_ready(engine), "kafka": kafka_ready, "trusted_issuers": trust_ready},
+            metrics=metrics,
         )
     )
     app.include_router(cds_router(authenticator=authenticator, public_base_url=settings.public_base_url))

@@ -7,10 +7,10 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from radcds.adapters.db.engine import make_engine, migrate
+from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.fhir.outcome import operation_outcome
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
@@ -55,11 +55,6 @@ def create_app(settings: ReportingSettings, *, engine: Engine | None = None, sta
             publisher.close()
         engine.dispose()
 
-    def db_ready() -> bool:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return True
-
     def consumer_ready() -> bool:
         consumer = state.get("consumer")
         return not start_consumer or (isinstance(consumer, EventConsumer) and consumer.alive and consumer.healthy)
@@ -79,7 +74,10 @@ def create_app(settings: ReportingSettings, *, engine: Engine | None = None, sta
         return operation_outcome(400, "invalid", str(exc.errors()[:3]))
 
     app.include_router(
-        health_router(checks={"database": db_ready, "kafka": kafka_ready, "consumer": consumer_ready}, metrics=metrics)
+        health_router(
+            checks={"database": lambda: database_ready(engine), "kafka": kafka_ready, "consumer": consumer_ready},
+            metrics=metrics,
+        )
     )
     app.include_router(fhir_router(base_url=settings.fhir_base_url.rstrip("/")))
     instrument(app)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 
 
 def sqlite_url(path: Path) -> str:
@@ -44,3 +44,10 @@ def migrate(engine: Engine) -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "head")
+
+
+def database_ready(engine: Engine) -> bool:
+    """Readiness probe: the database answers ``SELECT 1``."""
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
+    return True

@@ -36,6 +36,8 @@ class ParsedInstance:
     instance: InstanceReference
     context: StudyContext
     transfer_syntax_uid: str
+    #: The parsed data set, so callers need not read the file a second time.
+    dataset: pydicom.Dataset
 
 
 def _text(ds: pydicom.Dataset, keyword: str) -> str:
@@ -130,4 +132,5 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             study_description=_text(ds, "StudyDescription"),
         ),
         transfer_syntax_uid=transfer_syntax,
+        dataset=ds,
     )

@@ -9,6 +9,7 @@ UV := $(CACHE)/uv/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
 KAFKA_LIB := $(CACHE)/kafka/lib
+S3PROXY_LIB := $(CACHE)/s3proxy/lib
 STAMP := $(CACHE)/stamps
 PYTEST_ARGS ?=
 
@@ -34,10 +35,15 @@ $(STAMP)/kafka: deploy/local/kafka/pom.xml
 	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIB))
 	@touch $@
 
+$(STAMP)/s3proxy: deploy/local/s3proxy/pom.xml
+	@mkdir -p $(STAMP) $(S3PROXY_LIB)
+	mvn -q -B -f deploy/local/s3proxy/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(S3PROXY_LIB))
+	@touch $@
+
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
-deps: system-deps $(STAMP)/venv $(STAMP)/kafka ## Install everything: Python env (uv, requirements.lock), Kafka jars, Debian packages
+deps: system-deps $(STAMP)/venv $(STAMP)/kafka $(STAMP)/s3proxy ## Install everything: Python env (uv, requirements.lock), Kafka and S3Proxy jars, Debian packages
 
 lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one lock file)
 	$(UV) lock --python $(PYTHON)

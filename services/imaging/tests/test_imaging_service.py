@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
@@ -295,3 +296,82 @@ def test_stow_of_a_transfer_syntax_outside_the_accepted_list_fails_with_c122(cli
     r = _stow(client, [("application/dicom", out.getvalue())])
     assert r.status_code == 409
     assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC122]
+
+
+class BatchPublisher(RecordingPublisher):
+    """Fake of our BatchEventPublisher port that acknowledges only the first ``ack_limit`` events of a batch."""
+
+    def __init__(self, ack_limit: int | None = None) -> None:
+        super().__init__()
+        self.ack_limit = ack_limit
+        self.batches = 0
+
+    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+        self.batches += 1
+        acked = items if self.ack_limit is None else items[: self.ack_limit]
+        for payload, event_id, subject in acked:
+            self.events.append((kind, payload, event_id, subject))
+        return [event_id for _, event_id, _ in acked]
+
+
+def _fresh_copies(n: int, tmp_path: Path) -> list[bytes]:
+    """``n`` copies of CT_small.dcm, each with its own SOP Instance UID (same study and series)."""
+    out = []
+    for i in range(n):
+        ds = pydicom.dcmread(CT_SMALL)
+        ds.SOPInstanceUID = pydicom.uid.generate_uid()
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        path = tmp_path / f"copy{i}.dcm"
+        ds.save_as(path)
+        out.append(path.read_bytes())
+    return out
+
+
+def _batch_service(tmp_path: Path, publisher: RecordingPublisher) -> ImagingService:
+    engine = make_engine(sqlite_url(tmp_path / "batch.db"))
+    migrate(engine)
+    store = FilesystemInstanceStore(tmp_path / "store")
+    return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
+
+
+def test_request_of_several_parts_is_stored_in_one_batch_with_results_in_part_order(tmp_path):
+    publisher = BatchPublisher()
+    svc = _batch_service(tmp_path, publisher)
+    parts = _fresh_copies(3, tmp_path)
+    outcome = svc.store_instances(parts=[parts[0], b"not DICOM", parts[1], parts[2]])
+    uids = [pydicom.dcmread(io.BytesIO(p)).SOPInstanceUID for p in parts]
+    assert [s.sop_instance_uid for s in outcome.stored] == uids
+    assert [f.reason for f in outcome.failed] == [FAILURE_CANNOT_UNDERSTAND]
+    assert publisher.batches == 1 and len(publisher.events) == 3
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
+
+
+def test_batch_with_an_already_stored_and_a_repeated_instance_reports_both_as_duplicates(tmp_path):
+    publisher = BatchPublisher()
+    svc = _batch_service(tmp_path, publisher)
+    first, second = _fresh_copies(2, tmp_path)
+    svc.store_instances(parts=[first])
+    outcome = svc.store_instances(parts=[first, second, second])
+    assert [s.duplicate for s in outcome.stored] == [True, False, True]
+    assert len(publisher.events) == 2
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 2
+
+
+def test_batch_whose_events_are_not_all_acknowledged_falls_back_to_one_by_one_and_loses_nothing(tmp_path):
+    publisher = BatchPublisher(ack_limit=1)
+    svc = _batch_service(tmp_path, publisher)
+    parts = _fresh_copies(3, tmp_path)
+    outcome = svc.store_instances(parts=parts)
+    # The batch was rolled back (files removed); each part was then stored on its own (publish()).
+    assert len(outcome.stored) == 3 and not outcome.failed
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
+    stored_ids = {payload["instance"]["sopInstanceUid"] for _, payload, _, _ in publisher.events}
+    assert stored_ids == {s.sop_instance_uid for s in outcome.stored}
+
+
+def test_batch_with_the_broker_down_fails_every_part_with_a700_and_keeps_no_file(tmp_path):
+    publisher = RecordingPublisher(fail=True)
+    svc = _batch_service(tmp_path, publisher)
+    outcome = svc.store_instances(parts=_fresh_copies(3, tmp_path))
+    assert [f.reason for f in outcome.failed] == [FAILURE_OUT_OF_RESOURCES] * 3
+    assert not list((tmp_path / "store").rglob("*.dcm"))

@@ -25,7 +25,8 @@ from sqlalchemy import Engine, insert, text
 
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import read_part10
-from radcds_imaging.qido import QidoLevel, parse_qido_query, qido_router, record_attributes, search
+from radcds_imaging.api.qido import qido_router
+from radcds_imaging.qido import QidoLevel, parse_qido_query, record_attributes, search
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "http://imaging.test"

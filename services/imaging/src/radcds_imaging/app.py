@@ -17,13 +17,13 @@ from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_imaging.announcer import StudyAnnouncer
 from radcds_imaging.api.dicomweb import dicomweb_router
+from radcds_imaging.api.qido import qido_router
 from radcds_imaging.assembly import StudyAssembler
 from radcds_imaging.dimse import DEFAULT_TRANSFER_SYNTAXES, DimseServer, dimse_config_from_settings, store_port
 from radcds_imaging.diskguard import DiskSpaceGuard
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.qido import qido_router
 from radcds_imaging.settings import ImagingSettings
-from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore
+from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore, S3InstanceStore
 from radcds_imaging.wado import wado_router
 
 
@@ -37,7 +37,7 @@ def create_app(
     """Build the imaging app; adapters default to the real ones built from ``settings``."""
     metrics = ServiceMetrics()
     engine = engine or make_engine(settings.resolved_database_url())
-    store = store or FilesystemInstanceStore(settings.storage_dir)
+    store = store or instance_store_from_settings(settings)
     owned: list[KafkaEventPublisher] = []
     state: dict[str, DimseServer] = {}
 
@@ -50,8 +50,15 @@ def create_app(
             kafka.warm_up(INSTANCE_STORED.topic)
             owned.append(kafka)
             publisher = kafka
-        guard = DiskSpaceGuard(
-            settings.storage_dir, min_free_bytes=settings.min_free_bytes, min_free_ratio=settings.min_free_ratio
+        if isinstance(store, S3InstanceStore) and settings.s3_create_bucket:
+            store.ensure_bucket()
+        # The disk guard watches the local volume; an object store reports its own limits (0xA700 on failure).
+        guard = (
+            DiskSpaceGuard(
+                settings.storage_dir, min_free_bytes=settings.min_free_bytes, min_free_ratio=settings.min_free_ratio
+            )
+            if isinstance(store, FilesystemInstanceStore)
+            else None
         )
         service = ImagingService(
             engine=engine,
@@ -92,10 +99,19 @@ def create_app(
     def dimse_ready() -> bool:
         return not settings.dimse_enabled or ("dimse" in state and state["dimse"].running)
 
+    def store_ready() -> bool:
+        writable = getattr(store, "writable", None)
+        return bool(writable()) if writable is not None else True
+
     app = FastAPI(title="radcds imaging", version="0.1.0", lifespan=lifespan)
     app.include_router(
         health_router(
-            checks={"database": lambda: database_ready(engine), "kafka": kafka_ready, "dimse": dimse_ready},
+            checks={
+                "database": lambda: database_ready(engine),
+                "kafka": kafka_ready,
+                "dimse": dimse_ready,
+                "storage": store_ready,
+            },
             metrics=metrics,
         )
     )
@@ -106,3 +122,31 @@ def create_app(
     )
     instrument(app)
     return app
+
+
+def instance_store_from_settings(settings: ImagingSettings) -> InstanceStore:
+    """The storage adapter the settings name (built at start-up, never at import)."""
+    if settings.storage_backend == "filesystem":
+        return FilesystemInstanceStore(settings.storage_dir)
+    import boto3
+    from botocore.config import Config
+
+    secret = settings.s3_secret_access_key.get_secret_value() if settings.s3_secret_access_key else None
+    client = boto3.client(
+        "s3",
+        endpoint_url=settings.s3_endpoint_url,
+        region_name=settings.s3_region,
+        aws_access_key_id=settings.s3_access_key_id,
+        aws_secret_access_key=secret,
+        config=Config(
+            s3={"addressing_style": settings.s3_addressing_style},
+            # S3-compatible stores do not all know the newer default checksum headers; Content-MD5 is sent instead.
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
+            retries={"max_attempts": 3, "mode": "standard"},
+            connect_timeout=5,
+            read_timeout=30,
+            max_pool_connections=16,
+        ),
+    )
+    return S3InstanceStore(client, bucket=settings.s3_bucket, prefix=settings.s3_prefix)

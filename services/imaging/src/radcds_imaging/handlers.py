@@ -23,7 +23,7 @@ from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
 from radcds.domain.ports import EventPublisher
 from radcds_imaging.assembly import note_instance
 from radcds_imaging.diskguard import DiskSpaceGuard
-from radcds_imaging.qido import record_attributes
+from radcds_imaging.qido import attribute_row, record_attributes, record_attributes_many
 from radcds_imaging.storage import InstanceStore
 
 log = logging.getLogger(__name__)
@@ -89,8 +89,13 @@ class ImagingService:
         self._transfer_syntaxes = transfer_syntaxes
 
     def store_instances(self, *, parts: list[bytes], study_instance_uid: str | None = None) -> StoreOutcome:
-        """Store each part; refused parts carry the reason and nothing partial is kept."""
-        outcome = StoreOutcome()
+        """Store each part; refused parts carry the reason and nothing partial is kept.
+
+        The accepted parts of one request are stored together (one transaction, one batch of
+        events); if that batch cannot be committed as a whole, each part is stored on its own.
+        """
+        results: list[StoredInstance | FailedInstance] = []
+        accepted: list[tuple[int, ParsedInstance, bytes]] = []
         for data in parts:
             try:
                 parsed = read_part10(data, supported_transfer_syntaxes=self._transfer_syntaxes)
@@ -108,18 +113,110 @@ class ImagingService:
                         sop_class_uid=parsed.instance.sop_class_uid,
                         sop_instance_uid=parsed.instance.sop_instance_uid,
                     )
-                outcome.stored.append(self._store_one(parsed, data))
+                accepted.append((len(results), parsed, data))
+                results.append(StoredInstance(parsed.instance.sop_class_uid, parsed.instance.sop_instance_uid, ""))
             except DicomRejected as exc:
-                outcome.failed.append(FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, exc.reason, str(exc)))
+                results.append(FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, exc.reason, str(exc)))
+        if len(accepted) == 1:
+            position, parsed, data = accepted[0]
+            results[position] = self._store_safely(parsed, data)
+        elif accepted:
+            for position, result in self._store_batch(accepted):
+                results[position] = result
+        outcome = StoreOutcome()
+        for result in results:
+            (outcome.stored if isinstance(result, StoredInstance) else outcome.failed).append(result)  # type: ignore[arg-type]
         return outcome
+
+    def _store_safely(self, parsed: ParsedInstance, data: bytes) -> StoredInstance | FailedInstance:
+        try:
+            return self._store_one(parsed, data)
+        except DicomRejected as exc:
+            return FailedInstance(exc.sop_class_uid, exc.sop_instance_uid, exc.reason, str(exc))
+
+    def _store_batch(
+        self, accepted: list[tuple[int, ParsedInstance, bytes]]
+    ) -> list[tuple[int, StoredInstance | FailedInstance]]:
+        """Store new instances in one transaction with one batch of events; duplicates are reported as such.
+
+        Any failure rolls the whole batch back (files removed) and stores the parts one by one, so a
+        bad neighbour never costs a good instance its place.
+        """
+        results: list[tuple[int, StoredInstance | FailedInstance]] = []
+        uids = [parsed.instance.sop_instance_uid for _, parsed, _ in accepted]
+        new: list[tuple[int, ParsedInstance, bytes, str, str]] = []
+        now = datetime.now(UTC)
+        written: list[str] = []
+        try:
+            with self._engine.begin() as conn:
+                known = set(
+                    conn.execute(
+                        select(dicom_instances.c.sop_instance_uid).where(dicom_instances.c.sop_instance_uid.in_(uids))
+                    ).scalars()
+                )
+                seen: set[str] = set()
+                for position, parsed, data in accepted:
+                    ref = parsed.instance
+                    url = instance_url(self._base, parsed)
+                    if ref.sop_instance_uid in known or ref.sop_instance_uid in seen:
+                        log.info("duplicate instance ignored")
+                        results.append(
+                            (position, StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True))
+                        )
+                        continue
+                    seen.add(ref.sop_instance_uid)
+                    new.append((position, parsed, data, _storage_key(parsed), hashlib.sha256(data).hexdigest()))
+                if not new:
+                    return results
+                items = [(key, data) for _, _, data, key, _ in new]
+                self._store.put_many(items)
+                written = [key for key, _ in items]
+                conn.execute(
+                    insert(dicom_instances),
+                    [_instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
+                )
+                record_attributes_many(
+                    conn, [attribute_row(parsed.dataset, parsed.instance.sop_instance_uid) for _, parsed, *_ in new]
+                )
+                for study in dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new):
+                    note_instance(conn, study, now)
+                self._announce(new)
+        except Exception as exc:
+            for key in written:
+                self._store.delete(key)
+            log.warning("batch store failed, storing one by one", extra={"error_class": type(exc).__name__})
+            return [(position, self._store_safely(parsed, data)) for position, parsed, data in accepted]
+        for position, parsed, *_ in new:
+            ref = parsed.instance
+            results.append(
+                (position, StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, instance_url(self._base, parsed)))
+            )
+        return results
+
+    def _announce(self, new: list[tuple[int, ParsedInstance, bytes, str, str]]) -> None:
+        """Publish ``instance.stored`` for each new instance, inside the store transaction; raises unless
+        the broker acknowledged every event (the caller then rolls back)."""
+        events = []
+        for _, parsed, data, _, digest in new:
+            ref = parsed.instance
+            payload = ImagingInstanceStored(
+                ref, parsed.context, parsed.transfer_syntax_uid, instance_url(self._base, parsed), len(data)
+            ).to_payload()
+            events.append((payload, _event_id(ref.sop_instance_uid, digest), ref.study_instance_uid))
+        publish_many = getattr(self._publisher, "publish_many", None)
+        if publish_many is None:
+            for payload, event_id, subject in events:
+                self._publisher.publish(INSTANCE_STORED, payload, event_id=event_id, subject=subject)
+            return
+        acked = publish_many(INSTANCE_STORED, events)
+        if len(acked) != len(events):
+            raise RuntimeError(f"{len(events) - len(acked)} instance.stored event(s) not acknowledged")
 
     def _store_one(self, parsed: ParsedInstance, data: bytes) -> StoredInstance:
         ref = parsed.instance
         url = instance_url(self._base, parsed)
         digest = hashlib.sha256(data).hexdigest()
-        # Each attempt writes its own file, so a failing or losing attempt never removes the file of
-        # a concurrent attempt that won (the same instance resent on another association).
-        key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.{uuid.uuid4().hex[:12]}.dcm"
+        key = _storage_key(parsed)
         written = False
         now = datetime.now(UTC)
         try:
@@ -132,22 +229,7 @@ class ImagingService:
                     return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
                 self._store.put(key, data)
                 written = True
-                conn.execute(
-                    insert(dicom_instances).values(
-                        sop_instance_uid=ref.sop_instance_uid,
-                        study_instance_uid=ref.study_instance_uid,
-                        series_instance_uid=ref.series_instance_uid,
-                        sop_class_uid=ref.sop_class_uid,
-                        transfer_syntax_uid=parsed.transfer_syntax_uid,
-                        modality=parsed.context.modality,
-                        patient_id=parsed.context.patient_id,
-                        accession_number=parsed.context.accession_number,
-                        storage_key=key,
-                        size_bytes=len(data),
-                        sha256=digest,
-                        received_at=now,
-                    )
-                )
+                conn.execute(insert(dicom_instances).values(**_instance_row(parsed, key, len(data), digest, now)))
                 # QIDO-RS attributes and study assembly, in the same transaction as the row.
                 record_attributes(conn, parsed.dataset, ref.sop_instance_uid)
                 note_instance(conn, ref.study_instance_uid, now)
@@ -155,7 +237,7 @@ class ImagingService:
                 self._publisher.publish(
                     INSTANCE_STORED,
                     event.to_payload(),
-                    event_id=str(uuid.uuid5(EVENT_NAMESPACE, f"{ref.sop_instance_uid}:{digest}")),
+                    event_id=_event_id(ref.sop_instance_uid, digest),
                     subject=ref.study_instance_uid,
                 )
         except IntegrityError:
@@ -187,3 +269,32 @@ class ImagingService:
                 )
             ).first()
         return None if row is None else self._store.get(row.storage_key)
+
+
+def _storage_key(parsed: ParsedInstance) -> str:
+    """A key of its own for each store attempt, so a losing or failing attempt never removes the
+    file of a concurrent attempt that won (the same instance resent on another association)."""
+    ref = parsed.instance
+    return f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.{uuid.uuid4().hex[:12]}.dcm"
+
+
+def _event_id(sop_instance_uid: str, digest: str) -> str:
+    return str(uuid.uuid5(EVENT_NAMESPACE, f"{sop_instance_uid}:{digest}"))
+
+
+def _instance_row(parsed: ParsedInstance, key: str, size: int, digest: str, now: datetime) -> dict[str, object]:
+    ref = parsed.instance
+    return {
+        "sop_instance_uid": ref.sop_instance_uid,
+        "study_instance_uid": ref.study_instance_uid,
+        "series_instance_uid": ref.series_instance_uid,
+        "sop_class_uid": ref.sop_class_uid,
+        "transfer_syntax_uid": parsed.transfer_syntax_uid,
+        "modality": parsed.context.modality,
+        "patient_id": parsed.context.patient_id,
+        "accession_number": parsed.context.accession_number,
+        "storage_key": key,
+        "size_bytes": size,
+        "sha256": digest,
+        "received_at": now,
+    }

@@ -21,21 +21,15 @@ import enum
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import pydicom
-from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from pydicom.datadict import keyword_for_tag, tag_for_keyword
 from sqlalchemy import ColumnElement, Connection, Engine, String, Table, and_, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances
 from radcds.adapters.fhir.imaging_study import instance_attributes
-
-DICOM_JSON = "application/dicom+json"
-#: Agent named in ``Warning`` headers (RFC 7234 5.5, as PS3.18 8.3.4 uses them).
-WARN_AGENT = "radcds-imaging"
 
 _I = dicom_instances.c
 _A = dicom_instance_attributes.c
@@ -592,125 +586,47 @@ def _fit(table: Table, name: str, value: Any) -> Any:
     return value
 
 
-def record_attributes(conn: Connection, ds: pydicom.Dataset, sop_instance_uid: str) -> None:
-    """Keep the header attributes of one stored instance for QIDO-RS and ImagingStudy.
-
-    Call in the transaction that inserts its ``dicom_instances`` row, after that insert (the row is
-    referenced). Writing again for the same instance replaces the values (re-indexing).
-    """
+def attribute_row(ds: pydicom.Dataset, sop_instance_uid: str) -> dict[str, Any]:
+    """The ``dicom_instance_attributes`` row of one instance (values cut to their columns)."""
     attrs = instance_attributes(ds)
     table = dicom_instance_attributes
     values = {c.name: _fit(table, c.name, attrs[c.name]) for c in table.columns if c.name != "sop_instance_uid"}
     values["sop_instance_uid"] = sop_instance_uid
+    return values
+
+
+def _upsert_statement(dialect: str) -> Any:
+    table = dicom_instance_attributes
+    insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
+    return insert.on_conflict_do_update(
+        index_elements=[table.c.sop_instance_uid],
+        set_={c.name: insert.excluded[c.name] for c in table.columns if c.name != "sop_instance_uid"},
+    )
+
+
+def record_attributes_many(conn: Connection, rows: Sequence[dict[str, Any]]) -> None:
+    """Keep the header attributes of stored instances (rows from :func:`attribute_row`) in one statement.
+
+    Call in the transaction that inserts their ``dicom_instances`` rows, after those inserts (the rows
+    are referenced). Writing again for the same instance replaces the values (re-indexing).
+    """
+    if not rows:
+        return
+    table = dicom_instance_attributes
     dialect = conn.dialect.name
     if dialect in ("sqlite", "postgresql"):
-        insert = sqlite.insert(table) if dialect == "sqlite" else postgresql.insert(table)
-        stmt = insert.values(**values)
-        conn.execute(
-            stmt.on_conflict_do_update(
-                index_elements=[table.c.sop_instance_uid],
-                set_={k: stmt.excluded[k] for k in values if k != "sop_instance_uid"},
-            )
-        )
+        conn.execute(_upsert_statement(dialect), list(rows))
         return
-    existing = conn.execute(select(table.c.sop_instance_uid).where(table.c.sop_instance_uid == sop_instance_uid))
-    if existing.first() is None:
-        conn.execute(table.insert().values(**values))
-    else:
-        conn.execute(table.update().where(table.c.sop_instance_uid == sop_instance_uid).values(**values))
+    for values in rows:
+        uid = values["sop_instance_uid"]
+        existing = conn.execute(select(table.c.sop_instance_uid).where(table.c.sop_instance_uid == uid))
+        if existing.first() is None:
+            conn.execute(table.insert().values(**values))
+        else:
+            conn.execute(table.update().where(table.c.sop_instance_uid == uid).values(**values))
 
 
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-EngineDep = Annotated[Engine, Depends(_engine)]
-
-
-def _media_type(accept: str | None) -> str | None:
-    """The response type for an Accept header: DICOM JSON (PS3.18 8.7.3.2), plain JSON, or None (406)."""
-    if not accept:
-        return DICOM_JSON
-    offered: list[str] = []
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        q = next((p.split("=", 1)[1] for p in params if p.replace(" ", "").startswith("q=")), "1")
-        try:
-            if float(q) <= 0:
-                continue
-        except ValueError:
-            pass
-        offered.append(media.lower())
-    for media in offered:
-        if media in (DICOM_JSON, "application/*", "*/*"):
-            return DICOM_JSON
-        if media == "application/json":
-            return "application/json"
-    return None
-
-
-def _error(status: int, message: str) -> JSONResponse:
-    return JSONResponse({"error": message}, status_code=status)
-
-
-def qido_router(*, public_base_url: str, default_limit: int = 100, max_limit: int = 1000) -> APIRouter:
-    """QIDO-RS routes under ``/dicom-web``; the engine is ``request.app.state.engine``.
-
-    200 with a DICOM JSON array, 204 when nothing matches, 400 for a query that cannot be run,
-    406 for an Accept header without DICOM JSON. A ``Warning: 299`` header reports a capped
-    ``limit``, more results beyond this page, or an ignored ``fuzzymatching=true``.
-    """
-    router = APIRouter(prefix="/dicom-web", tags=["DICOMweb"])
-    base_url = public_base_url.rstrip("/")
-
-    def respond(
-        request: Request, engine: Engine, level: QidoLevel, study: str | None = None, series: str | None = None
-    ) -> Response:
-        media_type = _media_type(request.headers.get("accept"))
-        if media_type is None:
-            return _error(406, f"QIDO-RS answers in {DICOM_JSON} only")
-        try:
-            query = parse_qido_query(
-                level,
-                request.query_params.multi_items(),
-                study_instance_uid=study,
-                series_instance_uid=series,
-                default_limit=default_limit,
-                max_limit=max_limit,
-            )
-        except ValueError as exc:
-            return _error(400, str(exc))
-        result = run_search(engine, query, base_url)
-        warnings = list(query.warnings)
-        if result.more:
-            warnings.append("There are additional results that can be requested")
-        headers = {"Warning": ", ".join(f'299 {WARN_AGENT} "{w}"' for w in warnings)} if warnings else None
-        if not result.matches:
-            return Response(status_code=204, headers=headers)
-        return JSONResponse(result.matches, media_type=media_type, headers=headers)
-
-    @router.get("/studies", summary="Search for studies (QIDO-RS)")
-    def search_for_studies(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.STUDY)
-
-    @router.get("/series", summary="Search for series (QIDO-RS)")
-    def search_for_series(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.SERIES)
-
-    @router.get("/studies/{study}/series", summary="Search for a study's series (QIDO-RS)")
-    def search_for_study_series(study: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.SERIES, study)
-
-    @router.get("/instances", summary="Search for instances (QIDO-RS)")
-    def search_for_instances(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE)
-
-    @router.get("/studies/{study}/instances", summary="Search for a study's instances (QIDO-RS)")
-    def search_for_study_instances(study: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE, study)
-
-    @router.get("/studies/{study}/series/{series}/instances", summary="Search for a series' instances (QIDO-RS)")
-    def search_for_series_instances(study: str, series: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE, study, series)
-
-    return router
+def record_attributes(conn: Connection, ds: pydicom.Dataset, sop_instance_uid: str) -> None:
+    """Keep the header attributes of one stored instance for QIDO-RS and ImagingStudy (see
+    :func:`record_attributes_many`)."""
+    record_attributes_many(conn, [attribute_row(ds, sop_instance_uid)])

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from radcds.runtime.settings import ServiceSettings
@@ -28,8 +29,23 @@ class ImagingSettings(ServiceSettings):
     dimse_dimse_timeout_s: float = Field(default=30.0, gt=0)
     #: Transfer syntax UIDs accepted by the C-STORE SCP (None: the documented defaults), JSON list.
     dimse_transfer_syntaxes: list[str] | None = None
-    #: Where instances are stored (filesystem storage port).
+    #: Where instance files go: a local folder (``storage_dir``) or an S3-compatible bucket (``s3_*``).
+    storage_backend: Literal["filesystem", "s3"] = "filesystem"
+    #: Where instances are stored by the filesystem backend (also the SQLite default's folder).
     storage_dir: Path = Path(".run/data/imaging/instances")
+    #: S3 endpoint (MinIO, Ceph RGW, S3Proxy); None: AWS S3 itself.
+    s3_endpoint_url: str | None = None
+    s3_bucket: str = "radcds-dicom"
+    #: Key prefix inside the bucket (lets several deployments share one bucket).
+    s3_prefix: str = ""
+    s3_region: str = "us-east-1"
+    #: "path" suits most S3-compatible stores; AWS S3 also takes "virtual".
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    #: Static credentials; None: boto3's default chain (AWS_* variables, IRSA web identity, instance role).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    #: Create the bucket at start-up when missing (development; production buckets are provisioned).
+    s3_create_bucket: bool = False
     #: SQLAlchemy URL; SQLite under ``storage_dir``'s parent when not given.
     database_url: str | None = None
     #: Base URL other services use to retrieve instances over WADO-RS.

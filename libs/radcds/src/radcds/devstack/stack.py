@@ -22,6 +22,10 @@ SERVICES = ("imaging", "inference", "reporting", "referral")
 DEV_ISSUER = "https://ehr.radcds.local/dev"
 
 
+#: Access key and secret of the local S3Proxy (development and tests only; never used elsewhere).
+S3_DEV_CREDENTIALS = ("radcds-dev", "radcds-dev-secret")
+
+
 def _env_int(name: str, default: int) -> int:
     value = os.environ.get(name)
     return int(value) if value else default
@@ -43,6 +47,7 @@ class Ports:
     reporting: int = 8085  # RADCDS_REPORTING_HTTP_PORT
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
+    s3: int = 19000  # RADCDS_S3_PORT (S3Proxy, only when imaging stores in S3)
 
     @classmethod
     def from_env(cls) -> Ports:
@@ -61,6 +66,7 @@ class Ports:
             reporting=_env_int("RADCDS_REPORTING_HTTP_PORT", d.reporting),
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
+            s3=_env_int("RADCDS_S3_PORT", d.s3),
         )
 
     def http(self, service: str) -> int:
@@ -93,6 +99,60 @@ class LocalStack:
         if not self.postgres:
             return None
         return f"postgresql+psycopg://postgres@{self.host}:{self.ports.postgres}/radcds_{service}"
+
+    # ---- S3Proxy (the local S3-compatible store) -----------------------------------------
+    @property
+    def s3_lib(self) -> Path:
+        return self.root / ".cache" / "s3proxy" / "lib"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.host}:{self.ports.s3}"
+
+    def uses_s3(self) -> bool:
+        """True when imaging is configured (by the caller's environment or ``extra_env``) to store in S3."""
+        key = "RADCDS_IMAGING_STORAGE_BACKEND"
+        return (self.extra_env.get(key) or os.environ.get(key, "")).lower() == "s3"
+
+    def start_s3proxy(self, *, name: str = "s3proxy", port: int | None = None) -> None:
+        """S3Proxy on its filesystem backend under the run folder (credentials in :data:`S3_DEV_CREDENTIALS`)."""
+        if not any(self.s3_lib.glob("s3proxy-*.jar")):
+            raise RuntimeError(f"S3Proxy jars missing in {self.s3_lib}: run `make deps`")
+        home = self.run_dir / name
+        (home / "data").mkdir(parents=True, exist_ok=True)
+        props = home / "s3proxy.properties"
+        identity, credential = S3_DEV_CREDENTIALS
+        props.write_text(
+            "\n".join(
+                [
+                    f"s3proxy.endpoint=http://{self.host}:{port or self.ports.s3}",
+                    "s3proxy.authorization=aws-v2-or-v4",
+                    f"s3proxy.identity={identity}",
+                    f"s3proxy.credential={credential}",
+                    "jclouds.provider=filesystem",
+                    f"jclouds.filesystem.basedir={home / 'data'}",
+                    "",
+                ]
+            )
+        )
+        java = shutil.which("java") or "java"
+        jopts = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
+        processes.start(
+            name,
+            [java, *jopts, "-cp", f"{self.s3_lib}/*", "org.gaul.s3proxy.Main", "--properties", str(props)],
+            run_dir=self.run_dir,
+            env={**os.environ, "LOG_LEVEL": "warn"},
+            cwd=self.root,
+        )
+
+    def wait_s3proxy(self, *, name: str = "s3proxy", port: int | None = None, timeout_s: float = 60.0) -> None:
+        """Wait until S3Proxy accepts connections."""
+        processes.wait_until(
+            lambda: processes.port_open(self.host, port or self.ports.s3),
+            timeout_s=timeout_s,
+            what="S3Proxy",
+            alive=(name, self.run_dir),
+        )
 
     # ---- Kafka ---------------------------------------------------------------------------
     def start_kafka(self) -> None:
@@ -337,6 +397,10 @@ class LocalStack:
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.imaging}"
             defaults[f"{p}DIMSE_PORT"] = str(self.ports.dimse)
             defaults[f"{p}STUDY_QUIET_PERIOD_S"] = "5"
+            if self.uses_s3():
+                defaults[f"{p}S3_ENDPOINT_URL"] = self.s3_endpoint
+                defaults[f"{p}S3_ACCESS_KEY_ID"], defaults[f"{p}S3_SECRET_ACCESS_KEY"] = S3_DEV_CREDENTIALS
+                defaults[f"{p}S3_CREATE_BUCKET"] = "true"
         if service == "inference":
             defaults[f"{p}TRITON_URL"] = f"{self.host}:{self.ports.triton_grpc}"
             defaults[f"{p}GRPC_PORT"] = str(self.ports.inference_grpc)
@@ -389,6 +453,9 @@ class LocalStack:
         try:
             self.start_kafka()
             self.start_triton()
+            if self.uses_s3():
+                self.start_s3proxy()
+                self.wait_s3proxy()
             if self.postgres:
                 self.start_postgres()
                 self.wait_postgres()
@@ -405,7 +472,7 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop services first, then infrastructure; returns what was stopped."""
         stopped = []
-        for name in (*reversed(SERVICES), "triton", "kafka", "postgres"):
+        for name in (*reversed(SERVICES), "triton", "kafka", "postgres", "s3proxy"):
             if processes.stop(name, self.run_dir):
                 stopped.append(name)
         return stopped

@@ -53,3 +53,40 @@ FOREGROUND_FRACTION = Coding(RADCDS_MEASUREMENT, "foreground-fraction", "Fractio
 UNIT_HOUNSFIELD = "[hnsf'U]"
 UNIT_PIXEL_VALUE = "{pixel_value}"
 UNIT_PERCENT = "%"
+
+# ---- quantitative imaging models (models/*/MODEL_CARD.md) --------------------------------
+# No LOINC code exists for these image-derived measurements (checked for the CTR and the
+# widths), so they use the radcds measurement system. Findings use SNOMED CT.
+
+#: SNOMED CT 8186001 |Cardiomegaly (disorder)|: chest_ctr, cardiothoracic ratio > 0.5 on a PA view.
+CARDIOMEGALY = Coding(SNOMED_CT, "8186001", "Cardiomegaly")
+#: SNOMED CT 1386000 |Intracranial hemorrhage (disorder)|: head_ct_hyperdensity candidate, critical.
+INTRACRANIAL_HEMORRHAGE = Coding(SNOMED_CT, "1386000", "Intracranial hemorrhage")
+#: Findings that must be flagged critical (priority) when reported.
+CRITICAL_FINDINGS = frozenset({INTRACRANIAL_HEMORRHAGE})
+
+#: chest_ctr measurements.
+CARDIOTHORACIC_RATIO = Coding(RADCDS_MEASUREMENT, "cardiothoracic-ratio", "Cardiothoracic ratio")
+CARDIAC_WIDTH = Coding(RADCDS_MEASUREMENT, "cardiac-width", "Maximal horizontal cardiac width")
+THORACIC_WIDTH = Coding(RADCDS_MEASUREMENT, "thoracic-width", "Maximal internal thoracic width")
+
+#: head_ct_hyperdensity measurements.
+HYPERDENSE_REGION_COUNT = Coding(RADCDS_MEASUREMENT, "hyperdense-region-count", "Number of acute-blood-density regions")
+HYPERDENSE_REGION_AREA = Coding(
+    RADCDS_MEASUREMENT, "hyperdense-region-area", "Total area of acute-blood-density regions"
+)
+HYPERDENSE_REGION_VOLUME = Coding(
+    RADCDS_MEASUREMENT, "hyperdense-region-volume", "Total volume of acute-blood-density regions"
+)
+HYPERDENSE_LARGEST_AREA = Coding(
+    RADCDS_MEASUREMENT, "hyperdense-largest-region-area", "Area of the largest acute-blood-density region"
+)
+HYPERDENSE_MAX_HU = Coding(RADCDS_MEASUREMENT, "hyperdense-region-max-hu", "Maximum CT number in the regions")
+HYPERDENSE_MEAN_HU = Coding(RADCDS_MEASUREMENT, "hyperdense-region-mean-hu", "Mean CT number in the regions")
+BRAIN_AREA = Coding(RADCDS_MEASUREMENT, "intracranial-area", "Intracranial area analysed")
+
+UNIT_RATIO = "{ratio}"
+UNIT_MILLIMETRE = "mm"
+UNIT_SQUARE_MILLIMETRE = "mm2"
+UNIT_CUBIC_MILLIMETRE = "mm3"
+UNIT_COUNT = "{count}"

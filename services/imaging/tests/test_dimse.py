@@ -22,6 +22,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND
 from radcds.domain.events import INSTANCE_STORED, EventKind
 from radcds_imaging.dimse import (
@@ -257,19 +258,23 @@ def test_store_port_exception_answers_processing_failure_and_scp_keeps_serving(t
     assert echo.Status == 0x0000
 
 
-def test_unpublishable_instance_answers_a700_and_nothing_is_kept(tmp_path):
+def test_instance_received_while_the_broker_is_down_is_stored_and_announced_once_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
     migrate(engine)
     store = FilesystemInstanceStore(tmp_path / "store")
-    service = ImagingService(
-        engine=engine, store=store, publisher=RecordingPublisher(fail=True), public_base_url="http://x"
-    )
+    publisher = RecordingPublisher(fail=True)
+    service = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
     with DimseServer(_config(), store=store_port(service)) as server:
         assoc = _scu().associate("127.0.0.1", server.address[1], ae_title=OUR_AET)
         status = assoc.send_c_store(pydicom.dcmread(CT_SMALL))
         assoc.release()
-    assert status.Status == 0xA700
-    assert not list((tmp_path / "store").rglob("*.dcm"))
+    assert status.Status == 0x0000
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 1
+    assert not publisher.events and pending_count(engine) == 1
+    publisher.fail = False
+    assert service.outbox.drain() == 1
+    assert [e[1]["instance"]["sopInstanceUid"] for e in publisher.events] == [pydicom.dcmread(CT_SMALL).SOPInstanceUID]
+    assert pending_count(engine) == 0
 
 
 class FullDiskStore(FilesystemInstanceStore):

@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.dicom.part10 import (
     FAILURE_CANNOT_UNDERSTAND,
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -93,21 +94,21 @@ def test_instance_without_study_uid_fails_with_a900(service, tmp_path):
     assert "StudyInstanceUID" in outcome.failed[0].message
 
 
-def test_unpublishable_instance_fails_with_a700_and_leaves_no_file_or_row(tmp_path):
+def test_instance_stored_while_the_broker_is_down_is_kept_and_announced_when_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "db.sqlite"))
     migrate(engine)
     store = FilesystemInstanceStore(tmp_path / "store")
-    svc = ImagingService(
-        engine=engine, store=store, publisher=RecordingPublisher(fail=True), public_base_url="http://x"
-    )
+    publisher = RecordingPublisher(fail=True)
+    svc = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
     outcome = svc.store_instances(parts=[CT_SMALL.read_bytes()])
-    assert outcome.failed[0].reason == FAILURE_OUT_OF_RESOURCES
-    assert not list((tmp_path / "store").rglob("*.dcm"))
+    assert len(outcome.stored) == 1 and not outcome.failed
     ds = pydicom.dcmread(CT_SMALL)
-    assert (
-        svc.retrieve_instance(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, instance=ds.SOPInstanceUID)
-        is None
-    )
+    assert svc.retrieve_instance(study=ds.StudyInstanceUID, series=ds.SeriesInstanceUID, instance=ds.SOPInstanceUID)
+    assert not publisher.events and pending_count(engine) == 1
+    publisher.fail = False
+    svc.outbox.drain()
+    assert [e[1]["instance"]["sopInstanceUid"] for e in publisher.events] == [ds.SOPInstanceUID]
+    assert pending_count(engine) == 0
 
 
 @pytest.fixture
@@ -306,7 +307,9 @@ class BatchPublisher(RecordingPublisher):
         self.ack_limit = ack_limit
         self.batches = 0
 
-    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+    def publish_many(
+        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
+    ) -> list[str]:
         self.batches += 1
         acked = items if self.ack_limit is None else items[: self.ack_limit]
         for payload, event_id, subject in acked:
@@ -357,21 +360,24 @@ def test_batch_with_an_already_stored_and_a_repeated_instance_reports_both_as_du
     assert len(list((tmp_path / "store").rglob("*.dcm"))) == 2
 
 
-def test_batch_whose_events_are_not_all_acknowledged_falls_back_to_one_by_one_and_loses_nothing(tmp_path):
+def test_batch_whose_events_are_only_partly_acknowledged_keeps_the_rest_pending_in_order(tmp_path):
     publisher = BatchPublisher(ack_limit=1)
     svc = _batch_service(tmp_path, publisher)
     parts = _fresh_copies(3, tmp_path)
     outcome = svc.store_instances(parts=parts)
-    # The batch was rolled back (files removed); each part was then stored on its own (publish()).
     assert len(outcome.stored) == 3 and not outcome.failed
     assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
-    stored_ids = {payload["instance"]["sopInstanceUid"] for _, payload, _, _ in publisher.events}
-    assert stored_ids == {s.sop_instance_uid for s in outcome.stored}
+    assert len(publisher.events) == 1 and pending_count(svc.outbox._engine) == 2
+    publisher.ack_limit = None
+    svc.outbox.drain()
+    published = [payload["instance"]["sopInstanceUid"] for _, payload, _, _ in publisher.events]
+    assert published == [s.sop_instance_uid for s in outcome.stored]  # part order, nothing twice
 
 
-def test_batch_with_the_broker_down_fails_every_part_with_a700_and_keeps_no_file(tmp_path):
+def test_batch_with_the_broker_down_stores_every_part_and_keeps_their_events_pending(tmp_path):
     publisher = RecordingPublisher(fail=True)
     svc = _batch_service(tmp_path, publisher)
     outcome = svc.store_instances(parts=_fresh_copies(3, tmp_path))
-    assert [f.reason for f in outcome.failed] == [FAILURE_OUT_OF_RESOURCES] * 3
-    assert not list((tmp_path / "store").rglob("*.dcm"))
+    assert len(outcome.stored) == 3 and not outcome.failed
+    assert len(list((tmp_path / "store").rglob("*.dcm"))) == 3
+    assert pending_count(svc.outbox._engine) == 3 and not publisher.events

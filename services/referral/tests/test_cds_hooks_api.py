@@ -33,7 +33,9 @@ class RecordingPublisher:
         validate_payload(kind, payload)
         self.events.append((kind, payload, event_id, subject))
 
-    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+    def publish_many(
+        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
+    ) -> list[str]:
         for payload, event_id, subject in items:
             self.publish(kind, payload, event_id=event_id, subject=subject)
         return [event_id for _, event_id, _ in items]

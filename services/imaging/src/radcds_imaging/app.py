@@ -68,6 +68,7 @@ def create_app(
             guard=guard,
             transfer_syntaxes=frozenset(settings.dimse_transfer_syntaxes or DEFAULT_TRANSFER_SYNTAXES),
         )
+        service.outbox.start()
         app.state.imaging = service
         app.state.engine = engine
         app.state.instance_store = store
@@ -87,6 +88,7 @@ def create_app(
             state["dimse"] = dimse
         yield
         announcer.stop()
+        service.outbox.stop()
         if "dimse" in state:
             state["dimse"].stop()
         for p in owned:

@@ -8,9 +8,10 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import (
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -82,7 +83,8 @@ class ImagingService:
     ) -> None:
         self._engine = engine
         self._store = store
-        self._publisher = publisher
+        #: Publishes ``instance.stored`` after each commit; the app runs it as a thread (``outbox.start()``).
+        self.outbox = OutboxRelay(engine, publisher, name="imaging-outbox")
         self._base = public_base_url.rstrip("/")
         self._guard = guard
         #: Transfer syntaxes accepted over STOW-RS (None: any that parses); others fail with 0xC122.
@@ -180,12 +182,13 @@ class ImagingService:
                 )
                 for study in dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new):
                     note_instance(conn, study, now)
-                self._announce(new)
+                self._announce(conn, new)
         except Exception as exc:
             for key in written:
                 self._store.delete(key)
             log.warning("batch store failed, storing one by one", extra={"error_class": type(exc).__name__})
             return [(position, self._store_safely(parsed, data)) for position, parsed, data in accepted]
+        self.outbox.notify()
         for position, parsed, *_ in new:
             ref = parsed.instance
             results.append(
@@ -193,9 +196,9 @@ class ImagingService:
             )
         return results
 
-    def _announce(self, new: list[tuple[int, ParsedInstance, bytes, str, str]]) -> None:
-        """Publish ``instance.stored`` for each new instance, inside the store transaction; raises unless
-        the broker acknowledged every event (the caller then rolls back)."""
+    def _announce(self, conn: Connection, new: list[tuple[int, ParsedInstance, bytes, str, str]]) -> None:
+        """Write ``instance.stored`` for each new instance to the outbox, in the store transaction (the
+        relay publishes them once the transaction has committed)."""
         events = []
         for _, parsed, data, _, digest in new:
             ref = parsed.instance
@@ -203,14 +206,7 @@ class ImagingService:
                 ref, parsed.context, parsed.transfer_syntax_uid, instance_url(self._base, parsed), len(data)
             ).to_payload()
             events.append((payload, _event_id(ref.sop_instance_uid, digest), ref.study_instance_uid))
-        publish_many = getattr(self._publisher, "publish_many", None)
-        if publish_many is None:
-            for payload, event_id, subject in events:
-                self._publisher.publish(INSTANCE_STORED, payload, event_id=event_id, subject=subject)
-            return
-        acked = publish_many(INSTANCE_STORED, events)
-        if len(acked) != len(events):
-            raise RuntimeError(f"{len(events) - len(acked)} instance.stored event(s) not acknowledged")
+        enqueue(conn, INSTANCE_STORED, events)
 
     def _store_one(self, parsed: ParsedInstance, data: bytes) -> StoredInstance:
         ref = parsed.instance
@@ -233,13 +229,7 @@ class ImagingService:
                 # QIDO-RS attributes and study assembly, in the same transaction as the row.
                 record_attributes(conn, parsed.dataset, ref.sop_instance_uid)
                 note_instance(conn, ref.study_instance_uid, now)
-                event = ImagingInstanceStored(ref, parsed.context, parsed.transfer_syntax_uid, url, len(data))
-                self._publisher.publish(
-                    INSTANCE_STORED,
-                    event.to_payload(),
-                    event_id=_event_id(ref.sop_instance_uid, digest),
-                    subject=ref.study_instance_uid,
-                )
+                self._announce(conn, [(0, parsed, data, key, digest)])
         except IntegrityError:
             # A concurrent attempt stored the same SOP Instance first: ours is a duplicate.
             self._store.delete(key)
@@ -252,10 +242,11 @@ class ImagingService:
             log.error("instance not stored", extra={"error_class": type(exc).__name__})
             raise DicomRejected(
                 FAILURE_OUT_OF_RESOURCES,
-                "could not store or announce the instance",
+                "could not store the instance",
                 sop_class_uid=ref.sop_class_uid,
                 sop_instance_uid=ref.sop_instance_uid,
             ) from exc
+        self.outbox.notify()
         return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url)
 
     def retrieve_instance(self, *, study: str, series: str, instance: str) -> bytes | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from radcds.domain.events import EventKind
@@ -17,6 +18,13 @@ class EventPublisher(Protocol):
 class BatchEventPublisher(EventPublisher, Protocol):
     """An :class:`EventPublisher` that can also send many events and wait for them together."""
 
-    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+    def publish_many(
+        self,
+        kind: EventKind,
+        items: list[tuple[dict[str, Any], str, str]],
+        *,
+        trace_carriers: Sequence[Mapping[str, str]] | None = None,
+    ) -> list[str]:
         """Send ``(payload, event_id, subject)`` items; return the ids the broker acknowledged, in order,
-        stopping at the first failure."""
+        stopping at the first failure. ``trace_carriers`` (one W3C trace-context carrier per item) put each
+        event in the trace it was written in (an outbox publishes later, from another thread)."""

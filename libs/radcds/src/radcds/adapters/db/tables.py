@@ -149,3 +149,20 @@ imaging_studies_assembly = Table(
     Column("announced_instance_count", Integer, nullable=False, default=0),
     Column("version", Integer, nullable=False, default=0),
 )
+
+#: Transactional outbox: events written in the same transaction as the state they describe, then
+#: published by :class:`radcds.adapters.db.outbox.OutboxRelay` in ``seq`` order (at least once).
+event_outbox = Table(
+    "event_outbox",
+    metadata,
+    Column("seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    Column("event_id", String(128), nullable=False, unique=True),
+    Column("event_type", String(128), nullable=False),
+    Column("subject", String(128), nullable=False),
+    Column("payload", Text, nullable=False),
+    #: W3C trace context (traceparent/tracestate) of the transaction that wrote the event, as JSON.
+    Column("trace_context", Text, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("published_at", DateTime(timezone=True), nullable=True),
+    Index("ix_event_outbox_published_at", "published_at"),
+)

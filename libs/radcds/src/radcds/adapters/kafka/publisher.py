@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from opentelemetry import trace
+from opentelemetry import propagate, trace
 from opentelemetry.trace import SpanKind
 
 from radcds.adapters.kafka import codec
@@ -73,13 +74,7 @@ class KafkaEventPublisher:
         with tracer.start_as_current_span(
             f"{kind.topic} publish",
             kind=SpanKind.PRODUCER,
-            attributes={
-                "messaging.system": "kafka",
-                "messaging.operation.type": "publish",
-                "messaging.destination.name": kind.topic,
-                "messaging.message.id": event_id,
-                "cloudevents.event_type": kind.type,
-            },
+            attributes=self._span_attributes(kind, event_id),
         ):
             headers = [(k, v) for k, v in message.headers.items()]
             inject_headers(headers)
@@ -98,15 +93,33 @@ class KafkaEventPublisher:
                 },
             )
 
-    def publish_many(self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]]) -> list[str]:
+    def publish_many(
+        self,
+        kind: EventKind,
+        items: list[tuple[dict[str, Any], str, str]],
+        *,
+        trace_carriers: Sequence[Mapping[str, str]] | None = None,
+    ) -> list[str]:
         """Send ``(payload, event_id, subject)`` items, then wait for all acks; returns the acknowledged ids
-        in order up to the first failure (the producer is idempotent and keeps per-partition order)."""
+        in order up to the first failure (the producer is idempotent and keeps per-partition order).
+
+        With ``trace_carriers``, each event gets a PRODUCER span in the trace its carrier names."""
         futures = []
-        for payload, event_id, subject in items:
+        for index, (payload, event_id, subject) in enumerate(items):
             message = codec.encode(kind, payload, event_id=event_id, source=self._source, subject=subject)
             headers = list(message.headers.items())
-            inject_headers(headers)
             key = message.key.encode() if isinstance(message.key, str) else message.key
+            if trace_carriers is not None:
+                parent = propagate.extract(dict(trace_carriers[index]))
+                with tracer.start_as_current_span(
+                    f"{kind.topic} publish",
+                    context=parent,
+                    kind=SpanKind.PRODUCER,
+                    attributes=self._span_attributes(kind, event_id),
+                ):
+                    inject_headers(headers)
+            else:
+                inject_headers(headers)
             futures.append((event_id, self._producer.send(kind.topic, key=key, value=message.value, headers=headers)))
         self._producer.flush(timeout=self._timeout_s)
         acked: list[str] = []
@@ -118,6 +131,17 @@ class KafkaEventPublisher:
                 break
             acked.append(event_id)
         return acked
+
+    @staticmethod
+    def _span_attributes(kind: EventKind, event_id: str) -> dict[str, str]:
+        """OpenTelemetry messaging semantic conventions for one published event."""
+        return {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "publish",
+            "messaging.destination.name": kind.topic,
+            "messaging.message.id": event_id,
+            "cloudevents.event_type": kind.type,
+        }
 
     def send_raw(self, topic: str, *, key: bytes | None, value: bytes | None, headers: list[tuple[str, bytes]]) -> None:
         """Send a record as it is (used for dead-lettering)."""

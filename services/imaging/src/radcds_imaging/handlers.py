@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -85,6 +86,7 @@ class ImagingService:
         self._store = store
         #: Publishes ``instance.stored`` after each commit; the app runs it as a thread (``outbox.start()``).
         self.outbox = OutboxRelay(engine, publisher, name="imaging-outbox")
+        self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging-store")
         self._base = public_base_url.rstrip("/")
         self._guard = guard
         #: Transfer syntaxes accepted over STOW-RS (None: any that parses); others fail with 0xC122.
@@ -171,18 +173,27 @@ class ImagingService:
                 if not new:
                     return results
                 items = [(key, data) for _, _, data, key, _ in new]
-                self._store.put_many(items)
-                written = [key for key, _ in items]
-                conn.execute(
-                    insert(dicom_instances),
-                    [_instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
-                )
-                record_attributes_many(
-                    conn, [attribute_row(parsed.dataset, parsed.instance.sop_instance_uid) for _, parsed, *_ in new]
-                )
-                for study in dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new):
-                    note_instance(conn, study, now)
-                self._announce(conn, new)
+                # The files are written (and fsynced) while the rows are prepared and inserted; the
+                # transaction commits only after every file is durable.
+                writing = self._writer.submit(self._store.put_many, items)
+                try:
+                    conn.execute(
+                        insert(dicom_instances),
+                        [_instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
+                    )
+                    record_attributes_many(
+                        conn,
+                        [attribute_row(parsed.dataset, parsed.instance.sop_instance_uid) for _, parsed, *_ in new],
+                    )
+                    for study in dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new):
+                        note_instance(conn, study, now)
+                    self._announce(conn, new)
+                finally:
+                    failure = writing.exception()  # waits for the files in every case
+                    if failure is None:
+                        written = [key for key, _ in items]
+                if failure is not None:
+                    raise failure
         except Exception as exc:
             for key in written:
                 self._store.delete(key)

@@ -69,7 +69,13 @@ def parse_dtm(value: str, *, default_tz: tzinfo = UTC) -> datetime:
     if not main.isdigit() or len(main) not in (4, 6, 8, 10, 12, 14):
         raise ValueError(f"{value!r} is not an HL7 date/time")
     padded = main + "0101000000"[len(main) - 4 :] if len(main) < 14 else main
-    moment = datetime.strptime(padded[:14], "%Y%m%d%H%M%S").replace(tzinfo=tz)
+    p = padded
+    try:
+        moment = datetime(
+            int(p[0:4]), int(p[4:6]), int(p[6:8]), int(p[8:10]), int(p[10:12]), int(p[12:14]), tzinfo=tz
+        )
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not an HL7 date/time") from exc
     if fraction:
         if not fraction.isdigit():
             raise ValueError(f"{value!r} has a bad fraction of a second")

@@ -231,6 +231,8 @@ class MLLPServer:
                 await self._answer(decoder.feed(data), writer)
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # close(): the server shuts down; ending quietly keeps asyncio's stream callback from logging it
         finally:
             logger.info("mllp connection closed", extra={"peer": str(peer)})
             writer.close()

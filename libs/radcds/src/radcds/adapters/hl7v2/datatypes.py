@@ -71,9 +71,7 @@ def parse_dtm(value: str, *, default_tz: tzinfo = UTC) -> datetime:
     padded = main + "0101000000"[len(main) - 4 :] if len(main) < 14 else main
     p = padded
     try:
-        moment = datetime(
-            int(p[0:4]), int(p[4:6]), int(p[6:8]), int(p[8:10]), int(p[10:12]), int(p[12:14]), tzinfo=tz
-        )
+        moment = datetime(int(p[0:4]), int(p[4:6]), int(p[6:8]), int(p[8:10]), int(p[10:12]), int(p[12:14]), tzinfo=tz)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not an HL7 date/time") from exc
     if fraction:

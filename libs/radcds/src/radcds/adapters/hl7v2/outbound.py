@@ -1,0 +1,338 @@
+"""The persisted outbound HL7 v2 queue and its delivery worker (HL7 v2.5.1 2.10.1 sequencing).
+
+Each message is stored once per destination with its MSH-10 fixed, then sent unchanged until it
+is delivered or parked:
+
+* AA/CA → ``delivered``;
+* AE/CE → ``parked`` (the receiver refuses the content; an operator must act) and an alert is logged;
+* AR/CR, a timeout or a connection error → ``retrying`` with exponential backoff, the same MSH-10,
+  until ``max_attempts`` is reached, then ``parked``.
+
+Per destination and per order (``order_key``) the queue is first in, first out: a message is
+due only when no earlier message of the same order is still queued or retrying, so a final
+report never overtakes its preliminary one. Messages of other orders are not held up. State lives
+in the database, so a restart resumes where it stopped; a message sent but not yet recorded is
+sent again with the same MSH-10, which receivers discard as a duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from radcds.adapters.db.tables_hl7 import hl7_inbound_messages, hl7_outbound_messages
+from radcds.adapters.hl7v2.ack import parse_msh
+from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
+
+logger = logging.getLogger(__name__)
+
+
+class QueueState(StrEnum):
+    """Where an outbound message stands."""
+
+    QUEUED = "queued"
+    RETRYING = "retrying"
+    DELIVERED = "delivered"
+    PARKED = "parked"
+
+
+_PENDING = (QueueState.QUEUED.value, QueueState.RETRYING.value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff: ``initial_delay * 2**(attempt-1)`` seconds, capped; park after ``max_attempts``."""
+
+    initial_delay: float = 1.0
+    max_delay: float = 300.0
+    max_attempts: int = 20
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed try."""
+        return float(min(self.max_delay, self.initial_delay * (2 ** max(0, attempts - 1))))
+
+
+@dataclass(frozen=True, slots=True)
+class OutboundMessage:
+    """One queued message as stored."""
+
+    id: int
+    destination: str
+    order_key: str
+    control_id: str
+    payload: str
+    state: QueueState
+    attempts: int
+    next_attempt_at: datetime
+    last_ack_code: str | None
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite returns naive datetimes for timezone=True columns; radcds stores UTC.
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+class OutboundQueue:
+    """Database operations of the outbound queue (SQLAlchemy Core; SQLite and PostgreSQL)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def enqueue(self, *, destination: str, order_key: str, payload: str, result_status: str = "") -> int:
+        """Store ``payload`` for ``destination``; its MSH-10 is read from the payload and never changes.
+
+        Enqueueing the same MSH-10 for the same destination again is a no-op returning the existing id.
+        """
+        header = parse_msh(payload)
+        if not header.control_id:
+            raise ValueError("the message has no MSH-10")
+        now = self._clock()
+        with self._engine.begin() as conn:
+            existing = conn.execute(
+                select(hl7_outbound_messages.c.id).where(
+                    hl7_outbound_messages.c.destination == destination,
+                    hl7_outbound_messages.c.control_id == header.control_id,
+                )
+            ).scalar()
+            if existing is not None:
+                return int(existing)
+            result = conn.execute(
+                insert(hl7_outbound_messages).values(
+                    destination=destination,
+                    order_key=order_key,
+                    control_id=header.control_id,
+                    message_type=f"{header.message_code}^{header.trigger_event}",
+                    result_status=result_status,
+                    payload=payload,
+                    state=QueueState.QUEUED.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            assert result.inserted_primary_key is not None
+            return int(result.inserted_primary_key[0])
+
+    def _heads(self, destination: str):  # type: ignore[no-untyped-def]
+        """The oldest pending message of each order for ``destination``."""
+        t = hl7_outbound_messages
+        heads = (
+            select(func.min(t.c.id).label("id"))
+            .where(t.c.destination == destination, t.c.state.in_(_PENDING))
+            .group_by(t.c.order_key)
+            .subquery()
+        )
+        return select(t).join(heads, t.c.id == heads.c.id)
+
+    def next_due(self, destination: str) -> OutboundMessage | None:
+        """The message to send now: the oldest due head of any order (FIFO per order), or None."""
+        t = hl7_outbound_messages
+        stmt = self._heads(destination).where(t.c.next_attempt_at <= self._clock()).order_by(t.c.id).limit(1)
+        with self._engine.connect() as conn:
+            row = conn.execute(stmt).mappings().first()
+        if row is None:
+            return None
+        return OutboundMessage(
+            id=row["id"],
+            destination=row["destination"],
+            order_key=row["order_key"],
+            control_id=row["control_id"],
+            payload=row["payload"],
+            state=QueueState(row["state"]),
+            attempts=row["attempts"],
+            next_attempt_at=_aware(row["next_attempt_at"]),
+            last_ack_code=row["last_ack_code"],
+        )
+
+    def next_wakeup(self, destination: str) -> datetime | None:
+        """When the earliest pending head becomes due (None when nothing is pending)."""
+        heads = self._heads(destination).subquery()
+        with self._engine.connect() as conn:
+            value = conn.execute(select(func.min(heads.c.next_attempt_at))).scalar()
+        return _aware(value) if value is not None else None
+
+    def record(self, message: OutboundMessage, outcome: SendOutcome, policy: RetryPolicy) -> QueueState:
+        """Store the outcome of one attempt and return the new state."""
+        now = self._clock()
+        attempts = message.attempts + 1
+        ack_code = outcome.ack.code.value if outcome.ack else None
+        reason = (outcome.reason or "")[:255]
+        values: dict[str, object] = {"attempts": attempts, "updated_at": now, "last_ack_code": ack_code}
+        if outcome.delivery is Delivery.DELIVERED:
+            state = QueueState.DELIVERED
+            values |= {"delivered_at": now, "last_error": None}
+        elif outcome.delivery is Delivery.REJECTED:
+            state = QueueState.PARKED
+            values |= {"last_error": reason or "rejected by the receiver"}
+        elif attempts >= policy.max_attempts:
+            state = QueueState.PARKED
+            values |= {"last_error": f"gave up after {attempts} attempts: {reason}"[:255]}
+        else:
+            state = QueueState.RETRYING
+            values |= {"last_error": reason, "next_attempt_at": now + timedelta(seconds=policy.delay(attempts))}
+        values["state"] = state.value
+        with self._engine.begin() as conn:
+            conn.execute(update(hl7_outbound_messages).where(hl7_outbound_messages.c.id == message.id).values(**values))
+        if state is QueueState.PARKED:
+            # An alert for operators; identifiers only (queue id, MSH-10, ACK code), never report content.
+            logger.error(
+                "hl7 outbound message parked",
+                extra={
+                    "alert": "hl7_message_parked",
+                    "destination": message.destination,
+                    "queue_id": message.id,
+                    "control_id": message.control_id,
+                    "ack_code": ack_code or "",
+                    "attempts": attempts,
+                },
+            )
+        return state
+
+    def counts(self, destination: str | None = None) -> dict[str, int]:
+        """Messages per state (for metrics), optionally for one destination."""
+        t = hl7_outbound_messages
+        stmt = select(t.c.state, func.count()).group_by(t.c.state)
+        if destination is not None:
+            stmt = stmt.where(t.c.destination == destination)
+        with self._engine.connect() as conn:
+            found = {state: int(n) for state, n in conn.execute(stmt)}
+        return {state.value: found.get(state.value, 0) for state in QueueState}
+
+    def parked(self, destination: str | None = None) -> list[OutboundMessage]:
+        """Parked messages, oldest first (for operators and alerts)."""
+        t = hl7_outbound_messages
+        stmt = select(t).where(t.c.state == QueueState.PARKED.value).order_by(t.c.id)
+        if destination is not None:
+            stmt = stmt.where(t.c.destination == destination)
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [
+            OutboundMessage(
+                id=r["id"],
+                destination=r["destination"],
+                order_key=r["order_key"],
+                control_id=r["control_id"],
+                payload=r["payload"],
+                state=QueueState.PARKED,
+                attempts=r["attempts"],
+                next_attempt_at=_aware(r["next_attempt_at"]),
+                last_ack_code=r["last_ack_code"],
+            )
+            for r in rows
+        ]
+
+    def delivered_control_ids(self, destination: str) -> list[str]:
+        """MSH-10 of the delivered messages in delivery order (tests and audits)."""
+        t = hl7_outbound_messages
+        stmt = (
+            select(t.c.control_id)
+            .where(and_(t.c.destination == destination, t.c.state == QueueState.DELIVERED.value))
+            .order_by(t.c.delivered_at, t.c.id)
+        )
+        with self._engine.connect() as conn:
+            return [str(v) for v in conn.execute(stmt).scalars()]
+
+
+def parked_message_counts(engine: Engine) -> dict[str, int]:
+    """Parked messages per destination: the figure to export as a gauge and alert on."""
+    t = hl7_outbound_messages
+    stmt = select(t.c.destination, func.count()).where(t.c.state == QueueState.PARKED.value).group_by(t.c.destination)
+    with engine.connect() as conn:
+        return {str(dest): int(n) for dest, n in conn.execute(stmt)}
+
+
+class DeliveryWorker:
+    """Drains one destination's queue through one :class:`MLLPSender`, one message at a time."""
+
+    def __init__(
+        self,
+        queue: OutboundQueue,
+        sender: MLLPSender,
+        *,
+        destination: str,
+        policy: RetryPolicy | None = None,
+        idle_poll: float = 1.0,
+    ) -> None:
+        self._queue = queue
+        self._sender = sender
+        self._destination = destination
+        self._policy = policy or RetryPolicy()
+        self._idle_poll = idle_poll
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def notify(self) -> None:
+        """Wake the worker after an enqueue (otherwise it polls every ``idle_poll`` seconds)."""
+        self._wake.set()
+
+    async def run_once(self) -> QueueState | None:
+        """Send the next due message, if any, and record the outcome."""
+        message = await asyncio.to_thread(self._queue.next_due, self._destination)
+        if message is None:
+            return None
+        outcome = await self._sender.send(message.payload)
+        return await asyncio.to_thread(self._queue.record, message, outcome, self._policy)
+
+    async def run(self) -> None:
+        """Deliver until cancelled."""
+        while True:
+            state = await self.run_once()
+            if state is not None:
+                continue
+            wakeup = await asyncio.to_thread(self._queue.next_wakeup, self._destination)
+            delay = self._idle_poll
+            if wakeup is not None:
+                delay = max(0.0, min(delay, (wakeup - datetime.now(UTC)).total_seconds()))
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    def start(self) -> asyncio.Task[None]:
+        """Run in a background task."""
+        self._task = asyncio.create_task(self.run(), name=f"hl7-delivery-{self._destination}")
+        return self._task
+
+    async def stop(self) -> None:
+        """Cancel the task and close the connection; a message in flight is sent again after a restart."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self._sender.close()
+
+
+class SqlReceivedMessageLog:
+    """A :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog` in the database (survives restarts)."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._engine = engine
+        self._clock = clock
+
+    def was_accepted(self, *, sender: str, control_id: str) -> bool:
+        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        t = hl7_inbound_messages
+        with self._engine.connect() as conn:
+            found = conn.execute(
+                select(t.c.control_id).where(t.c.sender == sender[:255], t.c.control_id == control_id[:199])
+            ).first()
+        return found is not None
+
+    def record_accepted(self, *, sender: str, control_id: str) -> None:
+        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        with contextlib.suppress(IntegrityError), self._engine.begin() as conn:
+            conn.execute(
+                insert(hl7_inbound_messages).values(
+                    sender=sender[:255], control_id=control_id[:199], accepted_at=self._clock()
+                )
+            )

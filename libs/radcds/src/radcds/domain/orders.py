@@ -1,0 +1,164 @@
+"""Imaging orders as the RIS/EHR places them (pure; no HL7 syntax).
+
+An :class:`ImagingOrder` is what radcds keeps from an HL7 v2.5.1 ORM^O01 (chapter 4.4.1) or
+OMI^O23 (chapter 4.4.10, IHE RAD TF-2 RAD-4 "Procedure Scheduled") message: the order control
+(ORC-1, HL7 table 0119), the placer and filler order numbers (ORC-2/ORC-3), the DICOM keys the
+modality worklist carries (Accession Number (0008,0050), Requested Procedure ID (0040,1001),
+Scheduled Procedure Step ID (0040,0009), Study Instance UID (0020,000D), Modality (0008,0060),
+Scheduled Station AE Title (0040,0001)) and the patient it concerns.
+
+The patient's name is kept in memory only, for display and matching; it is excluded from
+``repr`` and from :meth:`ImagingOrder.log_fields`, so it never reaches a log line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+
+from radcds.domain.codes import Coding
+
+#: DICOM PS3.5 6.2 UI: digits and dots, components without leading zeros, at most 64 characters.
+_UID = re.compile(r"^(0|[1-9][0-9]*)(\.(0|[1-9][0-9]*))+$")
+#: DICOM PS3.5 6.2 CS for Modality (0008,0060): upper-case letters, digits, space and underscore.
+_MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
+
+
+class InvalidOrderError(ValueError):
+    """An order attribute is missing or malformed; ``attribute`` names the :class:`ImagingOrder` field.
+
+    Adapters map ``attribute`` back to where it came from (an HL7 segment and field) to say
+    which field was wrong (HL7 v2.5.1 2.15.5 ERR-2).
+    """
+
+    def __init__(self, attribute: str, message: str) -> None:
+        super().__init__(f"{attribute}: {message}")
+        self.attribute = attribute
+        self.reason = message
+
+
+class OrderControl(StrEnum):
+    """ORC-1 order control codes radcds accepts (HL7 v2.5.1 table 0119)."""
+
+    NEW = "NW"
+    CANCEL = "CA"
+    CHANGE = "XO"
+
+
+@dataclass(frozen=True, slots=True)
+class OrderNumber:
+    """An entity identifier (HL7 EI): the number and the namespace/application that assigned it."""
+
+    number: str
+    namespace: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.number.strip():
+            raise ValueError("an order number cannot be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class PatientIdentifier:
+    """The patient id and its assigning authority (PID-3 CX.1 and CX.4; DICOM (0010,0020)/(0010,0021))."""
+
+    value: str
+    issuer: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.value.strip():
+            raise ValueError("a patient identifier cannot be empty")
+
+
+@dataclass(frozen=True, slots=True)
+class PersonName:
+    """A person's name (HL7 XPN/XCN family^given^middle). Personal data: never log it."""
+
+    family: str
+    given: str = ""
+    middle: str = ""
+
+    def __repr__(self) -> str:
+        return "PersonName(<redacted>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Practitioner:
+    """A clinician by id and name (HL7 XCN, e.g. ORC-12 ordering provider, OBR-32 interpreter)."""
+
+    identifier: str
+    name: PersonName = field(default_factory=lambda: PersonName(""))
+
+    def __post_init__(self) -> None:
+        if not self.identifier.strip() and not self.name.family.strip():
+            raise ValueError("a practitioner needs an identifier or a family name")
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingOrder:
+    """One imaging order or an update to it (ORC-1 NW, CA or XO).
+
+    Validation follows the DICOM value representations of the worklist attributes the order
+    feeds (PS3.5 6.2): accession number and requested procedure/step ids are SH/16, the
+    Study Instance UID is a UI, the AE title an AE/16 without backslash or control characters.
+    A new order (NW) must name the procedure; a cancel (CA) only needs to identify the order.
+    """
+
+    control: OrderControl
+    patient: PatientIdentifier
+    placer_order_number: OrderNumber | None = None
+    filler_order_number: OrderNumber | None = None
+    accession_number: str = ""
+    requested_procedure_id: str = ""
+    scheduled_procedure_step_id: str = ""
+    study_instance_uid: str = ""
+    procedure_code: Coding | None = None
+    modality: str = ""
+    scheduled_station_ae_title: str = ""
+    patient_name: PersonName | None = field(default=None, repr=False, compare=False)
+    ordering_provider: Practitioner | None = None
+    reason: str = ""
+    ordered_at: datetime | None = None
+    scheduled_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.placer_order_number is None and self.filler_order_number is None:
+            raise InvalidOrderError("placer_order_number", "an order needs a placer or a filler order number")
+        for name in ("accession_number", "requested_procedure_id", "scheduled_procedure_step_id"):
+            value: str = getattr(self, name)
+            if len(value) > 16:
+                raise InvalidOrderError(name, "longer than 16 characters (DICOM SH)")
+            if "\\" in value or any(ord(c) < 0x20 for c in value):
+                raise InvalidOrderError(name, "contains a backslash or a control character")
+        uid = self.study_instance_uid
+        if uid and (len(uid) > 64 or not _UID.match(uid)):
+            raise InvalidOrderError("study_instance_uid", "not a DICOM UID (PS3.5 9.1)")
+        if self.modality and not _MODALITY.match(self.modality):
+            raise InvalidOrderError("modality", "not a DICOM modality code (PS3.3 C.7.3.1.1.1)")
+        ae = self.scheduled_station_ae_title
+        if ae and (len(ae) > 16 or not ae.strip() or "\\" in ae or any(ord(c) < 0x20 for c in ae)):
+            raise InvalidOrderError("scheduled_station_ae_title", "not a DICOM AE title (PS3.5 6.2 AE)")
+        if self.control is OrderControl.NEW and self.procedure_code is None:
+            raise InvalidOrderError("procedure_code", "a new order must name the requested procedure")
+        for name in ("ordered_at", "scheduled_at"):
+            moment: datetime | None = getattr(self, name)
+            if moment is not None and moment.tzinfo is None:
+                raise InvalidOrderError(name, "a timestamp needs a UTC offset")
+
+    @property
+    def order_key(self) -> str:
+        """The key that ties messages about one order together: the placer number, else the filler number."""
+        number = self.placer_order_number or self.filler_order_number
+        assert number is not None  # guaranteed by __post_init__
+        return f"{number.namespace}|{number.number}"
+
+    def log_fields(self) -> dict[str, str]:
+        """Fields safe to log: the order control and a digest of the order key.
+
+        Order and accession numbers identify a patient's episode (HIPAA "any other unique
+        identifying number"), so only a one-way digest of the order key is logged.
+        """
+        digest = hashlib.sha256(self.order_key.encode("utf-8")).hexdigest()[:16]
+        return {"order_control": self.control.value, "order_key_digest": digest}

@@ -1,0 +1,145 @@
+"""The persisted outbound queue and the delivery worker (SQLite file; loopback MLLP peers of our own)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+
+from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.hl7v2.ack import AckCode, ReceivedAck
+from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer, SendOutcome
+from radcds.adapters.hl7v2.outbound import (
+    DeliveryWorker,
+    OutboundQueue,
+    QueueState,
+    RetryPolicy,
+    SqlReceivedMessageLog,
+    parked_message_counts,
+)
+
+from .test_mllp import _AckAll
+
+DEST = "127.0.0.1:1"
+
+
+def _msg(control_id: str) -> str:
+    # Written for this test: the smallest ORU header the queue reads (MSH-10 is what matters).
+    return f"MSH|^~\\&|RADCDS|HOSP|RIS|HOSP|20260101120000||ORU^R01^ORU_R01|{control_id}|P|2.5.1\rPID|1||X"
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[Engine]:
+    eng = make_engine(sqlite_url(tmp_path / "hl7.db"))
+    migrate(eng)
+    yield eng
+    eng.dispose()
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _outcome(delivery: Delivery, code: AckCode | None = None) -> SendOutcome:
+    ack = ReceivedAck(code, "x") if code else None
+    return SendOutcome(delivery, ack=ack, reason="test")
+
+
+def test_final_is_not_due_before_preliminary_of_the_same_order(engine: Engine) -> None:
+    queue = OutboundQueue(engine)
+    p = queue.enqueue(destination=DEST, order_key="o1", payload=_msg("P1"), result_status="P")
+    queue.enqueue(destination=DEST, order_key="o1", payload=_msg("F1"), result_status="F")
+    other = queue.enqueue(destination=DEST, order_key="o2", payload=_msg("P2"), result_status="P")
+    head = queue.next_due(DEST)
+    assert head is not None and head.id == p
+    queue.record(head, _outcome(Delivery.RETRY, AckCode.AR), RetryPolicy(initial_delay=60))
+    # P1 waits for its backoff; F1 must still wait behind it, but the other order may go.
+    nxt = queue.next_due(DEST)
+    assert nxt is not None and nxt.id == other
+
+
+def test_retry_backs_off_exponentially_then_parks_at_max_attempts(engine: Engine) -> None:
+    clock = _Clock()
+    queue = OutboundQueue(engine, clock=clock)
+    queue.enqueue(destination=DEST, order_key="o1", payload=_msg("R1"))
+    policy = RetryPolicy(initial_delay=1, max_delay=100, max_attempts=3)
+    delays = []
+    for _ in range(3):
+        msg = queue.next_due(DEST)
+        assert msg is not None
+        state = queue.record(msg, _outcome(Delivery.RETRY), policy)
+        wake = queue.next_wakeup(DEST)
+        if wake is not None:
+            delays.append((wake - clock.now).total_seconds())
+            clock.now = wake
+    assert delays == [1.0, 2.0]
+    assert state is QueueState.PARKED
+    assert queue.counts(DEST)["parked"] == 1
+
+
+def test_rejected_message_is_parked_logged_without_content_and_counted(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    queue = OutboundQueue(engine)
+    queue.enqueue(destination=DEST, order_key="o1", payload=_msg("AE1"))
+    msg = queue.next_due(DEST)
+    assert msg is not None
+    with caplog.at_level(logging.ERROR):
+        assert queue.record(msg, _outcome(Delivery.REJECTED, AckCode.AE), RetryPolicy()) is QueueState.PARKED
+    record = next(r for r in caplog.records if r.getMessage() == "hl7 outbound message parked")
+    assert record.__dict__["control_id"] == "AE1" and "PID" not in str(record.__dict__)
+    assert parked_message_counts(engine) == {DEST: 1}
+    assert [m.control_id for m in queue.parked()] == ["AE1"]
+    assert queue.next_due(DEST) is None
+
+
+def test_enqueue_of_same_control_id_twice_keeps_one_row(engine: Engine) -> None:
+    queue = OutboundQueue(engine)
+    assert queue.enqueue(destination=DEST, order_key="o", payload=_msg("D1")) == queue.enqueue(
+        destination=DEST, order_key="o", payload=_msg("D1")
+    )
+    assert queue.counts(DEST)["queued"] == 1
+
+
+def test_worker_delivers_in_order_and_a_new_worker_resumes_after_a_stop(engine: Engine) -> None:
+    async def scenario() -> list[str]:
+        queue = OutboundQueue(engine)
+        async with MLLPServer(_AckAll("AA")) as server:
+            dest = f"127.0.0.1:{server.port}"
+            for cid in ("P1", "F1", "P2"):
+                queue.enqueue(destination=dest, order_key=cid[1], payload=_msg(cid))
+            first = DeliveryWorker(queue, MLLPSender("127.0.0.1", server.port), destination=dest)
+            assert await first.run_once() is QueueState.DELIVERED
+            await first.stop()  # "restart": a new worker over the same database
+            second = DeliveryWorker(queue, MLLPSender("127.0.0.1", server.port), destination=dest, idle_poll=0.05)
+            second.start()
+            while queue.counts(dest)["delivered"] < 3:  # noqa: ASYNC110 - the database is the state polled
+                await asyncio.sleep(0.02)
+            await second.stop()
+            return queue.delivered_control_ids(dest)
+
+    assert asyncio.run(scenario()) == ["P1", "F1", "P2"]
+
+
+def test_sql_received_message_log_remembers_accepted_messages(engine: Engine) -> None:
+    log = SqlReceivedMessageLog(engine)
+    assert not log.was_accepted(sender="RIS|HOSP", control_id="1")
+    log.record_accepted(sender="RIS|HOSP", control_id="1")
+    log.record_accepted(sender="RIS|HOSP", control_id="1")
+    assert log.was_accepted(sender="RIS|HOSP", control_id="1")
+    assert not log.was_accepted(sender="OTHER|HOSP", control_id="1")
+
+
+def test_retry_policy_caps_the_delay() -> None:
+    policy = RetryPolicy(initial_delay=1, max_delay=10)
+    assert [policy.delay(n) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
+    assert timedelta(seconds=policy.delay(1)) == timedelta(seconds=1)

@@ -105,6 +105,7 @@ def create_app(
                 publisher=events,
                 consumer_group=settings.consumer_group,
                 default_recipient=settings.critical_default_recipient,
+                clock=clock,
             )
             consumer = consumer_for(
                 settings,

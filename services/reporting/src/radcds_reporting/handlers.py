@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,8 +43,10 @@ class ReportingService:
         publisher: EventPublisher,
         consumer_group: str,
         default_recipient: str = DEFAULT_RECIPIENT,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine
+        self._clock = clock
         self._publisher = publisher
         self._group = consumer_group
         self._default_recipient = default_recipient
@@ -58,7 +61,7 @@ class ReportingService:
         analysis = ImagingFindingsProduced.from_payload(event.payload).analysis
         study_uid = analysis.instance.study_instance_uid
         accession = analysis.context.accession_number
-        now = datetime.now(UTC)
+        now = self._clock()
         with self._engine.begin() as conn:
             if already_processed(conn, consumer_group=self._group, event_id=event.id):
                 log.info("duplicate event skipped", extra={"event_id": event.id})

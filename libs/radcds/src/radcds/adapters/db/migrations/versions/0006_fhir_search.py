@@ -79,6 +79,7 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """History and index rows for the resources stored before this revision."""
+    from radcds.adapters.db.tables import fhir_resources
     from radcds.adapters.db.tables_fhir import (
         fhir_resource_versions,
         fhir_search_dates,
@@ -88,9 +89,8 @@ def _backfill() -> None:
     from radcds.adapters.fhir.search import index_rows
 
     conn = op.get_bind()
-    rows = conn.execute(
-        sa.text("SELECT resource_type, id, version_id, last_updated, content FROM fhir_resources")
-    ).all()
+    t = fhir_resources.c
+    rows = conn.execute(sa.select(t.resource_type, t.id, t.version_id, t.last_updated, t.content)).all()
     for rtype, rid, version, last_updated, content in rows:
         conn.execute(
             fhir_resource_versions.insert().values(

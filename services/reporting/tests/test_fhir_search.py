@@ -233,3 +233,10 @@ def test_metadata_lists_exactly_the_supported_search_parameters(api):
         "DiagnosticReport:based-on",
     ]
     assert CTX.accession_number == "ACC-1"
+
+
+def test_search_by_id_and_last_updated(api):
+    dr = _report(api, "ACC-2")
+    assert _search(api, "DiagnosticReport", _id=dr["id"])["total"] == 1
+    assert _search(api, "DiagnosticReport", _lastUpdated="ge2000-01-01")["total"] == 2
+    assert _search(api, "DiagnosticReport", _lastUpdated="lt2000-01-01")["total"] == 0

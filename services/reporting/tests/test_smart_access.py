@@ -160,3 +160,44 @@ def test_scope_grammar_v1_v2_and_query_restricted_scopes():
     assert grant(scopes, "DiagnosticReport", Interaction.READ).contexts == {Context.SYSTEM}
     assert grant(scopes, "DiagnosticReport", Interaction.UPDATE).contexts == {Context.USER}
     assert not grant(scopes, "Condition", Interaction.READ).allowed
+
+
+def test_verifier_fetches_keys_from_a_jwks_url_and_refuses_unknown_kid(rsa_key):
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+
+    jwk = _json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
+    body = _json.dumps({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
+
+    class Jwks(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Jwks)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        verifier = SmartTokenVerifier(
+            issuer=ISSUER,
+            audience=AUDIENCE,
+            algorithms=["RS256"],
+            jwks_url=f"http://127.0.0.1:{server.server_port}/jwks.json",
+        )
+        now = int(time.time())
+        claims = {"iss": ISSUER, "aud": AUDIENCE, "exp": now + 60, "scope": "user/*.rs", "fhirUser": "Practitioner/9"}
+        good = jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "k1"})
+        access = verifier.verify(f"Bearer {good}")
+        assert access.fhir_user == "Practitioner/9" and access.scopes
+        unknown = jwt.encode(claims, rsa_key, algorithm="RS256", headers={"kid": "k2"})
+        with pytest.raises(InvalidToken):
+            verifier.verify(f"Bearer {unknown}")
+    finally:
+        server.shutdown()

@@ -12,7 +12,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, and_, delete, exists, false, func, insert, or_, select, update
+from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, insert, or_, select, update
 
 from radcds.adapters.db.tables import fhir_resources
 from radcds.adapters.db.tables_fhir import (
@@ -195,7 +195,11 @@ class FhirRepository:
 
 
 def _criterion(resource_type: str, c: Criterion) -> ColumnElement[bool]:
-    """An SQL condition on ``fhir_resources`` for one criterion (its values OR-ed)."""
+    """An SQL condition on ``fhir_resources`` for one criterion (its values OR-ed).
+
+    Each indexed criterion is ``id IN (SELECT resource_id FROM <index> WHERE ...)``: the database
+    starts from the index table's lookup index and then reads the matching rows by primary key.
+    """
     if c.type == "id":
         return fhir_resources.c.id.in_(list(c.values))
     if c.type == "lastUpdated":
@@ -204,26 +208,23 @@ def _criterion(resource_type: str, c: Criterion) -> ColumnElement[bool]:
     if c.type == "token":
         t = fhir_search_tokens
         alternatives = [_token_match(t, v) for v in c.values]
-        return exists().where(
-            t.c.resource_type == resource_type,
-            t.c.resource_id == fhir_resources.c.id,
-            t.c.param == c.param,
-            or_(*alternatives),
+        return fhir_resources.c.id.in_(
+            select(t.c.resource_id).where(t.c.resource_type == resource_type, t.c.param == c.param, or_(*alternatives))
         )
     if c.type == "reference":
         r = fhir_search_references
-        return exists().where(
-            r.c.resource_type == resource_type,
-            r.c.resource_id == fhir_resources.c.id,
-            r.c.param == c.param,
-            r.c.target.in_(list(c.values)),
+        return fhir_resources.c.id.in_(
+            select(r.c.resource_id).where(
+                r.c.resource_type == resource_type, r.c.param == c.param, r.c.target.in_(list(c.values))
+            )
         )
     d = fhir_search_dates
-    return exists().where(
-        d.c.resource_type == resource_type,
-        d.c.resource_id == fhir_resources.c.id,
-        d.c.param == c.param,
-        or_(*(_date_match(v, d.c.low, d.c.high) for v in c.values)),
+    return fhir_resources.c.id.in_(
+        select(d.c.resource_id).where(
+            d.c.resource_type == resource_type,
+            d.c.param == c.param,
+            or_(*(_date_match(v, d.c.low, d.c.high) for v in c.values)),
+        )
     )
 
 

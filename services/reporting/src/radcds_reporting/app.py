@@ -2,28 +2,76 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
+from radcds.adapters.auth.smart import SmartTokenVerifier
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.fhir.outcome import operation_outcome
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
+from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_reporting.api.deps import Authorizer
 from radcds_reporting.api.fhir import fhir_router
+from radcds_reporting.critical import CriticalResults
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
+from radcds_reporting.signoff import ReportSignOff
+
+log = logging.getLogger(__name__)
 
 
-def create_app(settings: ReportingSettings, *, engine: Engine | None = None, start_consumer: bool = True) -> FastAPI:
-    """Build the reporting app: FHIR API plus the findings consumer."""
+def token_verifier(settings: ReportingSettings) -> SmartTokenVerifier | None:
+    """The SMART access-token verifier the settings ask for (None: open access, development only)."""
+    if settings.auth_mode == "open":
+        return None
+    key_file = settings.smart_public_key_file
+    return SmartTokenVerifier(
+        issuer=settings.smart_issuer,
+        audience=settings.smart_audience or settings.fhir_base_url.rstrip("/"),
+        algorithms=settings.smart_algorithms,
+        leeway_s=settings.smart_leeway_s,
+        jwks_url=settings.smart_jwks_url if key_file is None else None,
+        public_key_pem=key_file.read_text(encoding="ascii") if key_file is not None else None,
+    )
+
+
+async def _escalation_loop(critical: CriticalResults, interval_s: float) -> None:
+    """Run the critical-result escalation check every ``interval_s`` seconds."""
+    while True:
+        await asyncio.sleep(interval_s)
+        try:
+            await asyncio.to_thread(critical.escalate_overdue)
+        except Exception:  # keep checking: one failed round (database, Kafka) must not stop escalation
+            log.exception("critical-result escalation check failed")
+
+
+def create_app(
+    settings: ReportingSettings,
+    *,
+    engine: Engine | None = None,
+    start_consumer: bool = True,
+    publisher: EventPublisher | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    verifier: SmartTokenVerifier | None = None,
+) -> FastAPI:
+    """Build the reporting app: FHIR API, the findings consumer and the critical-result escalation.
+
+    ``publisher`` replaces the Kafka publisher (tests); ``verifier`` replaces the one the settings
+    describe; ``clock`` is the time source of sign-off and critical-result handling.
+    """
     metrics = ServiceMetrics()
     engine = engine or make_engine(settings.resolved_database_url())
     state: dict[str, object] = {}
@@ -32,27 +80,53 @@ def create_app(settings: ReportingSettings, *, engine: Engine | None = None, sta
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         migrate(engine)
         app.state.engine = engine
-        publisher = None
         consumer = None
-        if start_consumer:
-            publisher = publisher_for(settings, service="reporting", source=SOURCE_REPORTING)
-            service = ReportingService(engine=engine, publisher=publisher, consumer_group=settings.consumer_group)
+        own_publisher = None
+        events = publisher
+        if events is None and start_consumer:
+            own_publisher = publisher_for(settings, service="reporting", source=SOURCE_REPORTING)
+            events = own_publisher
+        app.state.authorizer = Authorizer(verifier or token_verifier(settings))
+        app.state.signoff = ReportSignOff(engine=engine, publisher=events, clock=clock)
+        critical = CriticalResults(
+            engine=engine,
+            publisher=events,
+            ack_timeout=timedelta(seconds=settings.critical_ack_timeout_s),
+            escalation_recipient=settings.critical_escalation_recipient,
+            clock=clock,
+        )
+        app.state.critical = critical
+        escalation = None
+        if settings.critical_check_interval_s > 0 and start_consumer:
+            escalation = asyncio.create_task(_escalation_loop(critical, settings.critical_check_interval_s))
+        if start_consumer and events is not None:
+            service = ReportingService(
+                engine=engine,
+                publisher=events,
+                consumer_group=settings.consumer_group,
+                default_recipient=settings.critical_default_recipient,
+                clock=clock,
+            )
             consumer = consumer_for(
                 settings,
                 service="reporting",
                 group_id=settings.consumer_group,
                 topics=[STUDY_AVAILABLE.topic, FINDINGS_PRODUCED.topic],
                 handler=service.handle,
-                dead_letters=publisher,
+                dead_letters=own_publisher or events,  # type: ignore[arg-type]
                 metrics=metrics,
             )
-            state.update(consumer=consumer, publisher=publisher)
+            state.update(consumer=consumer, publisher=events)
             consumer.start()
         yield
+        if escalation is not None:
+            escalation.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await escalation
         if consumer is not None:
             consumer.stop()
-        if publisher is not None:
-            publisher.close()
+        if own_publisher is not None:
+            own_publisher.close()
         engine.dispose()
 
     def consumer_ready() -> bool:
@@ -79,6 +153,12 @@ def create_app(settings: ReportingSettings, *, engine: Engine | None = None, sta
             metrics=metrics,
         )
     )
-    app.include_router(fhir_router(base_url=settings.fhir_base_url.rstrip("/")))
+    app.include_router(
+        fhir_router(
+            base_url=settings.fhir_base_url.rstrip("/"),
+            default_count=settings.search_default_count,
+            max_count=settings.search_max_count,
+        )
+    )
     instrument(app)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,8 +12,8 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.idempotency import already_processed, mark_processed
 from radcds.adapters.fhir import report
+from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.kafka.codec import DecodedEvent
-from radcds.domain import codes
 from radcds.domain.events import (
     FINDINGS_PRODUCED,
     REPORT_STORED,
@@ -21,20 +22,34 @@ from radcds.domain.events import (
     ImagingFindingsProduced,
 )
 from radcds.domain.ports import EventPublisher
-from radcds_reporting.narrative import conclusion, html_attachment, render_html
-from radcds_reporting.repository import FhirRepository
+from radcds.domain.report_status import SIGNED, ReportStatus
+from radcds_reporting import critical
+from radcds_reporting.narrative import conclusion, content_of, models_used, presented_forms
+from radcds_reporting.orders import find_order
+from radcds_reporting.repository import FhirRepository, fhir_instant
 
 log = logging.getLogger(__name__)
 REPORT_EVENT_NAMESPACE = uuid.UUID("9a7e4f0c-1d2b-4c3a-8e5f-7b6a5c4d3e21")
+DEFAULT_RECIPIENT = "Ordering clinician's team (order unknown): radiology reading room"
 
 
 class ReportingService:
     """Turns findings into FHIR resources, exactly once per event id (idempotent handler)."""
 
-    def __init__(self, *, engine: Engine, publisher: EventPublisher, consumer_group: str) -> None:
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        publisher: EventPublisher,
+        consumer_group: str,
+        default_recipient: str = DEFAULT_RECIPIENT,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self._engine = engine
+        self._clock = clock
         self._publisher = publisher
         self._group = consumer_group
+        self._default_recipient = default_recipient
 
     def handle(self, event: DecodedEvent) -> None:
         """Handle ``ImagingStudyAvailable`` and ``ImagingFindingsProduced`` events (others are ignored)."""
@@ -45,7 +60,8 @@ class ReportingService:
             return
         analysis = ImagingFindingsProduced.from_payload(event.payload).analysis
         study_uid = analysis.instance.study_instance_uid
-        now = datetime.now(UTC)
+        accession = analysis.context.accession_number
+        now = self._clock()
         with self._engine.begin() as conn:
             if already_processed(conn, consumer_group=self._group, event_id=event.id):
                 log.info("duplicate event skipped", extra={"event_id": event.id})
@@ -53,17 +69,63 @@ class ReportingService:
             repo = FhirRepository(conn)
             study_id = report.imaging_study_id(study_uid)
             parts = report.analysis_resources(analysis, existing_study=repo.read("ImagingStudy", study_id), now=now)
-            repo.upsert(parts.patient)
-            repo.upsert(parts.imaging_study, study_instance_uid=study_uid)
+            order = find_order(conn, accession_number=accession, study_instance_uid=study_uid)
+            study = parts.imaging_study
+            if order is not None and not study.get("basedOn"):
+                study["basedOn"] = [{"reference": f"ServiceRequest/{order['id']}"}]
+            repo.upsert(parts.patient, now=now)
+            repo.upsert(study, study_instance_uid=study_uid, now=now)
             for obs in parts.observations:
-                repo.upsert(obs, study_instance_uid=study_uid)
+                repo.upsert(obs, study_instance_uid=study_uid, now=now)
             _, all_obs = repo.search("Observation", study_instance_uid=study_uid, count=1000)
             all_obs.sort(key=lambda o: o["id"])
-            dr = self._diagnostic_report(analysis.context.accession_number, study_uid, parts, all_obs, now)
-            dr = repo.upsert(dr, study_instance_uid=study_uid)
-            repo.upsert(parts.provenance, study_instance_uid=study_uid)
+            repo.upsert(parts.provenance, study_instance_uid=study_uid, now=now)
+            report_id = report.diagnostic_report_id(study_uid)
+            current = repo.read("DiagnosticReport", report_id)
+            if current is not None and current["status"] in SIGNED | {ReportStatus.ENTERED_IN_ERROR}:
+                # A radiologist owns the report now: new AI results are stored but do not rewrite it.
+                log.info("report already signed; new results not merged", extra={"report_id": report_id})
+                mark_processed(conn, consumer_group=self._group, event_id=event.id)
+                return
+            issued = fhir_instant(now)
+            label = study.get("description") or f"Study {study_uid}"
+            dr = fhir_reporting.diagnostic_report(
+                report_id=report_id,
+                study=study,
+                observations=all_obs,
+                accession_number=accession,
+                service_request=order,
+                conclusion=conclusion(all_obs),
+                presented_form=presented_forms(content_of(label, all_obs), creation=issued),
+                issued=issued,
+            )
+            dr = repo.upsert(dr, study_instance_uid=study_uid, now=now)
+            repo.upsert(
+                fhir_reporting.report_provenance(dr, models=models_used(all_obs), recorded=issued),
+                study_instance_uid=study_uid,
+                now=now,
+            )
+            communication_ids = critical.communicate(
+                conn,
+                dr=dr,
+                observations=all_obs,
+                service_request=order,
+                study_instance_uid=study_uid,
+                default_recipient=self._default_recipient,
+                now=now,
+            )
             mark_processed(conn, consumer_group=self._group, event_id=event.id)
-            stored = DiagnosticReportStored(dr["id"], study_uid, dr["status"], tuple(o["id"] for o in all_obs))
+            stored = DiagnosticReportStored(
+                dr["id"],
+                study_uid,
+                dr["status"],
+                tuple(o["id"] for o in all_obs),
+                version_id=dr["meta"]["versionId"],
+                service_request_ids=(order["id"],) if order else (),
+                accession_number=accession,
+                critical=bool(communication_ids),
+                communication_ids=tuple(communication_ids),
+            )
             # Published inside the transaction: if Kafka fails, nothing is committed and the event
             # is retried; a crash after publishing re-sends the same event id (consumers dedupe).
             self._publisher.publish(
@@ -75,7 +137,7 @@ class ReportingService:
 
     def _store_imaging_study(self, event: DecodedEvent) -> None:
         """Store the ImagingStudy imaging announced (R4 DICOM mapping), keeping instances already known here."""
-        study = event.payload["imagingStudy"]
+        study: dict[str, Any] = event.payload["imagingStudy"]
         study_uid = event.payload["studyInstanceUid"]
         with self._engine.begin() as conn:
             if already_processed(conn, consumer_group=self._group, event_id=event.id):
@@ -91,36 +153,19 @@ class ReportingService:
                         study.setdefault("series", []).append({**series, "instance": extra})
                     elif target is not None:
                         target.setdefault("instance", []).extend(extra)
+                if known.get("basedOn") and not study.get("basedOn"):
+                    study["basedOn"] = known["basedOn"]
+            if not study.get("basedOn"):
+                accession = next(
+                    (
+                        i.get("value", "")
+                        for i in study.get("identifier", [])
+                        if any(c.get("code") == "ACSN" for c in i.get("type", {}).get("coding", []))
+                    ),
+                    "",
+                )
+                order = find_order(conn, accession_number=accession, study_instance_uid=study_uid)
+                if order is not None:
+                    study["basedOn"] = [{"reference": f"ServiceRequest/{order['id']}"}]
             repo.upsert(study, study_instance_uid=study_uid)
             mark_processed(conn, consumer_group=self._group, event_id=event.id)
-
-    @staticmethod
-    def _diagnostic_report(
-        accession: str,
-        study_uid: str,
-        parts: report.AnalysisResources,
-        observations: list[dict[str, Any]],
-        now: datetime,
-    ) -> dict[str, Any]:
-        study = parts.imaging_study
-        label = study.get("description") or f"Study {study_uid}"
-        dr: dict[str, Any] = {
-            "resourceType": "DiagnosticReport",
-            "id": report.diagnostic_report_id(study_uid),
-            "status": "preliminary",
-            "category": [
-                {"coding": [report.coding(codes.CATEGORY_RADIOLOGY)]},
-                {"coding": [report.coding(codes.SECTION_RADIOLOGY)]},
-            ],
-            "code": {"coding": [report.coding(codes.REPORT_DIAGNOSTIC_IMAGING_STUDY)]},
-            "subject": {"reference": f"Patient/{parts.patient['id']}"},
-            "effectiveDateTime": study.get("started") or now.isoformat(),
-            "issued": now.isoformat(timespec="seconds"),
-            "imagingStudy": [{"reference": f"ImagingStudy/{study['id']}"}],
-            "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
-            "conclusion": conclusion(observations),
-            "presentedForm": [html_attachment(render_html(study_label=label, observations=observations))],
-        }
-        if accession:
-            dr["identifier"] = [{"type": {"coding": [{"system": codes.V2_0203, "code": "ACSN"}]}, "value": accession}]
-        return dr

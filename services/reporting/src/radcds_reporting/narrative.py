@@ -1,68 +1,169 @@
-"""The readable preliminary report (``DiagnosticReport.presentedForm`` text/html and ``conclusion``)."""
+"""The readable preliminary report: ``DiagnosticReport.presentedForm`` (text/html and application/pdf).
+
+Both forms carry the same content (US Core DiagnosticReport for Report and Note exchange,
+``presentedForm``): a statement that the report is AI-generated and preliminary, the
+measurements, the models and versions that produced them, each study a model declined because
+it was outside its validated envelope, and three sections reserved for the EHR-context fusion
+step (comparison with priors, recommendations, missing clinical context), marked as empty.
+"""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import html
+import io
+from dataclasses import dataclass, field
 from typing import Any
+
+from reportlab.lib.pagesizes import A4
+from reportlab.lib.styles import getSampleStyleSheet
+from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table
 
 DISCLAIMER = (
     "AI-generated PRELIMINARY report produced by radcds quantitative algorithms. "
     "NOT FOR DIAGNOSTIC USE. To be reviewed and signed by a radiologist."
 )
+TITLE = "Preliminary imaging report (AI-generated, not for diagnostic use)"
+#: Sections a later EHR-context fusion step fills; ``data-section`` names them in the HTML.
+RESERVED_SECTIONS = (
+    ("comparison", "Comparison with priors"),
+    ("recommendations", "Recommendations"),
+    ("missing-context", "Missing clinical context"),
+)
+RESERVED_TEXT = "[Reserved: not yet available. To be completed by the EHR-context fusion step.]"
+
+
+@dataclass(frozen=True, slots=True)
+class ReportContent:
+    """What the readable report shows, extracted from the Observations."""
+
+    study_label: str
+    rows: list[tuple[str, str, str, bool]] = field(default_factory=list)  # (name, value, model, critical)
+    models: list[str] = field(default_factory=list)
+    outside_envelope: list[tuple[str, str]] = field(default_factory=list)  # (model, reason)
+    status: str = "preliminary"
+
+
+def _model(o: dict[str, Any]) -> str:
+    return str(o.get("method", {}).get("text", "")).replace(" (not for diagnostic use)", "")
+
+
+def is_critical(o: dict[str, Any]) -> bool:
+    """True when an Observation is interpreted as critical (v3 ObservationInterpretation AA/HH/LL)."""
+    return any(c.get("code") in {"AA", "HH", "LL"} for i in o.get("interpretation", []) for c in i.get("coding", []))
 
 
 def models_used(observations: list[dict[str, Any]]) -> list[str]:
-    """Distinct model labels found in the Observations' ``method``."""
-    return sorted({o.get("method", {}).get("text", "") for o in observations} - {""})
+    """Distinct model labels ("name vVERSION") found in the Observations' ``method``."""
+    return sorted({_model(o) for o in observations} - {""})
+
+
+def content_of(study_label: str, observations: list[dict[str, Any]], *, status: str = "preliminary") -> ReportContent:
+    """The report content for a study's Observations."""
+    rows, outside = [], []
+    for o in observations:
+        name = o.get("code", {}).get("text", "")
+        if "valueQuantity" in o:
+            q = o["valueQuantity"]
+            rows.append((name, f"{q['value']:g} {q.get('unit', '')}".strip(), _model(o), is_critical(o)))
+        else:
+            outside.append((_model(o), o.get("note", [{}])[0].get("text", "not analysed")))
+    return ReportContent(study_label, rows, models_used(observations), outside, status)
 
 
 def conclusion(observations: list[dict[str, Any]]) -> str:
-    """One paragraph: what was measured, what was not analysed and why."""
-    measured = [o for o in observations if "valueQuantity" in o]
-    skipped = [o for o in observations if "dataAbsentReason" in o]
+    """One paragraph: what was measured, what is critical, what was not analysed and why."""
+    c = content_of("", observations)
     parts = [
-        f"Preliminary AI-generated result, not for diagnostic use. {len(measured)} measurement(s)"
-        f" by {', '.join(models_used(observations)) or 'no model'}."
+        f"Preliminary AI-generated result, not for diagnostic use. {len(c.rows)} measurement(s)"
+        f" by {', '.join(c.models) or 'no model'}."
     ]
-    for o in skipped:
-        parts.append(o.get("note", [{}])[0].get("text", "not analysed"))
+    critical = [name for name, _, _, crit in c.rows if crit]
+    if critical:
+        parts.append(f"CRITICAL RESULT: {', '.join(critical)}.")
+    for model, reason in c.outside_envelope:
+        parts.append(f"Not analysed by {model}: {reason}")
     return " ".join(parts)
 
 
-def render_html(*, study_label: str, observations: list[dict[str, Any]]) -> str:
+def render_html(content: ReportContent) -> str:
     """The report as a small standalone HTML document."""
-    rows = []
-    for o in observations:
-        name = html.escape(o.get("code", {}).get("text", ""))
-        if "valueQuantity" in o:
-            q = o["valueQuantity"]
-            value = f"{q['value']} {html.escape(q.get('unit', ''))}"
-        else:
-            value = "not analysed: " + html.escape(o.get("note", [{}])[0].get("text", ""))
-        rows.append(
-            f"<tr><td>{name}</td><td>{value}</td><td>{html.escape(o.get('method', {}).get('text', ''))}</td></tr>"
-        )
-    models = "".join(f"<li>{html.escape(m)}</li>" for m in models_used(observations))
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(name)}</td><td>{e(value)}</td><td>{e(model)}</td><td>{'CRITICAL' if crit else ''}</td></tr>"
+        for name, value, model, crit in content.rows
+    )
+    models = "".join(f"<li>{e(m)}</li>" for m in content.models) or "<li>none</li>"
+    outside = "".join(f"<li>{e(m)}: {e(r)}</li>" for m, r in content.outside_envelope)
+    outside_html = (
+        f"<ul>{outside}</ul>" if outside else "<p>Every model that ran accepted the study as within its envelope.</p>"
+    )
+    reserved = "".join(
+        f'<section data-section="{key}"><h2>{e(title)}</h2><p class="reserved">{e(RESERVED_TEXT)}</p></section>'
+        for key, title in RESERVED_SECTIONS
+    )
     return (
-        '<!DOCTYPE html><html><head><meta charset="utf-8"><title>Preliminary imaging report</title></head><body>'
-        f"<p><strong>{html.escape(DISCLAIMER)}</strong></p>"
-        f"<h1>Preliminary imaging report</h1><p>Study: {html.escape(study_label)}</p>"
-        "<h2>Measurements</h2><table><tr><th>Measurement</th><th>Value</th><th>Model</th></tr>"
-        + "".join(rows)
-        + "</table>"
-        f"<h2>Models</h2><ul>{models}</ul>"
-        "<h2>Comparison with priors</h2><p>Not yet available.</p>"
-        "<h2>Recommendations</h2><p>Not yet available.</p>"
-        "</body></html>"
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Preliminary imaging report</title></head>'
+        f"<body><p><strong>{e(DISCLAIMER)}</strong></p>"
+        f"<h1>Preliminary imaging report</h1><p>Study: {e(content.study_label)}</p>"
+        f"<p>Report status: {e(content.status)}</p>"
+        "<h2>Measurements</h2><table><tr><th>Measurement</th><th>Value</th><th>Model</th><th>Flag</th></tr>"
+        f"{rows}</table>"
+        f"<h2>Models and versions</h2><ul>{models}</ul>"
+        f"<h2>Outside a model's validated envelope</h2>{outside_html}"
+        f"{reserved}</body></html>"
     )
 
 
-def html_attachment(document: str) -> dict[str, str]:
-    """FHIR Attachment carrying the HTML report."""
+def render_pdf(content: ReportContent) -> bytes:
+    """The same report as a PDF (reportlab; invariant output, so equal content gives equal bytes)."""
+    styles = getSampleStyleSheet()
+    e = html.escape  # reportlab paragraphs take a small XML markup
+    buffer = io.BytesIO()
+    doc = SimpleDocTemplate(buffer, pagesize=A4, title=TITLE, author="radcds", invariant=1)
+    story: list[Any] = [
+        Paragraph(f"<b>{e(DISCLAIMER)}</b>", styles["Normal"]),
+        Spacer(1, 8),
+        Paragraph("Preliminary imaging report", styles["Title"]),
+        Paragraph(f"Study: {e(content.study_label)}", styles["Normal"]),
+        Paragraph(f"Report status: {e(content.status)}", styles["Normal"]),
+        Paragraph("Measurements", styles["Heading2"]),
+    ]
+    data = [["Measurement", "Value", "Model", "Flag"]] + [
+        [name, value, model, "CRITICAL" if crit else ""] for name, value, model, crit in content.rows
+    ]
+    story.append(Table(data))
+    story.append(Paragraph("Models and versions", styles["Heading2"]))
+    story.extend(Paragraph(e(m), styles["Normal"]) for m in content.models or ["none"])
+    story.append(Paragraph("Outside a model's validated envelope", styles["Heading2"]))
+    if content.outside_envelope:
+        story.extend(Paragraph(f"{e(m)}: {e(r)}", styles["Normal"]) for m, r in content.outside_envelope)
+    else:
+        story.append(Paragraph("Every model that ran accepted the study as within its envelope.", styles["Normal"]))
+    for _, title in RESERVED_SECTIONS:
+        story.append(Paragraph(e(title), styles["Heading2"]))
+        story.append(Paragraph(e(RESERVED_TEXT), styles["Italic"]))
+    doc.build(story)
+    return buffer.getvalue()
+
+
+def attachment(data: bytes, content_type: str, *, creation: str) -> dict[str, Any]:
+    """FHIR R4 Attachment: base64 ``data``, ``size``, ``hash`` (base64 SHA-1, R4 2.24.0.13), title."""
     return {
-        "contentType": "text/html",
+        "contentType": content_type,
         "language": "en",
-        "data": base64.b64encode(document.encode("utf-8")).decode("ascii"),
-        "title": "Preliminary imaging report (AI-generated, not for diagnostic use)",
+        "data": base64.b64encode(data).decode("ascii"),
+        "size": len(data),
+        "hash": base64.b64encode(hashlib.sha1(data).digest()).decode("ascii"),  # noqa: S324 (FHIR mandates SHA-1)
+        "title": TITLE,
+        "creation": creation,
     }
+
+
+def presented_forms(content: ReportContent, *, creation: str) -> list[dict[str, Any]]:
+    """``presentedForm``: the HTML and the PDF of the report."""
+    return [
+        attachment(render_html(content).encode("utf-8"), "text/html", creation=creation),
+        attachment(render_pdf(content), "application/pdf", creation=creation),
+    ]

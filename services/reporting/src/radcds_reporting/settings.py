@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from radcds.runtime.settings import ServiceSettings
@@ -21,8 +22,54 @@ class ReportingSettings(ServiceSettings):
     #: SQLAlchemy URL; SQLite under ``data_dir`` when not given.
     database_url: str | None = None
     consumer_group: str = "radcds-reporting"
-    #: Public FHIR base URL (``fullUrl`` of search bundles).
+    #: Public FHIR base URL (``fullUrl`` of search bundles, default SMART audience).
     fhir_base_url: str = "http://127.0.0.1:8085/fhir"
+    #: Page size of a search without ``_count``, and the largest ``_count`` honoured.
+    search_default_count: int = Field(default=50, ge=1, le=1000)
+    search_max_count: int = Field(default=200, ge=1, le=1000)
+
+    # --- SMART on FHIR access control of /fhir (SMART App Launch 2.x) ---
+    #: ``smart``: every request but ``metadata`` needs a bearer JWT from ``smart_issuer`` with the
+    #: right scopes. ``open``: no checks (development and tests only; refused in production).
+    auth_mode: Literal["smart", "open"] = "open"
+    #: ``iss`` of the authorization server whose access tokens we accept.
+    smart_issuer: str = ""
+    #: ``aud`` the tokens must carry; empty: ``fhir_base_url``.
+    smart_audience: str = ""
+    #: Where the issuer's signing keys are (JWKS URL) ...
+    smart_jwks_url: str | None = None
+    #: ... or one PEM public key file.
+    smart_public_key_file: Path | None = None
+    smart_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "RS384", "ES256", "ES384"])
+    smart_leeway_s: int = Field(default=30, ge=0, le=300)
+
+    # --- Critical results (ACR Practice Parameter for Communication of Diagnostic Imaging Findings) ---
+    #: An unacknowledged critical-result Communication is escalated after this many seconds.
+    critical_ack_timeout_s: float = Field(default=3600.0, gt=0)
+    #: How often the escalation check runs (0: never in this process).
+    critical_check_interval_s: float = Field(default=60.0, ge=0)
+    #: Who gets escalations: a FHIR reference ``Type/id`` or a display text.
+    critical_escalation_recipient: str = "Radiology department on-call radiologist"
+    #: Recipient when the order (and so the ordering clinician) is unknown.
+    critical_default_recipient: str = "Ordering clinician's team (order unknown): radiology reading room"
+
+    @model_validator(mode="after")
+    def _check_auth(self) -> ReportingSettings:
+        if self.auth_mode == "open" and self.environment == "production":
+            raise ValueError("auth_mode=open is refused in production: set auth_mode=smart and smart_issuer")
+        if self.auth_mode == "smart":
+            if not self.smart_issuer:
+                raise ValueError("auth_mode=smart needs smart_issuer")
+            if (self.smart_jwks_url is None) == (self.smart_public_key_file is None):
+                raise ValueError("auth_mode=smart needs exactly one of smart_jwks_url or smart_public_key_file")
+            if self.smart_public_key_file is not None and not self.smart_public_key_file.is_file():
+                raise ValueError(f"smart_public_key_file {self.smart_public_key_file} does not exist")
+            bad = sorted(set(self.smart_algorithms) - {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
+            if bad or not self.smart_algorithms:
+                raise ValueError(f"smart_algorithms must be RSA or EC signature algorithms, not {bad}")
+        if self.search_default_count > self.search_max_count:
+            raise ValueError("search_default_count must not exceed search_max_count")
+        return self
 
     def resolved_database_url(self) -> str:
         """The configured URL, or the embedded SQLite default."""

@@ -77,7 +77,8 @@ def event_trail(
     stack: LocalStack, study_uid: str, *, until_types: set[str], timeout_s: float = 180.0
 ) -> list[dict[str, Any]]:
     """Every radcds event about ``study_uid``, read from Kafka until each of ``until_types`` arrived."""
-    topics = [k.topic for k in EVENT_KINDS.values()] + [dead_letter_topic(k.topic) for k in EVENT_KINDS.values()]
+    names = {k.topic for k in EVENT_KINDS.values()}  # several event kinds may share a topic
+    topics = sorted(names | {dead_letter_topic(t) for t in names})
     consumer = KafkaConsumer(
         *topics,
         bootstrap_servers=[stack.bootstrap],

@@ -55,13 +55,27 @@ REPORT_STORED = EventKind(
     topic="radcds.reporting.reports.v1",
     schema="diagnostic-report-stored.v1.json",
 )
+#: Shares the reports topic so that, per study, an escalation follows the report it is about.
+CRITICAL_RESULT_ESCALATED = EventKind(
+    type="org.radcds.reporting.critical-result.escalated.v1",
+    topic="radcds.reporting.reports.v1",
+    schema="critical-result-escalated.v1.json",
+)
 ORDER_EVALUATED = EventKind(
     type="org.radcds.referral.imaging-order.evaluated.v1",
     topic="radcds.referral.evaluations.v1",
     schema="imaging-order-evaluated.v1.json",
 )
 EVENT_KINDS: dict[str, EventKind] = {
-    k.type: k for k in (ORDER_EVALUATED, INSTANCE_STORED, STUDY_AVAILABLE, FINDINGS_PRODUCED, REPORT_STORED)
+    k.type: k
+    for k in (
+        ORDER_EVALUATED,
+        INSTANCE_STORED,
+        STUDY_AVAILABLE,
+        FINDINGS_PRODUCED,
+        REPORT_STORED,
+        CRITICAL_RESULT_ESCALATED,
+    )
 }
 
 #: Suffix of the dead-letter topic that belongs to each topic.
@@ -118,16 +132,7 @@ class ImagingFindingsProduced:
             "instance": _instance_payload(a.instance),
             "context": _context_payload(a.context),
             "model": {"name": a.model.name, "version": a.model.version},
-            "measurements": [
-                {
-                    "system": m.code.system,
-                    "code": m.code.code,
-                    "display": m.code.display,
-                    "value": m.value,
-                    "unit": m.unit,
-                }
-                for m in a.measurements
-            ],
+            "measurements": [_measurement_payload(m) for m in a.measurements],
         }
         if a.not_analysed_reason:
             payload["notAnalysedReason"] = a.not_analysed_reason
@@ -142,7 +147,12 @@ class ImagingFindingsProduced:
                 context=_context_from(payload["context"]),
                 model=ModelIdentity(payload["model"]["name"], payload["model"]["version"]),
                 measurements=tuple(
-                    Measurement(Coding(m["system"], m["code"], m["display"]), float(m["value"]), m["unit"])
+                    Measurement(
+                        Coding(m["system"], m["code"], m["display"]),
+                        float(m["value"]),
+                        m["unit"],
+                        critical=bool(m.get("critical", False)),
+                    )
                     for m in payload["measurements"]
                 ),
                 not_analysed_reason=payload.get("notAnalysedReason", ""),
@@ -152,21 +162,124 @@ class ImagingFindingsProduced:
 
 @dataclass(frozen=True, slots=True)
 class DiagnosticReportStored:
-    """The reporting service stored (or updated) a preliminary DiagnosticReport."""
+    """The reporting service stored or changed a DiagnosticReport (FHIR R4 DiagnosticReport, 8.1).
+
+    Published for a new or updated preliminary report and for every status change a radiologist
+    makes (``final``, ``amended``, ``corrected``: HL7 v2 OBR-25 P/F/C). The optional fields were
+    added later; each is left out of the payload when it has its default, so consumers of the
+    first version of the schema keep decoding the events they knew.
+    """
 
     diagnostic_report_id: str
     study_instance_uid: str
     status: str
     observation_ids: tuple[str, ...]
+    #: ``meta.versionId`` of the stored version.
+    version_id: str = ""
+    #: Status before this change ("" for a new report or a change that kept the status).
+    previous_status: str = ""
+    #: ServiceRequest ids the report is ``basedOn`` (the order).
+    service_request_ids: tuple[str, ...] = ()
+    accession_number: str = ""
+    #: Practitioner reference of the radiologist who signed or amended the report.
+    results_interpreter: str = ""
+    #: True when the report holds a critical result; its Communications are listed.
+    critical: bool = False
+    communication_ids: tuple[str, ...] = ()
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema diagnostic-report-stored.v1)."""
-        return {
+        payload: dict[str, Any] = {
             "diagnosticReportId": self.diagnostic_report_id,
             "studyInstanceUid": self.study_instance_uid,
             "status": self.status,
             "observationIds": list(self.observation_ids),
         }
+        optional: dict[str, Any] = {
+            "versionId": self.version_id,
+            "previousStatus": self.previous_status,
+            "serviceRequestIds": list(self.service_request_ids),
+            "accessionNumber": self.accession_number,
+            "resultsInterpreter": self.results_interpreter,
+            "critical": self.critical,
+            "communicationIds": list(self.communication_ids),
+        }
+        payload.update({k: v for k, v in optional.items() if v})
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> DiagnosticReportStored:
+        """Build from a schema-validated payload (either version of its content)."""
+        return cls(
+            diagnostic_report_id=payload["diagnosticReportId"],
+            study_instance_uid=payload["studyInstanceUid"],
+            status=payload["status"],
+            observation_ids=tuple(payload["observationIds"]),
+            version_id=payload.get("versionId", ""),
+            previous_status=payload.get("previousStatus", ""),
+            service_request_ids=tuple(payload.get("serviceRequestIds", ())),
+            accession_number=payload.get("accessionNumber", ""),
+            results_interpreter=payload.get("resultsInterpreter", ""),
+            critical=bool(payload.get("critical", False)),
+            communication_ids=tuple(payload.get("communicationIds", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalResultEscalated:
+    """A critical-result Communication was not acknowledged in time and was escalated.
+
+    ACR Practice Parameter for Communication of Diagnostic Imaging Findings: a critical result
+    that cannot be communicated to the ordering clinician in time goes to another responsible
+    clinician. ``escalation_communication_id`` is the new FHIR Communication sent to
+    ``recipient``.
+    """
+
+    communication_id: str
+    escalation_communication_id: str
+    diagnostic_report_id: str
+    study_instance_uid: str
+    recipient: str
+    sent_at: str
+    escalated_at: str
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema critical-result-escalated.v1)."""
+        return {
+            "communicationId": self.communication_id,
+            "escalationCommunicationId": self.escalation_communication_id,
+            "diagnosticReportId": self.diagnostic_report_id,
+            "studyInstanceUid": self.study_instance_uid,
+            "recipient": self.recipient,
+            "sentAt": self.sent_at,
+            "escalatedAt": self.escalated_at,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> CriticalResultEscalated:
+        """Build from a schema-validated payload."""
+        return cls(
+            communication_id=payload["communicationId"],
+            escalation_communication_id=payload["escalationCommunicationId"],
+            diagnostic_report_id=payload["diagnosticReportId"],
+            study_instance_uid=payload["studyInstanceUid"],
+            recipient=payload["recipient"],
+            sent_at=payload["sentAt"],
+            escalated_at=payload["escalatedAt"],
+        )
+
+
+def _measurement_payload(m: Measurement) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "system": m.code.system,
+        "code": m.code.code,
+        "display": m.code.display,
+        "value": m.value,
+        "unit": m.unit,
+    }
+    if m.critical:  # only when set: payloads without it stay valid for the first schema version
+        out["critical"] = True
+    return out
 
 
 def _instance_payload(i: InstanceReference) -> dict[str, str]:

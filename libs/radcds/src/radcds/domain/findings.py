@@ -26,11 +26,18 @@ class ModelIdentity:
 
 @dataclass(frozen=True, slots=True)
 class Measurement:
-    """One quantitative result in UCUM units (FHIR Observation.valueQuantity)."""
+    """One quantitative result in UCUM units (FHIR Observation.valueQuantity).
+
+    ``critical`` marks a critical result (ACR Practice Parameter for Communication of Diagnostic
+    Imaging Findings: a finding that needs non-routine, timely communication, e.g. intracranial
+    hemorrhage, SNOMED CT 1386000). The model that produced the measurement decides; it defaults to
+    False so that events written before the flag existed still decode.
+    """
 
     code: Coding
     value: float
     unit: str
+    critical: bool = False
 
     def __post_init__(self) -> None:
         if self.value != self.value:  # NaN is never a measurement

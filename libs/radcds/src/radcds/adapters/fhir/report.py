@@ -24,6 +24,15 @@ from radcds.domain.findings import ImageAnalysis, StudyContext
 
 RESOURCE_NAMESPACE = uuid.UUID("3c0d5b8e-2f4b-4b4f-9a55-0d7e8a1b6c21")
 DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
+OBSERVATION_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+#: v3 ObservationInterpretation AA "Critical abnormal": how a critical result is flagged (v2 OBX-8 AA).
+CRITICAL_ABNORMAL = {"system": OBSERVATION_INTERPRETATION, "code": "AA", "display": "Critical abnormal"}
+#: Our code for "an analysis by a model" (an Observation that says a model did not run).
+MODEL_ANALYSIS = codes.Coding(codes.RADCDS_MEASUREMENT, "model-analysis", "Analysis by an imaging model")
+#: Rules (Provenance.policy) that turn model output into FHIR resources.
+RULE_FINDINGS_TO_OBSERVATIONS = "https://radcds.example.org/fhir/rules/findings-to-observations/v1"
+RULE_VALIDATED_ENVELOPE = "https://radcds.example.org/fhir/rules/model-validated-envelope/v1"
+RULE_CRITICAL_RESULT = "https://radcds.example.org/fhir/rules/critical-result-flag/v1"
 
 
 def resource_id(*parts: str) -> str:
@@ -152,22 +161,25 @@ def observations(analysis: ImageAnalysis, *, effective: str) -> list[dict[str, A
             {
                 **base,
                 "id": resource_id("Observation", inst.sop_instance_uid, model.name, "not-analysed"),
-                "code": {"text": f"Analysis by {model.name}"},
+                "code": {"coding": [coding(MODEL_ANALYSIS)], "text": f"Analysis by {model.name}"},
                 "dataAbsentReason": {
                     "coding": [{"system": DATA_ABSENT_REASON, "code": "not-performed", "display": "Not Performed"}]
                 },
                 "note": [{"text": analysis.not_analysed_reason}],
             }
         ]
-    return [
-        {
+    out = []
+    for m in analysis.measurements:
+        obs = {
             **base,
             "id": resource_id("Observation", inst.sop_instance_uid, model.name, m.code.code),
             "code": {"coding": [coding(m.code)], "text": m.code.display},
             "valueQuantity": {"value": m.value, "unit": m.unit, "system": codes.UCUM, "code": m.unit},
         }
-        for m in analysis.measurements
-    ]
+        if m.critical:
+            obs["interpretation"] = [{"coding": [dict(CRITICAL_ABNORMAL)], "text": "Critical result"}]
+        out.append(obs)
+    return out
 
 
 def provenance(analysis: ImageAnalysis, targets: list[str], *, recorded: datetime) -> dict[str, Any]:
@@ -198,6 +210,8 @@ def provenance(analysis: ImageAnalysis, targets: list[str], *, recorded: datetim
                 },
             }
         ],
+        "policy": [RULE_FINDINGS_TO_OBSERVATIONS, RULE_VALIDATED_ENVELOPE]
+        + ([RULE_CRITICAL_RESULT] if any(m.critical for m in analysis.measurements) else []),
     }
 
 

@@ -9,7 +9,7 @@ from fhir.resources.R4B import get_fhir_model_class
 
 #: Resource types radcds stores and serves.
 SUPPORTED_TYPES = frozenset(
-    {"DiagnosticReport", "Observation", "ImagingStudy", "ServiceRequest", "Provenance", "Patient"}
+    {"DiagnosticReport", "Observation", "ImagingStudy", "ServiceRequest", "Provenance", "Patient", "Communication"}
 )
 
 

@@ -30,6 +30,8 @@ def radcds_topics() -> list[TopicSpec]:
     """Every topic radcds uses."""
     topics: list[TopicSpec] = []
     for kind in EVENT_KINDS.values():
+        if any(t.name == kind.topic for t in topics):
+            continue  # several event kinds may share a topic
         topics.append(TopicSpec(kind.topic, EVENT_TOPIC_PARTITIONS))
         topics.append(TopicSpec(dead_letter_topic(kind.topic), DEAD_LETTER_PARTITIONS))
     return topics

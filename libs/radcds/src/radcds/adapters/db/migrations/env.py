@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from radcds.adapters.db import tables_fhir  # noqa: F401  (registers its tables on metadata)
 from radcds.adapters.db.tables import metadata
 
 config = context.config

@@ -1,0 +1,1 @@
+"""Access-token verification (SMART on FHIR bearer tokens)."""

@@ -1,0 +1,101 @@
+"""FastAPI dependencies of the reporting API (``Annotated`` aliases) and SMART access checks."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import Engine
+
+from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+from radcds.domain.smart_scopes import Interaction, grant
+from radcds_reporting.critical import CriticalResults
+from radcds_reporting.signoff import ReportSignOff
+
+log = logging.getLogger(__name__)
+REALM = "radcds-fhir"
+
+
+@dataclass(frozen=True, slots=True)
+class Access:
+    """Who is calling and what they may see for this request."""
+
+    #: Set when only ``patient/`` scopes allow the request: results are limited to this Patient id.
+    patient: str | None = None
+    #: The user's FHIR reference (``fhirUser`` claim), e.g. ``Practitioner/123``.
+    user: str | None = None
+
+
+class AccessDenied(Exception):
+    """401 (no or bad token) or 403 (scope insufficient), with the ``WWW-Authenticate`` value."""
+
+    def __init__(self, status: int, message: str, www_authenticate: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.www_authenticate = www_authenticate
+
+
+class Authorizer:
+    """SMART scope checks of one request; ``verifier`` None means open access (development)."""
+
+    def __init__(self, verifier: SmartTokenVerifier | None) -> None:
+        self._verifier = verifier
+
+    @property
+    def open(self) -> bool:
+        """True when access is not checked."""
+        return self._verifier is None
+
+    def check(self, request: Request, resource_type: str, interaction: Interaction) -> Access:
+        """Verify the bearer token and its scopes for ``interaction`` on ``resource_type``."""
+        if self._verifier is None:
+            return Access(user=request.headers.get("X-Radcds-Dev-User") or None)
+        try:
+            token = self._verifier.verify(request.headers.get("Authorization"))
+        except InvalidToken as exc:
+            log.info("bearer token refused: %s", exc)  # the message never contains the token
+            value = f'Bearer realm="{REALM}", error="invalid_token", error_description="{exc}"'
+            if not request.headers.get("Authorization"):
+                value = f'Bearer realm="{REALM}"'
+            raise AccessDenied(401, "a valid bearer token is required", value) from None
+        allowed = grant(token.scopes, resource_type, interaction)
+        if not allowed.allowed:
+            scope = f"user/{resource_type}.{'rs' if interaction in {Interaction.READ, Interaction.SEARCH} else 'u'}"
+            raise AccessDenied(
+                403,
+                f"the token's scopes do not allow {interaction.name.lower()} of {resource_type}",
+                f'Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}"',
+            )
+        if allowed.patient_only:
+            if not token.patient:
+                raise AccessDenied(
+                    403,
+                    "patient/ scopes need a patient in the token's launch context",
+                    f'Bearer realm="{REALM}", error="insufficient_scope"',
+                )
+            return Access(patient=token.patient, user=token.fhir_user)
+        return Access(user=token.fhir_user)
+
+
+def _engine(request: Request) -> Engine:
+    return request.app.state.engine  # type: ignore[no-any-return]
+
+
+def _authorizer(request: Request) -> Authorizer:
+    return request.app.state.authorizer  # type: ignore[no-any-return]
+
+
+def _signoff(request: Request) -> ReportSignOff:
+    return request.app.state.signoff  # type: ignore[no-any-return]
+
+
+def _critical(request: Request) -> CriticalResults:
+    return request.app.state.critical  # type: ignore[no-any-return]
+
+
+EngineDep = Annotated[Engine, Depends(_engine)]
+AuthorizerDep = Annotated[Authorizer, Depends(_authorizer)]
+SignOffDep = Annotated[ReportSignOff, Depends(_signoff)]
+CriticalDep = Annotated[CriticalResults, Depends(_critical)]

@@ -1,0 +1,223 @@
+"""Use case: a radiologist signs, amends or corrects a DiagnosticReport (PUT or JSON Patch).
+
+FHIR R4 DiagnosticReport.status life cycle (:mod:`radcds.domain.report_status`): ``final``
+needs the signing radiologist as ``resultsInterpreter`` (or ``performer``) referencing a
+Practitioner, from the request or from the token's ``fhirUser``; a change to a signed report is
+stored as ``amended`` (or ``corrected`` when asked); every version stays in the history. Each
+signed version gets a Provenance naming the radiologist, the result Observations follow the
+report's status, and ``DiagnosticReportStored`` is published so HL7 v2 can send OBR-25 F or C.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine
+
+from radcds.adapters.fhir import reporting as fhir_reporting
+from radcds.adapters.fhir.resources import InvalidResource
+from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
+from radcds.domain.ports import EventPublisher
+from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting.repository import FhirRepository, fhir_instant
+
+SIGNOFF_EVENT_NAMESPACE = uuid.UUID("2b8d6e4f-7a1c-4e3b-9d5f-6c8a0b2e4d71")
+_AUTHOR_TYPES = ("Practitioner/", "PractitionerRole/")
+#: JSON Patch paths a client may change on a DiagnosticReport.
+PATCHABLE = ("/status", "/resultsInterpreter", "/performer", "/conclusion", "/conclusionCode", "/presentedForm")
+_OBSERVATION_STATUS = {
+    ReportStatus.FINAL: "final",
+    ReportStatus.AMENDED: "amended",
+    ReportStatus.CORRECTED: "corrected",
+    ReportStatus.APPENDED: "amended",
+    ReportStatus.ENTERED_IN_ERROR: "entered-in-error",
+    ReportStatus.CANCELLED: "cancelled",
+}
+
+
+class ReportNotFound(LookupError):
+    """No DiagnosticReport with that id (HTTP 404)."""
+
+
+class InvalidChange(ValueError):
+    """The requested change is malformed or touches what may not change (HTTP 422)."""
+
+
+class PatchError(ValueError):
+    """A JSON Patch document that cannot be applied (RFC 6902; HTTP 422)."""
+
+
+def apply_json_patch(document: dict[str, Any], operations: Any, *, allowed: tuple[str, ...]) -> dict[str, Any]:
+    """Apply an RFC 6902 JSON Patch (add, replace, remove, test) limited to the ``allowed`` paths."""
+    if not isinstance(operations, list) or not operations:
+        raise PatchError("a JSON Patch is a non-empty array of operations")
+    doc = copy.deepcopy(document)
+    for op in operations:
+        if not isinstance(op, dict) or not isinstance(op.get("op"), str) or not isinstance(op.get("path"), str):
+            raise PatchError("each operation needs op and path")
+        path: str = op["path"]
+        if not any(path == a or path.startswith(a + "/") for a in allowed):
+            raise PatchError(f"path {path} may not be patched (allowed: {', '.join(allowed)})")
+        tokens = [t.replace("~1", "/").replace("~0", "~") for t in path.split("/")[1:]]
+        parent: Any = doc
+        for t in tokens[:-1]:
+            try:
+                parent = parent[int(t)] if isinstance(parent, list) else parent[t]
+            except (KeyError, IndexError, ValueError):
+                raise PatchError(f"path {path} does not exist") from None
+        last = tokens[-1]
+        kind = op["op"]
+        if kind in {"add", "replace", "test"} and "value" not in op:
+            raise PatchError(f"{kind} needs a value")
+        try:
+            if kind == "test":
+                current = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+                if current != op["value"]:
+                    raise PatchError(f"test failed at {path}")
+            elif kind == "remove":
+                del parent[int(last) if isinstance(parent, list) else last]
+            elif kind == "replace":
+                if isinstance(parent, list):
+                    parent[int(last)] = op["value"]
+                else:
+                    if last not in parent:
+                        raise PatchError(f"replace: {path} does not exist")
+                    parent[last] = op["value"]
+            elif kind == "add":
+                if isinstance(parent, list):
+                    parent.insert(len(parent) if last == "-" else int(last), op["value"])
+                else:
+                    parent[last] = op["value"]
+            else:
+                raise PatchError(f"operation {kind!r} is not supported (add, replace, remove, test)")
+        except (KeyError, IndexError, ValueError, TypeError):
+            raise PatchError(f"{kind} at {path} cannot be applied") from None
+    return doc
+
+
+def _author_of(dr: dict[str, Any]) -> str:
+    for field in ("resultsInterpreter", "performer"):
+        for ref in dr.get(field, []):
+            if str(ref.get("reference", "")).startswith(_AUTHOR_TYPES):
+                return str(ref["reference"])
+    return ""
+
+
+def _without(dr: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in dr.items() if k not in keys}
+
+
+class ReportSignOff:
+    """Status changes of DiagnosticReports by radiologists."""
+
+    def __init__(
+        self,
+        *,
+        engine: Engine,
+        publisher: EventPublisher | None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._engine = engine
+        self._publisher = publisher
+        self._clock = clock
+
+    def update(
+        self,
+        *,
+        report_id: str,
+        resource: dict[str, Any] | None = None,
+        patch: Any = None,
+        user: str | None = None,
+        if_match: str | None = None,
+    ) -> tuple[dict[str, Any], bool]:
+        """Apply a PUT body or a JSON Patch; return (stored report, whether a new version was written)."""
+        now = self._clock()
+        with self._engine.begin() as conn:
+            repo = FhirRepository(conn)
+            current = repo.read("DiagnosticReport", report_id)
+            if current is None:
+                raise ReportNotFound(f"DiagnosticReport/{report_id} is not known")
+            if patch is not None:
+                new = apply_json_patch(current, patch, allowed=PATCHABLE)
+            else:
+                assert resource is not None
+                new = copy.deepcopy(resource)
+                if new.get("resourceType") != "DiagnosticReport" or new.get("id") != report_id:
+                    raise InvalidChange("the body must be this DiagnosticReport (resourceType and id)")
+                for key in ("subject", "imagingStudy", "identifier"):
+                    if new.get(key) != current.get(key):
+                        raise InvalidChange(f"{key} of a DiagnosticReport cannot change")
+            try:
+                requested = ReportStatus(str(new.get("status")))
+            except ValueError:
+                raise InvalidChange(f"status {new.get('status')!r} is not a DiagnosticReport status") from None
+            author = _author_of(new)
+            if not author and user and user.startswith(_AUTHOR_TYPES):
+                author = user
+            previous = ReportStatus(current["status"])
+            changed = _without(new, "meta", "status", "resultsInterpreter") != _without(
+                current, "meta", "status", "resultsInterpreter"
+            )
+            status = next_status(previous, requested, content_changed=changed)
+            require_author(status, author)
+            new["status"] = status.value
+            if status in SIGNED and not _author_of(new):
+                new["resultsInterpreter"] = [{"reference": author}]
+            if status in SIGNED and status != previous:
+                new["issued"] = fhir_instant(now)
+            try:
+                stored = repo.upsert(new, if_match=if_match, now=now)
+            except InvalidResource as exc:
+                raise InvalidChange(str(exc)) from None
+            written = stored.get("meta", {}).get("versionId") != current.get("meta", {}).get("versionId")
+            if not written:
+                return stored, False
+            for ref in stored.get("result", []):
+                obs = repo.read("Observation", ref["reference"].split("/")[-1])
+                target = _OBSERVATION_STATUS.get(status)
+                if obs is not None and target and obs["status"] != target:
+                    obs["status"] = target
+                    repo.upsert(obs, now=now)
+            if status in SIGNED:
+                repo.upsert(
+                    fhir_reporting.signing_provenance(stored, author=author, recorded=fhir_instant(now)), now=now
+                )
+            if self._publisher is not None:
+                row_study = next(
+                    (
+                        i["value"].removeprefix("urn:oid:")
+                        for ref in stored.get("imagingStudy", [])
+                        for study in [repo.read("ImagingStudy", ref["reference"].split("/")[-1]) or {}]
+                        for i in study.get("identifier", [])
+                        if i.get("system") == "urn:dicom:uid"
+                    ),
+                    "",
+                )
+                event = DiagnosticReportStored(
+                    stored["id"],
+                    row_study or "0",
+                    stored["status"],
+                    tuple(r["reference"].split("/")[-1] for r in stored.get("result", [])),
+                    version_id=stored["meta"]["versionId"],
+                    previous_status=previous.value if previous != status else "",
+                    service_request_ids=tuple(r["reference"].split("/")[-1] for r in stored.get("basedOn", [])),
+                    accession_number=next(
+                        (i.get("value", "") for i in stored.get("identifier", [])),
+                        "",
+                    ),
+                    results_interpreter=author,
+                )
+                self._publisher.publish(
+                    REPORT_STORED,
+                    event.to_payload(),
+                    event_id=str(uuid.uuid5(SIGNOFF_EVENT_NAMESPACE, f"{stored['id']}/{stored['meta']['versionId']}")),
+                    subject=row_study or stored["id"],
+                )
+            return stored, True
+
+
+__all__ = ["AuthorRequired", "InvalidChange", "PatchError", "ReportNotFound", "ReportSignOff", "apply_json_patch"]

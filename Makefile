@@ -40,10 +40,16 @@ $(STAMP)/s3proxy: deploy/local/s3proxy/pom.xml
 	mvn -q -B -f deploy/local/s3proxy/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(S3PROXY_LIB))
 	@touch $@
 
+$(STAMP)/npm-%: deploy/local/%/package.json deploy/local/%/package-lock.json
+	@mkdir -p $(STAMP) $(CACHE)/$*
+	cp deploy/local/$*/package.json deploy/local/$*/package-lock.json $(CACHE)/$*/
+	npm ci --ignore-scripts --no-audit --no-fund --prefix $(CACHE)/$* >/dev/null
+	@touch $@
+
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
-deps: system-deps $(STAMP)/venv $(STAMP)/kafka $(STAMP)/s3proxy ## Install everything: Python env (uv, requirements.lock), Kafka and S3Proxy jars, Debian packages
+deps: system-deps $(STAMP)/venv $(STAMP)/kafka $(STAMP)/s3proxy $(STAMP)/npm-hl7peer $(STAMP)/npm-fhirvalidator ## Install everything: Python env (uv, requirements.lock), Kafka/S3Proxy jars, npm peers, Debian packages
 
 lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one lock file)
 	$(UV) lock --python $(PYTHON)

@@ -119,6 +119,24 @@ def main() -> int:
     referral = referral_run()
     print(referral)
     table += "\n\n" + referral
+
+    import contextlib
+    import io
+
+    from fhir_bench import main as fhir_main
+    from hl7_bench import run as hl7_run
+
+    print("\nHL7 v2 ORU^R01 over MLLP with ACKs (radcds sender vs python-hl7's client, same server)\n", flush=True)
+    hl7 = hl7_run()
+    print(hl7, flush=True)
+    table += "\n\n" + hl7
+
+    print("\nreporting FHIR read/search latency (uvicorn on loopback, populated SQLite)\n", flush=True)
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        fhir_main()
+    print(captured.getvalue(), flush=True)
+    table += "\n\n" + captured.getvalue()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
     return 0

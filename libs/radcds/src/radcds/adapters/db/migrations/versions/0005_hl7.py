@@ -1,7 +1,7 @@
 """HL7 v2: the persisted outbound ORU queue and the inbound duplicate (MSH-10) log.
 
 Revision ID: 0005
-Revises: 0003 (the integrator rechains it after 0004)
+Revises: 0004
 Create Date: 2026-11-28
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -4,7 +4,7 @@ Existing ``fhir_resources`` rows get their current version copied into the histo
 search values indexed, so resources stored before this revision are found by search too.
 
 Revision ID: 0006
-Revises: 0003 (the integrator rechains it after the revisions merged before it)
+Revises: 0005
 Create Date: 2026-12-02
 """
 
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006"
-down_revision = "0003"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

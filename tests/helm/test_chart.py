@@ -872,3 +872,25 @@ def test_everything_on_lints_clean_in_strict_mode() -> None:
 
     assert report["errors"] == []
     assert [m for m in report["messages"] if m["severity"] >= 2] == []
+
+
+def test_imaging_s3_storage_settings_and_credentials_secret_reach_the_imaging_container(chart: helm.Chart) -> None:
+    docs = _render(
+        chart,
+        {
+            "imaging": {
+                "settings": {
+                    "STORAGE_BACKEND": "s3",
+                    "S3_BUCKET": "radcds-dicom",
+                    "S3_ENDPOINT_URL": "http://minio:9000",
+                },
+                "envFromSecrets": ["radcds-imaging-s3"],
+            }
+        },
+    )
+    config = _config(docs, "imaging")
+    assert config["RADCDS_IMAGING_STORAGE_BACKEND"] == "s3"
+    assert config["RADCDS_IMAGING_S3_BUCKET"] == "radcds-dicom"
+    assert config["RADCDS_IMAGING_S3_ENDPOINT_URL"] == "http://minio:9000"
+    env_from = _container(_deployment(docs, "imaging")).get("envFrom", [])
+    assert {"secretRef": {"name": "radcds-imaging-s3"}} in env_from

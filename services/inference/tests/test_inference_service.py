@@ -295,3 +295,80 @@ def test_unknown_model_name_is_refused():
     service, *_ = _service([])
     with pytest.raises(KeyError):
         service.entries(("no_such_model",))
+
+
+# ---- gRPC AnalyzeStudy (a real grpc server on a free port, our ports faked) ---------------------
+
+
+@pytest.fixture
+def grpc_stub():
+    import socket
+
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2_grpc
+    from radcds_inference.grpc_server import GrpcEndpoint, InferenceServicer
+
+    ds, _ = head_ct_with_hyperdense_disc()
+    models = InProcessModels()
+    service, models, web, _ = _service([ds], models)
+    web.studies[ds.StudyInstanceUID] = StudyLocator(ds.StudyInstanceUID, (_series(ds),))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = GrpcEndpoint(
+        host="127.0.0.1",
+        port=port,
+        ready=lambda: True,
+        servicer=InferenceServicer(service, asyncio.run, timeout_s=60),
+    )
+    endpoint.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield inference_pb2_grpc.InferenceStub(channel), ds, models
+    finally:
+        channel.close()
+        endpoint.stop()
+
+
+def test_analyze_study_returns_the_coded_critical_finding(grpc_stub):
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, ds, _ = grpc_stub
+    response = stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=60)
+    (analysis,) = response.analyses
+    assert analysis.model_name == "head_ct_hyperdensity" and analysis.critical
+    assert [(c.system, c.code) for c in analysis.findings] == [(codes.SNOMED_CT, "1386000")]
+    assert analysis.sop_instance_uid == ds.SOPInstanceUID and analysis.key_image_frame_number == 1
+    assert any(m.code.code == "hyperdense-region-area" and m.ucum_unit == "mm2" for m in analysis.measurements)
+
+
+@pytest.mark.parametrize(
+    ("uid", "models", "status"),
+    [
+        ("not-a-uid", (), "INVALID_ARGUMENT"),
+        ("1.2.3", ("no_such_model",), "INVALID_ARGUMENT"),
+        ("1.2.3", (), "NOT_FOUND"),
+    ],
+)
+def test_analyze_study_with_bad_request_or_unknown_study_returns_the_status(grpc_stub, uid, models, status):
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, _, _ = grpc_stub
+    with pytest.raises(grpc.RpcError) as error:
+        stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=uid, model_names=models), timeout=30)
+    assert error.value.code().name == status
+
+
+def test_analyze_study_while_triton_is_unavailable_returns_unavailable(grpc_stub):
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, ds, models = grpc_stub
+    models.unavailable = True
+    with pytest.raises(grpc.RpcError) as error:
+        stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=30)
+    assert error.value.code() is grpc.StatusCode.UNAVAILABLE

@@ -2,12 +2,16 @@
 
 The Kafka consumer loop and the gRPC server run handlers in threads; the Triton client is
 ``tritonclient.grpc.aio``, whose channel belongs to one event loop. :class:`LoopThread` owns that
-loop and runs coroutines on it from any thread (``asyncio.run_coroutine_threadsafe``).
+loop and runs coroutines on it from any thread, in the caller's ``contextvars`` context (so the
+current OpenTelemetry span, e.g. the Kafka CONSUMER span, is the parent of the spans the
+coroutine opens).
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -37,7 +41,30 @@ class LoopThread:
         if threading.current_thread() is self._thread:
             coro.close()
             raise RuntimeError("LoopThread.run called from its own loop: await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+        context = contextvars.copy_context()
+        future: concurrent.futures.Future[T] = concurrent.futures.Future()
+        tasks: list[asyncio.Task[T]] = []
+
+        def copy_outcome(task: asyncio.Task[T]) -> None:
+            if task.cancelled():
+                future.cancel()
+            elif (error := task.exception()) is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(task.result())
+
+        def start() -> None:
+            task = self._loop.create_task(coro, context=context)
+            tasks.append(task)
+            task.add_done_callback(copy_outcome)
+
+        self._loop.call_soon_threadsafe(start)
+        try:
+            return future.result(timeout_s)
+        except concurrent.futures.TimeoutError:
+            for task in tasks:
+                self._loop.call_soon_threadsafe(task.cancel)
+            raise
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop the loop and join its thread."""

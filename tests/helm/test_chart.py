@@ -62,15 +62,33 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
     "imaging": _COMMON_SETTINGS
     | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "DATABASE_URL", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
     "inference": _COMMON_SETTINGS
-    | {"GRPC_PORT", "TRITON_URL", "TRITON_TIMEOUT_S", "RETRIEVE_TIMEOUT_S", "CONSUMER_GROUP", "MAX_IMAGE_SIZE"},
+    | {
+        "GRPC_PORT",
+        "TRITON_URL",
+        "TRITON_TIMEOUT_S",
+        "TRITON_RETRIES",
+        "TRITON_BACKOFF_S",
+        "TRITON_SHARED_MEMORY",
+        "TRITON_BREAKER_FAILURES",
+        "TRITON_BREAKER_RESET_S",
+        "MODEL_REPOSITORY",
+        "IMAGING_DICOMWEB_URL",
+        "RETRIEVE_TIMEOUT_S",
+        "RETRIEVE_PARALLEL",
+        "STORE_STRUCTURED_REPORTS",
+        "ANALYZE_TIMEOUT_S",
+        "CONSUMER_GROUP",
+    },
     "reporting": _COMMON_SETTINGS | {"MLLP_PORT", "DATA_DIR", "DATABASE_URL", "CONSUMER_GROUP", "FHIR_BASE_URL"},
     "fusion": _COMMON_SETTINGS,
 }
 TOPICS = {
     "radcds.imaging.instances.v1": 6,
+    "radcds.imaging.studies.v1": 6,
     "radcds.inference.findings.v1": 6,
     "radcds.reporting.reports.v1": 6,
     "radcds.imaging.instances.v1.dlt": 1,
+    "radcds.imaging.studies.v1.dlt": 1,
     "radcds.inference.findings.v1.dlt": 1,
     "radcds.reporting.reports.v1.dlt": 1,
 }

@@ -1,17 +1,24 @@
-"""One real chest radiograph through STOW-RS, Kafka, Triton and reporting, in one trace."""
+"""One real chest radiograph through STOW-RS, Kafka, Triton and reporting.
+
+Since issue #5 inference analyses whole studies: STOW-RS → instance.stored → (quiet period)
+study.available → inference (chest_ctr on Triton) → findings → reporting. The analysis runs in the
+trace of the study.available event (the announcer starts it), not in the STOW-RS request's trace.
+"""
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.pixels import prepare_image
+from radcds.adapters.dicom.preprocess import prepare_series
+from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.demo import chest_radiograph, event_trail, stow
-from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, REPORT_STORED
+from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, REPORT_STORED, STUDY_AVAILABLE
 
 from .helpers import eventually, fhir, read_topic, spans
 
@@ -19,11 +26,13 @@ pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton, py
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _reference_statistics(path: Path):
-    spec = importlib.util.spec_from_file_location("pixstats", ROOT / "models/pixel_statistics/1/model.py")
+def _reference_ctr(path: Path) -> float:
+    spec = importlib.util.spec_from_file_location("chest_ctr_skeleton", ROOT / "models/chest_ctr/1/model.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
-    return module.compute_statistics(prepare_image(pydicom.dcmread(path)))
+    prepared = prepare_series([pydicom.dcmread(path)], load_manifest(ROOT / "models").entry("chest_ctr").preprocessing)
+    return float(module.measure_ctr(prepared.pixels[0]).ratio)
 
 
 @pytest.fixture(scope="module")
@@ -32,44 +41,52 @@ def chest_result(stack):
     response = stow(stack, [path])
     study_uid = pydicom.dcmread(path, stop_before_pixels=True).StudyInstanceUID
     trail = event_trail(
-        stack, study_uid, until_types={INSTANCE_STORED.type, FINDINGS_PRODUCED.type, REPORT_STORED.type}, timeout_s=180
+        stack,
+        study_uid,
+        until_types={INSTANCE_STORED.type, STUDY_AVAILABLE.type, FINDINGS_PRODUCED.type, REPORT_STORED.type},
+        timeout_s=180,
     )
     return path, response, trail
+
+
+def _first(trail, kind):
+    return next(e for e in trail if e["type"] == kind.type)
 
 
 def test_chest_cr_over_stow_yields_events_in_order_for_the_study(chest_result):
     _, response, trail = chest_result
     assert "00081198" not in response
-    assert [e["type"] for e in trail] == [INSTANCE_STORED.type, FINDINGS_PRODUCED.type, REPORT_STORED.type]
+    firsts = [
+        trail.index(_first(trail, k)) for k in (INSTANCE_STORED, STUDY_AVAILABLE, FINDINGS_PRODUCED, REPORT_STORED)
+    ]
+    assert firsts == sorted(firsts)
 
 
-def test_chest_cr_report_is_preliminary_r4_with_measurements_computed_by_triton(stack, chest_result):
+def test_chest_cr_report_is_preliminary_r4_with_the_ctr_computed_by_triton(stack, chest_result):
     path, _, trail = chest_result
-    report = fhir(stack, f"DiagnosticReport/{trail[-1]['payload']['diagnosticReportId']}")
+    report = fhir(stack, f"DiagnosticReport/{_first(trail, REPORT_STORED)['payload']['diagnosticReportId']}")
     assert report["resourceType"] == "DiagnosticReport"
     assert report["status"] == "preliminary"
     assert report["imagingStudy"][0]["reference"].startswith("ImagingStudy/")
-    expected = _reference_statistics(path)
     values = {}
     for ref in report["result"]:
         obs = fhir(stack, ref["reference"])
-        values[obs["code"]["coding"][0]["code"]] = obs["valueQuantity"]["value"]
-    assert values["mean-pixel-value"] == pytest.approx(float(expected[0]), abs=1e-2)
-    assert values["foreground-fraction"] == pytest.approx(float(expected[5]), abs=1e-2)
+        if "valueQuantity" in obs:
+            values[obs["code"]["coding"][0]["code"]] = obs["valueQuantity"]["value"]
+    assert values["cardiothoracic-ratio"] == pytest.approx(_reference_ctr(path), abs=1e-3)
     study = fhir(stack, report["imagingStudy"][0]["reference"])
     assert study["modality"][0]["code"] == "CR"
 
 
-def test_one_instance_has_http_kafka_and_grpc_spans_in_a_single_trace(stack, chest_result):
-    trace_id = chest_result[2][0]["traceparent"].split("-")[1]
+def test_study_analysis_has_kafka_grpc_and_http_spans_in_a_single_trace(stack, chest_result):
+    trace_id = _first(chest_result[2], STUDY_AVAILABLE)["traceparent"].split("-")[1]
 
     def collected():
         mine = [s for s in spans(stack.run_dir / "traces") if s["context"]["trace_id"] == f"0x{trace_id}"]
         kinds = {(s["_service"], s["kind"], s["name"]) for s in mine}
         wanted = [
-            ("imaging", "SpanKind.SERVER", "POST /dicom-web/studies"),
-            ("imaging", "SpanKind.PRODUCER", f"{INSTANCE_STORED.topic} publish"),
-            ("inference", "SpanKind.CONSUMER", f"{INSTANCE_STORED.topic} process"),
+            ("imaging", "SpanKind.PRODUCER", f"{STUDY_AVAILABLE.topic} publish"),
+            ("inference", "SpanKind.CONSUMER", f"{STUDY_AVAILABLE.topic} process"),
             ("inference", "SpanKind.CLIENT", "/inference.GRPCInferenceService/ModelInfer"),
             ("inference", "SpanKind.PRODUCER", f"{FINDINGS_PRODUCED.topic} publish"),
             ("reporting", "SpanKind.CONSUMER", f"{FINDINGS_PRODUCED.topic} process"),
@@ -83,7 +100,7 @@ def test_one_instance_has_http_kafka_and_grpc_spans_in_a_single_trace(stack, che
 
 
 def test_service_events_are_binary_mode_cloudevents_keyed_by_study(stack, chest_result):
-    study_uid = chest_result[2][0]["payload"]["instance"]["studyInstanceUid"]
+    study_uid = _first(chest_result[2], INSTANCE_STORED)["payload"]["instance"]["studyInstanceUid"]
     records = [
         r
         for r in read_topic(stack, FINDINGS_PRODUCED.topic, idle_ms=1500)
@@ -95,4 +112,4 @@ def test_service_events_are_binary_mode_cloudevents_keyed_by_study(stack, chest_
     assert headers["ce_specversion"] == b"1.0"
     assert headers["content-type"] == b"application/json"
     assert records[0].key == study_uid.encode()
-    assert json.loads(records[0].value)["model"] == {"name": "pixel_statistics", "version": "1"}
+    assert json.loads(records[0].value)["model"] == {"name": "chest_ctr", "version": "1"}

@@ -1,135 +1,374 @@
-"""Inference use case with fakes of our own ports (model, retriever, publisher)."""
+"""Inference use case with fakes of our own ports (model port, DICOMweb port, publisher).
+
+The model fake runs each model's own numeric core (models/<name>/1/model.py) in process, so the
+values are the algorithms' real outputs on real images. Images: pydicom-data's RG1_UNCI.dcm (PA
+chest CR) and 693_UNCI.dcm (head CT slice); the positive head CT is DERIVED from 693_UNCI.dcm by
+inserting a 7 mm disc of 60-76 HU (radcds.devstack.samples.head_ct_with_hyperdense_disc).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import importlib.util
+import io
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 import pytest
-from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.pixels import prepare_image
+from radcds.adapters.dicom.preprocess import prepare_series
+from radcds.adapters.kafka.codec import decode, encode
 from radcds.adapters.kafka.consumer import RetryableError
 from radcds.adapters.triton.client import TritonUnavailable
-from radcds.domain.events import FINDINGS_PRODUCED, ImagingInstanceStored
-from radcds.domain.findings import InstanceReference, StudyContext
-from radcds_inference.handlers import InferenceService
+from radcds.adapters.triton.manifest import load_manifest
+from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
+from radcds.domain import codes
+from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced
+from radcds_inference.handlers import InferenceService, sr_uids
+from radcds_inference.study import InstanceLocator, SeriesLocator, StudyLocator
 
 ROOT = Path(__file__).resolve().parents[3]
-# pydicom's CT_small.dcm (128x128 CT) and pydicom-data's US1_UNCR.dcm (colour ultrasound).
-CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
+MANIFEST = load_manifest(ROOT / "models")
+BASE = "http://imaging.test/dicom-web"
 
 
-def _model_module():
-    spec = importlib.util.spec_from_file_location("pixel_statistics_model", ROOT / "models/pixel_statistics/1/model.py")
+def _load(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"{name}_model_svc_test", ROOT / "models" / name / "1" / "model.py")
+    assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
 
 
-class InProcessModel:
-    """Fake of ImageModelPort that runs the model's own numpy code in process."""
+CHEST = _load("chest_ctr")
+HEAD = _load("head_ct_hyperdensity")
 
-    def __init__(self, unavailable: bool = False) -> None:
-        self.compute = _model_module().compute_statistics
+
+class InProcessModels:
+    """Fake of ModelPort: the models' numeric cores, called per batch item; records the batches."""
+
+    def __init__(self, *, unavailable: bool = False) -> None:
         self.unavailable = unavailable
-        self.calls = 0
+        self.calls: list[tuple[str, dict[str, tuple[int, ...]]]] = []
 
-    def infer_image(self, model: str, image: np.ndarray, *, version: str = "") -> np.ndarray:
-        self.calls += 1
+    async def infer(self, model, version, inputs, outputs):
+        self.calls.append((model, {k: v.shape for k, v in inputs.items()}))
         if self.unavailable:
-            raise TritonUnavailable("down")
-        return self.compute(image)
+            raise TritonUnavailable("Triton unavailable: StatusCode.UNAVAILABLE")
+        if model == "chest_ctr":
+            results = [CHEST.measure_ctr(image) for image in inputs["IMAGE"]]
+            spacings = inputs["PIXEL_SPACING"]
+            measurements = [r.measurements((float(s[0]), float(s[1]))) for r, s in zip(results, spacings, strict=True)]
+        else:
+            results = [
+                HEAD.find_hyperdensities(i, tuple(float(v) for v in s))
+                for i, s in zip(inputs["IMAGE"], inputs["SPACING"], strict=True)
+            ]
+            measurements = [r.measurements() for r in results]
+        return {
+            "STATUS": np.array([[r.status] for r in results], dtype=np.int32),
+            "MEASUREMENTS": np.stack(measurements),
+            "LOCATIONS": np.stack([r.locations() for r in results]),
+        }
 
 
-class FileRetriever:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+class FakeDicomWeb:
+    """Fake of DicomWebPort holding Part 10 files by URL; records what is stored."""
 
-    def fetch(self, url: str) -> bytes:
-        return self.path.read_bytes()
+    def __init__(self, datasets: list[pydicom.Dataset]) -> None:
+        self.files = {}
+        self.retrieved: list[str] = []
+        self.stored: list[bytes] = []
+        self.studies: dict[str, StudyLocator] = {}
+        for ds in datasets:
+            url = f"{BASE}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}"
+            self.files[url] = part10(ds)
+
+    async def retrieve_instance(self, url: str) -> bytes:
+        self.retrieved.append(url)
+        return self.files[url]
+
+    async def find_study(self, study_instance_uid: str) -> StudyLocator:
+        if study_instance_uid not in self.studies:
+            raise LookupError(study_instance_uid)
+        return self.studies[study_instance_uid]
+
+    async def store(self, data: bytes, *, study_instance_uid: str) -> None:
+        self.stored.append(data)
 
 
 class RecordingPublisher:
     def __init__(self) -> None:
-        self.events: list[tuple[Any, dict[str, Any], str]] = []
+        self.events: list[tuple[Any, dict[str, Any], str, str]] = []
 
     def publish(self, kind, payload, *, event_id, subject):
-        self.events.append((kind, payload, event_id))
+        self.events.append((kind, payload, event_id, subject))
 
 
-def _stored(path: Path) -> ImagingInstanceStored:
-    ds = pydicom.dcmread(path)
-    return ImagingInstanceStored(
-        InstanceReference(ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID, ds.SOPClassUID),
-        StudyContext(patient_id=str(ds.PatientID), modality=ds.Modality),
-        "1.2.840.10008.1.2.1",
-        "http://imaging/x",
-        path.stat().st_size,
+def _series(*datasets: pydicom.Dataset, modality: str | None = None) -> SeriesLocator:
+    first = datasets[0]
+    return SeriesLocator(
+        first.SeriesInstanceUID,
+        modality or first.Modality,
+        tuple(
+            InstanceLocator(
+                ds.SOPInstanceUID,
+                ds.SOPClassUID,
+                f"{BASE}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}/instances/{ds.SOPInstanceUID}",
+            )
+            for ds in datasets
+        ),
     )
 
 
-def test_ct_slice_is_measured_in_hounsfield_units_matching_the_model():
-    model = InProcessModel()
-    service = InferenceService(
-        models=model,
-        retriever=FileRetriever(CT_SMALL),
-        publisher=RecordingPublisher(),
-        model_version="1",
-        max_image_size=512,
-    )
-    analysis = service.analyse(_stored(CT_SMALL))
-    expected = model.compute(prepare_image(pydicom.dcmread(CT_SMALL)))
-    assert analysis.analysed
-    assert analysis.measurements[0].unit == "[hnsf'U]"
-    assert analysis.measurements[0].value == pytest.approx(float(expected[0]), abs=1e-3)
-
-
-def test_colour_image_is_not_analysed_and_says_why():
-    us = Path(get_testdata_file("US1_UNCR.dcm"))
-    model = InProcessModel()
-    service = InferenceService(
-        models=model, retriever=FileRetriever(us), publisher=RecordingPublisher(), model_version="1", max_image_size=512
-    )
-    analysis = service.analyse(_stored(us))
-    assert not analysis.analysed
-    assert analysis.not_analysed_reason.startswith("not analysed:")
-    assert model.calls == 0
-
-
-def test_triton_unavailable_becomes_retryable_error():
-    service = InferenceService(
-        models=InProcessModel(unavailable=True),
-        retriever=FileRetriever(CT_SMALL),
-        publisher=RecordingPublisher(),
-        model_version="1",
-        max_image_size=512,
-    )
-    with pytest.raises(RetryableError):
-        service.analyse(_stored(CT_SMALL))
-
-
-def test_redelivered_event_publishes_findings_with_the_same_event_id():
-    from radcds.adapters.kafka.codec import decode, encode
-    from radcds.domain.events import INSTANCE_STORED
-
+def _service(datasets, models=None):
+    models = models or InProcessModels()
+    web = FakeDicomWeb(datasets)
     publisher = RecordingPublisher()
-    service = InferenceService(
-        models=InProcessModel(),
-        retriever=FileRetriever(CT_SMALL),
-        publisher=publisher,
-        model_version="1",
-        max_image_size=512,
-    )
-    stored = _stored(CT_SMALL)
-    msg = encode(
-        INSTANCE_STORED, stored.to_payload(), event_id="in-1", source="/t", subject=stored.instance.study_instance_uid
-    )
-    event = decode(list(msg.headers.items()), None, msg.value)
+    service = InferenceService(manifest=MANIFEST, models=models, dicomweb=web, publisher=publisher)
+    return service, models, web, publisher
+
+
+def _imaging_study(study_uid: str, series: list[SeriesLocator]) -> dict[str, Any]:
+    return {
+        "resourceType": "ImagingStudy",
+        "id": "x",
+        "status": "available",
+        "subject": {"reference": "Patient/p"},
+        "contained": [{"resourceType": "Endpoint", "id": "wado", "address": BASE}],
+        "endpoint": [{"reference": "#wado"}],
+        "series": [
+            {
+                "uid": s.series_instance_uid,
+                "modality": {"system": codes.DICOM_DCM, "code": s.modality},
+                "instance": [
+                    {"uid": i.sop_instance_uid, "sopClass": {"code": f"urn:oid:{i.sop_class_uid}"}} for i in s.instances
+                ],
+            }
+            for s in series
+        ],
+    }
+
+
+def _event(study_uid: str, series: list[SeriesLocator], event_id: str = "ev-1"):
+    payload = {
+        "studyInstanceUid": study_uid,
+        "version": 1,
+        "isUpdate": False,
+        "numberOfInstances": sum(len(s.instances) for s in series),
+        "imagingStudy": _imaging_study(study_uid, series),
+    }
+    msg = encode(STUDY_AVAILABLE, payload, event_id=event_id, source="/t", subject=study_uid)
+    return decode(list(msg.headers.items()), None, msg.value)
+
+
+def test_pa_chest_cr_yields_ctr_equal_to_the_in_process_algorithm_and_an_sr():
+    ds = chest_cr()
+    service, models, web, publisher = _service([ds])
+    service.handle(_event(ds.StudyInstanceUID, [_series(ds)]))
+    assert [e[0] for e in publisher.events] == [FINDINGS_PRODUCED]
+    analysis = ImagingFindingsProduced.from_payload(publisher.events[0][1]).analysis
+    prepared = prepare_series([ds], MANIFEST.entry("chest_ctr").preprocessing)
+    expected = CHEST.measure_ctr(prepared.pixels[0]).ratio
+    ctr = next(m for m in analysis.measurements if m.code == codes.CARDIOTHORACIC_RATIO)
+    assert ctr.value == pytest.approx(expected, abs=1e-3)
+    assert ctr.unit == "{ratio}"
+    assert analysis.findings == ()  # CTR 0.467 <= 0.5: no cardiomegaly
+    assert analysis.critical is False
+    assert analysis.key_image.sop_instance_uid == ds.SOPInstanceUID
+    assert analysis.location is not None and len(analysis.location.points) == 4
+    assert analysis.model.name == "chest_ctr" and analysis.model.version == "1"
+    assert len(web.stored) == 1
+    sr = pydicom.dcmread(io.BytesIO(web.stored[0]))
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == ds.StudyInstanceUID
+    assert analysis.structured_report.sop_instance_uid == sr.SOPInstanceUID
+    assert models.calls[0][1]["IMAGE"][0] == 1
+
+
+def test_ap_chest_cr_is_not_analysed_and_says_why_without_calling_the_model():
+    ds = chest_cr(view_position="AP")  # DERIVED: header changed to AP
+    service, models, web, publisher = _service([ds])
+    service.handle(_event(ds.StudyInstanceUID, [_series(ds)]))
+    analysis = ImagingFindingsProduced.from_payload(publisher.events[0][1]).analysis
+    assert analysis.not_analysed_reason.startswith("not analysed: chest_ctr: view position AP")
+    assert models.calls == []
+    assert web.stored == []
+
+
+def test_real_head_ct_is_negative_with_measured_intracranial_area():
+    ds = head_ct()
+    service, _, web, publisher = _service([ds])
+    service.handle(_event(ds.StudyInstanceUID, [_series(ds)]))
+    analysis = ImagingFindingsProduced.from_payload(publisher.events[0][1]).analysis
+    values = {m.code.code: m.value for m in analysis.measurements}
+    assert values["hyperdense-region-count"] == 0
+    assert values["intracranial-area"] > 10_000  # mm2 of brain on a 5 mm axial slice
+    assert analysis.findings == () and analysis.critical is False
+    assert len(web.stored) == 1
+
+
+def test_derived_positive_head_ct_is_a_critical_hemorrhage_candidate_with_location():
+    """DERIVED from 693_UNCI.dcm: a 7 mm disc of 60-76 HU inserted at (260, 250)."""
+    ds, inserted = head_ct_with_hyperdense_disc()
+    service, _, _, publisher = _service([ds])
+    service.handle(_event(ds.StudyInstanceUID, [_series(ds)]))
+    payload = publisher.events[0][1]
+    analysis = ImagingFindingsProduced.from_payload(payload).analysis
+    assert analysis.findings == (codes.INTRACRANIAL_HEMORRHAGE,)
+    assert analysis.critical is True and payload["critical"] is True
+    values = {m.code.code: m.value for m in analysis.measurements}
+    assert values["hyperdense-region-count"] == 1
+    assert values["hyperdense-region-area"] == pytest.approx(inserted.area_mm2, rel=0.05)
+    row, column = analysis.location.points[0]
+    assert abs(row - 260) <= 2 and abs(column - 250) <= 2
+
+
+def test_slices_of_a_series_go_to_the_model_in_one_batch():
+    first = head_ct()
+    second = head_ct()
+    second.StudyInstanceUID, second.SeriesInstanceUID = first.StudyInstanceUID, first.SeriesInstanceUID
+    second.ImagePositionPatient = [-122.5, -112.4, 52.0]
+    service, models, _, publisher = _service([first, second])
+    service.handle(_event(first.StudyInstanceUID, [_series(first, second)]))
+    assert len(models.calls) == 1 and models.calls[0][1]["IMAGE"][0] == 2
+    assert len(publisher.events) == 1  # one findings event per (series, model)
+
+
+def test_sr_series_is_not_applicable_and_nothing_is_retrieved():
+    ds = head_ct()
+    service, models, web, publisher = _service([ds])
+    service.handle(_event(ds.StudyInstanceUID, [_series(ds, modality="SR")]))
+    assert publisher.events == [] and web.retrieved == [] and models.calls == []
+
+
+def test_study_update_holding_our_sr_skips_the_series_already_analysed():
+    ds = head_ct()
+    series = _series(ds)
+    service, models, web, publisher = _service([ds])
+    from radcds.domain.findings import ModelIdentity
+
+    _, sr_sop = sr_uids(ds.StudyInstanceUID, series, ModelIdentity("head_ct_hyperdensity", "1"))
+    sr_series = SeriesLocator("1.2.3", "SR", (InstanceLocator(sr_sop, "1.2.840.10008.5.1.4.1.1.88.34", "u"),))
+    service.handle(_event(ds.StudyInstanceUID, [series, sr_series]))
+    assert publisher.events == [] and models.calls == [] and web.retrieved == []
+
+
+def test_triton_unavailable_becomes_retryable_and_publishes_nothing():
+    ds = chest_cr()
+    service, _, web, publisher = _service([ds], InProcessModels(unavailable=True))
+    with pytest.raises(RetryableError):
+        service.handle(_event(ds.StudyInstanceUID, [_series(ds)]))
+    assert publisher.events == [] and web.stored == []
+
+
+def test_redelivered_study_event_publishes_findings_with_the_same_event_ids():
+    ds = head_ct()
+    service, _, _, publisher = _service([ds])
+    event = _event(ds.StudyInstanceUID, [_series(ds)])
     service.handle(event)
     service.handle(event)
-    assert [e[0] for e in publisher.events] == [FINDINGS_PRODUCED, FINDINGS_PRODUCED]
+    assert len(publisher.events) == 2
     assert publisher.events[0][2] == publisher.events[1][2]
+    assert publisher.events[0][3] == ds.StudyInstanceUID
+
+
+def test_analyse_study_on_demand_returns_results_without_storing_or_publishing():
+    ds = head_ct()
+    service, _, web, publisher = _service([ds])
+    web.studies[ds.StudyInstanceUID] = StudyLocator(ds.StudyInstanceUID, (_series(ds),))
+
+    async def run():
+        study = await service.find_study(ds.StudyInstanceUID)
+        return await service.analyse_study(study, model_names=("head_ct_hyperdensity",))
+
+    results = asyncio.run(run())
+    assert [r.analysis.model.name for r in results] == ["head_ct_hyperdensity"]
+    assert results[0].report is not None
+    assert web.stored == [] and publisher.events == []
+
+
+def test_unknown_model_name_is_refused():
+    service, *_ = _service([])
+    with pytest.raises(KeyError):
+        service.entries(("no_such_model",))
+
+
+# ---- gRPC AnalyzeStudy (a real grpc server on a free port, our ports faked) ---------------------
+
+
+@pytest.fixture
+def grpc_stub():
+    import socket
+
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2_grpc
+    from radcds_inference.grpc_server import GrpcEndpoint, InferenceServicer
+
+    ds, _ = head_ct_with_hyperdense_disc()
+    models = InProcessModels()
+    service, models, web, _ = _service([ds], models)
+    web.studies[ds.StudyInstanceUID] = StudyLocator(ds.StudyInstanceUID, (_series(ds),))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    endpoint = GrpcEndpoint(
+        host="127.0.0.1",
+        port=port,
+        ready=lambda: True,
+        servicer=InferenceServicer(service, asyncio.run, timeout_s=60),
+    )
+    endpoint.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield inference_pb2_grpc.InferenceStub(channel), ds, models
+    finally:
+        channel.close()
+        endpoint.stop()
+
+
+def test_analyze_study_returns_the_coded_critical_finding(grpc_stub):
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, ds, _ = grpc_stub
+    response = stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=60)
+    (analysis,) = response.analyses
+    assert analysis.model_name == "head_ct_hyperdensity" and analysis.critical
+    assert [(c.system, c.code) for c in analysis.findings] == [(codes.SNOMED_CT, "1386000")]
+    assert analysis.sop_instance_uid == ds.SOPInstanceUID and analysis.key_image_frame_number == 1
+    assert any(m.code.code == "hyperdense-region-area" and m.ucum_unit == "mm2" for m in analysis.measurements)
+
+
+@pytest.mark.parametrize(
+    ("uid", "models", "status"),
+    [
+        ("not-a-uid", (), "INVALID_ARGUMENT"),
+        ("1.2.3", ("no_such_model",), "INVALID_ARGUMENT"),
+        ("1.2.3", (), "NOT_FOUND"),
+    ],
+)
+def test_analyze_study_with_bad_request_or_unknown_study_returns_the_status(grpc_stub, uid, models, status):
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, _, _ = grpc_stub
+    with pytest.raises(grpc.RpcError) as error:
+        stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=uid, model_names=models), timeout=30)
+    assert error.value.code().name == status
+
+
+def test_analyze_study_while_triton_is_unavailable_returns_unavailable(grpc_stub):
+    import grpc
+
+    from radcds.adapters.grpc.gen import inference_pb2
+
+    stub, ds, models = grpc_stub
+    models.unavailable = True
+    with pytest.raises(grpc.RpcError) as error:
+        stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=30)
+    assert error.value.code() is grpc.StatusCode.UNAVAILABLE

@@ -151,6 +151,9 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- $_ = set $cfg (printf "%s_PUBLIC_BASE_URL" $p) (.svc.publicBaseUrl | default $httpUrl | trimSuffix "/") -}}
 {{- else if eq .name "inference" -}}
 {{- $_ = set $cfg (printf "%s_TRITON_URL" $p) (include "radcds.tritonUrl" $root) -}}
+{{- /* DICOMweb of the chart's imaging Service: WADO-RS/QIDO-RS for analyses, STOW-RS for the SR. */ -}}
+{{- $imaging := printf "http://%s:%v/dicom-web" (include "radcds.componentFullname" (dict "root" $root "name" "imaging")) $root.Values.imaging.ports.http -}}
+{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) $imaging -}}
 {{- else if eq .name "reporting" -}}
 {{- /* The SQLite fallback (no database configured) is <DATA_DIR>/reporting.db. */ -}}
 {{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}

@@ -126,7 +126,7 @@ def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     retrieve = ref["00081190"]["Value"][0]
     study_uid = retrieve.split("/studies/")[1].split("/")[0]
     out(f"   stored: SOP Instance {ref['00081155']['Value'][0]}")
-    out("2. Waiting for imaging -> Kafka -> inference -> Triton -> Kafka -> reporting ...")
+    out("2. Waiting for imaging -> (quiet period) study.available -> inference -> Triton -> Kafka -> reporting ...")
     trail = event_trail(
         stack, study_uid, until_types={INSTANCE_STORED.type, FINDINGS_PRODUCED.type, REPORT_STORED.type}
     )

@@ -404,6 +404,10 @@ class LocalStack:
         if service == "inference":
             defaults[f"{p}TRITON_URL"] = f"{self.host}:{self.ports.triton_grpc}"
             defaults[f"{p}GRPC_PORT"] = str(self.ports.inference_grpc)
+            defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"
+            defaults[f"{p}MODEL_REPOSITORY"] = str(self.root / "models")
+            # Triton runs on this host: tensors travel through system shared memory.
+            defaults[f"{p}TRITON_SHARED_MEMORY"] = "system"
         if service == "reporting":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}FHIR_BASE_URL"] = f"http://{self.host}:{self.ports.reporting}/fhir"

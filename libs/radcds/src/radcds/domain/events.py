@@ -14,7 +14,9 @@ from typing import Any
 from radcds.domain.codes import Coding
 from radcds.domain.findings import (
     ImageAnalysis,
+    ImageLocation,
     InstanceReference,
+    KeyImageReference,
     Measurement,
     ModelIdentity,
     StudyContext,
@@ -120,8 +122,48 @@ class ImagingInstanceStored:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagingStudyAvailable:
+    """Imaging announced a complete study (quiet period elapsed); ``imaging_study`` is its FHIR R4 ImagingStudy.
+
+    Version 1 is the first announcement; a later version (``is_update``) follows late instances.
+    """
+
+    study_instance_uid: str
+    version: int
+    is_update: bool
+    number_of_instances: int
+    imaging_study: dict[str, Any]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema imaging-study-available.v1)."""
+        return {
+            "studyInstanceUid": self.study_instance_uid,
+            "version": self.version,
+            "isUpdate": self.is_update,
+            "numberOfInstances": self.number_of_instances,
+            "imagingStudy": self.imaging_study,
+        }
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ImagingStudyAvailable:
+        """Build from a schema-validated payload."""
+        return cls(
+            study_instance_uid=payload["studyInstanceUid"],
+            version=int(payload["version"]),
+            is_update=bool(payload["isUpdate"]),
+            number_of_instances=int(payload["numberOfInstances"]),
+            imaging_study=payload["imagingStudy"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ImagingFindingsProduced:
-    """A model analysed (or declined to analyse) one instance."""
+    """A model analysed (or declined to analyse) one series: one event per (series, model).
+
+    Fields added after the first release (``findings``, ``critical``, ``location``, ``keyImage``,
+    ``structuredReport``) are optional in the schema and default to empty, so older payloads
+    still parse and older consumers may ignore them.
+    """
 
     analysis: ImageAnalysis
 
@@ -136,6 +178,22 @@ class ImagingFindingsProduced:
         }
         if a.not_analysed_reason:
             payload["notAnalysedReason"] = a.not_analysed_reason
+        if a.findings:
+            payload["findings"] = [{"system": c.system, "code": c.code, "display": c.display} for c in a.findings]
+        payload["critical"] = a.critical
+        if a.location is not None:
+            payload["location"] = {
+                "description": a.location.description,
+                "points": [{"row": r, "column": c} for r, c in a.location.points],
+            }
+        if a.key_image is not None:
+            payload["keyImage"] = {
+                "sopInstanceUid": a.key_image.sop_instance_uid,
+                "sopClassUid": a.key_image.sop_class_uid,
+                "frameNumber": a.key_image.frame_number,
+            }
+        if a.structured_report is not None:
+            payload["structuredReport"] = _instance_payload(a.structured_report)
         return payload
 
     @classmethod
@@ -156,6 +214,13 @@ class ImagingFindingsProduced:
                     for m in payload["measurements"]
                 ),
                 not_analysed_reason=payload.get("notAnalysedReason", ""),
+                findings=tuple(Coding(c["system"], c["code"], c["display"]) for c in payload.get("findings", [])),
+                critical=bool(payload.get("critical", False)),
+                location=_location_from(payload.get("location")),
+                key_image=_key_image_from(payload.get("keyImage")),
+                structured_report=(
+                    _instance_from(payload["structuredReport"]) if payload.get("structuredReport") else None
+                ),
             )
         )
 
@@ -293,6 +358,18 @@ def _instance_payload(i: InstanceReference) -> dict[str, str]:
 
 def _instance_from(p: dict[str, Any]) -> InstanceReference:
     return InstanceReference(p["studyInstanceUid"], p["seriesInstanceUid"], p["sopInstanceUid"], p["sopClassUid"])
+
+
+def _location_from(p: dict[str, Any] | None) -> ImageLocation | None:
+    if not p:
+        return None
+    return ImageLocation(p["description"], tuple((float(x["row"]), float(x["column"])) for x in p.get("points", [])))
+
+
+def _key_image_from(p: dict[str, Any] | None) -> KeyImageReference | None:
+    if not p:
+        return None
+    return KeyImageReference(p["sopInstanceUid"], p["sopClassUid"], int(p.get("frameNumber", 1)))
 
 
 def _context_payload(c: StudyContext) -> dict[str, str]:

@@ -68,18 +68,62 @@ class StudyContext:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyImageReference:
+    """The image that best shows a result: SOP Instance UID and frame (PS3.3 C.17.3.2.1 IMAGE reference;
+    the source image of a TID 1501 measurement group)."""
+
+    sop_instance_uid: str
+    sop_class_uid: str
+    frame_number: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.sop_instance_uid or not self.sop_class_uid:
+            raise ValueError("a key image needs a SOP Instance UID and a SOP Class UID")
+        if self.frame_number < 1:
+            raise ValueError(f"frame numbers start at 1 (PS3.3 C.7.6.6), got {self.frame_number}")
+
+
+@dataclass(frozen=True, slots=True)
+class ImageLocation:
+    """Where on the key image a result lies.
+
+    ``points`` are (row, column) pixel coordinates on the *source* image grid (PS3.3 C.18.6.1.1,
+    SCOORD ``POINT`` with column as x and row as y); ``description`` says the same in words
+    (e.g. "largest region centred at row 260, column 250, image left half").
+    """
+
+    description: str
+    points: tuple[tuple[float, float], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.description:
+            raise ValueError("a location needs a description")
+
+
+@dataclass(frozen=True, slots=True)
 class ImageAnalysis:
-    """What one model measured on one instance, or why it did not run."""
+    """What one model measured on one series (or instance), or why it did not run.
+
+    ``instance`` is the key image when the model ran, else the first instance of the series.
+    ``findings`` are coded (SNOMED CT) conclusions of the model's rules; ``critical`` is the
+    priority flag (any finding in :data:`radcds.domain.codes.CRITICAL_FINDINGS`).
+    ``structured_report`` is the DICOM SR (TID 1500) holding the same result, when one was stored.
+    """
 
     instance: InstanceReference
     context: StudyContext
     model: ModelIdentity
     measurements: tuple[Measurement, ...] = field(default=())
     not_analysed_reason: str = ""
+    findings: tuple[Coding, ...] = field(default=())
+    critical: bool = False
+    location: ImageLocation | None = None
+    key_image: KeyImageReference | None = None
+    structured_report: InstanceReference | None = None
 
     def __post_init__(self) -> None:
-        if self.not_analysed_reason and self.measurements:
-            raise ValueError("an analysis that did not run cannot carry measurements")
+        if self.not_analysed_reason and (self.measurements or self.findings or self.critical):
+            raise ValueError("an analysis that did not run cannot carry measurements or findings")
         if not self.not_analysed_reason and not self.measurements:
             raise ValueError("an analysis must carry measurements or a not-analysed reason")
 

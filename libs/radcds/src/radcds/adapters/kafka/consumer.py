@@ -4,6 +4,9 @@
   so a crash redelivers; handlers must be idempotent.
 - :class:`RetryableError` means a dependency is unavailable: the record is retried with capped
   backoff until it succeeds or the service stops, and is never dead-lettered (nothing is lost).
+  While it waits, the consumer pauses its partitions and keeps polling, so an outage longer
+  than ``max.poll.interval.ms`` does not evict it from the group; if a rebalance takes the
+  partition away meanwhile, the uncommitted record goes to the new owner.
 - Any other handler error is retried ``max_retries`` times, then the record goes to
   ``<topic>.dlt`` with headers naming the original topic, partition, offset and error.
 - A record that is not a valid radcds CloudEvent goes to the dead-letter topic at once.
@@ -21,6 +24,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import CommitFailedError, IllegalStateError
 from kafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -162,15 +166,20 @@ class EventConsumer:
         try:
             while not self._stop.is_set():
                 batches = self._consumer.poll(timeout_ms=500)
-                for tp, records in batches.items():
-                    for record in records:
-                        if self._stop.is_set():
-                            return
-                        if not self._process(record):
-                            # stopping mid-retry: rewind so the record is read again later
-                            self._consumer.seek(tp, record.offset)
-                            return
-                        self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, None, -1)})
+                try:
+                    for tp, records in batches.items():
+                        for record in records:
+                            if self._stop.is_set():
+                                return
+                            if not self._process(record):
+                                # stopping mid-retry: rewind so the record is read again later
+                                self._consumer.seek(tp, record.offset)
+                                return
+                            self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, None, -1)})
+                except (CommitFailedError, IllegalStateError) as exc:
+                    # A rebalance happened while a record waited for a dependency: the partition's
+                    # owner (maybe us again) reads from the last committed offset. Drop this batch.
+                    log.warning("commit failed after a rebalance", extra={"error_class": type(exc).__name__})
         except Exception:
             self.healthy = False
             log.exception("consumer loop failed", extra={"group": self._group_id})
@@ -222,7 +231,7 @@ class EventConsumer:
                     extra={"event_id": event.id, "topic": record.topic, "error": str(exc), "delay_s": delay},
                 )
                 self._metrics.events_consumed.labels(record.topic, "retry").inc()
-                if self._stop.wait(delay):
+                if self._wait_in_group(delay):
                     return False
                 continue
             except Exception as exc:
@@ -248,6 +257,22 @@ class EventConsumer:
             self._metrics.handler_seconds.labels(record.topic).observe(time.perf_counter() - started)
             self._metrics.events_consumed.labels(record.topic, "ok").inc()
             return True
+
+    def _wait_in_group(self, delay_s: float) -> bool:
+        """Wait ``delay_s`` while polling with every partition paused (keeps group membership);
+        True when asked to stop. Records of partitions assigned meanwhile are rewound, never skipped."""
+        deadline = time.monotonic() + delay_s
+        paused = set(self._consumer.assignment())
+        self._consumer.pause(*paused)
+        try:
+            while (remaining := deadline - time.monotonic()) > 0:
+                if self._stop.wait(min(remaining, 1.0)):
+                    return True
+                for tp, records in self._consumer.poll(timeout_ms=0).items():
+                    self._consumer.seek(tp, records[0].offset)
+            return False
+        finally:
+            self._consumer.resume(*(paused & set(self._consumer.assignment())))
 
     def _dead_letter(self, record: ConsumerRecord, exc: BaseException) -> None:
         topic = dead_letter_topic(record.topic)

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(radcds/adapters/grpc/gen/inference.proto\x12\tradcds.v1\"F\n\x13\x41nalyzeStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x13\n\x0bmodel_names\x18\x02 \x03(\t\"7\n\x06\x43oding\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\"P\n\x0bMeasurement\x12\x1f\n\x04\x63ode\x18\x01 \x01(\x0b\x32\x11.radcds.v1.Coding\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\tucum_unit\x18\x03 \x01(\t\"\xa2\x01\n\x10InstanceAnalysis\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12,\n\x0cmeasurements\x18\x04 \x03(\x0b\x32\x16.radcds.v1.Measurement\x12\x1b\n\x13not_analysed_reason\x18\x05 \x01(\t\"a\n\x14\x41nalyzeStudyResponse\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12-\n\x08\x61nalyses\x18\x02 \x03(\x0b\x32\x1b.radcds.v1.InstanceAnalysis2\\\n\tInference\x12O\n\x0c\x41nalyzeStudy\x12\x1e.radcds.v1.AnalyzeStudyRequest\x1a\x1f.radcds.v1.AnalyzeStudyResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n(radcds/adapters/grpc/gen/inference.proto\x12\tradcds.v1\"F\n\x13\x41nalyzeStudyRequest\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12\x13\n\x0bmodel_names\x18\x02 \x03(\t\"7\n\x06\x43oding\x12\x0e\n\x06system\x18\x01 \x01(\t\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07\x64isplay\x18\x03 \x01(\t\"P\n\x0bMeasurement\x12\x1f\n\x04\x63ode\x18\x01 \x01(\x0b\x32\x11.radcds.v1.Coding\x12\r\n\x05value\x18\x02 \x01(\x01\x12\x11\n\tucum_unit\x18\x03 \x01(\t\"\xa8\x02\n\x10InstanceAnalysis\x12\x18\n\x10sop_instance_uid\x18\x01 \x01(\t\x12\x12\n\nmodel_name\x18\x02 \x01(\t\x12\x15\n\rmodel_version\x18\x03 \x01(\t\x12,\n\x0cmeasurements\x18\x04 \x03(\x0b\x32\x16.radcds.v1.Measurement\x12\x1b\n\x13not_analysed_reason\x18\x05 \x01(\t\x12#\n\x08\x66indings\x18\x06 \x03(\x0b\x32\x11.radcds.v1.Coding\x12\x10\n\x08\x63ritical\x18\x07 \x01(\x08\x12\x10\n\x08location\x18\x08 \x01(\t\x12\x1b\n\x13series_instance_uid\x18\t \x01(\t\x12\x1e\n\x16key_image_frame_number\x18\n \x01(\x05\"a\n\x14\x41nalyzeStudyResponse\x12\x1a\n\x12study_instance_uid\x18\x01 \x01(\t\x12-\n\x08\x61nalyses\x18\x02 \x03(\x0b\x32\x1b.radcds.v1.InstanceAnalysis2\\\n\tInference\x12O\n\x0c\x41nalyzeStudy\x12\x1e.radcds.v1.AnalyzeStudyRequest\x1a\x1f.radcds.v1.AnalyzeStudyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MEASUREMENT']._serialized_start=184
   _globals['_MEASUREMENT']._serialized_end=264
   _globals['_INSTANCEANALYSIS']._serialized_start=267
-  _globals['_INSTANCEANALYSIS']._serialized_end=429
-  _globals['_ANALYZESTUDYRESPONSE']._serialized_start=431
-  _globals['_ANALYZESTUDYRESPONSE']._serialized_end=528
-  _globals['_INFERENCE']._serialized_start=530
-  _globals['_INFERENCE']._serialized_end=622
+  _globals['_INSTANCEANALYSIS']._serialized_end=563
+  _globals['_ANALYZESTUDYRESPONSE']._serialized_start=565
+  _globals['_ANALYZESTUDYRESPONSE']._serialized_end=662
+  _globals['_INFERENCE']._serialized_start=664
+  _globals['_INFERENCE']._serialized_end=756
 # @@protoc_insertion_point(module_scope)

@@ -1,0 +1,94 @@
+"""Real sample studies for demos and tests, and cases DERIVED from them (each says so).
+
+Sources (pydicom-data 1.0.0, installed from PyPI, nothing downloaded at run time):
+
+- ``RG1_UNCI.dcm``: a real PA chest CR, 1955x1841, MONOCHROME1, View Position PA.
+- ``693_UNCI.dcm``: a real head CT slice, 512x512, 5 mm, Rescale Intercept -1024 (negative for blood).
+
+Every sample gets fresh Study, Series and SOP Instance UIDs (imaging stores a SOP Instance once),
+so each call is a new study.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+from pydicom import Dataset
+from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
+
+
+def _real(name: str) -> Dataset:
+    path = get_testdata_file(name)
+    if path is None:
+        raise RuntimeError(f"pydicom-data is not installed ({name} not found)")
+    return pydicom.dcmread(str(path))
+
+
+def _fresh(ds: Dataset, *, study_uid: str | None = None) -> Dataset:
+    ds.StudyInstanceUID = study_uid or generate_uid()
+    ds.SeriesInstanceUID = generate_uid()
+    ds.SOPInstanceUID = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
+def part10(ds: Dataset) -> bytes:
+    """The data set as Part 10 bytes (for STOW-RS)."""
+    out = io.BytesIO()
+    ds.save_as(out, enforce_file_format=True)
+    return out.getvalue()
+
+
+def chest_cr(*, view_position: str = "PA") -> Dataset:
+    """RG1_UNCI.dcm with fresh UIDs; ``view_position`` other than PA is DERIVED (header only, pixels untouched)."""
+    ds = _fresh(_real("RG1_UNCI.dcm"))
+    ds.ViewPosition = view_position
+    return ds
+
+
+def head_ct() -> Dataset:
+    """693_UNCI.dcm with fresh UIDs: a real head CT slice, expected negative."""
+    return _fresh(_real("693_UNCI.dcm"))
+
+
+@dataclass(frozen=True)
+class InsertedRegion:
+    """What :func:`head_ct_with_hyperdense_disc` inserted: centre (row, column), radius, HU range, pixel count."""
+
+    centre: tuple[int, int]
+    radius_mm: float
+    low_hu: int
+    high_hu: int
+    pixels: int
+    area_mm2: float
+
+
+def head_ct_with_hyperdense_disc(
+    *,
+    centre: tuple[int, int] = (260, 250),
+    radius_mm: float = 7.0,
+    low_hu: int = 60,
+    high_hu: int = 76,
+    seed: int = 693,
+) -> tuple[Dataset, InsertedRegion]:
+    """DERIVED from 693_UNCI.dcm: a disc of acute-blood density (uniform ``low_hu``..``high_hu``) inserted
+    into the brain of the real slice, written back through the inverse Modality LUT (stored = (HU - b) / m).
+    The defaults give 673 pixels, 154.1 mm² (the models' reference case)."""
+    ds = head_ct()
+    slope, intercept = float(ds.get("RescaleSlope", 1)), float(ds.get("RescaleIntercept", 0))
+    stored = ds.pixel_array.copy()
+    row_mm, column_mm = (float(v) for v in ds.PixelSpacing)
+    rows, columns = np.ogrid[: stored.shape[0], : stored.shape[1]]
+    disc = ((rows - centre[0]) * row_mm) ** 2 + ((columns - centre[1]) * column_mm) ** 2 <= radius_mm**2
+    hu = np.random.default_rng(seed).integers(low_hu, high_hu + 1, size=int(disc.sum()))
+    stored[disc] = np.round((hu - intercept) / slope).astype(stored.dtype)
+    ds.PixelData = stored.tobytes()
+    ds.SeriesDescription = "DERIVED: inserted hyperdense disc (test case)"
+    ds.ImageType = ["DERIVED", "SECONDARY", "AXIAL"]
+    return ds, InsertedRegion(
+        centre, radius_mm, low_hu, high_hu, int(disc.sum()), float(disc.sum()) * row_mm * column_mm
+    )

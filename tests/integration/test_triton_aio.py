@@ -1,0 +1,116 @@
+"""The async Triton adapter (tritonclient.grpc.aio) against the real tritonserver: batching by
+max_batch_size, system shared memory on and off, retries and the circuit breaker across a restart.
+
+Starts its own tritonserver (nvidia-pytriton wheel) on ports 38100-38102 serving models/.
+Real image: 693_UNCI.dcm (head CT slice, pydicom-data), repeated as the slices of one batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.data import get_testdata_file
+
+from radcds.adapters.dicom.preprocess import prepare_series
+from radcds.adapters.triton.aio import AsyncTritonModels
+from radcds.adapters.triton.breaker import BreakerState, CircuitBreaker
+from radcds.adapters.triton.client import TritonUnavailable
+from radcds.adapters.triton.manifest import load_manifest
+from radcds.devstack import processes
+from radcds.devstack.stack import LocalStack, Ports
+
+pytestmark = [pytest.mark.integration, pytest.mark.triton]
+
+ROOT = Path(__file__).resolve().parents[2]
+PORTS = Ports(triton_http=38100, triton_grpc=38101, triton_metrics=38102)
+URL = f"127.0.0.1:{PORTS.triton_grpc}"
+
+
+@pytest.fixture(scope="module")
+def triton() -> Iterator[LocalStack]:
+    run_dir = ROOT / ".run" / f"triton-aio-it-{os.getpid()}"
+    stack = LocalStack(root=ROOT, run_dir=run_dir, ports=PORTS)
+    stack.start_triton()
+    try:
+        stack.wait_triton(timeout_s=180.0)
+        yield stack
+    finally:
+        processes.stop("triton", run_dir)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _head_inputs(slices: int) -> dict[str, np.ndarray]:
+    entry = load_manifest(ROOT / "models").entry("head_ct_hyperdensity")
+    series = prepare_series([pydicom.dcmread(get_testdata_file("693_UNCI.dcm"))], entry.preprocessing)
+    images = np.repeat(series.pixels, slices, axis=0)
+    spacing = np.tile(np.array([*series.pixel_spacing_mm, series.slice_thickness_mm], np.float32), (slices, 1))
+    return {"IMAGE": images, "SPACING": spacing}
+
+
+@pytest.mark.parametrize("shared_memory", ["none", "system"])
+def test_more_slices_than_max_batch_size_are_split_and_all_answered(triton, shared_memory):
+    async def run():
+        models = AsyncTritonModels(URL, timeout_s=60, shared_memory=shared_memory)
+        try:
+            out = await models.infer(
+                "head_ct_hyperdensity", "1", _head_inputs(20), ("STATUS", "MEASUREMENTS", "LOCATIONS")
+            )
+            ready = await models.models_ready([("head_ct_hyperdensity", "1"), ("chest_ctr", "1")])
+            return out, ready
+        finally:
+            await models.close()
+
+    out, ready = asyncio.run(run())
+    assert out["STATUS"].shape == (20, 1) and out["MEASUREMENTS"].shape == (20, 8)  # max_batch_size 16: 2 requests
+    assert (out["STATUS"] == 0).all()
+    assert (out["MEASUREMENTS"][:, 0] == 0).all()  # the real slice is negative
+    assert np.allclose(out["MEASUREMENTS"][:, 6], out["MEASUREMENTS"][0, 6])
+    assert ready == {"head_ct_hyperdensity": True, "chest_ctr": True}
+
+
+def test_shared_memory_regions_are_unlinked_on_close(triton):
+    async def run():
+        models = AsyncTritonModels(URL, timeout_s=60, shared_memory="system")
+        await models.infer("head_ct_hyperdensity", "1", _head_inputs(2), ("STATUS",))
+        names = [r.key for r in models._shared._all]
+        await models.close()
+        return names
+
+    keys = asyncio.run(run())
+    assert keys
+    assert not any(Path("/dev/shm", k.lstrip("/")).exists() for k in keys)
+
+
+def test_triton_down_opens_the_breaker_and_a_restart_with_shared_memory_recovers(triton):
+    async def call(models):
+        return await models.infer("head_ct_hyperdensity", "1", _head_inputs(1), ("STATUS",))
+
+    async def run():
+        breaker = CircuitBreaker(name="triton", failure_threshold=2, reset_timeout_s=0.5)
+        models = AsyncTritonModels(URL, timeout_s=5, retries=1, backoff_s=0.05, breaker=breaker, shared_memory="system")
+        try:
+            await call(models)  # registers a region
+            processes.stop("triton", triton.run_dir)
+            with pytest.raises(TritonUnavailable):
+                await call(models)
+            assert breaker.state is BreakerState.OPEN
+            with pytest.raises(TritonUnavailable, match="circuit open"):
+                await call(models)  # fails fast while open
+            triton.start_triton()
+            await asyncio.to_thread(triton.wait_triton, 180.0)
+            await asyncio.sleep(0.6)  # reset timeout: half-open, the next call is the trial
+            out = await call(models)  # Triton forgot the region: the adapter registers it again
+            return out, breaker.state
+        finally:
+            await models.close()
+
+    out, state = asyncio.run(run())
+    assert out["STATUS"].shape == (1, 1)
+    assert state is BreakerState.CLOSED

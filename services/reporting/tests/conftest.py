@@ -73,15 +73,18 @@ def findings_event(
     """An ImagingFindingsProduced event as it arrives from Kafka (encoded and decoded)."""
     measurements: tuple[Measurement, ...] = ()
     if not reason:
-        measurements = (Measurement(codes.MEAN_PIXEL_VALUE, value, codes.UNIT_HOUNSFIELD),)
+        measurements = (Measurement(codes.HYPERDENSE_MEAN_HU, value, codes.UNIT_HOUNSFIELD),)
         if critical:
-            measurements += (Measurement(INTRACRANIAL_HEMORRHAGE, 0.97, "1", critical=True),)
+            measurements += (Measurement(codes.HYPERDENSE_REGION_COUNT, 1.0, "{count}"),)
+    # As head_ct_hyperdensity reports a hemorrhage candidate: a coded finding and the critical flag.
     analysis = ImageAnalysis(
         InstanceReference(study, study + ".1", sop, CT_IMAGE_STORAGE),
         context,
-        ModelIdentity("pixel_statistics", "1"),
+        ModelIdentity("head_ct_hyperdensity", "1"),
         measurements=measurements,
         not_analysed_reason=reason,
+        findings=(INTRACRANIAL_HEMORRHAGE,) if critical and not reason else (),
+        critical=critical and not reason,
     )
     msg = encode(
         FINDINGS_PRODUCED,

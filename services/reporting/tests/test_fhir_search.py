@@ -124,7 +124,7 @@ def test_search_by_identifier_with_and_without_system(api):
 def test_search_by_code_with_system(api):
     assert _search(api, "DiagnosticReport", code="http://loinc.org|24627-2")["total"] == 1
     assert _search(api, "DiagnosticReport", code="http://snomed.info/sct|24627-2")["total"] == 0
-    obs = _search(api, "Observation", code=f"{codes.RADCDS_MEASUREMENT}|mean-pixel-value")
+    obs = _search(api, "Observation", code=f"{codes.RADCDS_MEASUREMENT}|hyperdense-region-mean-hu")
     assert obs["total"] == 2
 
 

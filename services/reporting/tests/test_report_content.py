@@ -149,7 +149,7 @@ def test_readable_report_is_html_and_pdf_with_hash_disclaimer_models_and_reserve
         assert "AI-generated" in form["title"]
     html = base64.b64decode(forms["text/html"]["data"]).decode()
     assert "AI-generated PRELIMINARY" in html and "NOT FOR DIAGNOSTIC USE" in html
-    assert "pixel_statistics v1" in html
+    assert "head_ct_hyperdensity v1" in html
     assert "outside the validated envelope: colour image" in html
     for section in ("comparison", "recommendations", "missing-context"):
         assert f'data-section="{section}"' in html
@@ -178,7 +178,7 @@ def test_each_ai_derived_resource_is_a_provenance_target_naming_model_inputs_and
             assert f"{resource['resourceType']}/{resource['id']}" in targeted
     ai = [p for p in provenances if p.get("policy")]
     assert all(any("ImagingStudy/" in e["what"]["reference"] for e in p["entity"]) for p in ai)
-    assert any("pixel_statistics version 1" in a["who"]["display"] for p in ai for a in p["agent"])
+    assert any("head_ct_hyperdensity version 1" in a["who"]["display"] for p in ai for a in p["agent"])
     signing = [p for p in provenances if any(a["who"].get("reference") == "Practitioner/rad-1" for a in p["agent"])]
     assert len(signing) == 1
 

@@ -124,3 +124,35 @@ def test_r5_shaped_imaging_study_is_rejected_as_r4():
 )
 def test_dicom_date_and_time_map_to_fhir_datetime(date, time, expected):
     assert report.dicom_datetime(date, time) == expected
+
+
+def test_critical_coded_finding_becomes_a_present_snomed_observation_interpreted_critical():
+    from radcds.adapters.fhir import reporting
+    from radcds.domain.findings import ImageLocation, KeyImageReference
+
+    analysis = _analysis(
+        measurements=(Measurement(codes.MEAN_PIXEL_VALUE, 1.0, "1"),),
+        findings=(codes.INTRACRANIAL_HEMORRHAGE,),
+        critical=True,
+        location=ImageLocation("left parietal, slice 1"),
+        key_image=KeyImageReference(REF.sop_instance_uid, REF.sop_class_uid, 1),
+    )
+    parts = report.analysis_resources(analysis, existing_study=None, now=NOW)
+    finding = validate_resource(next(o for o in parts.observations if "valueCodeableConcept" in o))
+    assert finding["code"]["coding"][0] == report.coding(codes.INTRACRANIAL_HEMORRHAGE)
+    assert finding["valueCodeableConcept"]["coding"][0]["code"] == "52101004"
+    assert finding["interpretation"][0]["coding"][0]["code"] == "AA"
+    notes = [n["text"] for n in finding["note"]]
+    assert "Location: left parietal, slice 1" in notes and any(REF.sop_instance_uid in n for n in notes)
+    dr = reporting.diagnostic_report(
+        report_id="r1",
+        study=parts.imaging_study,
+        observations=parts.observations,
+        accession_number="ACC9",
+        service_request=None,
+        conclusion="x",
+        presented_form=[],
+        issued="2026-11-28T12:00:00Z",
+    )
+    assert [c["coding"][0]["code"] for c in dr["conclusionCode"]] == [codes.INTRACRANIAL_HEMORRHAGE.code]
+    assert report.RULE_CRITICAL_RESULT in parts.provenance["policy"]

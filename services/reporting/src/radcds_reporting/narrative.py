@@ -67,6 +67,12 @@ def content_of(study_label: str, observations: list[dict[str, Any]], *, status: 
         if "valueQuantity" in o:
             q = o["valueQuantity"]
             rows.append((name, f"{q['value']:g} {q.get('unit', '')}".strip(), _model(o), is_critical(o)))
+        elif "valueCodeableConcept" in o:
+            value = o["valueCodeableConcept"].get("text", "present").lower()
+            where = next((n["text"] for n in o.get("note", []) if n.get("text", "").startswith("Location: ")), "")
+            rows.append(
+                (name, f"{value} ({where.removeprefix('Location: ')})" if where else value, _model(o), is_critical(o))
+            )
         else:
             outside.append((_model(o), o.get("note", [{}])[0].get("text", "not analysed")))
     return ReportContent(study_label, rows, models_used(observations), outside, status)

@@ -27,6 +27,8 @@ DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
 OBSERVATION_INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 #: v3 ObservationInterpretation AA "Critical abnormal": how a critical result is flagged (v2 OBX-8 AA).
 CRITICAL_ABNORMAL = {"system": OBSERVATION_INTERPRETATION, "code": "AA", "display": "Critical abnormal"}
+#: SNOMED CT 52101004 "Present": the value of a coded finding Observation (its code is the finding).
+FINDING_PRESENT = {"system": codes.SNOMED_CT, "code": "52101004", "display": "Present"}
 #: Our code for "an analysis by a model" (an Observation that says a model did not run).
 MODEL_ANALYSIS = codes.Coding(codes.RADCDS_MEASUREMENT, "model-analysis", "Analysis by an imaging model")
 #: Rules (Provenance.policy) that turn model output into FHIR resources.
@@ -179,6 +181,26 @@ def observations(analysis: ImageAnalysis, *, effective: str) -> list[dict[str, A
         if m.critical:
             obs["interpretation"] = [{"coding": [dict(CRITICAL_ABNORMAL)], "text": "Critical result"}]
         out.append(obs)
+    for finding in analysis.findings:
+        obs = {
+            **base,
+            "id": resource_id("Observation", inst.sop_instance_uid, model.name, "finding", finding.code),
+            "code": {"coding": [coding(finding)], "text": finding.display},
+            "valueCodeableConcept": {"coding": [dict(FINDING_PRESENT)], "text": "Present"},
+        }
+        notes = []
+        if analysis.location is not None:
+            notes.append(f"Location: {analysis.location.description}")
+        if analysis.key_image is not None:
+            key = analysis.key_image
+            notes.append(f"Key image: SOP Instance {key.sop_instance_uid}, frame {key.frame_number}")
+        if analysis.structured_report is not None:
+            notes.append(f"DICOM SR (TID 1500): SOP Instance {analysis.structured_report.sop_instance_uid}")
+        if notes:
+            obs["note"] = [{"text": n} for n in notes]
+        if analysis.critical:
+            obs["interpretation"] = [{"coding": [dict(CRITICAL_ABNORMAL)], "text": "Critical result"}]
+        out.append(obs)
     return out
 
 
@@ -211,7 +233,7 @@ def provenance(analysis: ImageAnalysis, targets: list[str], *, recorded: datetim
             }
         ],
         "policy": [RULE_FINDINGS_TO_OBSERVATIONS, RULE_VALIDATED_ENVELOPE]
-        + ([RULE_CRITICAL_RESULT] if any(m.critical for m in analysis.measurements) else []),
+        + ([RULE_CRITICAL_RESULT] if analysis.critical or any(m.critical for m in analysis.measurements) else []),
     }
 
 

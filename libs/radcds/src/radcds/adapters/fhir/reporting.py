@@ -118,7 +118,7 @@ def diagnostic_report(
     conclusion_codes: dict[str, dict[str, Any]] = {}
     for o in observations:
         for c in o.get("code", {}).get("coding", []):
-            if c.get("system") == codes.SNOMED_CT and "valueQuantity" in o:
+            if c.get("system") == codes.SNOMED_CT and ("valueQuantity" in o or "valueCodeableConcept" in o):
                 conclusion_codes.setdefault(c["code"], c)
     dr: dict[str, Any] = {
         "resourceType": "DiagnosticReport",

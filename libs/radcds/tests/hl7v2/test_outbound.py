@@ -110,7 +110,7 @@ def test_enqueue_of_same_control_id_twice_keeps_one_row(engine: Engine) -> None:
     assert queue.counts(DEST)["queued"] == 1
 
 
-def test_worker_delivers_in_order_and_a_new_worker_resumes_after_a_stop(engine: Engine) -> None:
+def test_worker_keeps_each_orders_messages_in_order_and_a_new_worker_resumes_after_a_stop(engine: Engine) -> None:
     async def scenario() -> list[str]:
         queue = OutboundQueue(engine)
         async with MLLPServer(_AckAll("AA")) as server:
@@ -127,7 +127,10 @@ def test_worker_delivers_in_order_and_a_new_worker_resumes_after_a_stop(engine: 
             await second.stop()
             return queue.delivered_control_ids(dest)
 
-    assert asyncio.run(scenario()) == ["P1", "F1", "P2"]
+    delivered = asyncio.run(scenario())
+    # FIFO per order: P1 before F1; another order's message may go in between.
+    assert sorted(delivered) == ["F1", "P1", "P2"]
+    assert delivered.index("P1") < delivered.index("F1")
 
 
 def test_sql_received_message_log_remembers_accepted_messages(engine: Engine) -> None:
@@ -143,3 +146,20 @@ def test_retry_policy_caps_the_delay() -> None:
     policy = RetryPolicy(initial_delay=1, max_delay=10)
     assert [policy.delay(n) for n in (1, 2, 3, 4, 5, 6)] == [1, 2, 4, 8, 10, 10]
     assert timedelta(seconds=policy.delay(1)) == timedelta(seconds=1)
+
+
+def test_worker_batch_stops_at_the_first_message_that_is_not_delivered(engine: Engine) -> None:
+    async def scenario() -> tuple[dict[str, int], list[str]]:
+        queue = OutboundQueue(engine)
+        async with MLLPServer(_AckAll("AE")) as server:
+            dest = f"127.0.0.1:{server.port}"
+            for cid in ("A1", "B1", "C1"):
+                queue.enqueue(destination=dest, order_key=cid[0], payload=_msg(cid))
+            worker = DeliveryWorker(queue, MLLPSender("127.0.0.1", server.port), destination=dest)
+            assert await worker.run_once() is QueueState.PARKED
+            await worker.stop()
+            return queue.counts(dest), [m.control_id for m in queue.parked(dest)]
+
+    counts, parked = asyncio.run(scenario())
+    assert parked == ["A1"]  # the other two were not sent in that batch
+    assert counts["parked"] == 1 and counts["queued"] == 2

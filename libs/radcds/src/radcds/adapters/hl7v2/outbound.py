@@ -154,6 +154,27 @@ class OutboundQueue:
             last_ack_code=row["last_ack_code"],
         )
 
+    def next_due_batch(self, destination: str, limit: int) -> list[OutboundMessage]:
+        """Up to ``limit`` due heads (at most one per order, so an order's messages never overtake)."""
+        t = hl7_outbound_messages
+        stmt = self._heads(destination).where(t.c.next_attempt_at <= self._clock()).order_by(t.c.id).limit(limit)
+        with self._engine.connect() as conn:
+            rows = conn.execute(stmt).mappings().all()
+        return [
+            OutboundMessage(
+                id=row["id"],
+                destination=row["destination"],
+                order_key=row["order_key"],
+                control_id=row["control_id"],
+                payload=row["payload"],
+                state=QueueState(row["state"]),
+                attempts=row["attempts"],
+                next_attempt_at=_aware(row["next_attempt_at"]),
+                last_ack_code=row["last_ack_code"],
+            )
+            for row in rows
+        ]
+
     def next_wakeup(self, destination: str) -> datetime | None:
         """When the earliest pending head becomes due (None when nothing is pending)."""
         heads = self._heads(destination).subquery()
@@ -163,6 +184,35 @@ class OutboundQueue:
 
     def record(self, message: OutboundMessage, outcome: SendOutcome, policy: RetryPolicy) -> QueueState:
         """Store the outcome of one attempt and return the new state."""
+        return self.record_many([(message, outcome)], policy)[0]
+
+    def record_many(self, results: list[tuple[OutboundMessage, SendOutcome]], policy: RetryPolicy) -> list[QueueState]:
+        """Store the outcomes of several attempts in one transaction; return their new states."""
+        planned = [(message, *self._outcome_values(message, outcome, policy)) for message, outcome in results]
+        with self._engine.begin() as conn:
+            for message, _, values in planned:
+                conn.execute(
+                    update(hl7_outbound_messages).where(hl7_outbound_messages.c.id == message.id).values(**values)
+                )
+        for message, state, values in planned:
+            if state is QueueState.PARKED:
+                # An alert for operators; identifiers only (queue id, MSH-10, ACK code), never report content.
+                logger.error(
+                    "hl7 outbound message parked",
+                    extra={
+                        "alert": "hl7_message_parked",
+                        "destination": message.destination,
+                        "queue_id": message.id,
+                        "control_id": message.control_id,
+                        "ack_code": values["last_ack_code"] or "",
+                        "attempts": values["attempts"],
+                    },
+                )
+        return [state for _, state, _ in planned]
+
+    def _outcome_values(
+        self, message: OutboundMessage, outcome: SendOutcome, policy: RetryPolicy
+    ) -> tuple[QueueState, dict[str, object]]:
         now = self._clock()
         attempts = message.attempts + 1
         ack_code = outcome.ack.code.value if outcome.ack else None
@@ -181,22 +231,7 @@ class OutboundQueue:
             state = QueueState.RETRYING
             values |= {"last_error": reason, "next_attempt_at": now + timedelta(seconds=policy.delay(attempts))}
         values["state"] = state.value
-        with self._engine.begin() as conn:
-            conn.execute(update(hl7_outbound_messages).where(hl7_outbound_messages.c.id == message.id).values(**values))
-        if state is QueueState.PARKED:
-            # An alert for operators; identifiers only (queue id, MSH-10, ACK code), never report content.
-            logger.error(
-                "hl7 outbound message parked",
-                extra={
-                    "alert": "hl7_message_parked",
-                    "destination": message.destination,
-                    "queue_id": message.id,
-                    "control_id": message.control_id,
-                    "ack_code": ack_code or "",
-                    "attempts": attempts,
-                },
-            )
-        return state
+        return state, values
 
     def counts(self, destination: str | None = None) -> dict[str, int]:
         """Messages per state (for metrics), optionally for one destination."""
@@ -262,8 +297,10 @@ class DeliveryWorker:
         destination: str,
         policy: RetryPolicy | None = None,
         idle_poll: float = 1.0,
+        batch_size: int = 64,
     ) -> None:
         self._queue = queue
+        self._batch_size = batch_size
         self._sender = sender
         self._destination = destination
         self._policy = policy or RetryPolicy()
@@ -276,12 +313,24 @@ class DeliveryWorker:
         self._wake.set()
 
     async def run_once(self) -> QueueState | None:
-        """Send the next due message, if any, and record the outcome."""
-        message = await asyncio.to_thread(self._queue.next_due, self._destination)
-        if message is None:
+        """Send the due heads of up to ``batch_size`` orders, one in flight at a time, then record the
+        outcomes in one transaction; returns the last outcome's state (None when nothing was due).
+
+        The batch stops at the first message that is not delivered (the receiver or the connection is
+        in trouble). A crash before the outcomes are recorded resends those messages with the same
+        MSH-10, which receivers treat as duplicates (HL7 v2.5.1 2.10.1).
+        """
+        batch = await asyncio.to_thread(self._queue.next_due_batch, self._destination, self._batch_size)
+        if not batch:
             return None
-        outcome = await self._sender.send(message.payload)
-        return await asyncio.to_thread(self._queue.record, message, outcome, self._policy)
+        results = []
+        for message in batch:
+            outcome = await self._sender.send(message.payload)
+            results.append((message, outcome))
+            if outcome.delivery is not Delivery.DELIVERED:
+                break
+        states = await asyncio.to_thread(self._queue.record_many, results, self._policy)
+        return states[-1]
 
     async def run(self) -> None:
         """Deliver until cancelled."""

@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import shutil
 import statistics
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-import pydicom
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -68,45 +63,16 @@ def bench_codec() -> str:
     )
 
 
-def bench_triton() -> str:
-    from pydicom.data import get_testdata_file
-
-    from radcds.adapters.dicom.pixels import prepare_image
-    from radcds.adapters.triton.client import TritonClient
-    from radcds.devstack.stack import LocalStack, Ports
-
-    spec = importlib.util.spec_from_file_location("pixstats", ROOT / "models/pixel_statistics/1/model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    image = prepare_image(pydicom.dcmread(get_testdata_file("RG1_UNCI.dcm")))
-
-    run_dir = ROOT / ".run" / "bench"
-    stack = LocalStack(
-        root=ROOT, run_dir=run_dir, ports=Ports(triton_http=38000, triton_grpc=38001, triton_metrics=38002)
-    )
-    stack.start_triton()
-    try:
-        stack.wait_triton()
-        client = TritonClient(f"127.0.0.1:{stack.ports.triton_grpc}", timeout_s=30)
-        served = client.infer_image("pixel_statistics", image, version="1")
-        local = module.compute_statistics(image)
-        if not np.array_equal(served, local):
-            raise SystemExit("Triton and in-process results differ: benchmark aborted")
-        remote = timed(lambda: client.infer_image("pixel_statistics", image, version="1"), repeat=100)
-        inproc = timed(lambda: module.compute_statistics(image), repeat=100)
-        client.close()
-    finally:
-        stack.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
-    return row(f"Triton gRPC pixel_statistics {image.shape[1]}x{image.shape[0]} INT16", remote, inproc)
-
-
 def main() -> int:
     print("radcds benchmarks (baseline measured in the same run; see bench/README.md)\n", flush=True)
-    lines = [HEADER, bench_codec(), bench_triton()]
+    lines = [HEADER, bench_codec()]
     table = "\n".join(lines)
     print(table, flush=True)
+    from models_bench import main as models_main
+
+    print("\nmodels through Triton (gRPC aio) vs the same algorithm in process\n", flush=True)
+    models = models_main([])
+    table += "\n\n" + models
     from imaging_bench import run as imaging_run
     from referral_bench import run as referral_run
 

@@ -102,7 +102,6 @@ def test_repository_with_manifest_all_models_ready(triton: grpcclient.InferenceS
         assert response.status == 200
     for entry in load_manifest(MODELS).entries:
         assert triton.is_model_ready(entry.name, entry.version)
-    assert triton.is_model_ready("pixel_statistics")
 
 
 def test_chest_ctr_served_real_cr_matches_in_process(triton: grpcclient.InferenceServerClient) -> None:

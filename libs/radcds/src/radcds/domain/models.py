@@ -15,34 +15,6 @@ from radcds.domain.codes import Coding
 from radcds.domain.envelope import ManifestEntry, OutputMeasurement
 from radcds.domain.findings import ImageLocation, Measurement
 
-PIXEL_STATISTICS = "pixel_statistics"
-
-#: Order of the ``STATISTICS`` output of ``pixel_statistics`` (model card, "Outputs").
-_PIXEL_STATISTICS_CODES = (
-    codes.MEAN_PIXEL_VALUE,
-    codes.PIXEL_VALUE_SD,
-    codes.PIXEL_VALUE_P05,
-    codes.PIXEL_VALUE_P95,
-    codes.OTSU_THRESHOLD,
-    codes.FOREGROUND_FRACTION,
-)
-
-
-def pixel_statistics_measurements(values: Sequence[float], *, pixel_unit: str) -> tuple[Measurement, ...]:
-    """Turn the six ``pixel_statistics`` outputs into measurements.
-
-    ``pixel_unit`` is the UCUM unit of the input pixels: ``[hnsf'U]`` for CT after the
-    modality LUT, ``{pixel_value}`` otherwise. The foreground fraction is in percent.
-    """
-    if len(values) != len(_PIXEL_STATISTICS_CODES):
-        raise ValueError(f"pixel_statistics returns {len(_PIXEL_STATISTICS_CODES)} values, got {len(values)}")
-    units = [pixel_unit] * 5 + [codes.UNIT_PERCENT]
-    return tuple(
-        Measurement(code, round(float(v), 3), unit)
-        for code, v, unit in zip(_PIXEL_STATISTICS_CODES, values, units, strict=True)
-    )
-
-
 CHEST_CTR = "chest_ctr"
 HEAD_CT_HYPERDENSITY = "head_ct_hyperdensity"
 #: Danzer's threshold: cardiomegaly when the cardiothoracic ratio exceeds it on a PA view.

@@ -87,10 +87,12 @@ TOPICS = {
     "radcds.imaging.studies.v1": 6,
     "radcds.inference.findings.v1": 6,
     "radcds.reporting.reports.v1": 6,
+    "radcds.reporting.orders.v1": 6,
     "radcds.imaging.instances.v1.dlt": 1,
     "radcds.imaging.studies.v1.dlt": 1,
     "radcds.inference.findings.v1.dlt": 1,
     "radcds.reporting.reports.v1.dlt": 1,
+    "radcds.reporting.orders.v1.dlt": 1,
 }
 
 # Values that switch on every optional part of the chart at once.

@@ -15,6 +15,8 @@ import pytest
 from radcds.devstack.stack import SERVICES, LocalStack, Ports
 
 ROOT = Path(__file__).resolve().parents[2]
+#: Port of the ORU receiver the test stack's reporting service delivers to.
+ORU_PEER_PORT = 22576
 TEST_PORTS = Ports(
     kafka=29092,
     kafka_controller=29093,
@@ -26,6 +28,7 @@ TEST_PORTS = Ports(
     inference_grpc=28051,
     dimse=21112,
     reporting=28085,
+    reporting_mllp=22575,
     referral=28081,
     postgres=25432,
 )
@@ -44,6 +47,10 @@ def stack() -> Iterator[LocalStack]:
             f"{p}CONSUMER_BACKOFF_MAX_S": "1",
         }
     extra["RADCDS_IMAGING_STUDY_QUIET_PERIOD_S"] = "1.0"
+    # The integration engine that receives ORU^R01: a python-hl7 asyncio server that
+    # test_order_to_final_oru.py starts on this port (other tests leave it closed: ORUs retry).
+    extra["RADCDS_REPORTING_MLLP_DESTINATIONS"] = f"127.0.0.1:{ORU_PEER_PORT}"
+    extra["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] = str(ROOT / "tests" / "integration" / "hl7" / "oru_destinations.toml")
     s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
     s.up()
     try:

@@ -130,3 +130,18 @@ def test_payload_schemas_are_valid_draft_07_and_agree_with_a_second_validator(ki
     assert not jsonschema.Draft7Validator(schema).is_valid(bad)
     with pytest.raises(InvalidEvent):
         encode(kind, bad, event_id="e", source="/s", subject="1.2.3")
+
+
+def test_order_received_round_trips_keyed_by_service_request_and_refuses_unknown_order_control():
+    from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
+
+    event = ImagingOrderReceived("sr-1", "active", "NW", placer_order_number="PLC1", accession_number="ACC1")
+    message = encode(ORDER_RECEIVED, event.to_payload(), event_id="e3", source="/radcds/reporting", subject="sr-1")
+    decoded = decode(_headers(message), message.key.encode(), message.value)
+
+    assert ORDER_RECEIVED.topic == "radcds.reporting.orders.v1"
+    assert decoded.kind is ORDER_RECEIVED and message.key == "sr-1"
+    assert ImagingOrderReceived.from_payload(decoded.payload) == event
+    assert "fillerOrderNumber" not in decoded.payload  # empty optional fields are left out
+    with pytest.raises(InvalidEvent):
+        encode(ORDER_RECEIVED, event.to_payload() | {"orderControl": "ZZ"}, event_id="e", source="/s", subject="x")

@@ -16,7 +16,11 @@ from starlette.exceptions import HTTPException
 
 from radcds.adapters.auth.smart import SmartTokenVerifier
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.outcome import operation_outcome
+from radcds.adapters.hl7v2.inbound import OrderInbox
+from radcds.adapters.hl7v2.mllp import MLLPServer
+from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
@@ -27,6 +31,8 @@ from radcds_reporting.api.deps import Authorizer
 from radcds_reporting.api.fhir import fhir_router
 from radcds_reporting.critical import CriticalResults
 from radcds_reporting.handlers import ReportingService
+from radcds_reporting.hl7_orders import OrderStore
+from radcds_reporting.oru import OutboundQueueCollector, ResultOutbox
 from radcds_reporting.settings import ReportingSettings
 from radcds_reporting.signoff import ReportSignOff
 
@@ -66,15 +72,22 @@ def create_app(
     publisher: EventPublisher | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     verifier: SmartTokenVerifier | None = None,
+    start_mllp: bool | None = None,
 ) -> FastAPI:
-    """Build the reporting app: FHIR API, the findings consumer and the critical-result escalation.
+    """Build the reporting app: FHIR API, the findings consumer, the critical-result escalation,
+    the HL7 v2 order listener and the ORU delivery workers.
 
     ``publisher`` replaces the Kafka publisher (tests); ``verifier`` replaces the one the settings
     describe; ``clock`` is the time source of sign-off and critical-result handling.
+    ``start_mllp`` (default: ``start_consumer``) runs the MLLP listener and the delivery workers
+    when ``settings.mllp_enabled``; ORUs are queued whenever destinations are configured.
     """
     metrics = ServiceMetrics()
     engine = engine or make_engine(settings.resolved_database_url())
     state: dict[str, object] = {}
+    run_mllp = settings.mllp_enabled and (start_consumer if start_mllp is None else start_mllp)
+    results = ResultOutbox(engine=engine, destinations=settings.destinations(), clock=clock)
+    metrics.registry.register(OutboundQueueCollector(results))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +100,26 @@ def create_app(
             own_publisher = publisher_for(settings, service="reporting", source=SOURCE_REPORTING)
             events = own_publisher
         app.state.authorizer = Authorizer(verifier or token_verifier(settings))
-        app.state.signoff = ReportSignOff(engine=engine, publisher=events, clock=clock)
+        app.state.results = results
+        app.state.signoff = ReportSignOff(engine=engine, publisher=events, clock=clock, results=results)
+        # Order events leave through the transactional outbox (written with the ServiceRequest).
+        relay = OutboxRelay(engine, events, name="reporting-outbox") if events is not None else None
+        app.state.relay = relay
+        if relay is not None and start_consumer:
+            relay.start()
+        order_store = OrderStore(engine=engine, log=SqlReceivedMessageLog(engine), relay=relay, clock=clock)
+        app.state.order_store = order_store
+        mllp_server = None
+        if run_mllp:
+            inbox = OrderInbox(order_store, log=SqlReceivedMessageLog(engine), local_timezone=settings.local_timezone())
+            mllp_server = MLLPServer(inbox, host=settings.mllp_host, port=settings.mllp_port)
+            await mllp_server.start()
+            results.start()
+            state["mllp"] = mllp_server
+            app.state.mllp_server = mllp_server
+            log.info(
+                "mllp listener started", extra={"port": mllp_server.port, "destinations": len(results.destinations)}
+            )
         critical = CriticalResults(
             engine=engine,
             publisher=events,
@@ -106,6 +138,7 @@ def create_app(
                 consumer_group=settings.consumer_group,
                 default_recipient=settings.critical_default_recipient,
                 clock=clock,
+                results=results,
             )
             consumer = consumer_for(
                 settings,
@@ -119,6 +152,11 @@ def create_app(
             state.update(consumer=consumer, publisher=events)
             consumer.start()
         yield
+        if mllp_server is not None:
+            await mllp_server.close()
+            await results.stop()
+        if relay is not None and start_consumer:
+            relay.stop()
         if escalation is not None:
             escalation.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -136,6 +174,10 @@ def create_app(
     def kafka_ready() -> bool:
         return not start_consumer or kafka_reachable(settings.kafka_bootstrap_servers)
 
+    def mllp_ready() -> bool:
+        server = state.get("mllp")
+        return not run_mllp or (isinstance(server, MLLPServer) and server.port > 0)
+
     app = FastAPI(title="radcds reporting", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(HTTPException)
@@ -149,7 +191,12 @@ def create_app(
 
     app.include_router(
         health_router(
-            checks={"database": lambda: database_ready(engine), "kafka": kafka_ready, "consumer": consumer_ready},
+            checks={
+                "database": lambda: database_ready(engine),
+                "kafka": kafka_ready,
+                "consumer": consumer_ready,
+                "mllp": mllp_ready,
+            },
             metrics=metrics,
         )
     )

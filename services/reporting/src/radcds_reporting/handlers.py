@@ -26,6 +26,7 @@ from radcds.domain.report_status import SIGNED, ReportStatus
 from radcds_reporting import critical
 from radcds_reporting.narrative import conclusion, content_of, models_used, presented_forms
 from radcds_reporting.orders import find_order
+from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
 
 log = logging.getLogger(__name__)
@@ -44,8 +45,10 @@ class ReportingService:
         consumer_group: str,
         default_recipient: str = DEFAULT_RECIPIENT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        results: ResultOutbox | None = None,
     ) -> None:
         self._engine = engine
+        self._results = results
         self._clock = clock
         self._publisher = publisher
         self._group = consumer_group
@@ -100,6 +103,9 @@ class ReportingService:
                 issued=issued,
             )
             dr = repo.upsert(dr, study_instance_uid=study_uid, now=now)
+            if self._results is not None:
+                # The preliminary ORU (OBR-25 P) is queued with the report version it carries.
+                self._results.enqueue_in(conn, report=dr)
             repo.upsert(
                 fhir_reporting.report_provenance(dr, models=models_used(all_obs), recorded=issued),
                 study_instance_uid=study_uid,
@@ -134,6 +140,8 @@ class ReportingService:
                 event_id=str(uuid.uuid5(REPORT_EVENT_NAMESPACE, event.id)),
                 subject=study_uid,
             )
+        if self._results is not None:
+            self._results.notify()
 
     def _store_imaging_study(self, event: DecodedEvent) -> None:
         """Store the ImagingStudy imaging announced (R4 DICOM mapping), keeping instances already known here."""

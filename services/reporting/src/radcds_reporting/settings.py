@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from radcds.adapters.hl7v2.config import MLLPDestination, load_destinations
 from radcds.runtime.settings import ServiceSettings
 
 
@@ -17,7 +19,19 @@ class ReportingSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="RADCDS_REPORTING_", extra="ignore")
 
     http_port: int = Field(default=8085, ge=1, le=65535)
-    mllp_port: int = Field(default=2575, ge=1, le=65535)
+    # --- HL7 v2 over MLLP (HL7 v2.5.1 Appendix C.4): orders in, ORU^R01 out ---
+    #: Run the MLLP order listener and the ORU delivery workers in this process. They need one
+    #: process per database: refused together with ``http_workers`` > 1.
+    mllp_enabled: bool = True
+    #: Address and TCP port of the order listener (ORM^O01, OMI^O23); port 0 picks a free port (tests).
+    mllp_host: str = "0.0.0.0"  # noqa: S104 - RIS systems connect from other hosts
+    mllp_port: int = Field(default=2575, ge=0, le=65535)
+    #: ORU^R01 receivers, comma-separated ``host:port`` (empty: no ORU is sent).
+    mllp_destinations: str = ""
+    #: TOML or JSON file with per-destination options (text layout, MSH-5/6, timeouts, backoff).
+    mllp_options_file: Path | None = None
+    #: IANA time zone of HL7 timestamps that carry no UTC offset (ORC-9, TQ1-7, OBR-36).
+    hl7_local_timezone: str = "UTC"
     data_dir: Path = Path(".run/data/reporting")
     #: SQLAlchemy URL; SQLite under ``data_dir`` when not given.
     database_url: str | None = None
@@ -67,6 +81,20 @@ class ReportingSettings(ServiceSettings):
             bad = sorted(set(self.smart_algorithms) - {"RS256", "RS384", "RS512", "ES256", "ES384", "ES512"})
             if bad or not self.smart_algorithms:
                 raise ValueError(f"smart_algorithms must be RSA or EC signature algorithms, not {bad}")
+        if self.mllp_enabled and self.http_workers > 1:
+            raise ValueError(
+                "mllp_enabled needs http_workers=1: the MLLP listener and the ORU delivery workers run in one process"
+            )
+        if self.mllp_options_file is not None and not self.mllp_options_file.is_file():
+            raise ValueError(f"mllp_options_file {self.mllp_options_file} does not exist")
+        try:
+            ZoneInfo(self.hl7_local_timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"hl7_local_timezone {self.hl7_local_timezone!r} is not an IANA time zone") from None
+        try:
+            load_destinations(self.mllp_destinations, self.mllp_options_file)
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"mllp_destinations / mllp_options_file: {exc}") from None
         if self.search_default_count > self.search_max_count:
             raise ValueError("search_default_count must not exceed search_max_count")
         return self
@@ -76,3 +104,11 @@ class ReportingSettings(ServiceSettings):
         from radcds.adapters.db.engine import sqlite_url
 
         return self.database_url or sqlite_url(self.data_dir / "reporting.db")
+
+    def destinations(self) -> list[MLLPDestination]:
+        """The ORU receivers with their options (validated at start-up)."""
+        return load_destinations(self.mllp_destinations, self.mllp_options_file)
+
+    def local_timezone(self) -> ZoneInfo:
+        """The time zone of HL7 timestamps without a UTC offset."""
+        return ZoneInfo(self.hl7_local_timezone)

@@ -23,6 +23,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
 
 SIGNOFF_EVENT_NAMESPACE = uuid.UUID("2b8d6e4f-7a1c-4e3b-9d5f-6c8a0b2e4d71")
@@ -120,10 +121,12 @@ class ReportSignOff:
         engine: Engine,
         publisher: EventPublisher | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        results: ResultOutbox | None = None,
     ) -> None:
         self._engine = engine
         self._publisher = publisher
         self._clock = clock
+        self._results = results
 
     def update(
         self,
@@ -134,7 +137,27 @@ class ReportSignOff:
         user: str | None = None,
         if_match: str | None = None,
     ) -> tuple[dict[str, Any], bool]:
-        """Apply a PUT body or a JSON Patch; return (stored report, whether a new version was written)."""
+        """Apply a PUT body or a JSON Patch; return (stored report, whether a new version was written).
+
+        A new version is queued as an ORU^R01 (OBR-25 F, or C for a change after signing) in the
+        same transaction, and the delivery workers are woken after the commit.
+        """
+        stored, written = self._update(
+            report_id=report_id, resource=resource, patch=patch, user=user, if_match=if_match
+        )
+        if written and self._results is not None:
+            self._results.notify()
+        return stored, written
+
+    def _update(
+        self,
+        *,
+        report_id: str,
+        resource: dict[str, Any] | None,
+        patch: Any,
+        user: str | None,
+        if_match: str | None,
+    ) -> tuple[dict[str, Any], bool]:
         now = self._clock()
         with self._engine.begin() as conn:
             repo = FhirRepository(conn)
@@ -186,6 +209,8 @@ class ReportSignOff:
                 repo.upsert(
                     fhir_reporting.signing_provenance(stored, author=author, recorded=fhir_instant(now)), now=now
                 )
+            if self._results is not None:
+                self._results.enqueue_in(conn, report=stored)
             if self._publisher is not None:
                 row_study = next(
                     (

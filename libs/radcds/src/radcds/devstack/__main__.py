@@ -52,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"ready: Kafka {stack.bootstrap} | Triton gRPC :{p.triton_grpc} | imaging http://{stack.host}:{p.imaging}"
         f"/dicom-web (DIMSE :{p.dimse} AE RADCDS) | inference :{p.inference} (gRPC :{p.inference_grpc}) | reporting "
+        f"(HL7 MLLP :{p.reporting_mllp}) "
         f"http://{stack.host}:{p.reporting}/fhir | referral http://{stack.host}:{p.referral}/cds-services",
         flush=True,
     )

@@ -45,6 +45,7 @@ class Ports:
     inference_grpc: int = 50051  # RADCDS_INFERENCE_GRPC_PORT
     dimse: int = 11112  # RADCDS_IMAGING_DIMSE_PORT
     reporting: int = 8085  # RADCDS_REPORTING_HTTP_PORT
+    reporting_mllp: int = 12575  # RADCDS_REPORTING_MLLP_PORT (HL7 v2 orders in)
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
     s3: int = 19000  # RADCDS_S3_PORT (S3Proxy, only when imaging stores in S3)
@@ -64,6 +65,7 @@ class Ports:
             inference_grpc=_env_int("RADCDS_INFERENCE_GRPC_PORT", d.inference_grpc),
             dimse=_env_int("RADCDS_IMAGING_DIMSE_PORT", d.dimse),
             reporting=_env_int("RADCDS_REPORTING_HTTP_PORT", d.reporting),
+            reporting_mllp=_env_int("RADCDS_REPORTING_MLLP_PORT", d.reporting_mllp),
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
             s3=_env_int("RADCDS_S3_PORT", d.s3),
@@ -411,6 +413,8 @@ class LocalStack:
         if service == "reporting":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}FHIR_BASE_URL"] = f"http://{self.host}:{self.ports.reporting}/fhir"
+            defaults[f"{p}MLLP_HOST"] = self.host
+            defaults[f"{p}MLLP_PORT"] = str(self.ports.reporting_mllp)
         if service == "referral":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.referral}"

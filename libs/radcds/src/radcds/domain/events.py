@@ -68,10 +68,17 @@ ORDER_EVALUATED = EventKind(
     topic="radcds.referral.evaluations.v1",
     schema="imaging-order-evaluated.v1.json",
 )
+#: Keyed by the ServiceRequest id, so one order's NW, XO and CA stay in order.
+ORDER_RECEIVED = EventKind(
+    type="org.radcds.reporting.imaging-order.received.v1",
+    topic="radcds.reporting.orders.v1",
+    schema="imaging-order-received.v1.json",
+)
 EVENT_KINDS: dict[str, EventKind] = {
     k.type: k
     for k in (
         ORDER_EVALUATED,
+        ORDER_RECEIVED,
         INSTANCE_STORED,
         STUDY_AVAILABLE,
         FINDINGS_PRODUCED,
@@ -287,6 +294,63 @@ class DiagnosticReportStored:
             results_interpreter=payload.get("resultsInterpreter", ""),
             critical=bool(payload.get("critical", False)),
             communication_ids=tuple(payload.get("communicationIds", ())),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingOrderReceived:
+    """The reporting service stored an imaging order from the RIS as a FHIR ServiceRequest.
+
+    Sent for each accepted HL7 v2.5.1 ORM^O01 / OMI^O23 (ORC-1 NW new, XO change, CA cancel;
+    IHE RAD-2/RAD-4) so that the study and the report that follow can be tied to the order.
+    It carries the order's keys only: no patient name or other demographics.
+    """
+
+    service_request_id: str
+    #: FHIR ServiceRequest.status after the message: ``active``, or ``revoked`` after a cancel.
+    status: str
+    #: ORC-1 (HL7 table 0119): NW, XO or CA.
+    order_control: str
+    placer_order_number: str = ""
+    placer_assigning_authority: str = ""
+    filler_order_number: str = ""
+    filler_assigning_authority: str = ""
+    #: OBR-18 / IPC-1, DICOM Accession Number (0008,0050).
+    accession_number: str = ""
+    #: ZDS-1 / IPC-3, DICOM Study Instance UID (0020,000D).
+    study_instance_uid: str = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema imaging-order-received.v1); empty optional fields are left out."""
+        payload: dict[str, Any] = {
+            "serviceRequestId": self.service_request_id,
+            "status": self.status,
+            "orderControl": self.order_control,
+        }
+        optional = {
+            "placerOrderNumber": self.placer_order_number,
+            "placerAssigningAuthority": self.placer_assigning_authority,
+            "fillerOrderNumber": self.filler_order_number,
+            "fillerAssigningAuthority": self.filler_assigning_authority,
+            "accessionNumber": self.accession_number,
+            "studyInstanceUid": self.study_instance_uid,
+        }
+        payload.update({k: v for k, v in optional.items() if v})
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ImagingOrderReceived:
+        """Build from a schema-validated payload."""
+        return cls(
+            service_request_id=payload["serviceRequestId"],
+            status=payload["status"],
+            order_control=payload["orderControl"],
+            placer_order_number=payload.get("placerOrderNumber", ""),
+            placer_assigning_authority=payload.get("placerAssigningAuthority", ""),
+            filler_order_number=payload.get("fillerOrderNumber", ""),
+            filler_assigning_authority=payload.get("fillerAssigningAuthority", ""),
+            accession_number=payload.get("accessionNumber", ""),
+            study_instance_uid=payload.get("studyInstanceUid", ""),
         )
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.tables_hl7 import hl7_inbound_messages, hl7_outbound_messages
@@ -92,36 +92,48 @@ class OutboundQueue:
 
         Enqueueing the same MSH-10 for the same destination again is a no-op returning the existing id.
         """
+        with self._engine.begin() as conn:
+            return self.enqueue_in(
+                conn, destination=destination, order_key=order_key, payload=payload, result_status=result_status
+            )
+
+    def enqueue_in(
+        self, conn: Connection, *, destination: str, order_key: str, payload: str, result_status: str = ""
+    ) -> int:
+        """:meth:`enqueue` inside the caller's transaction (the message exists exactly when the caller commits).
+
+        Callers that store the state a message reports (a DiagnosticReport version) enqueue in the
+        same transaction, then wake the worker after the commit (:meth:`DeliveryWorker.notify`).
+        """
         header = parse_msh(payload)
         if not header.control_id:
             raise ValueError("the message has no MSH-10")
         now = self._clock()
-        with self._engine.begin() as conn:
-            existing = conn.execute(
-                select(hl7_outbound_messages.c.id).where(
-                    hl7_outbound_messages.c.destination == destination,
-                    hl7_outbound_messages.c.control_id == header.control_id,
-                )
-            ).scalar()
-            if existing is not None:
-                return int(existing)
-            result = conn.execute(
-                insert(hl7_outbound_messages).values(
-                    destination=destination,
-                    order_key=order_key,
-                    control_id=header.control_id,
-                    message_type=f"{header.message_code}^{header.trigger_event}",
-                    result_status=result_status,
-                    payload=payload,
-                    state=QueueState.QUEUED.value,
-                    attempts=0,
-                    next_attempt_at=now,
-                    created_at=now,
-                    updated_at=now,
-                )
+        existing = conn.execute(
+            select(hl7_outbound_messages.c.id).where(
+                hl7_outbound_messages.c.destination == destination,
+                hl7_outbound_messages.c.control_id == header.control_id,
             )
-            assert result.inserted_primary_key is not None
-            return int(result.inserted_primary_key[0])
+        ).scalar()
+        if existing is not None:
+            return int(existing)
+        result = conn.execute(
+            insert(hl7_outbound_messages).values(
+                destination=destination,
+                order_key=order_key,
+                control_id=header.control_id,
+                message_type=f"{header.message_code}^{header.trigger_event}",
+                result_status=result_status,
+                payload=payload,
+                state=QueueState.QUEUED.value,
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+        assert result.inserted_primary_key is not None
+        return int(result.inserted_primary_key[0])
 
     def _heads(self, destination: str):  # type: ignore[no-untyped-def]
         """The oldest pending message of each order for ``destination``."""
@@ -376,6 +388,21 @@ class SqlReceivedMessageLog:
                 select(t.c.control_id).where(t.c.sender == sender[:255], t.c.control_id == control_id[:199])
             ).first()
         return found is not None
+
+    def record_accepted_in(self, conn: Connection, *, sender: str, control_id: str) -> bool:
+        """Record the message inside the caller's transaction; False when it was already recorded.
+
+        An application that stores the message's content in the same transaction gets exactly-once
+        processing: a crash before the commit keeps neither, a duplicate finds the record.
+        """
+        t = hl7_inbound_messages
+        found = conn.execute(
+            select(t.c.control_id).where(t.c.sender == sender[:255], t.c.control_id == control_id[:199])
+        ).first()
+        if found is not None:
+            return False
+        conn.execute(insert(t).values(sender=sender[:255], control_id=control_id[:199], accepted_at=self._clock()))
+        return True
 
     def record_accepted(self, *, sender: str, control_id: str) -> None:
         """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""

@@ -1,0 +1,218 @@
+"""The full HL7 v2 path on the real stack (issue #6): order in, study, report, preliminary and final ORU.
+
+1. python-hl7's ``mllp_send`` CLI sends an ORM^O01 (written for this test from the skeleton in
+   shared/notes/standards.md: ORC-1 NW, OBR-18 accession, ZDS-1 Study Instance UID), twice with the
+   same MSH-10, to the reporting service's MLLP port: two AAs, one ServiceRequest, one order event.
+2. STOW-RS of pydicom-data's real chest CR (RG1_UNCI.dcm) rewritten with that accession number and
+   the order's Study Instance UID (fresh Series/SOP UIDs).
+3. A DiagnosticReport for the study appears with ``basedOn`` the ServiceRequest. Nothing here
+   depends on which model ran or which measurements it made.
+4. A python-hl7 asyncio MLLP server (``start_hl7_server``, ``encoding="utf-8"``) acts as the
+   integration engine on the port the test stack's ``RADCDS_REPORTING_MLLP_DESTINATIONS`` names:
+   it receives the preliminary ORU^R01 (OBR-25 P, OBR-18 accession, OBR-2 placer).
+5. Sign-off by JSON Patch (status final + resultsInterpreter) gives the final ORU (OBR-25 F) under
+   the same filler number, after the preliminary one.
+
+Ports: the test stack's (conftest.TEST_PORTS, ORU_PEER_PORT). Run under ``flock /tmp/radcds-it.lock``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import random
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import hl7
+import httpx
+import pydicom
+import pytest
+from hl7.mllp import start_hl7_server
+from pydicom.uid import generate_uid
+
+from radcds.adapters.hl7v2.ack import AckCode, parse_ack
+from radcds.devstack.demo import chest_radiograph, stow
+from radcds.domain.events import ORDER_RECEIVED
+
+from .conftest import ORU_PEER_PORT
+from .helpers import eventually, fhir, read_topic
+
+pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+VENV_BIN = Path(sys.executable).parent
+
+
+class IntegrationEngine:
+    """A python-hl7 asyncio MLLP server in its own thread; answers every message with AA."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.messages: list[hl7.Message] = []
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="oru-peer", daemon=True)
+
+    async def _handle(self, reader, writer) -> None:  # type: ignore[no-untyped-def]
+        try:
+            while not writer.is_closing():
+                message = await reader.readmessage()
+                with self._lock:
+                    self.messages.append(message)
+                writer.writemessage(message.create_ack())
+                await writer.drain()
+        except asyncio.IncompleteReadError:
+            writer.close()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        self._server = self._loop.run_until_complete(
+            start_hl7_server(self._handle, "127.0.0.1", self.port, encoding="utf-8")
+        )
+        self._ready.set()
+        self._loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        assert self._ready.wait(20), "the ORU peer did not start"
+
+    def stop(self) -> None:
+        async def close() -> None:
+            self._server.close()
+            others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in others:  # open connections
+                task.cancel()
+            await asyncio.gather(*others, return_exceptions=True)
+            await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def orus_for(self, accession: str) -> list[hl7.Message]:
+        with self._lock:
+            return [m for m in self.messages if str(m.segment("OBR")[18]) == accession]
+
+
+@pytest.fixture(scope="module")
+def engine_peer() -> Iterator[IntegrationEngine]:
+    peer = IntegrationEngine(ORU_PEER_PORT)
+    peer.start()
+    yield peer
+    peer.stop()
+
+
+def _orm(control_id: str, placer: str, filler: str, accession: str, study_uid: str, patient_id: str) -> str:
+    obr = [""] * 25
+    obr[:5] = ["OBR", "1", f"{placer}^EPIC", f"{filler}^RIS", "71046^XR CHEST 2 VIEWS^CPT4"]
+    obr[16] = "1234^SMITH^JOHN"
+    obr[18], obr[19], obr[20], obr[24] = accession, "RP1", "SPS1", "CR"
+    segments = [
+        f"MSH|^~\\&|RIS|HOSP|RADCDS|HOSP|20260101100000||ORM^O01|{control_id}|P|2.3.1",
+        f"PID|1||{patient_id}^^^HOSP^MR||DOE^JANE||19700101|F",
+        f"ORC|NW|{placer}^EPIC|{filler}^RIS||SC||||20260101100000|||1234^SMITH^JOHN",
+        "|".join(obr),
+        f"ZDS|{study_uid}^100^Application^DICOM",
+    ]
+    return "\r\n".join(segments) + "\r\n"
+
+
+def _mllp_send(stack, path: Path) -> list:  # type: ignore[no-untyped-def]
+    done = subprocess.run(
+        [str(VENV_BIN / "mllp_send"), "--loose", "-p", str(stack.ports.reporting_mllp), "-f", str(path), stack.host],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    return [parse_ack("MSH|" + chunk) for chunk in done.stdout.split("MSH|")[1:]]
+
+
+def _report_for(stack, accession: str) -> dict | None:  # type: ignore[no-untyped-def]
+    bundle = fhir(stack, "DiagnosticReport", identifier=accession)
+    entries = bundle.get("entry", [])
+    return entries[0]["resource"] if entries else None
+
+
+def test_orm_in_study_report_preliminary_oru_then_sign_off_final_oru(stack, engine_peer, tmp_path):
+    n = random.randrange(10**7, 10**8)
+    accession, placer, filler, control_id = f"FP{n}", f"FPPLC{n}", f"FPFIL{n}", f"FP-ORM-{n}"
+    study_uid = generate_uid()
+    source = pydicom.dcmread(chest_radiograph())
+    orm = _orm(control_id, placer, filler, accession, study_uid, str(source.PatientID))
+    orders = tmp_path / "orders.hl7"
+    orders.write_text(orm + orm, encoding="ascii")  # the same MSH-10 twice
+
+    # 1. the order in, twice: acknowledged twice, stored once
+    acks = _mllp_send(stack, orders)
+    assert [(a.code, a.acknowledged_control_id) for a in acks] == [(AckCode.AA, control_id)] * 2
+    bundle = fhir(stack, "ServiceRequest", identifier=accession)
+    assert bundle["total"] == 1
+    service_request = bundle["entry"][0]["resource"]
+    history = fhir(stack, f"ServiceRequest/{service_request['id']}/_history")
+    assert history["total"] == 1
+
+    def order_events() -> list:  # type: ignore[type-arg]
+        return [
+            r
+            for r in read_topic(stack, ORDER_RECEIVED.topic, idle_ms=1500)
+            if dict(r.headers).get("ce_subject") == service_request["id"].encode()
+        ]
+
+    (event,) = eventually(order_events, timeout_s=60, what="the order event")
+    assert dict(event.headers)["ce_type"] == ORDER_RECEIVED.type.encode()
+    assert b"DOE" not in event.value
+
+    # 2. the study, carrying the order's accession number and Study Instance UID
+    source.AccessionNumber = accession
+    source.StudyInstanceUID = study_uid
+    source.SeriesInstanceUID = generate_uid()
+    source.SOPInstanceUID = generate_uid()
+    source.file_meta.MediaStorageSOPInstanceUID = source.SOPInstanceUID
+    buffer = io.BytesIO()
+    source.save_as(buffer, enforce_file_format=True)
+    stow(stack, [buffer.getvalue()])
+
+    # 3. a DiagnosticReport for the study, based on the order
+    report = eventually(lambda: _report_for(stack, accession), timeout_s=240, what="the DiagnosticReport")
+    assert report["basedOn"] == [{"reference": f"ServiceRequest/{service_request['id']}"}]
+
+    # 4. the preliminary ORU at the integration engine
+    preliminary = eventually(
+        lambda: [m for m in engine_peer.orus_for(accession) if str(m.segment("OBR")[25]) == "P"],
+        timeout_s=120,
+        what="the preliminary ORU",
+    )[0]
+    obr = preliminary.segment("OBR")
+    assert str(obr[2]) == f"{placer}^EPIC"
+    assert str(obr[3]) == f"{filler}^RIS"
+    assert str(preliminary.segment("MSH")[9]) == "ORU^R01^ORU_R01"
+    assert "AI-generated, preliminary, not for diagnostic use." in str(preliminary)
+
+    # 5. sign-off -> the final ORU, same filler number, after the preliminary one
+    base = f"http://{stack.host}:{stack.ports.reporting}/fhir"
+    signed = httpx.patch(
+        f"{base}/DiagnosticReport/{report['id']}",
+        json=[
+            {"op": "replace", "path": "/status", "value": "final"},
+            {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-1"}]},
+        ],
+        headers={"Content-Type": "application/json-patch+json"},
+        timeout=30,
+    )
+    assert signed.status_code == 200, signed.text
+    assert signed.json()["status"] == "final"
+    final = eventually(
+        lambda: [m for m in engine_peer.orus_for(accession) if str(m.segment("OBR")[25]) == "F"],
+        timeout_s=120,
+        what="the final ORU",
+    )[0]
+    assert str(final.segment("OBR")[3]) == f"{filler}^RIS"
+    assert str(final.segment("OBR")[2]) == f"{placer}^EPIC"
+    assert str(final.segment("OBR")[32]).startswith("rad-1")
+    statuses = [str(m.segment("OBR")[25]) for m in engine_peer.orus_for(accession)]
+    assert statuses.index("P") < statuses.index("F")
+    assert statuses[-1] == "F"

@@ -83,6 +83,7 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
     "fusion": _COMMON_SETTINGS,
 }
 TOPICS = {
+    "radcds.referral.evaluations.v1": 6,
     "radcds.imaging.instances.v1": 6,
     "radcds.imaging.studies.v1": 6,
     "radcds.inference.findings.v1": 6,
@@ -93,6 +94,7 @@ TOPICS = {
     "radcds.inference.findings.v1.dlt": 1,
     "radcds.reporting.reports.v1.dlt": 1,
     "radcds.reporting.orders.v1.dlt": 1,
+    "radcds.referral.evaluations.v1.dlt": 1,
 }
 
 # Values that switch on every optional part of the chart at once.
@@ -914,3 +916,9 @@ def test_imaging_s3_storage_settings_and_credentials_secret_reach_the_imaging_co
     assert config["RADCDS_IMAGING_S3_ENDPOINT_URL"] == "http://minio:9000"
     env_from = _container(_deployment(docs, "imaging")).get("envFrom", [])
     assert {"secretRef": {"name": "radcds-imaging-s3"}} in env_from
+
+
+def test_chart_topics_are_exactly_the_topics_the_services_use() -> None:
+    from radcds.adapters.kafka.admin import radcds_topics
+
+    assert {t.name: t.partitions for t in radcds_topics()} == TOPICS

@@ -163,3 +163,57 @@ def test_worker_batch_stops_at_the_first_message_that_is_not_delivered(engine: E
     counts, parked = asyncio.run(scenario())
     assert parked == ["A1"]  # the other two were not sent in that batch
     assert counts["parked"] == 1 and counts["queued"] == 2
+
+
+def test_delivery_lease_is_held_by_one_holder_until_it_expires_or_is_released(engine: Engine) -> None:
+    from radcds.adapters.hl7v2.outbound import hold_lease, release_lease
+
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    assert hold_lease(engine, destination="ris:6661", holder="a", ttl_s=30, now=t0)
+    assert not hold_lease(engine, destination="ris:6661", holder="b", ttl_s=30, now=t0 + timedelta(seconds=10))
+    assert hold_lease(engine, destination="ris:6661", holder="a", ttl_s=30, now=t0 + timedelta(seconds=20))  # renew
+    assert not hold_lease(engine, destination="ris:6661", holder="b", ttl_s=30, now=t0 + timedelta(seconds=45))
+    assert hold_lease(engine, destination="ris:6661", holder="b", ttl_s=30, now=t0 + timedelta(seconds=51))  # expired
+    assert hold_lease(engine, destination="other:1", holder="a", ttl_s=30, now=t0)  # per destination
+    release_lease(engine, destination="ris:6661", holder="b")
+    assert hold_lease(engine, destination="ris:6661", holder="a", ttl_s=30, now=t0 + timedelta(seconds=52))
+
+
+def test_two_workers_on_one_queue_send_each_message_once_and_in_order(engine: Engine) -> None:
+    # Two replicas of the reporting service share the database: only the lease holder sends.
+    class _Recording(_AckAll):
+        def __init__(self) -> None:
+            super().__init__("AA")
+            self.received: list[str] = []
+
+        async def handle(self, data: bytes) -> list[bytes]:
+            self.received.append(data.split(b"\r")[0].split(b"|")[9].decode())
+            return await super().handle(data)
+
+    app = _Recording()
+
+    async def scenario() -> list[str]:
+        queue = OutboundQueue(engine)
+        async with MLLPServer(app) as server:
+            dest = f"127.0.0.1:{server.port}"
+            for i in range(20):
+                queue.enqueue(destination=dest, order_key=f"o{i % 3}", payload=_msg(f"M{i:02d}"))
+            workers = [
+                DeliveryWorker(
+                    queue, MLLPSender("127.0.0.1", server.port), destination=dest, idle_poll=0.05, batch_size=4
+                )
+                for _ in range(2)
+            ]
+            for w in workers:
+                w.start()
+            while queue.counts(dest)["delivered"] < 20:  # noqa: ASYNC110 - the database is the state polled
+                await asyncio.sleep(0.02)
+            for w in workers:
+                await w.stop()
+            return app.received
+
+    received = asyncio.run(scenario())
+    assert sorted(received) == [f"M{i:02d}" for i in range(20)]  # none twice
+    for order in range(3):
+        mine = [r for r in received if int(r[1:]) % 3 == order]
+        assert mine == sorted(mine)  # each order's messages in enqueue order

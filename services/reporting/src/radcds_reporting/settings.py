@@ -20,8 +20,9 @@ class ReportingSettings(ServiceSettings):
 
     http_port: int = Field(default=8085, ge=1, le=65535)
     # --- HL7 v2 over MLLP (HL7 v2.5.1 Appendix C.4): orders in, ORU^R01 out ---
-    #: Run the MLLP order listener and the ORU delivery workers in this process. They need one
-    #: process per database: refused together with ``http_workers`` > 1.
+    #: Run the MLLP order listener and the ORU delivery workers in this process. uvicorn worker
+    #: processes cannot share the listener port: refused together with ``http_workers`` > 1.
+    #: Several replicas may share one database: a lease per destination lets one of them send.
     mllp_enabled: bool = True
     #: Address and TCP port of the order listener (ORM^O01, OMI^O23); port 0 picks a free port (tests).
     mllp_host: str = "0.0.0.0"  # noqa: S104 - RIS systems connect from other hosts
@@ -83,7 +84,7 @@ class ReportingSettings(ServiceSettings):
                 raise ValueError(f"smart_algorithms must be RSA or EC signature algorithms, not {bad}")
         if self.mllp_enabled and self.http_workers > 1:
             raise ValueError(
-                "mllp_enabled needs http_workers=1: the MLLP listener and the ORU delivery workers run in one process"
+                "mllp_enabled needs http_workers=1: the MLLP listener port belongs to one process (scale with replicas)"
             )
         if self.mllp_options_file is not None and not self.mllp_options_file.is_file():
             raise ValueError(f"mllp_options_file {self.mllp_options_file} does not exist")

@@ -42,3 +42,14 @@ hl7_inbound_messages = Table(
     Column("accepted_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("sender", "control_id"),
 )
+
+#: Which process may send to a destination (migration 0007). Several replicas of the reporting service
+#: share one queue; only the lease holder sends, so one message is in flight per destination and an
+#: order's messages keep their order. A holder that dies loses the lease when ``expires_at`` passes.
+hl7_delivery_leases = Table(
+    "hl7_delivery_leases",
+    metadata,
+    Column("destination", String(255), primary_key=True),
+    Column("holder", String(64), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+)

@@ -20,15 +20,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import Connection, Engine, and_, func, insert, select, update
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from radcds.adapters.db.tables_hl7 import hl7_inbound_messages, hl7_outbound_messages
+from radcds.adapters.db.tables_hl7 import hl7_delivery_leases, hl7_inbound_messages, hl7_outbound_messages
 from radcds.adapters.hl7v2.ack import parse_msh
 from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
 
@@ -86,6 +90,11 @@ class OutboundQueue:
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._clock = clock
+
+    @property
+    def engine(self) -> Engine:
+        """The queue's database (delivery leases live there too)."""
+        return self._engine
 
     def enqueue(self, *, destination: str, order_key: str, payload: str, result_status: str = "") -> int:
         """Store ``payload`` for ``destination``; its MSH-10 is read from the payload and never changes.
@@ -290,6 +299,44 @@ class OutboundQueue:
             return [str(v) for v in conn.execute(stmt).scalars()]
 
 
+def hold_lease(engine: Engine, *, destination: str, holder: str, ttl_s: float, now: datetime | None = None) -> bool:
+    """Take or renew the sending lease of ``destination`` for ``holder``; False when another holder has it.
+
+    One atomic UPDATE (free, expired or already ours) or an INSERT for a destination never leased; two
+    processes racing for a new destination meet at the primary key and one of them gets False.
+    """
+    now = now or datetime.now(UTC)
+    t = hl7_delivery_leases
+    expires = now + timedelta(seconds=ttl_s)
+    try:
+        with engine.begin() as conn:
+            taken = conn.execute(
+                update(t)
+                .where(t.c.destination == destination, or_(t.c.holder == holder, t.c.expires_at < now))
+                .values(holder=holder, expires_at=expires)
+            ).rowcount
+            if taken:
+                return True
+            exists = conn.execute(select(t.c.destination).where(t.c.destination == destination)).first()
+            if exists is not None:
+                return False
+            conn.execute(insert(t).values(destination=destination, holder=holder, expires_at=expires))
+            return True
+    except IntegrityError:
+        return False
+
+
+def release_lease(engine: Engine, *, destination: str, holder: str) -> None:
+    """Give the lease up (at shutdown), so another replica takes over at once."""
+    t = hl7_delivery_leases
+    with engine.begin() as conn:
+        conn.execute(
+            update(t)
+            .where(t.c.destination == destination, t.c.holder == holder)
+            .values(expires_at=datetime(1970, 1, 1, tzinfo=UTC))
+        )
+
+
 def parked_message_counts(engine: Engine) -> dict[str, int]:
     """Parked messages per destination: the figure to export as a gauge and alert on."""
     t = hl7_outbound_messages
@@ -310,9 +357,13 @@ class DeliveryWorker:
         policy: RetryPolicy | None = None,
         idle_poll: float = 1.0,
         batch_size: int = 64,
+        lease_s: float = 30.0,
     ) -> None:
         self._queue = queue
         self._batch_size = batch_size
+        self._lease_s = lease_s
+        self._holder = f"{socket.gethostname()[:40]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._lease_until = 0.0  # monotonic time until which this worker may send
         self._sender = sender
         self._destination = destination
         self._policy = policy or RetryPolicy()
@@ -335,8 +386,10 @@ class DeliveryWorker:
         batch = await asyncio.to_thread(self._queue.next_due_batch, self._destination, self._batch_size)
         if not batch:
             return None
-        results = []
+        results: list[tuple[OutboundMessage, SendOutcome]] = []
         for message in batch:
+            if results and self._lease_until and time.monotonic() > self._lease_until - self._lease_s / 2:
+                break  # renew the lease before sending more (a slow receiver must not outlive it)
             outcome = await self._sender.send(message.payload)
             results.append((message, outcome))
             if outcome.delivery is not Delivery.DELIVERED:
@@ -344,9 +397,23 @@ class DeliveryWorker:
         states = await asyncio.to_thread(self._queue.record_many, results, self._policy)
         return states[-1]
 
+    async def _hold_lease(self) -> bool:
+        started = time.monotonic()
+        held = await asyncio.to_thread(
+            hold_lease, self._queue.engine, destination=self._destination, holder=self._holder, ttl_s=self._lease_s
+        )
+        self._lease_until = started + self._lease_s if held else 0.0
+        return held
+
     async def run(self) -> None:
-        """Deliver until cancelled."""
+        """Deliver until cancelled, while holding the destination's lease (other replicas wait)."""
         while True:
+            if not await self._hold_lease():
+                await self._sender.close()  # another replica sends; keep no idle connection open
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout=self._lease_s / 3)
+                continue
             state = await self.run_once()
             if state is not None:
                 continue
@@ -371,6 +438,11 @@ class DeliveryWorker:
                 await self._task
             self._task = None
         await self._sender.close()
+        if self._lease_until:
+            await asyncio.to_thread(
+                release_lease, self._queue.engine, destination=self._destination, holder=self._holder
+            )
+            self._lease_until = 0.0
 
 
 class SqlReceivedMessageLog:

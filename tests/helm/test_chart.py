@@ -922,3 +922,46 @@ def test_chart_topics_are_exactly_the_topics_the_services_use() -> None:
     from radcds.adapters.kafka.admin import radcds_topics
 
     assert {t.name: t.partitions for t in radcds_topics()} == TOPICS
+
+
+def test_reporting_mllp_destinations_and_options_become_env_and_a_mounted_json_file(chart: helm.Chart) -> None:
+    options = {
+        "defaults": {"sending_facility": "HOSP"},
+        "destinations": {"mirth.hospital:6661": {"text_layout": "formatted-text"}},
+    }
+    docs = _render(
+        chart, {"reporting": {"mllp": {"destinations": ["mirth.hospital:6661", "rhapsody:7000"], "options": options}}}
+    )
+    config = _config(docs, "reporting")
+    assert config["RADCDS_REPORTING_MLLP_DESTINATIONS"] == "mirth.hospital:6661,rhapsody:7000"
+    assert config["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] == "/etc/radcds/hl7/destinations.json"
+    hl7 = _objects(docs, "ConfigMap")[f"{RELEASE}-reporting-hl7"]
+    import json
+
+    assert json.loads(hl7["data"]["destinations.json"]) == options
+    from pathlib import Path
+
+    from radcds.adapters.hl7v2.config import load_destinations
+
+    rendered = Path(__file__).parent / ".rendered-destinations.json"
+    try:
+        rendered.write_text(hl7["data"]["destinations.json"])
+        loaded = load_destinations(config["RADCDS_REPORTING_MLLP_DESTINATIONS"], rendered)
+    finally:
+        rendered.unlink(missing_ok=True)
+    assert [d.options.text_layout.value for d in loaded] == ["formatted-text", "obx-per-line"]
+    deployment = _deployment(docs, "reporting")
+    mounts = {m["name"]: m["mountPath"] for m in _container(deployment)["volumeMounts"]}
+    assert mounts["hl7-destinations"] == "/etc/radcds/hl7"
+    volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["hl7-destinations"]["configMap"]["name"] == f"{RELEASE}-reporting-hl7"
+
+
+def test_reporting_without_mllp_destinations_renders_no_hl7_configmap(chart: helm.Chart) -> None:
+    docs = _render(chart)
+    assert f"{RELEASE}-reporting-hl7" not in _objects(docs, "ConfigMap")
+    assert "RADCDS_REPORTING_MLLP_DESTINATIONS" not in _config(docs, "reporting")
+
+
+def test_reporting_mllp_destination_without_a_port_is_refused(chart: helm.Chart) -> None:
+    assert "destinations" in _render_error(chart, {"reporting": {"mllp": {"destinations": ["mirth.hospital"]}}})

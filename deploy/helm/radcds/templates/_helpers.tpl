@@ -158,6 +158,14 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- /* The SQLite fallback (no database configured) is <DATA_DIR>/reporting.db. */ -}}
 {{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}
 {{- $_ = set $cfg (printf "%s_FHIR_BASE_URL" $p) (.svc.fhirBaseUrl | default (printf "%s/fhir" $httpUrl) | trimSuffix "/") -}}
+{{- with .svc.mllp -}}
+{{- if .destinations -}}
+{{- $_ = set $cfg (printf "%s_MLLP_DESTINATIONS" $p) (join "," .destinations) -}}
+{{- end -}}
+{{- if .options -}}
+{{- $_ = set $cfg (printf "%s_MLLP_OPTIONS_FILE" $p) "/etc/radcds/hl7/destinations.json" -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 {{- range $key, $value := .svc.settings -}}
 {{- $_ = set $cfg (printf "%s_%s" $p $key) (toString $value) -}}
@@ -326,6 +334,11 @@ spec:
               mountPath: /etc/radcds/kafka
               readOnly: true
             {{- end }}
+            {{- if and $svc.mllp $svc.mllp.options }}
+            - name: hl7-destinations
+              mountPath: /etc/radcds/hl7
+              readOnly: true
+            {{- end }}
       volumes:
         - name: tmp
           emptyDir:
@@ -338,6 +351,11 @@ spec:
           {{- else }}
           emptyDir: {}
           {{- end }}
+        {{- end }}
+        {{- if and $svc.mllp $svc.mllp.options }}
+        - name: hl7-destinations
+          configMap:
+            name: {{ $fullname }}-hl7
         {{- end }}
         {{- if $root.Values.kafka.tls.caSecret }}
         - name: kafka-ca

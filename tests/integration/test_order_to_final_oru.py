@@ -80,6 +80,9 @@ class IntegrationEngine:
         assert self._ready.wait(20), "the ORU peer did not start"
 
     def stop(self) -> None:
+        if not self._thread.is_alive():
+            return
+
         async def close() -> None:
             self._server.close()
             others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
@@ -216,3 +219,78 @@ def test_orm_in_study_report_preliminary_oru_then_sign_off_final_oru(stack, engi
     statuses = [str(m.segment("OBR")[25]) for m in engine_peer.orus_for(accession)]
     assert statuses.index("P") < statuses.index("F")
     assert statuses[-1] == "F"
+
+
+def _findings(study_uid: str, accession: str):  # type: ignore[no-untyped-def]
+    """A findings event as inference publishes it (written for this test; model name is a label only)."""
+    import uuid
+
+    from radcds.adapters.kafka.codec import encode
+    from radcds.domain import codes
+    from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
+    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+
+    analysis = ImageAnalysis(
+        InstanceReference(study_uid, study_uid + ".1", study_uid + ".1.1", "1.2.840.10008.5.1.4.1.1.1"),
+        StudyContext(patient_id="ITEST-ORU", accession_number=accession, modality="CR", study_date="20260101"),
+        ModelIdentity("chest_ctr", "1"),
+        measurements=(Measurement(codes.CARDIOTHORACIC_RATIO, 0.47, "{ratio}"),),
+    )
+    return encode(
+        FINDINGS_PRODUCED,
+        ImagingFindingsProduced(analysis).to_payload(),
+        event_id=str(uuid.uuid4()),
+        source="/itest",
+        subject=study_uid,
+    )
+
+
+def test_reporting_killed_with_orus_queued_delivers_every_one_after_restart_in_order(stack, engine_peer):
+    """The engine is down while 4 preliminary and 2 final ORUs queue up; reporting is SIGKILLed and
+    restarted; once the engine is back every ORU arrives exactly once, each order's P before its F."""
+    import signal
+
+    from radcds.devstack import processes
+    from radcds.domain.events import FINDINGS_PRODUCED
+
+    from .helpers import producer
+
+    engine_peer.stop()
+    n = random.randrange(10**7, 10**8)
+    accessions = [f"RS{n}{i}" for i in range(4)]
+    p = producer(stack)
+    for accession in accessions:
+        message = _findings(f"2.25.{random.randrange(10**30, 10**31)}", accession)
+        key = message.key.encode() if isinstance(message.key, str) else message.key
+        p.send(FINDINGS_PRODUCED.topic, key=key, value=message.value, headers=list(message.headers.items())).get(30)
+    p.close()
+    reports = {a: eventually(lambda a=a: _report_for(stack, a), timeout_s=120, what=f"report {a}") for a in accessions}
+    base = f"http://{stack.host}:{stack.ports.reporting}/fhir"
+    for accession in accessions[:2]:
+        signed = httpx.patch(
+            f"{base}/DiagnosticReport/{reports[accession]['id']}",
+            json=[
+                {"op": "replace", "path": "/status", "value": "final"},
+                {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-2"}]},
+            ],
+            headers={"Content-Type": "application/json-patch+json"},
+            timeout=30,
+        )
+        assert signed.status_code == 200, signed.text
+
+    processes.stop("reporting", stack.run_dir, sig=signal.SIGKILL)
+    stack.start_service("reporting")
+    stack.wait_service("reporting")
+    peer = IntegrationEngine(ORU_PEER_PORT)
+    peer.start()
+    try:
+        expected = {a: ["P", "F"] if a in accessions[:2] else ["P"] for a in accessions}
+
+        def delivered() -> dict[str, list[str]] | None:
+            got = {a: [str(m.segment("OBR")[25]) for m in peer.orus_for(a)] for a in accessions}
+            return got if all(len(got[a]) >= len(expected[a]) for a in accessions) else None
+
+        got = eventually(delivered, timeout_s=120, what="every queued ORU after the restart")
+        assert got == expected
+    finally:
+        peer.stop()

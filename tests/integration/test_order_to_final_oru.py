@@ -134,6 +134,21 @@ def _mllp_send(stack, path: Path) -> list:  # type: ignore[no-untyped-def]
     return [parse_ack("MSH|" + chunk) for chunk in done.stdout.split("MSH|")[1:]]
 
 
+def _sign(stack, report_id: str, practitioner: str) -> dict:  # type: ignore[no-untyped-def]
+    """Sign a report off (JSON Patch: status final + resultsInterpreter); returns the stored report."""
+    signed = httpx.patch(
+        f"http://{stack.host}:{stack.ports.reporting}/fhir/DiagnosticReport/{report_id}",
+        json=[
+            {"op": "replace", "path": "/status", "value": "final"},
+            {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": practitioner}]},
+        ],
+        headers={"Content-Type": "application/json-patch+json"},
+        timeout=30,
+    )
+    assert signed.status_code == 200, signed.text
+    return signed.json()  # type: ignore[no-any-return]
+
+
 def _report_for(stack, accession: str) -> dict | None:  # type: ignore[no-untyped-def]
     bundle = fhir(stack, "DiagnosticReport", identifier=accession)
     entries = bundle.get("entry", [])
@@ -196,18 +211,7 @@ def test_orm_in_study_report_preliminary_oru_then_sign_off_final_oru(stack, engi
     assert "AI-generated, preliminary, not for diagnostic use." in str(preliminary)
 
     # 5. sign-off -> the final ORU, same filler number, after the preliminary one
-    base = f"http://{stack.host}:{stack.ports.reporting}/fhir"
-    signed = httpx.patch(
-        f"{base}/DiagnosticReport/{report['id']}",
-        json=[
-            {"op": "replace", "path": "/status", "value": "final"},
-            {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-1"}]},
-        ],
-        headers={"Content-Type": "application/json-patch+json"},
-        timeout=30,
-    )
-    assert signed.status_code == 200, signed.text
-    assert signed.json()["status"] == "final"
+    assert _sign(stack, report["id"], "Practitioner/rad-1")["status"] == "final"
     final = eventually(
         lambda: [m for m in engine_peer.orus_for(accession) if str(m.segment("OBR")[25]) == "F"],
         timeout_s=120,
@@ -265,18 +269,8 @@ def test_reporting_killed_with_orus_queued_delivers_every_one_after_restart_in_o
         p.send(FINDINGS_PRODUCED.topic, key=key, value=message.value, headers=list(message.headers.items())).get(30)
     p.close()
     reports = {a: eventually(lambda a=a: _report_for(stack, a), timeout_s=120, what=f"report {a}") for a in accessions}
-    base = f"http://{stack.host}:{stack.ports.reporting}/fhir"
     for accession in accessions[:2]:
-        signed = httpx.patch(
-            f"{base}/DiagnosticReport/{reports[accession]['id']}",
-            json=[
-                {"op": "replace", "path": "/status", "value": "final"},
-                {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-2"}]},
-            ],
-            headers={"Content-Type": "application/json-patch+json"},
-            timeout=30,
-        )
-        assert signed.status_code == 200, signed.text
+        _sign(stack, reports[accession]["id"], "Practitioner/rad-2")
 
     processes.stop("reporting", stack.run_dir, sig=signal.SIGKILL)
     stack.start_service("reporting")

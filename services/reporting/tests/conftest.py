@@ -3,9 +3,6 @@ EventPublisher port), findings events, a clock the test controls, and SMART sign
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +13,7 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode, validate_payload
+from radcds.devstack.testing import migrated_engine
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_PRODUCED, EventKind, ImagingFindingsProduced
@@ -96,12 +94,6 @@ def findings_event(
     return decode(list(msg.headers.items()), None, msg.value)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def engine(tmp_path) -> Iterator[Engine]:
     """A migrated SQLite reporting database."""
@@ -117,28 +109,10 @@ def engine(tmp_path) -> Iterator[Engine]:
 )
 def reporting_db(request, tmp_path_factory) -> Iterator[Engine]:
     """A migrated reporting database per test module: SQLite, and a throwaway PostgreSQL (integration)."""
-    if request.param == "sqlite":
-        eng = make_engine(sqlite_url(tmp_path_factory.mktemp("reporting-db") / "reporting.db"))
-        migrate(eng)
-        yield eng
-        eng.dispose()
-        return
-    from radcds.devstack.stack import LocalStack, Ports
-
-    run_dir = ROOT / ".run" / f"reporting-db-test-{os.getpid()}-{request.module.__name__.rsplit('.', 1)[-1]}"
-    stack = LocalStack(root=ROOT, run_dir=run_dir, ports=Ports(postgres=_free_port()), postgres=True)
-    stack.start_postgres()
-    try:
-        stack.wait_postgres()
-        url = stack.database_url("reporting")
-        assert url is not None
-        eng = make_engine(url)
-        migrate(eng)
-        yield eng
-        eng.dispose()
-    finally:
-        stack.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
+    label = request.module.__name__.rsplit(".", 1)[-1]
+    scratch = tmp_path_factory.mktemp("reporting-db")
+    with migrated_engine("reporting", request.param, root=ROOT, scratch=scratch, label=label) as engine:
+        yield engine
 
 
 @pytest.fixture

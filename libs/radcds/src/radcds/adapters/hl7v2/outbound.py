@@ -157,23 +157,8 @@ class OutboundQueue:
 
     def next_due(self, destination: str) -> OutboundMessage | None:
         """The message to send now: the oldest due head of any order (FIFO per order), or None."""
-        t = hl7_outbound_messages
-        stmt = self._heads(destination).where(t.c.next_attempt_at <= self._clock()).order_by(t.c.id).limit(1)
-        with self._engine.connect() as conn:
-            row = conn.execute(stmt).mappings().first()
-        if row is None:
-            return None
-        return OutboundMessage(
-            id=row["id"],
-            destination=row["destination"],
-            order_key=row["order_key"],
-            control_id=row["control_id"],
-            payload=row["payload"],
-            state=QueueState(row["state"]),
-            attempts=row["attempts"],
-            next_attempt_at=_aware(row["next_attempt_at"]),
-            last_ack_code=row["last_ack_code"],
-        )
+        batch = self.next_due_batch(destination, 1)
+        return batch[0] if batch else None
 
     def next_due_batch(self, destination: str, limit: int) -> list[OutboundMessage]:
         """Up to ``limit`` due heads (at most one per order, so an order's messages never overtake)."""

@@ -1,0 +1,53 @@
+"""Test support shared by the services' test suites: a migrated database on either backend."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def migrated_engine(service: str, backend: str, *, root: Path, scratch: Path, label: str) -> Iterator[Engine]:
+    """A migrated database of ``service``: SQLite under ``scratch``, or (``backend="postgresql"``) a
+    throwaway PostgreSQL cluster under ``root/.run`` on a free port, removed afterwards."""
+    if backend == "sqlite":
+        engine = make_engine(sqlite_url(scratch / f"{service}.db"))
+        migrate(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+        return
+    from radcds.devstack.stack import LocalStack, Ports
+
+    run_dir = root / ".run" / f"{service}-db-test-{os.getpid()}-{label}"
+    stack = LocalStack(root=root, run_dir=run_dir, ports=Ports(postgres=free_port()), postgres=True)
+    stack.start_postgres()
+    try:
+        stack.wait_postgres()
+        url = stack.database_url(service)
+        assert url is not None
+        engine = make_engine(url)
+        migrate(engine)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
+    finally:
+        stack.down()
+        shutil.rmtree(run_dir, ignore_errors=True)

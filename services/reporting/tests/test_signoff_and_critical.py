@@ -214,3 +214,29 @@ def test_unacknowledged_critical_result_is_escalated_once_after_the_configured_t
     assert "escalated" in original["note"][-1]["text"]
     escalated = [p for kind, p, _ in publisher.events if kind is CRITICAL_RESULT_ESCALATED]
     assert len(escalated) == 1 and escalated[0]["escalatedAt"] == "2026-01-02T12:31:00.000Z"
+
+
+def test_sign_off_while_the_broker_is_down_succeeds_and_its_event_goes_out_once_kafka_is_back(make_client, publisher):
+    with make_client() as client:
+        dr = _report(client)
+        before = len(publisher.events)
+        real_publish = publisher.publish
+
+        def broker_down(*args, **kwargs):
+            raise ConnectionError("broker down")
+
+        publisher.publish = broker_down
+        r = client.patch(
+            f"/fhir/DiagnosticReport/{dr['id']}",
+            json=[
+                {"op": "replace", "path": "/status", "value": "final"},
+                {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-1"}]},
+            ],
+            headers=PATCH,
+        )
+        assert r.status_code == 200, r.text  # the radiologist's signature is not refused
+        assert len(publisher.events) == before
+        publisher.publish = real_publish
+        client.app.state.relay.drain()
+    kind, payload, _ = publisher.events[-1]
+    assert kind is REPORT_STORED and payload["status"] == "final"

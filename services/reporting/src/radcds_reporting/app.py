@@ -101,10 +101,11 @@ def create_app(
             events = own_publisher
         app.state.authorizer = Authorizer(verifier or token_verifier(settings))
         app.state.results = results
-        app.state.signoff = ReportSignOff(engine=engine, publisher=events, clock=clock, results=results)
-        # Order events leave through the transactional outbox (written with the ServiceRequest).
+        # Every reporting event (orders, reports, sign-offs, escalations) leaves through the
+        # transactional outbox, written with the state it describes; one relay publishes them.
         relay = OutboxRelay(engine, events, name="reporting-outbox") if events is not None else None
         app.state.relay = relay
+        app.state.signoff = ReportSignOff(engine=engine, publisher=events, clock=clock, results=results, relay=relay)
         if relay is not None and start_consumer:
             relay.start()
         order_store = OrderStore(engine=engine, log=SqlReceivedMessageLog(engine), relay=relay, clock=clock)
@@ -126,6 +127,7 @@ def create_app(
             ack_timeout=timedelta(seconds=settings.critical_ack_timeout_s),
             escalation_recipient=settings.critical_escalation_recipient,
             clock=clock,
+            relay=relay,
         )
         app.state.critical = critical
         escalation = None
@@ -139,6 +141,7 @@ def create_app(
                 default_recipient=settings.critical_default_recipient,
                 clock=clock,
                 results=results,
+                relay=relay,
             )
             consumer = consumer_for(
                 settings,
@@ -155,14 +158,14 @@ def create_app(
         if mllp_server is not None:
             await mllp_server.close()
             await results.stop()
-        if relay is not None and start_consumer:
-            relay.stop()
         if escalation is not None:
             escalation.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await escalation
         if consumer is not None:
             consumer.stop()
+        if relay is not None and start_consumer:
+            relay.stop()  # after the consumer: its last events go out too
         if own_publisher is not None:
             own_publisher.close()
         engine.dispose()

@@ -25,6 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
+from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.db.tables_fhir import critical_result_alerts
 from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, CriticalResultEscalated
@@ -114,9 +115,11 @@ class CriticalResults:
         ack_timeout: timedelta,
         escalation_recipient: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._engine = engine
-        self._publisher = publisher
+        #: Publishes escalation events after the commit (the app's shared relay; else one of our own).
+        self._relay = relay or (OutboxRelay(engine, publisher, name="reporting-outbox") if publisher else None)
         self._timeout = ack_timeout
         self._recipient = escalation_recipient
         self._clock = clock
@@ -202,18 +205,16 @@ class CriticalResults:
                     sent_at=fhir_instant(alert.sent_at.replace(tzinfo=alert.sent_at.tzinfo or UTC)),
                     escalated_at=fhir_instant(now),
                 )
-                if self._publisher is not None:
-                    self._publisher.publish(
-                        CRITICAL_RESULT_ESCALATED,
-                        event.to_payload(),
-                        event_id=str(uuid.uuid5(ESCALATION_EVENT_NAMESPACE, alert.communication_id)),
-                        subject=alert.study_instance_uid,
-                    )
+                if self._relay is not None:
+                    event_id = str(uuid.uuid5(ESCALATION_EVENT_NAMESPACE, alert.communication_id))
+                    enqueue(conn, CRITICAL_RESULT_ESCALATED, [(event.to_payload(), event_id, alert.study_instance_uid)])
                 log.warning(
                     "critical result escalated",
                     extra={"communication_id": alert.communication_id, "escalation_id": escalation["id"]},
                 )
                 done.append(Escalation(alert.communication_id, escalation["id"]))
+        if done and self._relay is not None:
+            self._relay.notify()
         return done
 
 

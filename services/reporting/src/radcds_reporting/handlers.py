@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from radcds.adapters.db.idempotency import already_processed, mark_processed
+from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.fhir import report
 from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.kafka.codec import DecodedEvent
@@ -46,11 +47,13 @@ class ReportingService:
         default_recipient: str = DEFAULT_RECIPIENT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         results: ResultOutbox | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._engine = engine
         self._results = results
         self._clock = clock
-        self._publisher = publisher
+        #: Publishes the outbox after each commit (the app's shared relay; else one of our own).
+        self._relay = relay or OutboxRelay(engine, publisher, name="reporting-outbox")
         self._group = consumer_group
         self._default_recipient = default_recipient
 
@@ -132,14 +135,13 @@ class ReportingService:
                 critical=bool(communication_ids),
                 communication_ids=tuple(communication_ids),
             )
-            # Published inside the transaction: if Kafka fails, nothing is committed and the event
-            # is retried; a crash after publishing re-sends the same event id (consumers dedupe).
-            self._publisher.publish(
+            # Written to the outbox in this transaction; the relay publishes it after the commit.
+            enqueue(
+                conn,
                 REPORT_STORED,
-                stored.to_payload(),
-                event_id=str(uuid.uuid5(REPORT_EVENT_NAMESPACE, event.id)),
-                subject=study_uid,
+                [(stored.to_payload(), str(uuid.uuid5(REPORT_EVENT_NAMESPACE, event.id)), study_uid)],
             )
+        self._relay.notify()
         if self._results is not None:
             self._results.notify()
 

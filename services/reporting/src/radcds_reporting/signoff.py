@@ -18,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
+from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
@@ -122,9 +123,11 @@ class ReportSignOff:
         publisher: EventPublisher | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         results: ResultOutbox | None = None,
+        relay: OutboxRelay | None = None,
     ) -> None:
         self._engine = engine
-        self._publisher = publisher
+        #: Publishes the status event after the commit (the app's shared relay; else one of our own).
+        self._relay = relay or (OutboxRelay(engine, publisher, name="reporting-outbox") if publisher else None)
         self._clock = clock
         self._results = results
 
@@ -145,6 +148,8 @@ class ReportSignOff:
         stored, written = self._update(
             report_id=report_id, resource=resource, patch=patch, user=user, if_match=if_match
         )
+        if written and self._relay is not None:
+            self._relay.notify()
         if written and self._results is not None:
             self._results.notify()
         return stored, written
@@ -211,7 +216,7 @@ class ReportSignOff:
                 )
             if self._results is not None:
                 self._results.enqueue_in(conn, report=stored)
-            if self._publisher is not None:
+            if self._relay is not None:
                 row_study = next(
                     (
                         i["value"].removeprefix("urn:oid:")
@@ -236,12 +241,8 @@ class ReportSignOff:
                     ),
                     results_interpreter=author,
                 )
-                self._publisher.publish(
-                    REPORT_STORED,
-                    event.to_payload(),
-                    event_id=str(uuid.uuid5(SIGNOFF_EVENT_NAMESPACE, f"{stored['id']}/{stored['meta']['versionId']}")),
-                    subject=row_study or stored["id"],
-                )
+                event_id = str(uuid.uuid5(SIGNOFF_EVENT_NAMESPACE, f"{stored['id']}/{stored['meta']['versionId']}"))
+                enqueue(conn, REPORT_STORED, [(event.to_payload(), event_id, row_study or stored["id"])])
             return stored, True
 
 

@@ -146,9 +146,9 @@ def test_readable_report_is_html_and_pdf_with_hash_disclaimer_models_and_reserve
         data = base64.b64decode(form["data"])
         assert form["size"] == len(data)
         assert form["hash"] == base64.b64encode(hashlib.sha1(data).digest()).decode()
-        assert "AI-generated" in form["title"]
+        assert form["title"] == "Imaging report (final)"  # rendered again when the radiologist signed
     html = base64.b64decode(forms["text/html"]["data"]).decode()
-    assert "AI-generated PRELIMINARY" in html and "NOT FOR DIAGNOSTIC USE" in html
+    assert "Signed by Practitioner/rad-1" in html and "not for diagnostic use on their own" in html
     assert "head_ct_hyperdensity v1" in html
     assert "outside the validated envelope: colour image" in html
     for section in ("comparison", "recommendations", "missing-context"):

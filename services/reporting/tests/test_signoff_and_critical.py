@@ -240,3 +240,26 @@ def test_sign_off_while_the_broker_is_down_succeeds_and_its_event_goes_out_once_
         client.app.state.relay.drain()
     kind, payload, _ = publisher.events[-1]
     assert kind is REPORT_STORED and payload["status"] == "final"
+
+
+def test_signed_report_is_rendered_again_as_final_with_the_signer_and_without_the_preliminary_banner(make_client):
+    import base64
+
+    with make_client() as client:
+        dr = _report(client)
+        r = client.patch(
+            f"/fhir/DiagnosticReport/{dr['id']}",
+            json=[
+                {"op": "replace", "path": "/status", "value": "final"},
+                {"op": "add", "path": "/resultsInterpreter", "value": [{"reference": "Practitioner/rad-1"}]},
+            ],
+            headers=PATCH,
+        )
+        assert r.status_code == 200, r.text
+        forms = {f["contentType"]: f for f in r.json()["presentedForm"]}
+    html = base64.b64decode(forms["text/html"]["data"]).decode()
+    assert "Imaging report (final)" in html and "Signed by Practitioner/rad-1" in html
+    assert "AI-generated PRELIMINARY" not in html
+    assert "not for diagnostic use on their own" in html  # the measurements stay the algorithms'
+    assert forms["application/pdf"]["title"] == "Imaging report (final)"
+    assert base64.b64decode(forms["application/pdf"]["data"]).startswith(b"%PDF")

@@ -25,6 +25,12 @@ DISCLAIMER = (
     "NOT FOR DIAGNOSTIC USE. To be reviewed and signed by a radiologist."
 )
 TITLE = "Preliminary imaging report (AI-generated, not for diagnostic use)"
+#: After a radiologist signed: the measurements are still the algorithms', the report is the radiologist's.
+SIGNED_DISCLAIMER = (
+    "Measurements produced by radcds quantitative algorithms (not for diagnostic use on their own), "
+    "reviewed in this report signed by a radiologist."
+)
+SIGNED_TITLE = "Imaging report"
 #: Sections a later EHR-context fusion step fills; ``data-section`` names them in the HTML.
 RESERVED_SECTIONS = (
     ("comparison", "Comparison with priors"),
@@ -43,6 +49,22 @@ class ReportContent:
     models: list[str] = field(default_factory=list)
     outside_envelope: list[tuple[str, str]] = field(default_factory=list)  # (model, reason)
     status: str = "preliminary"
+    #: Who signed (a Practitioner reference) and when (FHIR instant); empty while preliminary.
+    signed_by: str = ""
+    signed_at: str = ""
+
+    @property
+    def signed(self) -> bool:
+        """True once a radiologist signed (final, amended, corrected, appended)."""
+        return bool(self.signed_by)
+
+    @property
+    def title(self) -> str:
+        return f"{SIGNED_TITLE} ({self.status})" if self.signed else TITLE
+
+    @property
+    def disclaimer(self) -> str:
+        return SIGNED_DISCLAIMER if self.signed else DISCLAIMER
 
 
 def _model(o: dict[str, Any]) -> str:
@@ -59,7 +81,14 @@ def models_used(observations: list[dict[str, Any]]) -> list[str]:
     return sorted({_model(o) for o in observations} - {""})
 
 
-def content_of(study_label: str, observations: list[dict[str, Any]], *, status: str = "preliminary") -> ReportContent:
+def content_of(
+    study_label: str,
+    observations: list[dict[str, Any]],
+    *,
+    status: str = "preliminary",
+    signed_by: str = "",
+    signed_at: str = "",
+) -> ReportContent:
     """The report content for a study's Observations."""
     rows, outside = [], []
     for o in observations:
@@ -75,7 +104,7 @@ def content_of(study_label: str, observations: list[dict[str, Any]], *, status: 
             )
         else:
             outside.append((_model(o), o.get("note", [{}])[0].get("text", "not analysed")))
-    return ReportContent(study_label, rows, models_used(observations), outside, status)
+    return ReportContent(study_label, rows, models_used(observations), outside, status, signed_by, signed_at)
 
 
 def conclusion(observations: list[dict[str, Any]]) -> str:
@@ -110,11 +139,12 @@ def render_html(content: ReportContent) -> str:
         for key, title in RESERVED_SECTIONS
     )
     return (
-        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>Preliminary imaging report</title></head>'
-        f"<body><p><strong>{e(DISCLAIMER)}</strong></p>"
-        f"<h1>Preliminary imaging report</h1><p>Study: {e(content.study_label)}</p>"
+        f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(content.title)}</title></head>'
+        f"<body><p><strong>{e(content.disclaimer)}</strong></p>"
+        f"<h1>{e(content.title)}</h1><p>Study: {e(content.study_label)}</p>"
         f"<p>Report status: {e(content.status)}</p>"
-        "<h2>Measurements</h2><table><tr><th>Measurement</th><th>Value</th><th>Model</th><th>Flag</th></tr>"
+        + (f"<p>Signed by {e(content.signed_by)} at {e(content.signed_at)}</p>" if content.signed else "")
+        + "<h2>Measurements</h2><table><tr><th>Measurement</th><th>Value</th><th>Model</th><th>Flag</th></tr>"
         f"{rows}</table>"
         f"<h2>Models and versions</h2><ul>{models}</ul>"
         f"<h2>Outside a model's validated envelope</h2>{outside_html}"
@@ -127,13 +157,17 @@ def render_pdf(content: ReportContent) -> bytes:
     styles = getSampleStyleSheet()
     e = html.escape  # reportlab paragraphs take a small XML markup
     buffer = io.BytesIO()
-    doc = SimpleDocTemplate(buffer, pagesize=A4, title=TITLE, author="radcds", invariant=1)
+    doc = SimpleDocTemplate(buffer, pagesize=A4, title=content.title, author="radcds", invariant=1)
     story: list[Any] = [
-        Paragraph(f"<b>{e(DISCLAIMER)}</b>", styles["Normal"]),
+        Paragraph(f"<b>{e(content.disclaimer)}</b>", styles["Normal"]),
         Spacer(1, 8),
-        Paragraph("Preliminary imaging report", styles["Title"]),
+        Paragraph(e(content.title), styles["Title"]),
         Paragraph(f"Study: {e(content.study_label)}", styles["Normal"]),
         Paragraph(f"Report status: {e(content.status)}", styles["Normal"]),
+    ]
+    if content.signed:
+        story.append(Paragraph(f"Signed by {e(content.signed_by)} at {e(content.signed_at)}", styles["Normal"]))
+    story += [
         Paragraph("Measurements", styles["Heading2"]),
     ]
     data = [["Measurement", "Value", "Model", "Flag"]] + [
@@ -170,6 +204,6 @@ def attachment(data: bytes, content_type: str, *, creation: str) -> dict[str, An
 def presented_forms(content: ReportContent, *, creation: str) -> list[dict[str, Any]]:
     """``presentedForm``: the HTML and the PDF of the report."""
     return [
-        attachment(render_html(content).encode("utf-8"), "text/html", creation=creation),
-        attachment(render_pdf(content), "application/pdf", creation=creation),
+        {**attachment(render_html(content).encode("utf-8"), "text/html", creation=creation), "title": content.title},
+        {**attachment(render_pdf(content), "application/pdf", creation=creation), "title": content.title},
     ]

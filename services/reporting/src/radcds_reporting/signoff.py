@@ -24,6 +24,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting.narrative import content_of, presented_forms
 from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
 
@@ -107,6 +108,29 @@ def _author_of(dr: dict[str, Any]) -> str:
             if str(ref.get("reference", "")).startswith(_AUTHOR_TYPES):
                 return str(ref["reference"])
     return ""
+
+
+def _rendered_report(
+    repo: FhirRepository, dr: dict[str, Any], *, status: ReportStatus, author: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The HTML and PDF of ``dr`` re-rendered for ``status`` (signed by ``author`` when signed)."""
+    observations = [
+        o for ref in dr.get("result", []) if (o := repo.read("Observation", ref["reference"].split("/")[-1]))
+    ]
+    study = next(
+        (s for ref in dr.get("imagingStudy", []) if (s := repo.read("ImagingStudy", ref["reference"].split("/")[-1]))),
+        {},
+    )
+    label = study.get("description") or "Imaging study"
+    signed = status in SIGNED
+    content = content_of(
+        label,
+        observations,
+        status=status.value,
+        signed_by=author if signed else "",
+        signed_at=fhir_instant(now) if signed else "",
+    )
+    return presented_forms(content, creation=fhir_instant(now))
 
 
 def _without(dr: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -197,6 +221,9 @@ class ReportSignOff:
                 new["resultsInterpreter"] = [{"reference": author}]
             if status in SIGNED and status != previous:
                 new["issued"] = fhir_instant(now)
+            if status != previous and new.get("presentedForm") == current.get("presentedForm"):
+                # The readable report follows the status (unless the radiologist sent their own text).
+                new["presentedForm"] = _rendered_report(repo, new, status=status, author=author, now=now)
             try:
                 stored = repo.upsert(new, if_match=if_match, now=now)
             except InvalidResource as exc:

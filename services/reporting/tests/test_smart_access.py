@@ -201,3 +201,21 @@ def test_verifier_fetches_keys_from_a_jwks_url_and_refuses_unknown_kid(rsa_key):
             verifier.verify(f"Bearer {unknown}")
     finally:
         server.shutdown()
+
+
+def test_smart_configuration_is_public_and_names_the_issuer_and_scopes(client):
+    r = client.get("/fhir/.well-known/smart-configuration")
+    assert r.status_code == 200
+    config = r.json()
+    assert config["issuer"] == ISSUER
+    assert {"permission-v1", "permission-v2"} <= set(config["capabilities"])
+    assert "patient/*.rs" in config["scopes_supported"] and "user/DiagnosticReport.u" in config["scopes_supported"]
+    assert "jwks_uri" not in config  # a static key file is configured, not a JWKS URL
+
+
+def test_smart_configuration_in_open_mode_is_a_404_operation_outcome(engine, tmp_path):
+    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url=AUDIENCE)
+    app = create_app(settings, engine=engine, start_consumer=False, publisher=RecordingPublisher())
+    with TestClient(app) as c:
+        r = c.get("/fhir/.well-known/smart-configuration")
+    assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"

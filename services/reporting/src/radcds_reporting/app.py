@@ -28,7 +28,7 @@ from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_reporting.api.deps import Authorizer
-from radcds_reporting.api.fhir import fhir_router
+from radcds_reporting.api.fhir import fhir_router, smart_configuration
 from radcds_reporting.critical import CriticalResults
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.hl7_orders import OrderStore
@@ -208,6 +208,14 @@ def create_app(
             base_url=settings.fhir_base_url.rstrip("/"),
             default_count=settings.search_default_count,
             max_count=settings.search_max_count,
+            smart=smart_configuration(
+                issuer=settings.smart_issuer,
+                jwks_url=settings.smart_jwks_url,
+                authorize_url=settings.smart_authorize_url,
+                token_url=settings.smart_token_url,
+            )
+            if settings.auth_mode == "smart"
+            else None,
         )
     )
     instrument(app)

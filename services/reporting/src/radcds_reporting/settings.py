@@ -57,6 +57,10 @@ class ReportingSettings(ServiceSettings):
     smart_public_key_file: Path | None = None
     smart_algorithms: list[str] = Field(default_factory=lambda: ["RS256", "RS384", "ES256", "ES384"])
     smart_leeway_s: int = Field(default=30, ge=0, le=300)
+    #: The authorization server's endpoints, published in ``/fhir/.well-known/smart-configuration`` and the
+    #: CapabilityStatement (SMART App Launch 2.x "Conformance"); radcds itself issues no tokens.
+    smart_authorize_url: str | None = None
+    smart_token_url: str | None = None
 
     # --- Critical results (ACR Practice Parameter for Communication of Diagnostic Imaging Findings) ---
     #: An unacknowledged critical-result Communication is escalated after this many seconds.

@@ -41,6 +41,43 @@ _INCLUDES = {
 }
 
 
+#: SMART scopes this server honours (v1 and v2 syntax; docs/reporting.md "SMART scopes").
+SMART_SCOPES = (
+    "system/*.read",
+    "system/*.rs",
+    "user/*.read",
+    "user/*.rs",
+    "patient/*.read",
+    "patient/*.rs",
+    "user/DiagnosticReport.write",
+    "user/DiagnosticReport.u",
+    "user/Communication.write",
+    "user/Communication.u",
+)
+
+
+def smart_configuration(
+    *, issuer: str, jwks_url: str | None, authorize_url: str | None, token_url: str | None
+) -> dict[str, Any]:
+    """``/.well-known/smart-configuration`` (SMART App Launch 2.2, "Conformance"): where tokens come from
+    and what this resource server accepts. Endpoints that are not configured are left out."""
+    config: dict[str, Any] = {
+        "issuer": issuer,
+        "grant_types_supported": ["authorization_code", "client_credentials"],
+        "scopes_supported": list(SMART_SCOPES),
+        "response_types_supported": ["code"],
+        "code_challenge_methods_supported": ["S256"],
+        "capabilities": ["permission-v1", "permission-v2", "permission-patient", "permission-user"],
+    }
+    if jwks_url:
+        config["jwks_uri"] = jwks_url
+    if authorize_url:
+        config["authorization_endpoint"] = authorize_url
+    if token_url:
+        config["token_endpoint"] = token_url
+    return config
+
+
 def capability_statement(base_url: str, *, smart: bool) -> dict[str, Any]:
     """What this server supports (FHIR R4 CapabilityStatement, 6.1), exactly."""
     resources = []
@@ -150,9 +187,17 @@ def _if_match(request: Request) -> str | None:
     return value.removeprefix("W/").strip('"')
 
 
-def fhir_router(*, base_url: str, default_count: int = 50, max_count: int = 200) -> APIRouter:
-    """Routes under ``/fhir``."""
+def fhir_router(
+    *, base_url: str, default_count: int = 50, max_count: int = 200, smart: dict[str, Any] | None = None
+) -> APIRouter:
+    """Routes under ``/fhir``; ``smart`` is the SMART configuration to publish (None in open mode)."""
     router = APIRouter(prefix="/fhir", tags=["FHIR"])
+
+    @router.get("/.well-known/smart-configuration")
+    def smart_configuration_document() -> JSONResponse:
+        if smart is None:
+            return operation_outcome(404, "not-found", "this server runs without SMART authorization (open mode)")
+        return JSONResponse(smart)
 
     def guarded(
         request: Request, auth: AuthorizerDep, rtype: str, interaction: Interaction

@@ -317,7 +317,9 @@ def test_restart_of_the_worker_mid_queue_loses_nothing_and_keeps_p_before_f(
     async def first_run() -> None:
         worker = DeliveryWorker(queue, MLLPSender("127.0.0.1", peer.port, ack_timeout=5), destination=dest, policy=FAST)
         worker.start()
-        while (await asyncio.to_thread(queue.counts, dest))["delivered"] < 2:  # noqa: ASYNC110
+        deadline = time.monotonic() + 60
+        while (await asyncio.to_thread(queue.counts, dest))["delivered"] < 2:
+            assert time.monotonic() < deadline, "the first worker delivered nothing"
             await asyncio.sleep(0.01)
         await worker.stop()  # the "crash": a new process would start from the database alone
 

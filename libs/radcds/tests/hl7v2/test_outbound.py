@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -217,3 +218,26 @@ def test_two_workers_on_one_queue_send_each_message_once_and_in_order(engine: En
     for order in range(3):
         mine = [r for r in received if int(r[1:]) % 3 == order]
         assert mine == sorted(mine)  # each order's messages in enqueue order
+
+
+def test_stop_returns_even_when_a_cancellation_is_lost_inside_a_send(engine: Engine) -> None:
+    # Python 3.11's asyncio.wait_for can swallow a cancellation that arrives as its inner await
+    # completes; stop() must still end the worker (it re-cancels and the loop checks a stop flag).
+    class SwallowingSender(MLLPSender):
+        async def send(self, message: str) -> SendOutcome:
+            with contextlib.suppress(asyncio.CancelledError):  # the lost cancellation
+                await asyncio.sleep(0.2)
+            return SendOutcome(Delivery.DELIVERED, ack=None, reason="")
+
+    async def scenario() -> dict[str, int]:
+        queue = OutboundQueue(engine)
+        for i in range(5):
+            queue.enqueue(destination="lost:1", order_key=f"o{i}", payload=_msg(f"L{i}"))
+        worker = DeliveryWorker(queue, SwallowingSender("127.0.0.1", 9), destination="lost:1", idle_poll=0.05)
+        worker.start()
+        await asyncio.sleep(0.1)  # inside the first send
+        await asyncio.wait_for(worker.stop(), timeout=10)
+        return queue.counts("lost:1")
+
+    counts = asyncio.run(scenario())
+    assert counts["delivered"] <= 1 and counts["delivered"] + counts["queued"] == 5

@@ -355,6 +355,7 @@ class DeliveryWorker:
         self._idle_poll = idle_poll
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def notify(self) -> None:
         """Wake the worker after an enqueue (otherwise it polls every ``idle_poll`` seconds)."""
@@ -373,12 +374,16 @@ class DeliveryWorker:
             return None
         results: list[tuple[OutboundMessage, SendOutcome]] = []
         for message in batch:
+            if self._stopping:
+                break
             if results and self._lease_until and time.monotonic() > self._lease_until - self._lease_s / 2:
                 break  # renew the lease before sending more (a slow receiver must not outlive it)
             outcome = await self._sender.send(message.payload)
             results.append((message, outcome))
             if outcome.delivery is not Delivery.DELIVERED:
                 break
+        if not results:
+            return None
         states = await asyncio.to_thread(self._queue.record_many, results, self._policy)
         return states[-1]
 
@@ -391,8 +396,8 @@ class DeliveryWorker:
         return held
 
     async def run(self) -> None:
-        """Deliver until cancelled, while holding the destination's lease (other replicas wait)."""
-        while True:
+        """Deliver until cancelled or stopped, while holding the destination's lease (other replicas wait)."""
+        while not self._stopping:
             if not await self._hold_lease():
                 await self._sender.close()  # another replica sends; keep no idle connection open
                 self._wake.clear()
@@ -418,10 +423,17 @@ class DeliveryWorker:
     async def stop(self) -> None:
         """Cancel the task and close the connection; a message in flight is sent again after a restart."""
         if self._task is not None:
-            self._task.cancel()
+            # The flag ends the loop at its next step even when a cancellation is lost (Python 3.11's
+            # asyncio.wait_for can swallow one that arrives as its inner await completes).
+            self._stopping = True
+            self._wake.set()
+            while not self._task.done():
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.5)
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                self._task.result()
             self._task = None
+            self._stopping = False
         await self._sender.close()
         if self._lease_until:
             await asyncio.to_thread(

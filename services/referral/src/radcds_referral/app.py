@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import SOURCE_REFERRAL
 from radcds.domain.ports import BatchEventPublisher
@@ -19,7 +20,6 @@ from radcds.runtime.metrics import ServiceMetrics
 from radcds_referral.api.cds_hooks import cds_router
 from radcds_referral.handlers import ReferralService
 from radcds_referral.knowledge import load_knowledge
-from radcds_referral.relay import OutboxRelay
 from radcds_referral.repository import ReferralRepository
 from radcds_referral.security import CdsClientAuthenticator, load_trusted_issuers
 from radcds_referral.settings import ReferralSettings
@@ -50,7 +50,8 @@ def create_app(
         if events is None:
             owned = publisher_for(settings, service="referral", source=SOURCE_REFERRAL)
             events = owned
-        relay = OutboxRelay(repository, events)
+        relay = OutboxRelay(engine, events, name="referral-outbox")
+        repository.after_commit = relay.notify
         fhir_http = httpx.AsyncClient(timeout=settings.fhir_timeout_s)
         app.state.referral = ReferralService(rules=rules, repository=repository, fhir_http=fhir_http, settings=settings)
         state["relay"] = relay

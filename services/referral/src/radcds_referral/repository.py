@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, select, update
+from sqlalchemy import Engine, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.db.tables import cds_consultations, cds_feedback
+from radcds.domain.events import ORDER_EVALUATED
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +48,12 @@ class ReferralRepository:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        #: Called after consultations are committed (the app wakes its outbox relay with it).
+        self.after_commit: Callable[[], None] | None = None
 
     def add_consultations(self, items: list[Consultation]) -> None:
-        """Store consultations; their events are published by the outbox relay."""
+        """Store consultations and, in the same transaction, their ``imaging-order.evaluated`` events in
+        the shared transactional outbox (the relay publishes them after the commit)."""
         if not items:
             return
         now = datetime.now(UTC)
@@ -71,30 +77,10 @@ class ReferralRepository:
                     for c in items
                 ],
             )
-
-    def unpublished(self, limit: int = 200) -> list[tuple[str, str, dict[str, Any]]]:
-        """(consultation id, order id, event payload) not yet on Kafka, oldest first."""
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(
-                    cds_consultations.c.consultation_id, cds_consultations.c.order_id, cds_consultations.c.event_payload
-                )
-                .where(cds_consultations.c.published_at.is_(None))
-                .order_by(cds_consultations.c.created_at)
-                .limit(limit)
-            ).all()
-        return [(r.consultation_id, r.order_id, json.loads(r.event_payload)) for r in rows]
-
-    def mark_published(self, consultation_ids: list[str]) -> None:
-        """Record that these consultations' events are on Kafka (one transaction)."""
-        if not consultation_ids:
-            return
-        with self._engine.begin() as conn:
-            conn.execute(
-                update(cds_consultations)
-                .where(cds_consultations.c.consultation_id.in_(consultation_ids))
-                .values(published_at=datetime.now(UTC))
-            )
+            # Event id = consultation id (feedback and consumers refer to it); key = the order id.
+            enqueue(conn, ORDER_EVALUATED, [(c.event_payload, c.consultation_id, c.order_id) for c in items])
+        if self.after_commit is not None:
+            self.after_commit()
 
     def add_feedback(self, service_id: str, items: list[Feedback]) -> int:
         """Store feedback items once each (the same card may be reported twice); returns how many were new."""

@@ -75,6 +75,7 @@ cds_consultations = Table(
     Column("rating", String(32), nullable=False),
     Column("card_uuid", String(64), nullable=True, index=True),
     Column("event_payload", Text, nullable=False),
+    #: Written until migration 0008; the event now goes through ``event_outbox`` (kept for old rows).
     Column("published_at", DateTime(timezone=True), nullable=True),
     Column("created_at", DateTime(timezone=True), nullable=False),
 )

@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import shutil
 import socket
 import statistics
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -53,12 +51,9 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"{name}_bench", ROOT / "models" / name / "1" / "model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    from radcds.devstack.testing import model_code
+
+    return model_code(ROOT / "models", name)
 
 
 def _cases() -> list[tuple[str, dict[str, np.ndarray], Callable[[], object]]]:

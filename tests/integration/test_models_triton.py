@@ -10,10 +10,8 @@ The positive head CT case is DERIVED from 693_UNCI.dcm by inserting a disc of 60
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import types
 import urllib.request
 from collections.abc import Iterator
@@ -30,6 +28,7 @@ from radcds.adapters.dicom.preprocess import PreparedSeries, prepare_series
 from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack import processes
 from radcds.devstack.stack import LocalStack, Ports
+from radcds.devstack.testing import model_code
 
 pytestmark = [pytest.mark.integration, pytest.mark.triton]
 
@@ -39,14 +38,7 @@ PORTS = Ports(triton_http=38000, triton_grpc=38001, triton_metrics=38002)
 
 
 def _load(name: str) -> types.ModuleType:
-    path = MODELS / name / "1" / "model.py"
-    spec = importlib.util.spec_from_file_location(f"{name}_model_v1_it", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return model_code(MODELS, name)
 
 
 chest = _load("chest_ctr")

@@ -10,10 +10,8 @@ pydicom and dcmtk's dsrdump.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -24,6 +22,7 @@ from radcds.adapters.dicom.sr import part10_bytes
 from radcds.adapters.dicom.storescu import c_store
 from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, part10
+from radcds.devstack.testing import model_code
 
 from .orthanc import OrthancServer
 
@@ -41,10 +40,7 @@ def _chest_sr():
     from radcds_inference.handlers import InferenceService
     from radcds_inference.study import InstanceLocator, SeriesLocator
 
-    spec = importlib.util.spec_from_file_location("chest_ctr_orthanc_it", ROOT / "models/chest_ctr/1/model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = model_code(ROOT / "models", "chest_ctr")
     ds = chest_cr()
     data = part10(ds)
 

@@ -7,9 +7,7 @@ trace of the study.available event (the announcer starts it), not in the STOW-RS
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pydicom
@@ -18,6 +16,7 @@ import pytest
 from radcds.adapters.dicom.preprocess import prepare_series
 from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.demo import chest_radiograph, event_trail, stow
+from radcds.devstack.testing import model_code
 from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, REPORT_STORED, STUDY_AVAILABLE
 
 from .helpers import eventually, fhir, read_topic, spans
@@ -27,10 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def _reference_ctr(path: Path) -> float:
-    spec = importlib.util.spec_from_file_location("chest_ctr_skeleton", ROOT / "models/chest_ctr/1/model.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    module = model_code(ROOT / "models", "chest_ctr")
     prepared = prepare_series([pydicom.dcmread(path)], load_manifest(ROOT / "models").entry("chest_ctr").preprocessing)
     return float(module.measure_ctr(prepared.pixels[0]).ratio)
 

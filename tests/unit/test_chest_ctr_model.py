@@ -9,9 +9,7 @@ from the model's own lung masks by plain loops, independently of the model's vec
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 import types
 from pathlib import Path
 
@@ -22,19 +20,14 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.dicom.preprocess import prepare_series
+from radcds.devstack.testing import model_code
 from radcds.domain.envelope import PreprocessingSpec
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "chest_ctr" / "1" / "model.py"
 
 
 def _load_model_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("chest_ctr_model_v1", MODEL_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return model_code(MODEL_PATH.parents[2], "chest_ctr")
 
 
 model = _load_model_module()

@@ -9,8 +9,6 @@ stated density and size inside the brain; each test's docstring says so. Referen
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import types
 from pathlib import Path
 
@@ -21,6 +19,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.dicom.preprocess import prepare_series
+from radcds.devstack.testing import model_code
 from radcds.domain.envelope import PreprocessingSpec
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "head_ct_hyperdensity" / "1" / "model.py"
@@ -29,13 +28,7 @@ PIXEL_MM2 = SPACING[0] * SPACING[1]
 
 
 def _load_model_module() -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("head_ct_hyperdensity_model_v1", MODEL_PATH)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return model_code(MODEL_PATH.parents[2], "head_ct_hyperdensity")
 
 
 model = _load_model_module()

@@ -9,9 +9,7 @@ inserting a 7 mm disc of 60-76 HU (radcds.devstack.samples.head_ct_with_hyperden
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import io
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +23,7 @@ from radcds.adapters.kafka.consumer import RetryableError
 from radcds.adapters.triton.client import TritonUnavailable
 from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
+from radcds.devstack.testing import model_code
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced
 from radcds_inference.handlers import InferenceService, sr_uids
@@ -36,12 +35,7 @@ BASE = "http://imaging.test/dicom-web"
 
 
 def _load(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"{name}_model_svc_test", ROOT / "models" / name / "1" / "model.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
+    return model_code(ROOT / "models", name)
 
 
 CHEST = _load("chest_ctr")

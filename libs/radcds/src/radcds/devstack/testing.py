@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
+import sys
+import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,3 +54,19 @@ def migrated_engine(service: str, backend: str, *, root: Path, scratch: Path, la
     finally:
         stack.down()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def model_code(models_dir: Path, name: str, version: str = "1") -> types.ModuleType:
+    """The numeric core of a Triton Python-backend model, ``<models_dir>/<name>/<version>/model.py``,
+    imported without Triton (its ``triton_python_backend_utils`` import is lazy) for tests and
+    benchmarks; loaded once per process."""
+    module_name = f"radcds_model_{name}_v{version}"
+    if module_name in sys.modules:
+        return sys.modules[module_name]
+    spec = importlib.util.spec_from_file_location(module_name, models_dir / name / version / "model.py")
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no model code for {name} version {version} in {models_dir}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[module_name] = module
+    spec.loader.exec_module(module)
+    return module

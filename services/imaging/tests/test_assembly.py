@@ -23,6 +23,7 @@ from radcds.adapters.dicom.part10 import read_part10
 from radcds.adapters.fhir.report import imaging_study_id, patient_id_for
 from radcds.domain.findings import StudyContext
 from radcds_imaging.assembly import AnnouncedStudy, StudyAssembler, note_instance
+from radcds_imaging.handlers import instance_row
 from radcds_imaging.qido import record_attributes
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -64,27 +65,17 @@ def store(engine: Engine, path: Path, now: datetime) -> bool:
     """What the STOW-RS handler does: a duplicate is ignored; a new instance is inserted and noted."""
     data = path.read_bytes()
     parsed = read_part10(data)
-    ref, ctx = parsed.instance, parsed.context
+    ref = parsed.instance
     with engine.begin() as conn:
         exists = conn.execute(
             select(dicom_instances.c.sop_instance_uid).where(dicom_instances.c.sop_instance_uid == ref.sop_instance_uid)
         ).first()
         if exists is not None:
             return False
+        digest = hashlib.sha256(data).hexdigest()
         conn.execute(
             insert(dicom_instances).values(
-                sop_instance_uid=ref.sop_instance_uid,
-                study_instance_uid=ref.study_instance_uid,
-                series_instance_uid=ref.series_instance_uid,
-                sop_class_uid=ref.sop_class_uid,
-                transfer_syntax_uid=parsed.transfer_syntax_uid,
-                modality=ctx.modality,
-                patient_id=ctx.patient_id,
-                accession_number=ctx.accession_number,
-                storage_key=f"{ref.sop_instance_uid}.dcm",
-                size_bytes=len(data),
-                sha256=hashlib.sha256(data).hexdigest(),
-                received_at=now,
+                **instance_row(parsed, f"{ref.sop_instance_uid}.dcm", len(data), digest, now)
             )
         )
         record_attributes(conn, pydicom.dcmread(path, stop_before_pixels=True), ref.sop_instance_uid)

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, insert, text
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import read_part10
 from radcds_imaging.api.qido import qido_router
+from radcds_imaging.handlers import instance_row
 from radcds_imaging.qido import QidoLevel, parse_qido_query, record_attributes, search
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -47,23 +48,10 @@ def store(conn, path: Path) -> Dataset:
     """What the STOW-RS handler does for a new instance: the dicom_instances row, then its attributes."""
     data = path.read_bytes()
     parsed = read_part10(data)
-    ref, ctx = parsed.instance, parsed.context
-    conn.execute(
-        insert(dicom_instances).values(
-            sop_instance_uid=ref.sop_instance_uid,
-            study_instance_uid=ref.study_instance_uid,
-            series_instance_uid=ref.series_instance_uid,
-            sop_class_uid=ref.sop_class_uid,
-            transfer_syntax_uid=parsed.transfer_syntax_uid,
-            modality=ctx.modality,
-            patient_id=ctx.patient_id,
-            accession_number=ctx.accession_number,
-            storage_key=f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.dcm",
-            size_bytes=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
-            received_at=datetime.now(UTC),
-        )
-    )
+    ref = parsed.instance
+    key = f"{ref.study_instance_uid}/{ref.series_instance_uid}/{ref.sop_instance_uid}.dcm"
+    digest = hashlib.sha256(data).hexdigest()
+    conn.execute(insert(dicom_instances).values(**instance_row(parsed, key, len(data), digest, datetime.now(UTC))))
     ds = pydicom.dcmread(path, stop_before_pixels=True)
     record_attributes(conn, ds, ref.sop_instance_uid)
     return ds

@@ -179,7 +179,7 @@ class ImagingService:
                 try:
                     conn.execute(
                         insert(dicom_instances),
-                        [_instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
+                        [instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
                     )
                     record_attributes_many(
                         conn,
@@ -236,7 +236,7 @@ class ImagingService:
                     return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
                 self._store.put(key, data)
                 written = True
-                conn.execute(insert(dicom_instances).values(**_instance_row(parsed, key, len(data), digest, now)))
+                conn.execute(insert(dicom_instances).values(**instance_row(parsed, key, len(data), digest, now)))
                 # QIDO-RS attributes and study assembly, in the same transaction as the row.
                 record_attributes(conn, parsed.dataset, ref.sop_instance_uid)
                 note_instance(conn, ref.study_instance_uid, now)
@@ -284,7 +284,8 @@ def _event_id(sop_instance_uid: str, digest: str) -> str:
     return str(uuid.uuid5(EVENT_NAMESPACE, f"{sop_instance_uid}:{digest}"))
 
 
-def _instance_row(parsed: ParsedInstance, key: str, size: int, digest: str, now: datetime) -> dict[str, object]:
+def instance_row(parsed: ParsedInstance, key: str, size: int, digest: str, now: datetime) -> dict[str, object]:
+    """The ``dicom_instances`` row of a newly stored instance (PS3.3 C.12.1 SOP Common identifiers)."""
     ref = parsed.instance
     return {
         "sop_instance_uid": ref.sop_instance_uid,

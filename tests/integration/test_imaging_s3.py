@@ -64,6 +64,9 @@ def s3_imaging(stack: LocalStack) -> Iterator[str]:
         "RADCDS_IMAGING_HTTP_PORT": str(HTTP_PORT),
         "RADCDS_IMAGING_PUBLIC_BASE_URL": f"http://127.0.0.1:{HTTP_PORT}",
         "RADCDS_IMAGING_DIMSE_ENABLED": "false",
+        # This process goes away when the module ends: it must not announce studies (study.available)
+        # that inference would then try to retrieve from it for the rest of the session.
+        "RADCDS_IMAGING_STUDY_QUIET_PERIOD_S": "86400",
         "RADCDS_IMAGING_STORAGE_DIR": str(data / "unused"),
         "RADCDS_IMAGING_DATABASE_URL": f"sqlite:///{data / 'imaging.db'}",
         "RADCDS_IMAGING_TRACE_FILE": str(data / "traces.jsonl"),

@@ -8,12 +8,14 @@ CACHE := .cache
 UV := $(CACHE)/uv/bin/uv
 VENV := .venv
 PY := $(VENV)/bin/python
-KAFKA_LIB := $(CACHE)/kafka/lib
-S3PROXY_LIB := $(CACHE)/s3proxy/lib
 STAMP := $(CACHE)/stamps
+# Every deploy/local/<peer>/pom.xml is a Maven peer whose runtime jars go to .cache/<peer>/lib, and every
+# deploy/local/<peer>/package.json an npm peer installed into .cache/<peer> (a new peer needs no Makefile change).
+MAVEN_PEERS := $(patsubst deploy/local/%/pom.xml,%,$(wildcard deploy/local/*/pom.xml))
+NPM_PEERS := $(patsubst deploy/local/%/package.json,%,$(wildcard deploy/local/*/package.json))
 PYTEST_ARGS ?=
 
-.PHONY: help deps system-deps run up down status demo test test-unit test-integration lint format bench proto lock clean
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -30,14 +32,9 @@ $(STAMP)/venv: requirements.lock $(wildcard libs/*/pyproject.toml services/*/pyp
 	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting -e services/referral
 	@touch $@
 
-$(STAMP)/kafka: deploy/local/kafka/pom.xml
-	@mkdir -p $(STAMP) $(KAFKA_LIB)
-	mvn -q -B -f deploy/local/kafka/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(KAFKA_LIB))
-	@touch $@
-
-$(STAMP)/s3proxy: deploy/local/s3proxy/pom.xml
-	@mkdir -p $(STAMP) $(S3PROXY_LIB)
-	mvn -q -B -f deploy/local/s3proxy/pom.xml dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(S3PROXY_LIB))
+$(STAMP)/mvn-%: deploy/local/%/pom.xml
+	@mkdir -p $(STAMP) $(CACHE)/$*/lib
+	mvn -q -B -f $< dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory=$(abspath $(CACHE)/$*/lib)
 	@touch $@
 
 $(STAMP)/npm-%: deploy/local/%/package.json deploy/local/%/package-lock.json
@@ -49,7 +46,11 @@ $(STAMP)/npm-%: deploy/local/%/package.json deploy/local/%/package-lock.json
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
-deps: system-deps $(STAMP)/venv $(STAMP)/kafka $(STAMP)/s3proxy $(STAMP)/npm-hl7peer $(STAMP)/npm-fhirvalidator ## Install everything: Python env (uv, requirements.lock), Kafka/S3Proxy jars, npm peers, Debian packages
+python-deps: $(STAMP)/venv ## The Python environment only (uv, requirements.lock): all that lint and unit tests need
+
+peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers
+
+deps: python-deps peer-deps ## Install everything: the Python environment and every peer
 
 lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one lock file)
 	$(UV) lock --python $(PYTHON)
@@ -75,29 +76,30 @@ demo: ## Replay the demo against a running stack (make up first)
 test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-test-unit: deps ## Unit tests only (no external components)
+test-unit: python-deps ## Unit tests only (no external components, nothing but the Python environment)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
 test-integration: deps ## Integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
 
-lint: deps ## ruff, mypy and the import-layer contract, as CI runs them
+lint: python-deps ## ruff, mypy and the import-layer contract, as CI runs them
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src services/referral/src
 	$(VENV)/bin/lint-imports
 
-format: deps ## Apply ruff's formatting and safe fixes
+format: python-deps ## Apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
 bench: deps ## Benchmarks in bench/ (tables with ratios against a baseline measured in the same run)
 	$(PY) bench/run.py
 
-proto: deps ## Generate Python code from proto/ (one source for every service)
+proto: python-deps ## Generate Python code from proto/ (one source for every service)
 	$(PY) -m grpc_tools.protoc -Iradcds/adapters/grpc/gen=proto/radcds/v1 \
 		--python_out=libs/radcds/src --grpc_python_out=libs/radcds/src --pyi_out=libs/radcds/src \
 		$$(find proto -name '*.proto' | sort)
 
 clean: down ## Remove the run folder (logs, data) — keeps the caches
+	@if [ -L .run/postgres ]; then rm -rf "$$(readlink .run/postgres)"; fi
 	rm -rf .run

@@ -2,15 +2,19 @@
 # Installs the Debian packages the local stack and the integration tests need, only if missing:
 # a Java runtime and Maven (Apache Kafka from Maven Central jars), PostgreSQL server binaries and
 # dcmtk (a real DICOM peer for the DIMSE tests), Orthanc with its DICOMweb plugin (a real PACS peer and
-# the imaging benchmark's baseline), Node.js and npm (the simple-hl7 MLLP peer and the npm `fhir` validator).
+# the imaging benchmark's baseline), Node.js and npm (the simple-hl7 MLLP peer and the npm `fhir` validator),
+# a JDK (the HAPI HL7v2 and HAPI FHIR validator harnesses are Java sources run by `java`), and the independent
+# DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator).
 set -euo pipefail
 need=()
-command -v java >/dev/null 2>&1 || need+=(default-jre-headless)
+command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
 command -v mvn >/dev/null 2>&1 || need+=(maven)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v storescu >/dev/null 2>&1 || need+=(dcmtk)
 command -v Orthanc >/dev/null 2>&1 || need+=(orthanc orthanc-dicomweb)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
+command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+[ -f /usr/share/java/pixelmed.jar ] || need+=(pixelmed-apps)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -57,4 +57,5 @@ def stack() -> Iterator[LocalStack]:
         yield s
     finally:
         s.down()
+        s.discard_postgres_data()
         shutil.rmtree(run_dir, ignore_errors=True)

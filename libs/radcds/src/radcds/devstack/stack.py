@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+import tempfile
 import urllib.request
 import uuid
 from dataclasses import dataclass, field
@@ -321,24 +322,31 @@ class LocalStack:
 
     # ---- PostgreSQL ----------------------------------------------------------------------
     def start_postgres(self) -> None:
-        """A throwaway PostgreSQL cluster under the run folder (Debian's server binaries)."""
+        """A throwaway PostgreSQL cluster under the run folder (Debian's server binaries).
+
+        As root the cluster runs as ``postgres``, which must be able to enter every folder above its
+        data folder; when the checkout is not reachable by that user (a 0700 home, a ``mktemp -d``
+        folder), the data folder is made under the system temporary folder instead and
+        ``<run folder>/postgres`` links to it."""
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
         if not bins:
             raise RuntimeError("PostgreSQL server binaries missing: `apt-get install postgresql` (make deps)")
         bindir = Path(bins[-1]).parent
-        data = self.run_dir / "postgres"
         user = "postgres" if os.geteuid() == 0 else None
+        data = self.postgres_data_dir(user)
         if not (data / "PG_VERSION").exists():
-            data.mkdir(parents=True, exist_ok=True)
-            if user:
-                entry = pwd.getpwnam(user)
-                os.chown(data, entry.pw_uid, entry.pw_gid)
-            subprocess.run(
+            done = subprocess.run(
                 [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                check=True,
+                check=False,
                 capture_output=True,
+                text=True,
                 user=user,
             )
+            if done.returncode != 0:
+                raise RuntimeError(
+                    f"initdb failed on the data folder {data} (as user {user or pwd.getpwuid(os.geteuid()).pw_name}): "
+                    f"{done.stderr.strip()[-500:]}"
+                )
         processes.start(
             "postgres",
             [
@@ -359,6 +367,36 @@ class LocalStack:
             cwd=data,
             user=user,
         )
+
+    def postgres_data_dir(self, user: str | None) -> Path:
+        """The cluster's data folder, created and owned by ``user``: ``<run folder>/postgres``, or a
+        folder under the system temporary folder linked from there when ``user`` cannot reach the
+        run folder."""
+        link = self.run_dir / "postgres"
+        if link.is_symlink():
+            return link.resolve()
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        if user is not None and not _reachable_by(user, self.run_dir):
+            data = Path(tempfile.mkdtemp(prefix="radcds-postgres-"))
+            link.symlink_to(data, target_is_directory=True)
+        else:
+            data = link
+            data.mkdir(parents=True, exist_ok=True)
+        if user is not None:
+            entry = pwd.getpwnam(user)
+            os.chown(data, entry.pw_uid, entry.pw_gid)
+            if not _reachable_by(user, data):
+                raise RuntimeError(f"PostgreSQL data folder {data} is not reachable by the user {user}")
+        return data
+
+    def discard_postgres_data(self) -> None:
+        """Remove the cluster's data folder (also when it lives outside the run folder)."""
+        link = self.run_dir / "postgres"
+        if link.is_symlink():
+            shutil.rmtree(link.resolve(), ignore_errors=True)
+            link.unlink()
+        else:
+            shutil.rmtree(link, ignore_errors=True)
 
     def wait_postgres(self, timeout_s: float = 60.0) -> None:
         """Wait for connections, then create one database per service."""
@@ -484,6 +522,11 @@ class LocalStack:
             if processes.stop(name, self.run_dir):
                 stopped.append(name)
         return stopped
+
+
+def _reachable_by(user: str, path: Path) -> bool:
+    """Whether ``user`` can enter ``path`` (search permission on it and every folder above it)."""
+    return subprocess.run(["test", "-x", str(path)], user=user, check=False).returncode == 0
 
 
 def _http_ok(url: str) -> bool:

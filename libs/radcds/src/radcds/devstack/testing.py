@@ -53,6 +53,7 @@ def migrated_engine(service: str, backend: str, *, root: Path, scratch: Path, la
             engine.dispose()
     finally:
         stack.down()
+        stack.discard_postgres_data()
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

@@ -1,0 +1,1 @@
+"""Pure domain of fusion: nodules, guideline engines, comparison with priors. No infrastructure here."""

@@ -120,3 +120,20 @@ def test_no_change_in_volume_has_no_doubling_time():
 def test_impossible_nodule_measurements_are_refused(kwargs):
     with pytest.raises(ValueError, match=r"must be a positive number|short axis|needs a diameter|solid component"):
         Nodule(Composition.SOLID, **kwargs)
+
+
+def test_clinical_context_gives_age_on_the_study_date_and_fleischner_risk():
+    from radcds_fusion.domain.context import ClinicalContext, SmokingStatus
+    from radcds_fusion.domain.guidelines import Risk
+
+    ctx = ClinicalContext(birth_date=date(1991, 7, 15), smoking_status=SmokingStatus.FORMER, pack_years=30)
+    assert ctx.age_on(date(2026, 7, 14)) == 34
+    assert ctx.age_on(date(2026, 7, 15)) == 35
+    guideline_ctx = ctx.for_guidelines(study_date=date(2026, 7, 15), screening=False)
+    assert guideline_ctx.age_years == 35
+    assert guideline_ctx.risk is Risk.HIGH
+    assert (
+        ClinicalContext(smoking_status=SmokingStatus.NEVER).for_guidelines(study_date=NOW, screening=None).risk
+        is Risk.LOW
+    )
+    assert ClinicalContext().for_guidelines(study_date=NOW, screening=None).risk is None

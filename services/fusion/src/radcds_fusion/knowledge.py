@@ -9,6 +9,8 @@ from typing import Any
 
 import jsonschema
 
+from radcds_fusion.domain.comparison import Change
+from radcds_fusion.domain.critical import CriticalPolicy, CriticalRule
 from radcds_fusion.domain.guidelines import (
     Applicability,
     Branch,
@@ -48,6 +50,32 @@ def load_guidelines(directory: Path = KNOWLEDGE_DIR) -> dict[str, Guideline]:
             raise GuidelineFileError(f"{path.name}: duplicate guideline id {guideline.id}")
         out[guideline.id] = guideline
     return out
+
+
+def load_critical_policy(directory: Path = KNOWLEDGE_DIR) -> CriticalPolicy:
+    """The critical-result policy ``critical-results.json``, checked against its schema."""
+    schema = json.loads((directory / "critical-results.schema.json").read_text(encoding="utf-8"))
+    path = directory / "critical-results.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
+        raise GuidelineFileError(f"{path.name}: {where}: {errors[0].message}")
+    return CriticalPolicy(
+        id=data["id"],
+        version=data["version"],
+        citation=data["citation"],
+        rules=tuple(
+            CriticalRule(
+                id=r["id"],
+                code=r["code"],
+                display=r["display"],
+                changes=frozenset(Change(c) for c in r["changes"]),
+                communication=r["communication"],
+            )
+            for r in data["rules"]
+        ),
+    )
 
 
 def parse_guideline(data: dict[str, Any]) -> Guideline:

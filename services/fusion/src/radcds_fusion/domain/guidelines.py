@@ -190,7 +190,7 @@ class NoduleResult:
 
 
 @dataclass(frozen=True, slots=True)
-class Assessment:
+class GuidelineAssessment:
     """A guideline applied to one exam."""
 
     guideline_id: str
@@ -211,12 +211,12 @@ def assess(
     nodules: Iterable[NoduleInput],
     context: PatientContext,
     exam_flags: frozenset[str] = frozenset(),
-) -> Assessment:
+) -> GuidelineAssessment:
     """Apply ``guideline`` to the nodules of one exam in the patient's context."""
     inputs = tuple(nodules)
     missing: list[str] = []
     reason = _not_applicable(guideline.applicability, context, missing)
-    base = Assessment(
+    base = GuidelineAssessment(
         guideline_id=guideline.id, guideline_version=guideline.version, citation=guideline.citation, applies=True
     )
     if reason is not None:
@@ -238,13 +238,13 @@ def assess(
 
 def _finish(
     guideline: Guideline,
-    base: Assessment,
+    base: GuidelineAssessment,
     outcome: Outcome | None,
     results: tuple[NoduleResult, ...],
     assumptions: list[str],
     missing: list[str],
     exam_flags: frozenset[str],
-) -> Assessment:
+) -> GuidelineAssessment:
     category = outcome.category if outcome is not None else None
     if category is not None:
         category += "".join(suffix for flag, suffix in guideline.modifiers if flag in exam_flags)

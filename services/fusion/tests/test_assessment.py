@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from radcds_fusion.domain.assessment import FindingLabel, StudyFindings, assess_study
+from radcds_fusion.domain.assessment import DEFAULT_TOLERANCES, FindingLabel, StudyFindings, assess_study
 from radcds_fusion.domain.comparison import Change, MeasuredFinding
 from radcds_fusion.domain.confidence import ConfidenceLevel
 from radcds_fusion.domain.context import ClinicalContext, ImplantedDevice, SmokingStatus
@@ -24,7 +24,7 @@ LABELS = {
     NODULE: FindingLabel("Solid nodule"),
     ICH: FindingLabel("Hyperdense region", places=0, unit="mm2"),
 }
-TOLERANCES = {CTR: 0.03, ICH: 10.0}
+TOLERANCES = {**DEFAULT_TOLERANCES, ICH: 10.0}
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SMOKER = ClinicalContext(
     birth_date=date(1961, 5, 2),

@@ -24,6 +24,11 @@ PROCEDURES: Mapping[str, RequestedProcedure] = {
 }
 
 
+#: "Stable" tolerances of scalar measurements by finding code. CTR: 0.03, about the spread between two CTR
+#: measurements of the same patient (Chon et al., J Korean Med Sci 2011;26:1446: SD of differences 0.029).
+DEFAULT_TOLERANCES: Mapping[str, float] = {"cardiothoracic-ratio": 0.03}
+
+
 @dataclass(frozen=True, slots=True)
 class FindingLabel:
     """How a finding code reads in the report: its label, and how its value is written."""

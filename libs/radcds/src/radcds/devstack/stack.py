@@ -19,6 +19,8 @@ from pathlib import Path
 from radcds.devstack import processes
 
 SERVICES = ("imaging", "inference", "reporting", "referral")
+#: One database per service; fusion's (its own migration chain) exists before its process is part of the stack.
+DATABASES = (*SERVICES, "fusion")
 #: Issuer of the development EHR whose key `make run` generates and the referral service trusts.
 DEV_ISSUER = "https://ehr.radcds.local/dev"
 
@@ -415,7 +417,7 @@ class LocalStack:
             alive=("postgres", self.run_dir),
         )
         with psycopg.connect(dsn, autocommit=True) as conn:
-            for service in SERVICES:
+            for service in DATABASES:
                 exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (f"radcds_{service}",)).fetchone()
                 if not exists:
                     conn.execute(f'CREATE DATABASE "radcds_{service}"')

@@ -25,12 +25,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def migrated_engine(service: str, backend: str, *, root: Path, scratch: Path, label: str) -> Iterator[Engine]:
-    """A migrated database of ``service``: SQLite under ``scratch``, or (``backend="postgresql"``) a
+def migrated_engine(
+    service: str, backend: str, *, root: Path, scratch: Path, label: str, chain: str = "radcds.adapters.db"
+) -> Iterator[Engine]:
+    """A database of ``service`` migrated by ``chain``: SQLite under ``scratch``, or (``backend="postgresql"``) a
     throwaway PostgreSQL cluster under ``root/.run`` on a free port, removed afterwards."""
     if backend == "sqlite":
         engine = make_engine(sqlite_url(scratch / f"{service}.db"))
-        migrate(engine)
+        migrate(engine, chain=chain)
         try:
             yield engine
         finally:
@@ -46,7 +48,7 @@ def migrated_engine(service: str, backend: str, *, root: Path, scratch: Path, la
         url = stack.database_url(service)
         assert url is not None
         engine = make_engine(url)
-        migrate(engine)
+        migrate(engine, chain=chain)
         try:
             yield engine
         finally:

@@ -6,6 +6,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     Column,
+    Connection,
     DateTime,
     ForeignKey,
     Index,
@@ -167,3 +168,14 @@ event_outbox = Table(
     Column("published_at", DateTime(timezone=True), nullable=True),
     Index("ix_event_outbox_published_at", "published_at"),
 )
+
+
+#: Tables of the shared kernel that every service with its own migration chain creates in its own database.
+KERNEL_TABLES = (processed_events, event_outbox)
+
+
+def create_kernel_tables(conn: Connection) -> None:
+    """Create the kernel's tables (idempotency records, transactional outbox) in the database of ``conn``, for
+    a service's own migration chain (version 1 of the kernel tables; a later change ships its own step)."""
+    for table in KERNEL_TABLES:
+        table.create(conn, checkfirst=True)

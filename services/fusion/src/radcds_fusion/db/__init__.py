@@ -1,0 +1,1 @@
+"""fusion's own tables and migration chain (version table ``alembic_version_fusion``)."""

@@ -3,28 +3,21 @@ grown from 6 to 8 mm, an intracranial hemorrhage candidate, and missing context 
 
 from __future__ import annotations
 
-import itertools
 from datetime import UTC, date, datetime
 
 import pytest
 
-from radcds_fusion.domain.assessment import DEFAULT_TOLERANCES, FindingLabel, StudyFindings, assess_study
+from radcds_fusion.domain.assessment import StudyFindings, assess_study
 from radcds_fusion.domain.comparison import Change, MeasuredFinding
 from radcds_fusion.domain.confidence import ConfidenceLevel
 from radcds_fusion.domain.context import ClinicalContext, ImplantedDevice, SmokingStatus
 from radcds_fusion.domain.nodules import Composition, Nodule
 from radcds_fusion.domain.recommendations import RecommendationState
-from radcds_fusion.knowledge import load_critical_policy, load_guidelines
+from radcds_fusion.knowledge import load_critical_policy, load_findings, load_guidelines
 
 CTR = "cardiothoracic-ratio"
 NODULE = "427359005"
 ICH = "1386000"
-LABELS = {
-    CTR: FindingLabel("CTR", places=2),
-    NODULE: FindingLabel("Solid nodule"),
-    ICH: FindingLabel("Hyperdense region", places=0, unit="mm2"),
-}
-TOLERANCES = {**DEFAULT_TOLERANCES, ICH: 10.0}
 AT = datetime(2026, 12, 1, 12, tzinfo=UTC)
 SMOKER = ClinicalContext(
     birth_date=date(1961, 5, 2),
@@ -39,21 +32,19 @@ SMOKER = ClinicalContext(
 
 @pytest.fixture(scope="module")
 def knowledge():
-    return load_guidelines(), load_critical_policy()
+    return load_guidelines(), load_critical_policy(), load_findings()
 
 
 def run(knowledge, study, priors, context=SMOKER):
-    guidelines, policy = knowledge
-    ids = (f"rec-{i}" for i in itertools.count(1))
+    guidelines, policy, labels = knowledge
     return assess_study(
         study=study,
         priors=priors,
         context=context,
         guidelines=guidelines,
         policy=policy,
-        tolerances=TOLERANCES,
-        labels=LABELS,
-        new_id=lambda: next(ids),
+        labels=labels,
+        new_id=lambda guideline: f"{study.study_uid}-{guideline}",
         at=AT,
     )
 

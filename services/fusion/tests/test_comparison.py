@@ -137,3 +137,12 @@ def test_clinical_context_gives_age_on_the_study_date_and_fleischner_risk():
         is Risk.LOW
     )
     assert ClinicalContext().for_guidelines(study_date=NOW, screening=None).risk is None
+
+
+@pytest.mark.parametrize(
+    ("area", "change"), [(133.0, Change.STABLE), (134.0, Change.INCREASED), (66.0, Change.DECREASED)]
+)
+def test_relative_tolerance_compares_by_fraction_of_the_prior(area, change):
+    prior = MeasuredFinding("1386000", "brain", PRIOR, value=100.0)
+    now = MeasuredFinding("1386000", "brain", NOW, value=area)
+    assert compare(now, prior, relative_tolerance=0.33).change is change

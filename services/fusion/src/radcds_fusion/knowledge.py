@@ -9,6 +9,7 @@ from typing import Any
 
 import jsonschema
 
+from radcds_fusion.domain.assessment import FindingLabel
 from radcds_fusion.domain.comparison import Change
 from radcds_fusion.domain.critical import CriticalPolicy, CriticalRule
 from radcds_fusion.domain.guidelines import (
@@ -52,15 +53,35 @@ def load_guidelines(directory: Path = KNOWLEDGE_DIR) -> dict[str, Guideline]:
     return out
 
 
-def load_critical_policy(directory: Path = KNOWLEDGE_DIR) -> CriticalPolicy:
-    """The critical-result policy ``critical-results.json``, checked against its schema."""
-    schema = json.loads((directory / "critical-results.schema.json").read_text(encoding="utf-8"))
-    path = directory / "critical-results.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+def _checked(directory: Path, name: str, schema_name: str) -> Any:
+    schema = json.loads((directory / schema_name).read_text(encoding="utf-8"))
+    data = json.loads((directory / name).read_text(encoding="utf-8"))
     errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
         where = "/".join(str(p) for p in errors[0].absolute_path) or "(root)"
-        raise GuidelineFileError(f"{path.name}: {where}: {errors[0].message}")
+        raise GuidelineFileError(f"{name}: {where}: {errors[0].message}")
+    return data
+
+
+def load_findings(directory: Path = KNOWLEDGE_DIR) -> dict[str, FindingLabel]:
+    """The findings fusion tracks (``findings.json``), by code."""
+    data = _checked(directory, "findings.json", "findings.schema.json")
+    return {
+        f["code"]: FindingLabel(
+            label=f["label"],
+            places=f.get("places", 2),
+            unit=f.get("unit", ""),
+            body_region=f["body_region"],
+            tolerance=f.get("tolerance"),
+            relative_tolerance=f.get("relative_tolerance"),
+        )
+        for f in data["findings"]
+    }
+
+
+def load_critical_policy(directory: Path = KNOWLEDGE_DIR) -> CriticalPolicy:
+    """The critical-result policy ``critical-results.json``, checked against its schema."""
+    data = _checked(directory, "critical-results.json", "critical-results.schema.json")
     return CriticalPolicy(
         id=data["id"],
         version=data["version"],

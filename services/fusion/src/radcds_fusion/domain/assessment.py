@@ -24,18 +24,18 @@ PROCEDURES: Mapping[str, RequestedProcedure] = {
 }
 
 
-#: "Stable" tolerances of scalar measurements by finding code. CTR: 0.03, about the spread between two CTR
-#: measurements of the same patient (Chon et al., J Korean Med Sci 2011;26:1446: SD of differences 0.029).
-DEFAULT_TOLERANCES: Mapping[str, float] = {"cardiothoracic-ratio": 0.03}
-
-
 @dataclass(frozen=True, slots=True)
 class FindingLabel:
-    """How a finding code reads in the report: its label, and how its value is written."""
+    """A finding fusion tracks over time (``knowledge/findings.json``): how it reads in the report, how its value
+    is written, its body region, and the tolerance within which it is "stable" (absolute, or relative to the
+    prior value)."""
 
     label: str
     places: int = 2
     unit: str = ""
+    body_region: str = ""
+    tolerance: float | None = None
+    relative_tolerance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,14 +77,23 @@ def assess_study(
     context: ClinicalContext,
     guidelines: Mapping[str, Guideline],
     policy: CriticalPolicy,
-    tolerances: Mapping[str, float],
     labels: Mapping[str, FindingLabel],
-    new_id: Callable[[], str],
+    new_id: Callable[[str], str],
     at: datetime,
 ) -> StudyAssessment:
-    """Assess ``study`` against ``priors`` in ``context`` (see the module docstring)."""
+    """Assess ``study`` against ``priors`` in ``context`` (see the module docstring). ``new_id(guideline_id)``
+    names the recommendation a guideline makes for this study (deterministic, so a re-assessment updates it)."""
     earlier = [p for p in priors if p.study_date < study.study_date]
-    comparisons = tuple(match_and_compare(study.findings, earlier, tolerances=dict(tolerances)))
+    comparisons = tuple(
+        match_and_compare(
+            study.findings,
+            earlier,
+            tolerances={c: f.tolerance for c, f in labels.items() if f.tolerance is not None},
+            relative_tolerances={
+                c: f.relative_tolerance for c, f in labels.items() if f.relative_tolerance is not None
+            },
+        )
+    )
     missing: list[str] = list(context.missing)
     results: list[GuidelineAssessment] = []
     recommendations: list[RecommendationChanged] = []
@@ -100,7 +109,7 @@ def assess_study(
             if follow_up is None:
                 continue
             made = recommend(
-                id=new_id(),
+                id=new_id(guideline.id),
                 patient_id=study.patient_id,
                 assessment=result,
                 procedure=PROCEDURES.get(follow_up.procedure, RequestedProcedure("CT", "chest", follow_up.procedure)),
@@ -145,7 +154,11 @@ def comparison_line(c: Comparison, labels: Mapping[str, FindingLabel], *, has_pr
     finding = c.current or c.prior
     assert finding is not None
     label = labels.get(finding.code, FindingLabel(finding.code))
-    name = label.label + (f", {finding.nodule.location}" if finding.nodule and finding.nodule.location else "")
+    if finding.nodule is not None:
+        name = f"{finding.nodule.composition.value.capitalize()} nodule"
+        name += f", {finding.nodule.location}" if finding.nodule.location else ""
+    else:
+        name = label.label
     if c.change is Change.NEW:
         now = _value(c.current, label)
         if not has_priors:

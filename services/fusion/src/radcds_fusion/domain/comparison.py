@@ -6,7 +6,8 @@ location when both carry a position (patient coordinates in mm), else the first 
 Tolerances for "stable" (the change below which two measurements are the same finding, unchanged):
 - pulmonary nodules: 1.5 mm of mean diameter, the Lung-RADS v2022 growth threshold (an increase of more than
   1.5 mm is growth; Christensen et al., CHEST 2024;165:738), also used for decrease;
-- any other measured finding: the tolerance its caller passes for that finding code.
+- any other measured finding: the absolute or relative tolerance its caller passes for that finding code (see
+  ``knowledge/findings.json``).
 
 Volume doubling time VDT = Δt·ln2 / ln(V2/V1) (Schwartz 1961; as used by the Fleischner Society 2017), with
 volumes measured or, without a volume, the sphere of the mean diameter.
@@ -99,8 +100,15 @@ def classify(delta: float, tolerance: float) -> Change:
     return Change.STABLE
 
 
-def compare(current: MeasuredFinding, prior: MeasuredFinding, *, tolerance: float | None = None) -> Comparison:
-    """Compare two matched findings; nodules by mean diameter (tolerance 1.5 mm) with their VDT."""
+def compare(
+    current: MeasuredFinding,
+    prior: MeasuredFinding,
+    *,
+    tolerance: float | None = None,
+    relative_tolerance: float | None = None,
+) -> Comparison:
+    """Compare two matched findings; nodules by mean diameter (tolerance 1.5 mm) with their VDT; other values
+    by an absolute ``tolerance`` or a ``relative_tolerance`` (a fraction of the prior value)."""
     interval = (current.study_date - prior.study_date).days
     if current.nodule is not None and prior.nodule is not None:
         d2, d1 = current.nodule.mean_diameter_mm, prior.nodule.mean_diameter_mm
@@ -120,9 +128,13 @@ def compare(current: MeasuredFinding, prior: MeasuredFinding, *, tolerance: floa
         return Comparison(change, current, prior, delta, interval, vdt, tol)
     if current.value is None or prior.value is None:
         return Comparison(Change.STABLE, current, prior, None, interval, None, tolerance)
+    delta = current.value - prior.value
+    if relative_tolerance is not None and prior.value > 0:
+        return Comparison(
+            classify(delta / prior.value, relative_tolerance), current, prior, delta, interval, None, relative_tolerance
+        )
     if tolerance is None:
         raise ValueError(f"no tolerance given for {current.code}")
-    delta = current.value - prior.value
     return Comparison(classify(delta, tolerance), current, prior, delta, interval, None, tolerance)
 
 
@@ -131,11 +143,13 @@ def match_and_compare(
     priors: Sequence[MeasuredFinding],
     *,
     tolerances: dict[str, float] | None = None,
+    relative_tolerances: dict[str, float] | None = None,
 ) -> list[Comparison]:
     """Pair each current finding with its prior (same code and body site, nearest in location; the most recent
     prior study first) and compare; unmatched current findings are new, unmatched priors of the latest prior
     study are resolved."""
     tolerances = tolerances or {}
+    relative = relative_tolerances or {}
     latest: dict[tuple[str, str | None], date] = {}
     for p in priors:
         key = (p.code, p.body_site)
@@ -154,7 +168,14 @@ def match_and_compare(
             continue
         best = min(candidates, key=lambda i: _distance(finding, pool[i]))
         used.add(best)
-        out.append(compare(finding, pool[best], tolerance=tolerances.get(finding.code)))
+        out.append(
+            compare(
+                finding,
+                pool[best],
+                tolerance=tolerances.get(finding.code),
+                relative_tolerance=relative.get(finding.code),
+            )
+        )
     out.extend(Comparison(Change.RESOLVED, None, p) for i, p in enumerate(pool) if i not in used)
     return out
 

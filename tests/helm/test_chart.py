@@ -89,11 +89,15 @@ TOPICS = {
     "radcds.inference.findings.v1": 6,
     "radcds.reporting.reports.v1": 6,
     "radcds.reporting.orders.v1": 6,
+    "radcds.fusion.assessments.v1": 6,
+    "radcds.fusion.recommendations.v1": 6,
     "radcds.imaging.instances.v1.dlt": 1,
     "radcds.imaging.studies.v1.dlt": 1,
     "radcds.inference.findings.v1.dlt": 1,
     "radcds.reporting.reports.v1.dlt": 1,
     "radcds.reporting.orders.v1.dlt": 1,
+    "radcds.fusion.assessments.v1.dlt": 1,
+    "radcds.fusion.recommendations.v1.dlt": 1,
     "radcds.referral.evaluations.v1.dlt": 1,
 }
 

@@ -74,6 +74,7 @@ def load_findings(directory: Path = KNOWLEDGE_DIR) -> dict[str, FindingLabel]:
             body_region=f["body_region"],
             tolerance=f.get("tolerance"),
             relative_tolerance=f.get("relative_tolerance"),
+            value_measurement=f.get("value_measurement"),
         )
         for f in data["findings"]
     }

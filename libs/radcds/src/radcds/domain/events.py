@@ -26,6 +26,7 @@ SOURCE_IMAGING = "/radcds/imaging"
 SOURCE_INFERENCE = "/radcds/inference"
 SOURCE_REPORTING = "/radcds/reporting"
 SOURCE_REFERRAL = "/radcds/referral"
+SOURCE_FUSION = "/radcds/fusion"
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +75,18 @@ ORDER_RECEIVED = EventKind(
     topic="radcds.reporting.orders.v1",
     schema="imaging-order-received.v1.json",
 )
+#: fusion's assessment of a study (comparison with priors, follow-up, critical flag, context used and missing).
+ASSESSMENT_PRODUCED = EventKind(
+    type="org.radcds.fusion.assessment.produced.v1",
+    topic="radcds.fusion.assessments.v1",
+    schema="fusion-assessment-produced.v1.json",
+)
+#: A follow-up recommendation was made or changed state; keyed by the patient, so one patient's stay in order.
+RECOMMENDATION_CHANGED = EventKind(
+    type="org.radcds.fusion.recommendation.changed.v1",
+    topic="radcds.fusion.recommendations.v1",
+    schema="fusion-recommendation-changed.v1.json",
+)
 EVENT_KINDS: dict[str, EventKind] = {
     k.type: k
     for k in (
@@ -84,6 +97,8 @@ EVENT_KINDS: dict[str, EventKind] = {
         FINDINGS_PRODUCED,
         REPORT_STORED,
         CRITICAL_RESULT_ESCALATED,
+        ASSESSMENT_PRODUCED,
+        RECOMMENDATION_CHANGED,
     )
 }
 

@@ -36,6 +36,8 @@ class FindingLabel:
     body_region: str = ""
     tolerance: float | None = None
     relative_tolerance: float | None = None
+    #: For a coded finding: the measurement code that gives its value (e.g. the hyperdense region's area).
+    value_measurement: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +117,7 @@ def assess_study(
                 procedure=PROCEDURES.get(follow_up.procedure, RequestedProcedure("CT", "chest", follow_up.procedure)),
                 study_date=study.study_date,
                 at=at,
+                study_uid=study.study_uid,
             )
             if made is not None:
                 recommendations.append(made)

@@ -84,3 +84,13 @@ class ClinicalContext:
                 other_risk_factor=True if self.copd else None,
             ),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PatientRef:
+    """A patient as fusion knows it: radcds's Patient id (the reporting service's) and the identifier the EHR
+    knows them by (DICOM Patient ID and its issuer, i.e. the MRN and its assigning authority)."""
+
+    id: str
+    identifier: str
+    issuer: str = ""

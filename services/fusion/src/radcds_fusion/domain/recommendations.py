@@ -65,6 +65,7 @@ class Recommendation:
     citation: str
     state: RecommendationState = RecommendationState.PROPOSED
     optional: bool = False
+    study_uid: str | None = None  # the study whose finding led to the recommendation
     closed_by: str | None = None  # reference to the order or study that fulfilled it
     cancel_reason: str | None = None
     changed_at: datetime | None = None
@@ -109,6 +110,7 @@ def recommend(
     procedure: RequestedProcedure,
     study_date: date,
     at: datetime,
+    study_uid: str | None = None,
 ) -> RecommendationChanged | None:
     """The recommendation a guideline assessment asks for, due within its follow-up interval from the study
     date; ``None`` when the guideline does not apply or asks for no follow-up."""
@@ -128,6 +130,7 @@ def recommend(
         guideline_version=assessment.guideline_version,
         citation=assessment.citation,
         optional=follow_up.optional,
+        study_uid=study_uid,
         changed_at=at,
     )
     return RecommendationChanged(rec, None)

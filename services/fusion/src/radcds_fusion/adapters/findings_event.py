@@ -48,17 +48,17 @@ def analysed_series(analysis: ImageAnalysis, labels: dict[str, FindingLabel], *,
         rows.append(MeasuredFinding(NOT_ANALYSED, model, day, reference=analysis.not_analysed_reason))
     for code, label in labels.items():
         if code in measured:
-            m = measured[code]
-            rows.append(MeasuredFinding(code, label.body_region, day, value=m.value, unit=m.unit, reference=model))
+            own = measured[code]
+            rows.append(MeasuredFinding(code, label.body_region, day, value=own.value, unit=own.unit, reference=model))
         elif code in found:
-            m = measured.get(label.value_measurement) if label.value_measurement else None
+            valued_by = measured.get(label.value_measurement) if label.value_measurement else None
             rows.append(
                 MeasuredFinding(
                     code,
                     label.body_region,
                     day,
-                    value=m.value if m else None,
-                    unit=m.unit if m else None,
+                    value=valued_by.value if valued_by else None,
+                    unit=valued_by.unit if valued_by else None,
                     reference=model,
                 )
             )

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine
@@ -27,11 +26,9 @@ from radcds_fusion.adapters.fhir import service_request
 from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series
 from radcds_fusion.adapters.repository import FusionRepository
 from radcds_fusion.adapters.sr_nodules import ReportedNodule
-from radcds_fusion.domain.assessment import FindingLabel, StudyFindings, assess_study
+from radcds_fusion.domain.assessment import StudyFindings, assess_study
 from radcds_fusion.domain.comparison import MeasuredFinding
 from radcds_fusion.domain.context import ClinicalContext, PatientRef
-from radcds_fusion.domain.critical import CriticalPolicy
-from radcds_fusion.domain.guidelines import Guideline
 from radcds_fusion.domain.recommendations import (
     InvalidTransition,
     ObservedProcedure,
@@ -41,21 +38,13 @@ from radcds_fusion.domain.recommendations import (
     close_matching,
     mark_overdue,
 )
+from radcds_fusion.knowledge import Knowledge
 
 log = logging.getLogger(__name__)
 RECOMMENDATION_NAMESPACE = uuid.UUID("5b7c1f9e-2a43-4d8e-9c61-0f3e8d2a4b17")
 #: Body regions by SNOMED CT code of ImagingStudy.series.bodySite (PS3.16 Annex L, as imaging maps them).
 PULMONARY_NODULE = "427359005"
 BODY_REGIONS = {"51185008": "chest", "39607008": "chest", "80891009": "chest", "69536005": "head", "12738006": "head"}
-
-
-@dataclass(frozen=True, slots=True)
-class Knowledge:
-    """What fusion knows, loaded and checked at start-up."""
-
-    guidelines: dict[str, Guideline]
-    policy: CriticalPolicy
-    findings: dict[str, FindingLabel]
 
 
 class RecommendationNotFound(LookupError):

@@ -4,6 +4,7 @@ the domain's :class:`~radcds_fusion.domain.guidelines.Guideline`; a bad file sto
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,22 @@ from radcds_fusion.domain.nodules import Composition, Feature
 KNOWLEDGE_DIR = Path(__file__).resolve().parents[2] / "knowledge"
 
 
+@dataclass(frozen=True, slots=True)
+class Knowledge:
+    """What fusion knows, loaded and checked at start-up."""
+
+    guidelines: dict[str, Guideline]
+    policy: CriticalPolicy
+    findings: dict[str, FindingLabel]
+
+
 class GuidelineFileError(ValueError):
     """A guideline file that does not follow the schema (the message names the file and the place)."""
+
+
+def load_knowledge(directory: Path = KNOWLEDGE_DIR) -> Knowledge:
+    """Everything fusion knows (guidelines, critical-result policy, tracked findings), checked at start-up."""
+    return Knowledge(load_guidelines(directory), load_critical_policy(directory), load_findings(directory))
 
 
 def load_guidelines(directory: Path = KNOWLEDGE_DIR) -> dict[str, Guideline]:

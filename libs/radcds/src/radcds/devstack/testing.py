@@ -11,10 +11,13 @@ import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.kafka.codec import validate_payload
+from radcds.domain.events import EventKind
 
 
 def free_port() -> int:
@@ -73,3 +76,20 @@ def model_code(models_dir: Path, name: str, version: str = "1") -> types.ModuleT
     sys.modules[module_name] = module
     spec.loader.exec_module(module)
     return module
+
+
+class RecordingPublisher:
+    """Fake of our EventPublisher port for tests: validates each payload against its JSON Schema and keeps
+    ``(kind, payload, event_id, subject)`` in order."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
+
+    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
+        """Record one event."""
+        validate_payload(kind, payload)
+        self.events.append((kind, payload, event_id, subject))
+
+    def of(self, kind: EventKind) -> list[dict[str, Any]]:
+        """The payloads of ``kind``, in order."""
+        return [payload for k, payload, _, _ in self.events if k is kind]

@@ -1,0 +1,85 @@
+"""fusion's FHIR R4 REST API: recommendations as ServiceRequests (read, search) and ``$cancel``.
+
+- ``GET /fhir/ServiceRequest/{id}`` (FHIR R4 3.1.0 read);
+- ``GET /fhir/ServiceRequest?patient=&status=&_tag=`` (search; a ``searchset`` Bundle);
+- ``POST /fhir/ServiceRequest/{id}/$cancel`` with a Parameters resource holding ``reason`` (valueString) and
+  ``practitioner`` (valueReference): the clinician cancels the recommendation (radcds operation, docs/fusion.md).
+Errors are OperationOutcomes (FHIR R4 3.1.0.4).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query
+from fastapi.responses import JSONResponse, Response
+
+from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
+from radcds_fusion.adapters.fhir import RECOMMENDATION_STATE_SYSTEM, service_request
+from radcds_fusion.handlers import FusionService, InvalidTransition, RecommendationNotFound
+from radcds_fusion.queries import RecommendationQueries
+
+_STATES_BY_STATUS = {"active": ["proposed", "overdue"], "completed": ["closed"], "revoked": ["cancelled"]}
+
+
+def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> APIRouter:
+    """The ``/fhir`` routes, over fusion's use cases and read queries."""
+    router = APIRouter(prefix="/fhir", tags=["fhir"])
+
+    @router.get("/ServiceRequest/{rec_id}")
+    def read(rec_id: str) -> Response:
+        found = queries.get(rec_id)
+        if found is None:
+            return operation_outcome(404, "not-found", f"ServiceRequest/{rec_id} is not known")
+        return JSONResponse(service_request(found[0], version=found[1]), media_type=FHIR_JSON)
+
+    @router.get("/ServiceRequest")
+    def search(
+        patient: Annotated[str | None, Query()] = None,
+        status: Annotated[str | None, Query()] = None,
+        tag: Annotated[str | None, Query(alias="_tag")] = None,
+    ) -> Response:
+        states: list[str] | None = None
+        if status is not None:
+            if status not in _STATES_BY_STATUS:
+                return operation_outcome(400, "invalid", f"status {status!r} is not one of active, completed, revoked")
+            states = _STATES_BY_STATUS[status]
+        if tag is not None:
+            code = tag.removeprefix(f"{RECOMMENDATION_STATE_SYSTEM}|")
+            if code not in {"proposed", "overdue", "closed", "cancelled"}:
+                return operation_outcome(400, "invalid", f"_tag {tag!r} is not a recommendation state")
+            states = [s for s in (states or [code]) if s == code]
+        patient_id = patient.removeprefix("Patient/") if patient else None
+        entries = [
+            {
+                "fullUrl": f"ServiceRequest/{r.id}",
+                "resource": service_request(r, version=v),
+                "search": {"mode": "match"},
+            }
+            for r, v in queries.search(patient_id=patient_id, states=states)
+        ]
+        bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
+        return JSONResponse(bundle, media_type=FHIR_JSON)
+
+    @router.post("/ServiceRequest/{rec_id}/$cancel")
+    def cancel(rec_id: str, parameters: Annotated[dict[str, Any], Body()]) -> Response:
+        if parameters.get("resourceType") != "Parameters":
+            return operation_outcome(400, "invalid", "the body must be a Parameters resource")
+        values = {p.get("name"): p for p in parameters.get("parameter", []) if isinstance(p, dict)}
+        reason = str(values.get("reason", {}).get("valueString", "")).strip()
+        by = str(values.get("practitioner", {}).get("valueReference", {}).get("reference", "")).strip()
+        if not reason or not by.startswith("Practitioner/"):
+            return operation_outcome(
+                400, "required", "$cancel needs a reason (valueString) and a practitioner (valueReference)"
+            )
+        try:
+            rec = service.cancel(rec_id, reason=reason, by=by)
+        except RecommendationNotFound:
+            return operation_outcome(404, "not-found", f"ServiceRequest/{rec_id} is not known")
+        except InvalidTransition as exc:
+            return operation_outcome(409, "conflict", str(exc))
+        found = queries.get(rec.id)
+        assert found is not None
+        return JSONResponse(service_request(found[0], version=found[1]), media_type=FHIR_JSON)
+
+    return router

@@ -249,3 +249,118 @@ def test_cancel_records_reason_and_refuses_a_second_time(service, engine, recomm
         service.cancel(recommended, reason="again", by="Practitioner/7")
     with pytest.raises(RecommendationNotFound):
         service.cancel("no-such-id", reason="x", by="Practitioner/7")
+
+
+class FakeImaging:
+    """Fake of our ImagingInstances port: serves data sets by WADO-RS URL."""
+
+    def __init__(self, datasets):
+        self.datasets = datasets
+        self.calls = []
+
+    def retrieve(self, url):
+        self.calls.append(url)
+        return self.datasets[url]
+
+
+def instance_stored(event_id: str, *, sr, url: str, study_date: str = "20261201") -> DecodedEvent:
+    from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
+    from radcds.domain.findings import InstanceReference, StudyContext
+
+    stored = ImagingInstanceStored(
+        instance=InstanceReference(sr.StudyInstanceUID, sr.SeriesInstanceUID, sr.SOPInstanceUID, sr.SOPClassUID),
+        context=StudyContext(patient_id="MRN-1", issuer_of_patient_id="HOSP", modality="SR", study_date=study_date),
+        transfer_syntax_uid="1.2.840.10008.1.2.1",
+        retrieve_url=url,
+        size_bytes=1000,
+    )
+    return DecodedEvent(
+        event_id,
+        INSTANCE_STORED.type,
+        "/radcds/imaging",
+        sr.StudyInstanceUID,
+        None,
+        INSTANCE_STORED,
+        stored.to_payload(),
+    )
+
+
+@pytest.fixture
+def sr_service(engine, clock):
+    def build(datasets):
+        imaging = FakeImaging(datasets)
+        knowledge = Knowledge(load_guidelines(), load_critical_policy(), load_findings())
+        service = FusionService(
+            engine=engine,
+            knowledge=knowledge,
+            context=lambda p: SMOKER,
+            consumer_group="fusion-test",
+            clock=clock,
+            instances=imaging,
+        )
+        return service, imaging
+
+    return build
+
+
+def test_measurement_sr_stored_in_imaging_is_read_and_assessed(sr_service, engine, ct, sr_kit):
+    sr = sr_kit.roundtrip(
+        sr_kit.sr_of(
+            ct,
+            [
+                sr_kit.planar_group(
+                    ct, "1.2.3.1", [sr_kit.measurement(sr_kit.LONG, 8.2), sr_kit.measurement(sr_kit.SHORT, 7.8)]
+                )
+            ],
+        )
+    )
+    service, imaging = sr_service({"http://imaging/sr/1": sr})
+    event = instance_stored("i1", sr=sr, url="http://imaging/sr/1")
+    service.handle(event)
+    service.handle(event)  # redelivered: assessed once
+    (assessment,) = outbox(engine, ASSESSMENT_PRODUCED)
+    assert assessment["studyInstanceUid"] == sr.StudyInstanceUID
+    assert (
+        assessment["comparisons"][0]["text"]
+        == "Solid nodule, Upper lobe of right lung 8.0 mm: no prior study to compare with."
+    )
+    assert assessment["guidelines"][0]["id"] == "fleischner-2017"
+    assert len(outbox(engine, RECOMMENDATION_CHANGED)) == 1
+    assert imaging.calls == ["http://imaging/sr/1"]  # the duplicate was recognised before fetching
+
+
+def test_radcds_own_sr_and_images_are_not_read_as_measurement_reports(sr_service, engine, ct, sr_kit):
+    sr = sr_kit.roundtrip(
+        sr_kit.sr_of(ct, [sr_kit.planar_group(ct, "1.2.3.1", [sr_kit.measurement(sr_kit.LONG, 8.2)])])
+    )
+    sr.Manufacturer = "radcds"
+    service, imaging = sr_service({"http://imaging/sr/1": sr})
+    service.handle(instance_stored("i1", sr=sr, url="http://imaging/sr/1"))
+    assert outbox(engine, ASSESSMENT_PRODUCED) == []
+    ct_event = instance_stored("i2", sr=ct, url="http://imaging/ct/1")
+    service.handle(ct_event)  # a CT image: not an SR class, not even fetched
+    assert imaging.calls == ["http://imaging/sr/1"]
+
+
+def test_sr_without_a_measurement_report_is_skipped(sr_service, engine):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    basic_sr = pydicom.dcmread(get_testdata_file("test-SR.dcm"))  # a Comprehensive SR, not TID 1500
+    service, imaging = sr_service({"http://imaging/sr/2": basic_sr})
+    service.handle(instance_stored("i3", sr=basic_sr, url="http://imaging/sr/2"))
+    assert imaging.calls == ["http://imaging/sr/2"]
+    assert outbox(engine, ASSESSMENT_PRODUCED) == []
+
+
+def test_measurement_report_with_an_impossible_nodule_fails_for_the_dead_letter_topic(sr_service, engine, ct, sr_kit):
+    from radcds_fusion.adapters.sr_nodules import MeasurementReportError
+
+    group = sr_kit.planar_group(
+        ct, "1.2.3.5", [sr_kit.measurement(sr_kit.LONG, 4.0), sr_kit.measurement(sr_kit.SHORT, 6.0)]
+    )
+    sr = sr_kit.roundtrip(sr_kit.sr_of(ct, [group]))
+    service, _ = sr_service({"http://imaging/sr/3": sr})
+    with pytest.raises(MeasurementReportError, match="short axis cannot exceed"):
+        service.handle(instance_stored("i4", sr=sr, url="http://imaging/sr/3"))
+    assert outbox(engine, ASSESSMENT_PRODUCED) == []

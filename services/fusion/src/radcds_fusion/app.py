@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+import httpx
 from fastapi import FastAPI
 from sqlalchemy import Engine
 
@@ -20,10 +21,11 @@ from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
-from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_FUSION, STUDY_AVAILABLE
+from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, SOURCE_FUSION, STUDY_AVAILABLE
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_fusion.adapters.imaging import ImagingInstances
 from radcds_fusion.api.fhir import fhir_router
 from radcds_fusion.domain.context import ClinicalContext, PatientRef
 from radcds_fusion.handlers import FusionService
@@ -32,8 +34,9 @@ from radcds_fusion.queries import RecommendationQueries
 from radcds_fusion.settings import FusionSettings
 
 log = logging.getLogger(__name__)
-#: Topics fusion reads: findings to assess, studies that may close recommendations.
+#: Topics fusion reads: findings to assess, studies that may close recommendations, instances (measurement SRs).
 CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, STUDY_AVAILABLE.topic)
+SR_TOPICS = (INSTANCE_STORED.topic,)
 #: The database chain of fusion (its own Alembic version table).
 MIGRATION_CHAIN = "radcds_fusion.db"
 
@@ -84,6 +87,9 @@ class FusionComponents:
     relay: OutboxRelay | None = None
     consumer: EventConsumer | None = None
     sweep: OverdueSweep | None = None
+    topics: tuple[str, ...] = CONSUMED_TOPICS
+    #: The HTTP client of the WADO-RS adapter, when fusion built it (closed on stop).
+    http: httpx.Client | None = None
     started: list[str] = field(default_factory=list)
 
     def start(self, *, consume: bool) -> None:
@@ -101,7 +107,7 @@ class FusionComponents:
                 self.settings,
                 service="fusion",
                 group_id=self.settings.consumer_group,
-                topics=list(CONSUMED_TOPICS),
+                topics=list(self.topics),
                 handler=self.service.handle,
                 dead_letters=self.kafka,
                 metrics=self.metrics,
@@ -122,6 +128,8 @@ class FusionComponents:
             self.relay.stop()
         if self.kafka is not None:
             self.kafka.close()
+        if self.http is not None:
+            self.http.close()
         self.started.clear()
 
     def notify_relay(self) -> None:
@@ -136,18 +144,24 @@ def build_components(
     engine: Engine | None = None,
     publisher: BatchEventPublisher | None = None,
     context: Callable[[PatientRef], ClinicalContext] = no_ehr_context,
+    instances: ImagingInstances | None = None,
 ) -> FusionComponents:
     """Wire fusion's adapters and use cases (knowledge checked here: a bad file stops the service); nothing
     starts before :meth:`FusionComponents.start`."""
     knowledge = load_knowledge(settings.knowledge_dir)
     engine = engine or make_engine(settings.resolved_database_url())
     holder: list[FusionComponents] = []
+    http: httpx.Client | None = None
+    if instances is None and settings.imaging_dicomweb_url:
+        http = httpx.Client(timeout=settings.retrieve_timeout_s)
+        instances = ImagingInstances(http)
     service = FusionService(
         engine=engine,
         knowledge=knowledge,
         context=context,
         consumer_group=settings.consumer_group,
         after_commit=lambda: holder[0].notify_relay(),
+        instances=instances,
     )
     components = FusionComponents(
         settings=settings,
@@ -156,6 +170,8 @@ def build_components(
         queries=RecommendationQueries(engine),
         metrics=ServiceMetrics(),
         publisher=publisher,
+        topics=CONSUMED_TOPICS + (SR_TOPICS if instances is not None else ()),
+        http=http,
     )
     holder.append(components)
     return components

@@ -13,19 +13,23 @@ from sqlalchemy import Connection, Engine
 
 from radcds.adapters.db.idempotency import already_processed, mark_processed
 from radcds.adapters.db.outbox import enqueue
+from radcds.adapters.fhir.report import patient_id_for
 from radcds.adapters.kafka.codec import DecodedEvent
 from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
     FINDINGS_PRODUCED,
+    INSTANCE_STORED,
     RECOMMENDATION_CHANGED,
     STUDY_AVAILABLE,
     ImagingFindingsProduced,
+    ImagingInstanceStored,
 )
 from radcds_fusion.adapters.codec import assessment_payload, recommendation_payload
 from radcds_fusion.adapters.fhir import service_request
-from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series
+from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series, study_date_of
+from radcds_fusion.adapters.imaging import MEASUREMENT_SR_CLASSES, ImagingInstances
 from radcds_fusion.adapters.repository import FusionRepository
-from radcds_fusion.adapters.sr_nodules import ReportedNodule
+from radcds_fusion.adapters.sr_nodules import NotAMeasurementReport, ReportedNodule, read_nodules
 from radcds_fusion.domain.assessment import StudyFindings, assess_study
 from radcds_fusion.domain.comparison import MeasuredFinding
 from radcds_fusion.domain.context import ClinicalContext, PatientRef
@@ -68,6 +72,7 @@ class FusionService:
         consumer_group: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         after_commit: Callable[[], None] = lambda: None,
+        instances: ImagingInstances | None = None,
     ) -> None:
         self._engine = engine
         self._knowledge = knowledge
@@ -75,13 +80,49 @@ class FusionService:
         self._group = consumer_group
         self._clock = clock
         self._after_commit = after_commit
+        self._instances = instances
 
     def handle(self, event: DecodedEvent) -> None:
-        """Kafka entry point: findings are assessed, studies close recommendations; other events are ignored."""
+        """Kafka entry point: findings are assessed, measurement SRs read, studies close recommendations; other
+        events are ignored."""
         if event.kind is FINDINGS_PRODUCED:
             self.assess_findings(event)
         elif event.kind is STUDY_AVAILABLE:
             self.close_by_study(event)
+        elif event.kind is INSTANCE_STORED and self._instances is not None:
+            self.read_measurement_report(event)
+
+    def read_measurement_report(self, event: DecodedEvent) -> None:
+        """An SR stored in imaging by another product or a workstation: its nodules are assessed. radcds's own SRs,
+        SRs that hold no TID 1500 report and reports without nodules are skipped; a TID 1500 report with impossible
+        measurements raises :class:`MeasurementReportError` (the consumer dead-letters it for an operator)."""
+        stored = ImagingInstanceStored.from_payload(event.payload)
+        if stored.instance.sop_class_uid not in MEASUREMENT_SR_CLASSES or self._instances is None:
+            return
+        with self._engine.connect() as conn:
+            if already_processed(conn, consumer_group=self._group, event_id=event.id):
+                return
+        dataset = self._instances.retrieve(stored.retrieve_url)
+        nodules: list[ReportedNodule] = []
+        if not str(dataset.get("Manufacturer", "")).startswith("radcds"):
+            try:
+                nodules = read_nodules(dataset)
+            except NotAMeasurementReport:
+                log.info("SR without a TID 1500 measurement report skipped", extra={"event_id": event.id})
+        ctx = stored.context
+        if not nodules:
+            with self._engine.begin() as conn:
+                if not already_processed(conn, consumer_group=self._group, event_id=event.id):
+                    mark_processed(conn, consumer_group=self._group, event_id=event.id)
+            return
+        self.record_measurement_report(
+            event_id=event.id,
+            patient=PatientRef(patient_id_for(ctx), ctx.patient_id, ctx.issuer_of_patient_id),
+            study_uid=stored.instance.study_instance_uid,
+            study_date=study_date_of(ctx.study_date, self._clock().date()),
+            sr_instance_uid=stored.instance.sop_instance_uid,
+            nodules=nodules,
+        )
 
     def assess_findings(self, event: DecodedEvent) -> None:
         """Store a findings event's tracked findings and publish the study's assessment (a new version each time)."""

@@ -24,6 +24,9 @@ class FusionSettings(ServiceSettings):
     #: Guidelines, critical-result policy and tracked findings (checked at start-up).
     knowledge_dir: Path = KNOWLEDGE_DIR
     consumer_group: str = "radcds-fusion"
+    #: Imaging's DICOMweb root: measurement SRs stored there are read over WADO-RS (unset: not read).
+    imaging_dicomweb_url: str | None = Field(default=None, pattern=r"^https?://")
+    retrieve_timeout_s: float = Field(default=30.0, gt=0)
     #: How often proposed recommendations past their due date are marked overdue.
     overdue_sweep_interval_s: float = Field(default=300.0, gt=0)
 

@@ -54,6 +54,10 @@ class MeasurementReportError(ValueError):
     """An SR that is not a readable TID 1500 measurement report, or a nodule whose measurements are impossible."""
 
 
+class NotAMeasurementReport(MeasurementReportError):
+    """A data set that is no TID 1500 measurement report at all (an image, a free-text SR): nothing to read."""
+
+
 @dataclass(frozen=True, slots=True)
 class ReportedNodule:
     """One nodule of a measurement report, with what identifies it in the SR."""
@@ -74,11 +78,11 @@ def read_nodules(dataset: Dataset) -> list[ReportedNodule]:
             measurements are impossible (a negative size, a short axis above the long axis).
     """
     if getattr(dataset, "Modality", None) != "SR" or "ContentSequence" not in dataset:
-        raise MeasurementReportError("not a structured report with content")
+        raise NotAMeasurementReport("not a structured report with content")
     try:
         report = hd.sr.MeasurementReport.from_sequence([dataset])
     except (ValueError, AttributeError, KeyError, TypeError) as exc:
-        raise MeasurementReportError(f"not a TID 1500 measurement report: {exc}") from exc
+        raise NotAMeasurementReport(f"not a TID 1500 measurement report: {exc}") from exc
     groups = [
         *report.get_planar_roi_measurement_groups(),
         *report.get_volumetric_roi_measurement_groups(),

@@ -30,6 +30,7 @@ TEST_PORTS = Ports(
     reporting=28085,
     reporting_mllp=22575,
     referral=28081,
+    fusion=28084,
     postgres=25432,
 )
 

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from radcds.devstack import processes
 
-SERVICES = ("imaging", "inference", "reporting", "referral")
-#: One database per service; fusion's (its own migration chain) exists before its process is part of the stack.
-DATABASES = (*SERVICES, "fusion")
+SERVICES = ("imaging", "inference", "reporting", "referral", "fusion")
+#: One database per service (fusion's holds its own migration chain).
+DATABASES = SERVICES
 #: Issuer of the development EHR whose key `make run` generates and the referral service trusts.
 DEV_ISSUER = "https://ehr.radcds.local/dev"
 
@@ -50,6 +50,7 @@ class Ports:
     reporting: int = 8085  # RADCDS_REPORTING_HTTP_PORT
     reporting_mllp: int = 12575  # RADCDS_REPORTING_MLLP_PORT (HL7 v2 orders in)
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
+    fusion: int = 8084  # RADCDS_FUSION_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
     s3: int = 19000  # RADCDS_S3_PORT (S3Proxy, only when imaging stores in S3)
 
@@ -70,6 +71,7 @@ class Ports:
             reporting=_env_int("RADCDS_REPORTING_HTTP_PORT", d.reporting),
             reporting_mllp=_env_int("RADCDS_REPORTING_MLLP_PORT", d.reporting_mllp),
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
+            fusion=_env_int("RADCDS_FUSION_HTTP_PORT", d.fusion),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
             s3=_env_int("RADCDS_S3_PORT", d.s3),
         )
@@ -459,7 +461,10 @@ class LocalStack:
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.referral}"
             defaults[f"{p}TRUSTED_ISSUERS_FILE"] = str(self.dev_issuer()[1])
-        if db and service in ("imaging", "reporting", "referral"):
+        if service == "fusion":
+            defaults[f"{p}DATA_DIR"] = str(data)
+            defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"
+        if db and service in ("imaging", "reporting", "referral", "fusion"):
             defaults[f"{p}DATABASE_URL"] = db
         env = dict(os.environ)
         for key, value in defaults.items():

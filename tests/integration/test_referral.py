@@ -33,3 +33,4 @@ def test_unsigned_call_is_refused_with_a_bare_401(stack):
     url = f"http://{stack.host}:{stack.ports.referral}/cds-services/radcds-imaging-order-sign"
     response = httpx.post(url, json=scenarios.low_risk_minor_head_injury(), timeout=10)
     assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"  # RFC 6750 3.1: no token sent, no error code

@@ -306,3 +306,68 @@ def test_odd_but_valid_json_never_causes_a_server_error(env, call):
     assert response.status_code in (200, 400, 412)
     body = response.json()
     assert ("cards" in body) or body.get("resourceType") == "OperationOutcome"
+
+
+# --- RFC 6750 section 3: every 401 carries a Bearer challenge -------------------------------------------------
+
+FEEDBACK = f"/cds-services/{SIGN}/feedback"
+ENDPOINTS = [("GET", "/cds-services"), ("POST", f"/cds-services/{SIGN}"), ("POST", FEEDBACK), ("GET", FEEDBACK)]
+
+
+def _request(env, method: str, path: str, headers: dict[str, str]):
+    client = env[0]
+    if method == "GET":
+        return client.get(path, headers=headers)
+    return client.post(path, content=json.dumps(scenarios.low_risk_minor_head_injury()).encode(), headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_without_credentials_gets_a_bare_bearer_challenge_without_error_code(env, method, path):
+    """RFC 6750 3.1: a request without authentication information gets no ``error`` attribute."""
+    response = _request(env, method, path, {})
+    assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_with_another_auth_scheme_gets_a_bearer_challenge_without_error_code(env, method, path):
+    """RFC 6750 3.1: an unsupported authentication method counts as no authentication information."""
+    response = _request(env, method, path, {"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_with_a_refused_token_gets_invalid_token_and_no_detail(env, method, path):
+    """RFC 6750 3.1 ``invalid_token``; no ``error_description`` and never the token (CDS Hooks security)."""
+    token = _auth(env, "/cds-services/other")["Authorization"]  # signed, but for another endpoint
+    response = _request(env, method, path, {"Authorization": token})
+    assert response.status_code == 401 and response.content == b""
+    challenge = response.headers["www-authenticate"]
+    assert challenge == 'Bearer error="invalid_token"'
+    assert token.split(" ", 1)[1] not in challenge
+
+
+def test_replayed_token_gets_invalid_token(env):
+    headers = _auth(env, "/cds-services")
+    assert env[0].get("/cds-services", headers=headers).status_code == 200
+    replay = env[0].get("/cds-services", headers=headers)
+    assert replay.status_code == 401 and replay.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_401_to_an_allowed_browser_origin_exposes_the_challenge_header(env):
+    """Fetch only lets page scripts read non-safelisted response headers named in Access-Control-Expose-Headers."""
+    response = env[0].get("/cds-services", headers={"Origin": "https://ehr.example.org"})
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == "https://ehr.example.org"
+    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert "www-authenticate" in exposed
+
+
+def test_service_without_trust_configuration_challenges_every_call(tmp_path):
+    settings = ReferralSettings(data_dir=tmp_path / "data", public_base_url=BASE)
+    with TestClient(create_app(settings, publisher=RecordingPublisher())) as client:
+        bare = client.get("/cds-services")
+        presented = client.get("/cds-services", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+    assert presented.status_code == 401 and presented.headers["www-authenticate"] == 'Bearer error="invalid_token"'

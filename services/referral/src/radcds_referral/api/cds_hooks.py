@@ -1,7 +1,7 @@
 """CDS Hooks 2.0 routes: discovery, service calls and feedback.
 
-Every route authenticates the caller's JWT first (bare 401 on failure), then only parses,
-calls the :class:`~radcds_referral.handlers.ReferralService` and maps the result back.
+Every route authenticates the caller's JWT first (bare 401 with a Bearer challenge on failure), then
+only parses, calls the :class:`~radcds_referral.handlers.ReferralService` and maps the result back.
 """
 
 from __future__ import annotations
@@ -24,6 +24,25 @@ from radcds_referral.security import CdsClientAuthenticator, Unauthorized
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 5 * 1024 * 1024
+#: RFC 6750 section 3.1: the challenge when the request carried no Bearer token (no error code) ...
+CHALLENGE_NO_CREDENTIALS = "Bearer"
+#: ... and when it carried one that we refused. No ``error_description``: CDS Hooks 2.0 "Trusting CDS
+#: Clients" leaves the reason to our logs, never to the caller.
+CHALLENGE_REFUSED = 'Bearer error="invalid_token"'
+
+
+def bearer_challenge(authorization: str | None) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (RFC 6750 section 3).
+
+    Section 3.1: a request that "lacks any authentication information (e.g., the client was unaware
+    that authentication is necessary or attempted using an unsupported authentication method)" gets
+    no error code; a Bearer token that is "expired, revoked, malformed, or invalid for other reasons"
+    gets ``invalid_token``. Nothing of the token is echoed.
+    """
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return CHALLENGE_REFUSED
+    return CHALLENGE_NO_CREDENTIALS
 
 
 def _service(request: Request) -> ReferralService:
@@ -49,19 +68,21 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
             return False
         return True
 
-    def unauthorized() -> Response:
-        return Response(status_code=401)
+    def unauthorized(request: Request) -> Response:
+        """Bare 401 (CDS Hooks 2.0 "Trusting CDS Clients") with the RFC 6750 section 3 challenge."""
+        challenge = bearer_challenge(request.headers.get("authorization"))
+        return Response(status_code=401, headers={"WWW-Authenticate": challenge})
 
     @router.get("")
     async def discovery(request: Request) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         return JSONResponse({"services": [s.discovery() for s in catalog.SERVICES]})
 
     @router.post("/{service_id}")
     async def call(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         service = catalog.by_id(service_id)
         if service is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
@@ -87,7 +108,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
     @router.post("/{service_id}/feedback")
     async def feedback(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         if catalog.by_id(service_id) is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
         try:
@@ -100,7 +121,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
     @router.get("/{service_id}/feedback")
     async def feedback_rates(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         if catalog.by_id(service_id) is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
         rates = await run_in_threadpool(referral.feedback_rates, service_id)

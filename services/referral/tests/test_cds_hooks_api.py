@@ -371,3 +371,145 @@ def test_service_without_trust_configuration_challenges_every_call(tmp_path):
         presented = client.get("/cds-services", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
     assert presented.status_code == 401 and presented.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+# --- CDS Hooks 2.0 "Feedback": the rules of each Feedback object --------------------------------------------
+
+TS = "2026-11-28T10:00:00Z"
+
+
+def _post_feedback(env, items: list[Any]):
+    return env[0].post(FEEDBACK, json={"feedback": items}, headers=_auth(env, FEEDBACK))
+
+
+def _rates(env) -> list[dict[str, Any]]:
+    return env[0].get(FEEDBACK, headers=_auth(env, FEEDBACK)).json()["rules"]
+
+
+def _shown_card(env) -> dict[str, Any]:
+    return _call(env, scenarios.low_risk_minor_head_injury()).json()["cards"][0]
+
+
+def _assert_400_naming(response, field: str) -> None:
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "invalid" and field in outcome["issue"][0]["diagnostics"]
+
+
+def test_accepted_feedback_without_accepted_suggestions_is_400_and_nothing_is_stored(env):
+    """acceptedSuggestions is CONDITIONAL: "Required for accepted outcomes"."""
+    card = _shown_card(env)
+    response = _post_feedback(env, [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}])
+    _assert_400_naming(response, "acceptedSuggestions")
+    assert _rates(env) == []
+
+
+@pytest.mark.parametrize(
+    "accepted",
+    [[], None, "e56e1945", [{}], [{"id": ""}], [{"id": 7}], [{"id": None}], ["e56e1945"]],
+    ids=["empty", "null", "string", "no-id", "empty-id", "number-id", "null-id", "bare-string"],
+)
+def test_accepted_feedback_with_malformed_accepted_suggestions_is_400(env, accepted):
+    """One or more AcceptedSuggestion objects, each with a REQUIRED string ``id`` (no null or empty: "Use of JSON")."""
+    item = {"card": "c-1", "outcome": "accepted", "outcomeTimestamp": TS, "acceptedSuggestions": accepted}
+    _assert_400_naming(_post_feedback(env, [item]), "acceptedSuggestions")
+
+
+def test_accepted_feedback_with_a_suggestion_is_stored_and_counted(env):
+    card = _shown_card(env)
+    item = {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": TS,
+    }
+    assert _post_feedback(env, [item]).status_code == 200
+    assert _rates(env) == [
+        {"ruleId": "canadian-ct-head", "accepted": 1, "overridden": 0, "acceptRate": 1.0, "overrideRate": 0.0}
+    ]
+
+
+def test_overridden_feedback_without_override_reason_is_stored(env):
+    """ "Overridden guidance": an ``overridden`` outcome without ``overrideReason`` is valid."""
+    card = _shown_card(env)
+    assert (
+        _post_feedback(env, [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": TS}]).status_code
+        == 200
+    )
+    assert _rates(env)[0]["overridden"] == 1
+
+
+def test_overridden_feedback_with_only_a_user_comment_is_stored(env):
+    """OverrideReason.reason is CONDITIONAL: only a ``userComment`` is valid."""
+    card = _shown_card(env)
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": TS,
+        "overrideReason": {"userComment": "Patient on warfarin; clinical judgement."},
+    }
+    assert _post_feedback(env, [item]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"outcome": "overridden", "acceptedSuggestions": [{"id": "s-1"}]}, "acceptedSuggestions"),
+        (
+            {"outcome": "accepted", "acceptedSuggestions": [{"id": "s-1"}], "overrideReason": {"userComment": "x"}},
+            "overrideReason",
+        ),
+        ({"outcome": "overridden", "overrideReason": {}}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": None}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": "wrong"}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": {"code": "d7ecf885"}}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": {"system": "http://x.org"}}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": "d7ecf885"}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"userComment": ""}}, "overrideReason.userComment"),
+        ({"outcome": "overridden", "overrideReason": {"userComment": 5}}, "overrideReason.userComment"),
+        ({"outcome": None}, "outcome"),
+        ({"outcome": "ignored"}, "outcome"),
+    ],
+    ids=[
+        "overridden-with-accepted-suggestions",
+        "accepted-with-override-reason",
+        "empty-override-reason",
+        "null-override-reason",
+        "string-override-reason",
+        "reason-without-system",
+        "reason-without-code",
+        "reason-not-a-coding",
+        "empty-user-comment",
+        "number-user-comment",
+        "null-outcome",
+        "ignored-outcome",
+    ],
+)
+def test_feedback_breaking_a_feedback_rule_is_400_naming_the_field(env, item, field):
+    _assert_400_naming(_post_feedback(env, [{"card": "c-1", "outcomeTimestamp": TS, **item}]), field)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-11-28", "2026-11-28T10:00:00", "28/11/2026 10:00", "2026-13-28T10:00:00Z", "2026-11-28T10:00:00+02:00", 5],
+    ids=["date-only", "no-offset", "not-iso", "month-13", "not-utc", "number"],
+)
+def test_feedback_whose_outcome_timestamp_is_not_an_rfc3339_utc_date_time_is_400(env, timestamp):
+    """outcomeTimestamp: "date and time in UTC ... as profiled in section 5.6 of RFC3339"."""
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": timestamp}
+    _assert_400_naming(_post_feedback(env, [item]), "outcomeTimestamp")
+
+
+@pytest.mark.parametrize("timestamp", ["1985-04-12T23:20:50.52Z", "2020-12-11T00:00:00Z", "2026-11-28T10:00:00+00:00"])
+def test_feedback_with_an_rfc3339_utc_timestamp_is_accepted(env, timestamp):
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": timestamp}
+    assert _post_feedback(env, [item]).status_code == 200
+
+
+def test_one_bad_item_rejects_the_whole_feedback_batch_and_stores_nothing(env):
+    card = _shown_card(env)
+    good = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": TS}
+    bad = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}
+    _assert_400_naming(_post_feedback(env, [good, bad]), "feedback[1].acceptedSuggestions")
+    assert _rates(env) == []

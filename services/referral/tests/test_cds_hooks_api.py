@@ -89,6 +89,8 @@ def _check_card(card: dict[str, Any]) -> None:
     assert card["source"]["label"]
     if "suggestions" in card:
         assert card["selectionBehavior"] in ("at-most-one", "any")
+        if card["selectionBehavior"] == "at-most-one":
+            assert sum(1 for s in card["suggestions"] if s.get("isRecommended")) <= 1
         for s in card["suggestions"]:
             assert s["label"] and UUID.match(s["uuid"]) and s["actions"]
             for a in s["actions"]:
@@ -513,3 +515,15 @@ def test_one_bad_item_rejects_the_whole_feedback_batch_and_stores_nothing(env):
     bad = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}
     _assert_400_naming(_post_feedback(env, [good, bad]), "feedback[1].acceptedSuggestions")
     assert _rates(env) == []
+
+
+def test_card_with_two_recommended_suggestions_in_the_rule_marks_only_one_under_at_most_one(env):
+    """CDS Hooks 2.0 "Suggestion": "Multiple suggestions MAY be recommended, if card.selectionBehavior is any";
+    our cards are ``at-most-one``, so only the first recommended suggestion keeps ``isRecommended``."""
+    body = _call(env, scenarios.ctpa_without_d_dimer()).json()
+    _no_null_or_empty(body)
+    (card,) = body["cards"]
+    _check_card(card)
+    assert card["selectionBehavior"] == "at-most-one" and len(card["suggestions"]) == 2
+    recommended = [s["label"] for s in card["suggestions"] if s.get("isRecommended")]
+    assert recommended == ["Order a D-dimer first"]

@@ -85,6 +85,10 @@ def card(
             "display": evaluation.rule.title,
         }
     suggestions = []
+    # "selectionBehavior": our cards are at-most-one, and "Multiple suggestions MAY be recommended, if
+    # card.selectionBehavior is any" (CDS Hooks 2.0 "Suggestion"): only the first recommended one (safety
+    # advice first, then the rule's order) keeps isRecommended.
+    recommended_given = False
     for s in evaluation.suggestions:
         if order is None and s.action is not SuggestionAction.ADD:
             continue
@@ -94,8 +98,9 @@ def card(
             "subject": {"reference": f"Patient/{patient_id}"},
         }
         item: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": _actions(s, target)}
-        if s.recommended:
+        if s.recommended and not recommended_given:
             item["isRecommended"] = True
+            recommended_given = True
         suggestions.append(item)
     if suggestions:
         out["suggestions"] = suggestions

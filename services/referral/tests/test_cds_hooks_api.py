@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -527,3 +528,117 @@ def test_card_with_two_recommended_suggestions_in_the_rule_marks_only_one_under_
     assert card["selectionBehavior"] == "at-most-one" and len(card["suggestions"]) == 2
     recommended = [s["label"] for s in card["suggestions"] if s.get("isRecommended")]
     assert recommended == ["Order a D-dimer first"]
+
+
+# --- Argonaut "CDS Hooks for PAMA": an order whose rule lacks chart data gets no rating --------------------------
+#
+# "In the event that not enough information is available to reach one of these ratings (e.g., if key data have
+# not been captured in a structured form), the CDS Service SHALL NOT produce a PAMA Response for the
+# ServiceRequest, and SHOULD instead offer Cards ... that would lead to a computable rating" (argonautproject/
+# cds-hooks-for-pama, docs/index.md, "CDS Service returns a PAMA Response"; see docs/referral.md, "Rating").
+
+RULES_DIR = ReferralSettings.model_fields["knowledge_dir"].default / "rules"
+
+#: For every clinical rule: an order it covers, an indication it covers, and a patient it applies to, with
+#: none of the rule's findings documented (cspine: GCS 15 documented so that the rule applies).
+UNDOCUMENTED: dict[str, tuple[str, str, str, int, list[dict[str, Any]]]] = {
+    "canadian-ct-head": ("70450", "CT head without contrast", "S06.0X0A", 40, []),
+    "pecarn-head": ("70450", "CT head without contrast", "S06.0X0A", 10, []),
+    "canadian-cspine": ("72125", "CT cervical spine without contrast", "S13.4XXA", 40, [scenarios.gcs(15)]),
+    "nexus-cspine": ("72125", "CT cervical spine without contrast", "S13.4XXA", 10, []),
+    "ottawa-ankle": ("73610", "Radiographs ankle, 3 views", "S93.401A", 40, []),
+    "ottawa-foot": ("73630", "Radiographs foot, 3 views", "S93.601A", 40, []),
+    "ottawa-knee": ("73562", "Radiographs knee, 3 views", "S83.90XA", 40, []),
+    "pe-wells-perc": ("71275", "CT angiography chest", "R06.02", 40, []),
+    "low-back-pain": ("72148", "MRI lumbar spine without contrast", "M54.50", 40, []),
+}
+
+
+def _rule_file(rule_id: str) -> dict[str, Any]:
+    return json.loads((RULES_DIR / f"{rule_id}.json").read_text())
+
+
+def _events(env, count: int) -> list[tuple[Any, dict[str, Any], str, str]]:
+    deadline = time.monotonic() + 10  # the outbox relay publishes in the background
+    while len(env[3].events) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return env[3].events
+
+
+def test_every_clinical_rule_of_the_catalogue_has_an_undocumented_case():
+    clinical = {p.stem for p in RULES_DIR.glob("*.json") if json.loads(p.read_text())["kind"] == "clinical"}
+    assert clinical == set(UNDOCUMENTED)
+
+
+@pytest.mark.parametrize("rule_id", sorted(UNDOCUMENTED))
+def test_order_whose_rule_lacks_chart_data_gets_a_card_asking_for_it_and_no_rating(env, rule_id):
+    cpt, display, icd, age, observations = UNDOCUMENTED[rule_id]
+    call = scenarios.order_sign(
+        [scenarios.imaging_order(cpt, display, (icd, display))],
+        observations=observations,
+        patient_resource=scenarios.patient(age),
+    )
+    body = _call(env, call).json()
+    _no_null_or_empty(body)
+    assert "systemActions" not in body  # Argonaut PAMA: SHALL NOT include the undetermined ServiceRequest
+    (card,) = body["cards"]
+    _check_card(card)
+    rule = _rule_file(rule_id)
+    assert card["source"]["topic"]["code"] == rule_id and card["indicator"] == "info"
+    assert card["summary"] == rule["needs_information"]["summary"]
+    assert "**Not documented:**" in card["detail"]
+    # the consultation still happens: one event, rating needs-information, with its own consultation id
+    ((kind, payload, event_id, subject),) = _events(env, 1)
+    assert kind is ORDER_EVALUATED and subject == "draft-ct-head"
+    assert payload["rating"] == "needs-information" and payload["ruleId"] == rule_id
+    assert payload["consultationId"] == event_id and event_id.startswith("urn:uuid:")
+    assert payload["cardUuid"] == card["uuid"] and payload["criteriaUrl"]
+
+
+def test_low_back_pain_for_ten_days_without_red_flags_documented_asks_for_each_red_flag_and_sends_no_rating(env):
+    onset = (datetime.now(UTC).date() - timedelta(days=10)).isoformat()
+    condition = {
+        "resourceType": "Condition",
+        "id": "lbp",
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "code": {"coding": [{"system": scenarios.ICD10CM, "code": "M54.50", "display": "Low back pain"}]},
+        "subject": {"reference": "Patient/example-patient"},
+        "onsetDateTime": onset,
+    }
+    call = scenarios.order_sign(
+        [scenarios.imaging_order("72148", "MRI lumbar spine", ("M54.50", "Low back pain"), order_id="draft-mri")],
+        observations=[],
+        conditions=[condition],
+        patient_resource=scenarios.patient(45),
+    )
+    body = _call(env, call).json()
+    assert "systemActions" not in body
+    (card,) = body["cards"]
+    missing = card["detail"].split("**Not documented:**", 1)[1]
+    labels = _rule_file("low-back-pain")["inputs"]
+    for key, spec in labels.items():
+        if key.startswith("red-flag-"):
+            assert spec["label"] in missing, key
+    assert labels["symptom-duration-days"]["label"] not in missing  # known from the Condition's onset
+
+
+def test_rated_and_undetermined_orders_in_one_call_rate_only_the_determined_one(env):
+    """Argonaut PAMA: a systemAction for each ServiceRequest with a rating, none for the undetermined one."""
+    head = scenarios.imaging_order("70450", "CT head without contrast", ("S06.0X0A", "Concussion"))
+    spine = scenarios.imaging_order("72148", "MRI lumbar spine", ("M54.50", "Low back pain"), order_id="draft-mri")
+    call = scenarios.order_sign(
+        [head, spine],
+        observations=[scenarios.gcs(15), *(scenarios.finding(f, False) for f in scenarios.CCHR_FLAGS)],
+        patient_resource=scenarios.patient(40),
+    )
+    body = _call(env, call).json()
+    _no_null_or_empty(body)
+    (action,) = body["systemActions"]
+    assert action["resource"]["id"] == "draft-ct-head"
+    assert {c["source"]["topic"]["code"] for c in body["cards"]} == {"canadian-ct-head", "low-back-pain"}
+    events = {p["orderId"]: p for _, p, _, _ in _events(env, 2)}
+    assert events["draft-mri"]["rating"] == "needs-information"
+    assert events["draft-ct-head"]["rating"] == "not-appropriate"
+    assert events["draft-mri"]["consultationId"] != events["draft-ct-head"]["consultationId"]

@@ -642,3 +642,35 @@ def test_rated_and_undetermined_orders_in_one_call_rate_only_the_determined_one(
     assert events["draft-mri"]["rating"] == "needs-information"
     assert events["draft-ct-head"]["rating"] == "not-appropriate"
     assert events["draft-mri"]["consultationId"] != events["draft-ct-head"]["consultationId"]
+
+
+def test_replace_suggestion_keeps_the_orders_own_extensions_and_drops_only_the_stale_pama_rating(env):
+    """CDS Hooks 2.0 "Action": an ``update`` "holds the updated resource in its entirety"; only the code changes,
+    and a PAMA rating of the old code no longer applies."""
+    own = {"url": "https://ehr.example.org/fhir/StructureDefinition/order-comment", "valueString": "portable"}
+    stale = {
+        "url": "http://fhir.org/argonaut/Extension/pama-rating",
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://fhir.org/argonaut/CodeSystem/pama-rating", "code": "x"}]
+        },
+    }
+    order = scenarios.imaging_order("70460", "CT head with contrast", ("S06.0X0A", "Concussion"))
+    order["extension"] = [own, stale]
+    egfr = {
+        "resourceType": "Observation",
+        "id": "egfr",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]},
+        "effectiveDateTime": datetime.now(UTC).date().isoformat(),
+        "valueQuantity": {"value": 20, "unit": "mL/min/{1.73_m2}"},
+    }
+    call = scenarios.order_sign([order], observations=[scenarios.gcs(15), egfr], patient_resource=scenarios.patient(70))
+    body = _call(env, call).json()
+    (card,) = body["cards"]
+    updates = [a for s in card["suggestions"] for a in s["actions"] if a["type"] == "update"]
+    assert updates, card
+    for action in updates:
+        assert action["resource"]["extension"] == [own]
+        assert action["resource"]["code"]["coding"][0]["code"] != "70460"
+    (rating,) = body["systemActions"]
+    assert rating["resource"]["extension"][0] == own  # the rating update changes nothing but the PAMA extensions

@@ -674,3 +674,23 @@ def test_replace_suggestion_keeps_the_orders_own_extensions_and_drops_only_the_s
         assert action["resource"]["code"]["coding"][0]["code"] != "70460"
     (rating,) = body["systemActions"]
     assert rating["resource"]["extension"][0] == own  # the rating update changes nothing but the PAMA extensions
+
+
+def test_safety_warning_on_an_order_whose_rule_lacks_chart_data_still_sends_no_rating(env):
+    egfr = {
+        "resourceType": "Observation",
+        "id": "egfr",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]},
+        "effectiveDateTime": datetime.now(UTC).date().isoformat(),
+        "valueQuantity": {"value": 20, "unit": "mL/min/{1.73_m2}"},
+    }
+    order = scenarios.imaging_order("72132", "CT lumbar spine with contrast", ("M54.50", "Low back pain"))
+    body = _call(env, scenarios.order_sign([order], observations=[egfr], patient_resource=scenarios.patient(45))).json()
+    _no_null_or_empty(body)
+    assert "systemActions" not in body
+    (card,) = body["cards"]
+    _check_card(card)
+    assert card["indicator"] in ("warning", "critical")
+    assert "**Not documented:**" in card["detail"]
+    assert any(a["type"] == "update" for s in card["suggestions"] for a in s["actions"])

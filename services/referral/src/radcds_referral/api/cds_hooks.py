@@ -28,8 +28,8 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 5 * 1024 * 1024
 #: RFC 6750 section 3.1: the challenge when the request carried no Bearer token (no error code) ...
 CHALLENGE_NO_CREDENTIALS = "Bearer"
-#: ... and when it carried one that we refused. No ``error_description``: CDS Hooks 2.0 "Trusting CDS
-#: Clients" leaves the reason to our logs, never to the caller.
+#: ... and when it carried one that we refused. No ``error_description`` (optional in RFC 6750 section 3):
+#: the reason goes to our logs only, since a detailed one would help an attacker forge a token.
 CHALLENGE_REFUSED = 'Bearer error="invalid_token"'
 
 
@@ -71,7 +71,8 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
         return True
 
     def unauthorized(request: Request) -> Response:
-        """Bare 401 (CDS Hooks 2.0 "Trusting CDS Clients") with the RFC 6750 section 3 challenge."""
+        """Bare 401 (no body; CDS Hooks 2.0 "Trusting CDS Clients" has the JWT sent as a Bearer token) with the
+        RFC 6750 section 3 challenge."""
         challenge = bearer_challenge(request.headers.get("authorization"))
         return Response(status_code=401, headers={"WWW-Authenticate": challenge})
 
@@ -152,7 +153,7 @@ def _utc_timestamp(value: object, where: str) -> str:
         raise BadRequest(f"{where}.outcomeTimestamp is not a valid date-time") from None
     if second > 60:
         raise BadRequest(f"{where}.outcomeTimestamp is not a valid date-time")
-    return value  # type: ignore[return-value]
+    return str(value)
 
 
 def _non_empty_string(value: object) -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
 
 from radcds.devstack.demo import call_referral, wait_for_event
 from radcds.domain.events import ORDER_EVALUATED
 from radcds_referral import scenarios
+from radcds_referral.devkeys import sign_client_jwt
 
 from .helpers import read_topic
 
@@ -33,3 +36,28 @@ def test_unsigned_call_is_refused_with_a_bare_401(stack):
     url = f"http://{stack.host}:{stack.ports.referral}/cds-services/radcds-imaging-order-sign"
     response = httpx.post(url, json=scenarios.low_risk_minor_head_injury(), timeout=10)
     assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"  # RFC 6750 3.1: no token sent, no error code
+
+
+def _signed_headers(stack, url: str) -> dict[str, str]:
+    key_path, issuers_path = stack.dev_issuer()
+    issuer = json.loads(issuers_path.read_text())[0]
+    kid = issuer["jwks"]["keys"][0]["kid"]
+    return {"Authorization": "Bearer " + sign_client_jwt(key_path.read_bytes(), kid=kid, iss=issuer["iss"], aud=url)}
+
+
+def test_token_for_another_endpoint_is_refused_with_an_invalid_token_challenge(stack):
+    base = f"http://{stack.host}:{stack.ports.referral}/cds-services"
+    response = httpx.get(base, headers=_signed_headers(stack, base + "/radcds-imaging-order-sign"), timeout=10)
+    assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == 'Bearer error="invalid_token"'  # RFC 6750 3.1, no detail
+
+
+def test_accepted_feedback_without_accepted_suggestions_is_a_400_operation_outcome(stack):
+    card = call_referral(stack, scenarios.low_risk_minor_head_injury())["cards"][0]
+    url = f"http://{stack.host}:{stack.ports.referral}/cds-services/radcds-imaging-order-sign/feedback"
+    feedback = {"feedback": [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": "2026-11-28T10:00:00Z"}]}
+    response = httpx.post(url, json=feedback, headers=_signed_headers(stack, url), timeout=10)
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome" and "acceptedSuggestions" in outcome["issue"][0]["diagnostics"]

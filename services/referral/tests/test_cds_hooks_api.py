@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -89,6 +90,8 @@ def _check_card(card: dict[str, Any]) -> None:
     assert card["source"]["label"]
     if "suggestions" in card:
         assert card["selectionBehavior"] in ("at-most-one", "any")
+        if card["selectionBehavior"] == "at-most-one":
+            assert sum(1 for s in card["suggestions"] if s.get("isRecommended")) <= 1
         for s in card["suggestions"]:
             assert s["label"] and UUID.match(s["uuid"]) and s["actions"]
             for a in s["actions"]:
@@ -306,3 +309,388 @@ def test_odd_but_valid_json_never_causes_a_server_error(env, call):
     assert response.status_code in (200, 400, 412)
     body = response.json()
     assert ("cards" in body) or body.get("resourceType") == "OperationOutcome"
+
+
+# --- RFC 6750 section 3: every 401 carries a Bearer challenge -------------------------------------------------
+
+FEEDBACK = f"/cds-services/{SIGN}/feedback"
+ENDPOINTS = [("GET", "/cds-services"), ("POST", f"/cds-services/{SIGN}"), ("POST", FEEDBACK), ("GET", FEEDBACK)]
+
+
+def _request(env, method: str, path: str, headers: dict[str, str]):
+    client = env[0]
+    if method == "GET":
+        return client.get(path, headers=headers)
+    return client.post(path, content=json.dumps(scenarios.low_risk_minor_head_injury()).encode(), headers=headers)
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_without_credentials_gets_a_bare_bearer_challenge_without_error_code(env, method, path):
+    """RFC 6750 3.1: a request without authentication information gets no ``error`` attribute."""
+    response = _request(env, method, path, {})
+    assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_with_another_auth_scheme_gets_a_bearer_challenge_without_error_code(env, method, path):
+    """RFC 6750 3.1: an unsupported authentication method counts as no authentication information."""
+    response = _request(env, method, path, {"Authorization": "Basic dXNlcjpwYXNz"})
+    assert response.status_code == 401 and response.content == b""
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+@pytest.mark.parametrize(("method", "path"), ENDPOINTS)
+def test_call_with_a_refused_token_gets_invalid_token_and_no_detail(env, method, path):
+    """RFC 6750 3.1 ``invalid_token``; no ``error_description`` and never the token (CDS Hooks security)."""
+    token = _auth(env, "/cds-services/other")["Authorization"]  # signed, but for another endpoint
+    response = _request(env, method, path, {"Authorization": token})
+    assert response.status_code == 401 and response.content == b""
+    challenge = response.headers["www-authenticate"]
+    assert challenge == 'Bearer error="invalid_token"'
+    assert token.split(" ", 1)[1] not in challenge
+
+
+def test_replayed_token_gets_invalid_token(env):
+    headers = _auth(env, "/cds-services")
+    assert env[0].get("/cds-services", headers=headers).status_code == 200
+    replay = env[0].get("/cds-services", headers=headers)
+    assert replay.status_code == 401 and replay.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_401_to_an_allowed_browser_origin_exposes_the_challenge_header(env):
+    """Fetch only lets page scripts read non-safelisted response headers named in Access-Control-Expose-Headers."""
+    response = env[0].get("/cds-services", headers={"Origin": "https://ehr.example.org"})
+    assert response.status_code == 401
+    assert response.headers["access-control-allow-origin"] == "https://ehr.example.org"
+    exposed = {h.strip().lower() for h in response.headers["access-control-expose-headers"].split(",")}
+    assert "www-authenticate" in exposed
+
+
+def test_service_without_trust_configuration_challenges_every_call(tmp_path):
+    settings = ReferralSettings(data_dir=tmp_path / "data", public_base_url=BASE)
+    with TestClient(create_app(settings, publisher=RecordingPublisher())) as client:
+        bare = client.get("/cds-services")
+        presented = client.get("/cds-services", headers={"Authorization": "Bearer abc.def.ghi"})
+    assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+    assert presented.status_code == 401 and presented.headers["www-authenticate"] == 'Bearer error="invalid_token"'
+
+
+# --- CDS Hooks 2.0 "Feedback": the rules of each Feedback object --------------------------------------------
+
+TS = "2026-11-28T10:00:00Z"
+
+
+def _post_feedback(env, items: list[Any]):
+    return env[0].post(FEEDBACK, json={"feedback": items}, headers=_auth(env, FEEDBACK))
+
+
+def _rates(env) -> list[dict[str, Any]]:
+    return env[0].get(FEEDBACK, headers=_auth(env, FEEDBACK)).json()["rules"]
+
+
+def _shown_card(env) -> dict[str, Any]:
+    return _call(env, scenarios.low_risk_minor_head_injury()).json()["cards"][0]
+
+
+def _assert_400_naming(response, field: str) -> None:
+    assert response.status_code == 400
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert outcome["issue"][0]["code"] == "invalid" and field in outcome["issue"][0]["diagnostics"]
+
+
+def test_accepted_feedback_without_accepted_suggestions_is_400_and_nothing_is_stored(env):
+    """acceptedSuggestions is CONDITIONAL: "Required for accepted outcomes"."""
+    card = _shown_card(env)
+    response = _post_feedback(env, [{"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}])
+    _assert_400_naming(response, "acceptedSuggestions")
+    assert _rates(env) == []
+
+
+@pytest.mark.parametrize(
+    "accepted",
+    [[], None, "e56e1945", [{}], [{"id": ""}], [{"id": 7}], [{"id": None}], ["e56e1945"]],
+    ids=["empty", "null", "string", "no-id", "empty-id", "number-id", "null-id", "bare-string"],
+)
+def test_accepted_feedback_with_malformed_accepted_suggestions_is_400(env, accepted):
+    """One or more AcceptedSuggestion objects, each with a REQUIRED string ``id`` (no null or empty: "Use of JSON")."""
+    item = {"card": "c-1", "outcome": "accepted", "outcomeTimestamp": TS, "acceptedSuggestions": accepted}
+    _assert_400_naming(_post_feedback(env, [item]), "acceptedSuggestions")
+
+
+def test_accepted_feedback_with_a_suggestion_is_stored_and_counted(env):
+    card = _shown_card(env)
+    item = {
+        "card": card["uuid"],
+        "outcome": "accepted",
+        "acceptedSuggestions": [{"id": card["suggestions"][0]["uuid"]}],
+        "outcomeTimestamp": TS,
+    }
+    assert _post_feedback(env, [item]).status_code == 200
+    assert _rates(env) == [
+        {"ruleId": "canadian-ct-head", "accepted": 1, "overridden": 0, "acceptRate": 1.0, "overrideRate": 0.0}
+    ]
+
+
+def test_overridden_feedback_without_override_reason_is_stored(env):
+    """ "Overridden guidance": an ``overridden`` outcome without ``overrideReason`` is valid."""
+    card = _shown_card(env)
+    assert (
+        _post_feedback(env, [{"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": TS}]).status_code
+        == 200
+    )
+    assert _rates(env)[0]["overridden"] == 1
+
+
+def test_overridden_feedback_with_only_a_user_comment_is_stored(env):
+    """OverrideReason.reason is CONDITIONAL: only a ``userComment`` is valid."""
+    card = _shown_card(env)
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "outcomeTimestamp": TS,
+        "overrideReason": {"userComment": "Patient on warfarin; clinical judgement."},
+    }
+    assert _post_feedback(env, [item]).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("item", "field"),
+    [
+        ({"outcome": "overridden", "acceptedSuggestions": [{"id": "s-1"}]}, "acceptedSuggestions"),
+        (
+            {"outcome": "accepted", "acceptedSuggestions": [{"id": "s-1"}], "overrideReason": {"userComment": "x"}},
+            "overrideReason",
+        ),
+        ({"outcome": "overridden", "overrideReason": {}}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": None}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": "wrong"}, "overrideReason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": {"code": "d7ecf885"}}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": {"system": "http://x.org"}}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"reason": "d7ecf885"}}, "overrideReason.reason"),
+        ({"outcome": "overridden", "overrideReason": {"userComment": ""}}, "overrideReason.userComment"),
+        ({"outcome": "overridden", "overrideReason": {"userComment": 5}}, "overrideReason.userComment"),
+        ({"outcome": None}, "outcome"),
+        ({"outcome": "ignored"}, "outcome"),
+    ],
+    ids=[
+        "overridden-with-accepted-suggestions",
+        "accepted-with-override-reason",
+        "empty-override-reason",
+        "null-override-reason",
+        "string-override-reason",
+        "reason-without-system",
+        "reason-without-code",
+        "reason-not-a-coding",
+        "empty-user-comment",
+        "number-user-comment",
+        "null-outcome",
+        "ignored-outcome",
+    ],
+)
+def test_feedback_breaking_a_feedback_rule_is_400_naming_the_field(env, item, field):
+    _assert_400_naming(_post_feedback(env, [{"card": "c-1", "outcomeTimestamp": TS, **item}]), field)
+
+
+@pytest.mark.parametrize(
+    "timestamp",
+    ["2026-11-28", "2026-11-28T10:00:00", "28/11/2026 10:00", "2026-13-28T10:00:00Z", "2026-11-28T10:00:00+02:00", 5],
+    ids=["date-only", "no-offset", "not-iso", "month-13", "not-utc", "number"],
+)
+def test_feedback_whose_outcome_timestamp_is_not_an_rfc3339_utc_date_time_is_400(env, timestamp):
+    """outcomeTimestamp: "date and time in UTC ... as profiled in section 5.6 of RFC3339"."""
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": timestamp}
+    _assert_400_naming(_post_feedback(env, [item]), "outcomeTimestamp")
+
+
+@pytest.mark.parametrize("timestamp", ["1985-04-12T23:20:50.52Z", "2020-12-11T00:00:00Z", "2026-11-28T10:00:00+00:00"])
+def test_feedback_with_an_rfc3339_utc_timestamp_is_accepted(env, timestamp):
+    item = {"card": "c-1", "outcome": "overridden", "outcomeTimestamp": timestamp}
+    assert _post_feedback(env, [item]).status_code == 200
+
+
+def test_one_bad_item_rejects_the_whole_feedback_batch_and_stores_nothing(env):
+    card = _shown_card(env)
+    good = {"card": card["uuid"], "outcome": "overridden", "outcomeTimestamp": TS}
+    bad = {"card": card["uuid"], "outcome": "accepted", "outcomeTimestamp": TS}
+    _assert_400_naming(_post_feedback(env, [good, bad]), "feedback[1].acceptedSuggestions")
+    assert _rates(env) == []
+
+
+def test_card_with_two_recommended_suggestions_in_the_rule_marks_only_one_under_at_most_one(env):
+    """CDS Hooks 2.0 "Suggestion": "Multiple suggestions MAY be recommended, if card.selectionBehavior is any";
+    our cards are ``at-most-one``, so only the first recommended suggestion keeps ``isRecommended``."""
+    body = _call(env, scenarios.ctpa_without_d_dimer()).json()
+    _no_null_or_empty(body)
+    (card,) = body["cards"]
+    _check_card(card)
+    assert card["selectionBehavior"] == "at-most-one" and len(card["suggestions"]) == 2
+    recommended = [s["label"] for s in card["suggestions"] if s.get("isRecommended")]
+    assert recommended == ["Order a D-dimer first"]
+
+
+# --- Argonaut "CDS Hooks for PAMA": an order whose rule lacks chart data gets no rating --------------------------
+#
+# "In the event that not enough information is available to reach one of these ratings (e.g., if key data have
+# not been captured in a structured form), the CDS Service SHALL NOT produce a PAMA Response for the
+# ServiceRequest, and SHOULD instead offer Cards ... that would lead to a computable rating" (argonautproject/
+# cds-hooks-for-pama, docs/index.md, "CDS Service returns a PAMA Response"; see docs/referral.md, "Rating").
+
+RULES_DIR = ReferralSettings.model_fields["knowledge_dir"].default / "rules"
+
+#: For every clinical rule: an order it covers, an indication it covers, and a patient it applies to, with
+#: none of the rule's findings documented (cspine: GCS 15 documented so that the rule applies).
+UNDOCUMENTED: dict[str, tuple[str, str, str, int, list[dict[str, Any]]]] = {
+    "canadian-ct-head": ("70450", "CT head without contrast", "S06.0X0A", 40, []),
+    "pecarn-head": ("70450", "CT head without contrast", "S06.0X0A", 10, []),
+    "canadian-cspine": ("72125", "CT cervical spine without contrast", "S13.4XXA", 40, [scenarios.gcs(15)]),
+    "nexus-cspine": ("72125", "CT cervical spine without contrast", "S13.4XXA", 10, []),
+    "ottawa-ankle": ("73610", "Radiographs ankle, 3 views", "S93.401A", 40, []),
+    "ottawa-foot": ("73630", "Radiographs foot, 3 views", "S93.601A", 40, []),
+    "ottawa-knee": ("73562", "Radiographs knee, 3 views", "S83.90XA", 40, []),
+    "pe-wells-perc": ("71275", "CT angiography chest", "R06.02", 40, []),
+    "low-back-pain": ("72148", "MRI lumbar spine without contrast", "M54.50", 40, []),
+}
+
+
+def _rule_file(rule_id: str) -> dict[str, Any]:
+    return json.loads((RULES_DIR / f"{rule_id}.json").read_text())
+
+
+def _events(env, count: int) -> list[tuple[Any, dict[str, Any], str, str]]:
+    deadline = time.monotonic() + 10  # the outbox relay publishes in the background
+    while len(env[3].events) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return env[3].events
+
+
+def test_every_clinical_rule_of_the_catalogue_has_an_undocumented_case():
+    clinical = {p.stem for p in RULES_DIR.glob("*.json") if json.loads(p.read_text())["kind"] == "clinical"}
+    assert clinical == set(UNDOCUMENTED)
+
+
+@pytest.mark.parametrize("rule_id", sorted(UNDOCUMENTED))
+def test_order_whose_rule_lacks_chart_data_gets_a_card_asking_for_it_and_no_rating(env, rule_id):
+    cpt, display, icd, age, observations = UNDOCUMENTED[rule_id]
+    call = scenarios.order_sign(
+        [scenarios.imaging_order(cpt, display, (icd, display))],
+        observations=observations,
+        patient_resource=scenarios.patient(age),
+    )
+    body = _call(env, call).json()
+    _no_null_or_empty(body)
+    assert "systemActions" not in body  # Argonaut PAMA: SHALL NOT include the undetermined ServiceRequest
+    (card,) = body["cards"]
+    _check_card(card)
+    rule = _rule_file(rule_id)
+    assert card["source"]["topic"]["code"] == rule_id and card["indicator"] == "info"
+    assert card["summary"] == rule["needs_information"]["summary"]
+    assert "**Not documented:**" in card["detail"]
+    # the consultation still happens: one event, rating needs-information, with its own consultation id
+    ((kind, payload, event_id, subject),) = _events(env, 1)
+    assert kind is ORDER_EVALUATED and subject == "draft-ct-head"
+    assert payload["rating"] == "needs-information" and payload["ruleId"] == rule_id
+    assert payload["consultationId"] == event_id and event_id.startswith("urn:uuid:")
+    assert payload["cardUuid"] == card["uuid"] and payload["criteriaUrl"]
+
+
+def test_low_back_pain_for_ten_days_without_red_flags_documented_asks_for_each_red_flag_and_sends_no_rating(env):
+    onset = (datetime.now(UTC).date() - timedelta(days=10)).isoformat()
+    condition = {
+        "resourceType": "Condition",
+        "id": "lbp",
+        "clinicalStatus": {
+            "coding": [{"system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]
+        },
+        "code": {"coding": [{"system": scenarios.ICD10CM, "code": "M54.50", "display": "Low back pain"}]},
+        "subject": {"reference": "Patient/example-patient"},
+        "onsetDateTime": onset,
+    }
+    call = scenarios.order_sign(
+        [scenarios.imaging_order("72148", "MRI lumbar spine", ("M54.50", "Low back pain"), order_id="draft-mri")],
+        observations=[],
+        conditions=[condition],
+        patient_resource=scenarios.patient(45),
+    )
+    body = _call(env, call).json()
+    assert "systemActions" not in body
+    (card,) = body["cards"]
+    missing = card["detail"].split("**Not documented:**", 1)[1]
+    labels = _rule_file("low-back-pain")["inputs"]
+    for key, spec in labels.items():
+        if key.startswith("red-flag-"):
+            assert spec["label"] in missing, key
+    assert labels["symptom-duration-days"]["label"] not in missing  # known from the Condition's onset
+
+
+def test_rated_and_undetermined_orders_in_one_call_rate_only_the_determined_one(env):
+    """Argonaut PAMA: a systemAction for each ServiceRequest with a rating, none for the undetermined one."""
+    head = scenarios.imaging_order("70450", "CT head without contrast", ("S06.0X0A", "Concussion"))
+    spine = scenarios.imaging_order("72148", "MRI lumbar spine", ("M54.50", "Low back pain"), order_id="draft-mri")
+    call = scenarios.order_sign(
+        [head, spine],
+        observations=[scenarios.gcs(15), *(scenarios.finding(f, False) for f in scenarios.CCHR_FLAGS)],
+        patient_resource=scenarios.patient(40),
+    )
+    body = _call(env, call).json()
+    _no_null_or_empty(body)
+    (action,) = body["systemActions"]
+    assert action["resource"]["id"] == "draft-ct-head"
+    assert {c["source"]["topic"]["code"] for c in body["cards"]} == {"canadian-ct-head", "low-back-pain"}
+    events = {p["orderId"]: p for _, p, _, _ in _events(env, 2)}
+    assert events["draft-mri"]["rating"] == "needs-information"
+    assert events["draft-ct-head"]["rating"] == "not-appropriate"
+    assert events["draft-mri"]["consultationId"] != events["draft-ct-head"]["consultationId"]
+
+
+def test_replace_suggestion_keeps_the_orders_own_extensions_and_drops_only_the_stale_pama_rating(env):
+    """CDS Hooks 2.0 "Action": an ``update`` "holds the updated resource in its entirety"; only the code changes,
+    and a PAMA rating of the old code no longer applies."""
+    own = {"url": "https://ehr.example.org/fhir/StructureDefinition/order-comment", "valueString": "portable"}
+    stale = {
+        "url": "http://fhir.org/argonaut/Extension/pama-rating",
+        "valueCodeableConcept": {
+            "coding": [{"system": "http://fhir.org/argonaut/CodeSystem/pama-rating", "code": "x"}]
+        },
+    }
+    order = scenarios.imaging_order("70460", "CT head with contrast", ("S06.0X0A", "Concussion"))
+    order["extension"] = [own, stale]
+    egfr = {
+        "resourceType": "Observation",
+        "id": "egfr",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]},
+        "effectiveDateTime": datetime.now(UTC).date().isoformat(),
+        "valueQuantity": {"value": 20, "unit": "mL/min/{1.73_m2}"},
+    }
+    call = scenarios.order_sign([order], observations=[scenarios.gcs(15), egfr], patient_resource=scenarios.patient(70))
+    body = _call(env, call).json()
+    (card,) = body["cards"]
+    updates = [a for s in card["suggestions"] for a in s["actions"] if a["type"] == "update"]
+    assert updates, card
+    for action in updates:
+        assert action["resource"]["extension"] == [own]
+        assert action["resource"]["code"]["coding"][0]["code"] != "70460"
+    (rating,) = body["systemActions"]
+    assert rating["resource"]["extension"][0] == own  # the rating update changes nothing but the PAMA extensions
+
+
+def test_safety_warning_on_an_order_whose_rule_lacks_chart_data_still_sends_no_rating(env):
+    egfr = {
+        "resourceType": "Observation",
+        "id": "egfr",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "33914-3"}]},
+        "effectiveDateTime": datetime.now(UTC).date().isoformat(),
+        "valueQuantity": {"value": 20, "unit": "mL/min/{1.73_m2}"},
+    }
+    order = scenarios.imaging_order("72132", "CT lumbar spine with contrast", ("M54.50", "Low back pain"))
+    body = _call(env, scenarios.order_sign([order], observations=[egfr], patient_resource=scenarios.patient(45))).json()
+    _no_null_or_empty(body)
+    assert "systemActions" not in body
+    (card,) = body["cards"]
+    _check_card(card)
+    assert card["indicator"] in ("warning", "critical")
+    assert "**Not documented:**" in card["detail"]
+    assert any(a["type"] == "update" for s in card["suggestions"] for a in s["actions"])

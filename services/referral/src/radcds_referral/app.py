@@ -77,6 +77,9 @@ def create_app(
             allow_origins=settings.cors_origins,
             allow_methods=["GET", "POST", "OPTIONS"],
             allow_headers=["Authorization", "Content-Type"],
+            # A browser client may only read the RFC 6750 challenge of a 401 when it is exposed (Fetch standard,
+            # "CORS-safelisted response header": WWW-Authenticate is not one).
+            expose_headers=["WWW-Authenticate"],
             max_age=600,
         )
     app.include_router(

@@ -38,6 +38,17 @@ def rule_url(evaluation: Evaluation, source_url: str) -> str | None:
     return evaluation.rule.url or f"{source_url.rstrip('/')}#{evaluation.rule.id}"
 
 
+def _without_pama(extensions: object) -> list[Any]:
+    """The order's own extensions, without the Argonaut PAMA ones (a rating applies to one code only)."""
+    if not isinstance(extensions, list):
+        return []
+    return [
+        e
+        for e in extensions
+        if not (isinstance(e, dict) and str(e.get("url", "")).startswith("http://fhir.org/argonaut/Extension/pama-"))
+    ]
+
+
 def _actions(s: Suggestion, order: dict[str, Any]) -> list[dict[str, Any]]:
     ref = f"ServiceRequest/{order['id']}"
     if s.action is SuggestionAction.REMOVE:
@@ -46,7 +57,11 @@ def _actions(s: Suggestion, order: dict[str, Any]) -> list[dict[str, Any]]:
     if s.action is SuggestionAction.REPLACE:
         replaced = copy.deepcopy(order)
         replaced["code"] = code
-        replaced.pop("extension", None)
+        # An update carries the whole resource (CDS Hooks 2.0 "Action"): keep the EHR's extensions, drop
+        # only a PAMA rating of the old code.
+        kept = _without_pama(replaced.pop("extension", None))
+        if kept:
+            replaced["extension"] = kept
         return [{"type": "update", "description": f"Change the draft order to: {s.label}", "resource": replaced}]
     new_order: dict[str, Any] = {
         "resourceType": "ServiceRequest",
@@ -85,6 +100,10 @@ def card(
             "display": evaluation.rule.title,
         }
     suggestions = []
+    # "selectionBehavior": our cards are at-most-one, and "Multiple suggestions MAY be recommended, if
+    # card.selectionBehavior is any" (CDS Hooks 2.0 "Suggestion"): only the first recommended one (safety
+    # advice first, then the rule's order) keeps isRecommended.
+    recommended_given = False
     for s in evaluation.suggestions:
         if order is None and s.action is not SuggestionAction.ADD:
             continue
@@ -94,8 +113,9 @@ def card(
             "subject": {"reference": f"Patient/{patient_id}"},
         }
         item: dict[str, Any] = {"label": s.label, "uuid": str(uuid.uuid4()), "actions": _actions(s, target)}
-        if s.recommended:
+        if s.recommended and not recommended_given:
             item["isRecommended"] = True
+            recommended_given = True
         suggestions.append(item)
     if suggestions:
         out["suggestions"] = suggestions
@@ -116,11 +136,7 @@ def rating_action(
 ) -> dict[str, Any]:
     """The ``update`` system action that attaches the PAMA rating to the draft order."""
     rated = copy.deepcopy(order)
-    extensions = [
-        e
-        for e in rated.get("extension", [])
-        if not str(e.get("url", "")).startswith("http://fhir.org/argonaut/Extension/pama-rating")
-    ]
+    extensions = _without_pama(rated.get("extension"))
     extensions += [
         {
             "url": PAMA_RATING,

@@ -11,7 +11,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from radcds.adapters.fhir.clinical_context import RADCDS_FINDING
+from radcds.adapters.fhir.clinical_context import RADCDS_CONTEXT, RADCDS_FINDING
 
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"
@@ -150,6 +150,34 @@ def head_ct_without_indication(*, hook_instance: str | None = None) -> dict[str,
         [imaging_order("70450", "CT head without contrast", None)],
         observations=[],
         patient_resource=patient(40),
+        hook_instance=hook_instance,
+    )
+
+
+def ctpa_without_d_dimer(*, hook_instance: str | None = None) -> dict[str, Any]:
+    """40-year-old woman, not pregnant, short of breath, Wells score 4 and no D-dimer on file, CTPA ordered:
+    the rule suggests a D-dimer first (and cancelling the CTPA)."""
+    today = date.today().isoformat()
+    wells = {
+        "resourceType": "Observation",
+        "id": "wells-score",
+        "status": "final",
+        "code": {"coding": [{"system": RADCDS_CONTEXT, "code": "wells-score"}]},
+        "effectiveDateTime": today,
+        "valueQuantity": {"value": 4, "unit": "{score}"},
+    }
+    not_pregnant = {
+        "resourceType": "Observation",
+        "id": "pregnancy-status",
+        "status": "final",
+        "code": {"coding": [{"system": LOINC, "code": "82810-3", "display": "Pregnancy status"}]},
+        "effectiveDateTime": today,
+        "valueCodeableConcept": {"coding": [{"system": SNOMED, "code": "60001007", "display": "Not pregnant"}]},
+    }
+    return order_sign(
+        [imaging_order("71275", "CT angiography chest", ("R06.02", "Shortness of breath"), order_id="draft-ctpa")],
+        observations=[wells, not_pregnant],
+        patient_resource=patient(40, gender="female"),
         hook_instance=hook_instance,
     )
 

@@ -1,14 +1,16 @@
 """CDS Hooks 2.0 routes: discovery, service calls and feedback.
 
-Every route authenticates the caller's JWT first (bare 401 on failure), then only parses,
-calls the :class:`~radcds_referral.handlers.ReferralService` and maps the result back.
+Every route authenticates the caller's JWT first (bare 401 with a Bearer challenge on failure), then
+only parses, calls the :class:`~radcds_referral.handlers.ReferralService` and maps the result back.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import Annotated
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
@@ -24,6 +26,25 @@ from radcds_referral.security import CdsClientAuthenticator, Unauthorized
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 5 * 1024 * 1024
+#: RFC 6750 section 3.1: the challenge when the request carried no Bearer token (no error code) ...
+CHALLENGE_NO_CREDENTIALS = "Bearer"
+#: ... and when it carried one that we refused. No ``error_description`` (optional in RFC 6750 section 3):
+#: the reason goes to our logs only, since a detailed one would help an attacker forge a token.
+CHALLENGE_REFUSED = 'Bearer error="invalid_token"'
+
+
+def bearer_challenge(authorization: str | None) -> str:
+    """The ``WWW-Authenticate`` value of a 401 (RFC 6750 section 3).
+
+    Section 3.1: a request that "lacks any authentication information (e.g., the client was unaware
+    that authentication is necessary or attempted using an unsupported authentication method)" gets
+    no error code; a Bearer token that is "expired, revoked, malformed, or invalid for other reasons"
+    gets ``invalid_token``. Nothing of the token is echoed.
+    """
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    if scheme.lower() == "bearer" and credentials.strip():
+        return CHALLENGE_REFUSED
+    return CHALLENGE_NO_CREDENTIALS
 
 
 def _service(request: Request) -> ReferralService:
@@ -49,19 +70,22 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
             return False
         return True
 
-    def unauthorized() -> Response:
-        return Response(status_code=401)
+    def unauthorized(request: Request) -> Response:
+        """Bare 401 (no body; CDS Hooks 2.0 "Trusting CDS Clients" has the JWT sent as a Bearer token) with the
+        RFC 6750 section 3 challenge."""
+        challenge = bearer_challenge(request.headers.get("authorization"))
+        return Response(status_code=401, headers={"WWW-Authenticate": challenge})
 
     @router.get("")
     async def discovery(request: Request) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         return JSONResponse({"services": [s.discovery() for s in catalog.SERVICES]})
 
     @router.post("/{service_id}")
     async def call(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         service = catalog.by_id(service_id)
         if service is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
@@ -87,7 +111,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
     @router.post("/{service_id}/feedback")
     async def feedback(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         if catalog.by_id(service_id) is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
         try:
@@ -100,7 +124,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
     @router.get("/{service_id}/feedback")
     async def feedback_rates(service_id: str, request: Request, referral: ServiceDep) -> Response:
         if not await authenticate(request):
-            return unauthorized()
+            return unauthorized(request)
         if catalog.by_id(service_id) is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
         rates = await run_in_threadpool(referral.feedback_rates, service_id)
@@ -109,9 +133,94 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
     return router
 
 
+#: RFC 3339 section 5.6 ``date-time`` (full-date "T" full-time, optional time-secfrac, time-offset).
+_RFC3339_DATE_TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$")
+#: Offsets that denote UTC (RFC 3339 section 4.3: ``-00:00`` is UTC with an unknown local offset).
+_UTC_OFFSETS = frozenset({"Z", "z", "+00:00", "-00:00"})
+
+
+def _utc_timestamp(value: object, where: str) -> str:
+    """``outcomeTimestamp``: "ISO8601 representation of the date and time in Coordinated Universal Time
+    (UTC) ..., as profiled in section 5.6 of RFC3339" (CDS Hooks 2.0 "Feedback")."""
+    match = _RFC3339_DATE_TIME.match(value) if isinstance(value, str) else None
+    if match is None or match.group(8) not in _UTC_OFFSETS:
+        raise BadRequest(f"{where}.outcomeTimestamp must be an RFC 3339 date-time in UTC, e.g. 2021-12-11T10:05:31Z")
+    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
+    try:
+        # RFC 3339 5.7 allows a leap second (60); datetime does not, so check the rest with 59.
+        datetime(year, month, day, hour, minute, min(second, 59), tzinfo=UTC)
+    except ValueError:
+        raise BadRequest(f"{where}.outcomeTimestamp is not a valid date-time") from None
+    if second > 60:
+        raise BadRequest(f"{where}.outcomeTimestamp is not a valid date-time")
+    return str(value)
+
+
+def _non_empty_string(value: object) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _accepted_suggestions(item: dict[str, Any], where: str) -> list[str]:
+    """``acceptedSuggestions``: CONDITIONAL, "Required for accepted outcomes"; one or more
+    AcceptedSuggestion objects, each with a REQUIRED string ``id`` (the suggestion's uuid)."""
+    outcome, present = item["outcome"], "acceptedSuggestions" in item
+    if outcome == "overridden":
+        if present:
+            # "an entire card is either ignored or overridden": an overridden card has no accepted suggestion.
+            raise BadRequest(f"{where}.acceptedSuggestions is only allowed with outcome accepted")
+        return []
+    value = item.get("acceptedSuggestions")
+    if not present:
+        raise BadRequest(f"{where}.acceptedSuggestions is required when outcome is accepted")
+    if not isinstance(value, list) or not value:
+        raise BadRequest(f"{where}.acceptedSuggestions must be a non-empty array of {{id}}")
+    ids = []
+    for j, accepted in enumerate(value):
+        if not isinstance(accepted, dict) or not _non_empty_string(accepted.get("id")):
+            raise BadRequest(f"{where}.acceptedSuggestions[{j}].id is required and must be a non-empty string")
+        ids.append(accepted["id"])
+    return ids
+
+
+def _override_reason(item: dict[str, Any], where: str) -> str | None:
+    """``overrideReason``: OPTIONAL **OverrideReason** ``{reason?: Coding, userComment?: string}``, the
+    reason for *rejecting* a card ("Explicit reject with override reasons"), so only with ``overridden``.
+    Returns the reason's code, if any."""
+    if "overrideReason" not in item:
+        return None
+    if item["outcome"] != "overridden":
+        raise BadRequest(f"{where}.overrideReason is only allowed with outcome overridden")
+    reason = item["overrideReason"]
+    # "Use of JSON": no null and no empty object.
+    if not isinstance(reason, dict) or not reason:
+        raise BadRequest(f"{where}.overrideReason must be an object with reason and/or userComment")
+    if "userComment" in reason and not _non_empty_string(reason["userComment"]):
+        raise BadRequest(f"{where}.overrideReason.userComment must be a non-empty string")
+    if "reason" not in reason:
+        if "userComment" not in reason:
+            raise BadRequest(f"{where}.overrideReason must carry reason and/or userComment")
+        return None
+    coding = reason["reason"]
+    # Coding (CDS Hooks 2.0 "Data Types"): code and system REQUIRED strings, display optional here.
+    if (
+        not isinstance(coding, dict)
+        or not _non_empty_string(coding.get("code"))
+        or not _non_empty_string(coding.get("system"))
+        or ("display" in coding and not _non_empty_string(coding["display"]))
+    ):
+        raise BadRequest(f"{where}.overrideReason.reason must be a Coding with code and system")
+    return str(coding["code"])
+
+
 def parse_feedback(body: bytes) -> list[Feedback]:
-    """CDS Hooks 2.0 "Feedback": ``{"feedback": [{card, outcome, acceptedSuggestions?, overrideReason?,
-    outcomeTimestamp}]}``."""
+    """Check a feedback POST against CDS Hooks 2.0 "Feedback" and return its items.
+
+    ``{"feedback": [Feedback]}``, each Feedback ``{card, outcome, acceptedSuggestions?, overrideReason?,
+    outcomeTimestamp}``: ``card`` (REQUIRED, the card's uuid), ``outcome`` (REQUIRED, ``accepted`` or
+    ``overridden``), ``acceptedSuggestions`` (required for ``accepted``), ``overrideReason`` (optional,
+    an override is a rejection), ``outcomeTimestamp`` (REQUIRED, RFC 3339 UTC). Null and empty values are
+    refused ("Use of JSON"). Any broken item rejects the whole request, so nothing is stored half.
+    """
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -120,25 +229,15 @@ def parse_feedback(body: bytes) -> list[Feedback]:
         raise BadRequest("feedback must be a non-empty array")
     items = []
     for i, f in enumerate(data["feedback"]):
+        where = f"feedback[{i}]"
         if not isinstance(f, dict):
-            raise BadRequest(f"feedback[{i}] must be an object")
-        card, outcome, ts = f.get("card"), f.get("outcome"), f.get("outcomeTimestamp")
-        if not isinstance(card, str) or not card:
-            raise BadRequest(f"feedback[{i}].card is required")
-        if outcome not in ("accepted", "overridden"):
-            raise BadRequest(f"feedback[{i}].outcome must be accepted or overridden")
-        if not isinstance(ts, str) or len(ts) < 10:
-            raise BadRequest(f"feedback[{i}].outcomeTimestamp is required")
-        accepted = f.get("acceptedSuggestions") or []
-        if not isinstance(accepted, list) or not all(
-            isinstance(a, dict) and isinstance(a.get("id"), str) for a in accepted
-        ):
-            raise BadRequest(f"feedback[{i}].acceptedSuggestions must be an array of {{id}}")
-        reason = f.get("overrideReason") or {}
-        code = (
-            reason.get("reason", {}).get("code")
-            if isinstance(reason, dict) and isinstance(reason.get("reason"), dict)
-            else None
-        )
-        items.append(Feedback(card, outcome, ts, [a["id"] for a in accepted], code))
+            raise BadRequest(f"{where} must be an object")
+        if not _non_empty_string(f.get("card")):
+            raise BadRequest(f"{where}.card is required and must be the card's uuid")
+        if f.get("outcome") not in ("accepted", "overridden"):
+            raise BadRequest(f"{where}.outcome must be accepted or overridden")
+        timestamp = _utc_timestamp(f.get("outcomeTimestamp"), where)
+        accepted = _accepted_suggestions(f, where)
+        reason_code = _override_reason(f, where)
+        items.append(Feedback(f["card"], f["outcome"], timestamp, accepted, reason_code))
     return items

@@ -71,11 +71,14 @@ def test_recommendation_is_read_and_searched_as_a_service_request_and_its_events
     assert read.status_code == 200
     assert read.headers["content-type"].startswith("application/fhir+json")
     body = read.json()
-    assert (body["intent"], body["status"], body["subject"]) == (
-        "proposal",
-        "active",
-        {"reference": "Patient/patient-1"},
-    )
+    assert (body["intent"], body["status"]) == ("proposal", "active")
+    assert body["subject"] == {"reference": "Patient/patient-1", "identifier": {"value": "MRN-1"}}
+    assert body["reasonCode"][0]["coding"] == [
+        {"system": "http://snomed.info/sct", "code": "427359005", "display": "Solitary nodule of lung"}
+    ]
+    by_mrn = client.get("/fhir/ServiceRequest", params={"patient.identifier": "urn:oid:1.2.3|MRN-1"}).json()
+    assert [e["resource"]["id"] for e in by_mrn["entry"]] == [rec_id]
+    assert client.get("/fhir/ServiceRequest", params={"patient.identifier": "MRN-2"}).json()["total"] == 0
     search = client.get("/fhir/ServiceRequest", params={"patient": "Patient/patient-1", "status": "active"}).json()
     assert search["total"] == 1 and search["entry"][0]["resource"]["id"] == rec_id
     assert client.get("/fhir/ServiceRequest", params={"status": "completed"}).json()["total"] == 0

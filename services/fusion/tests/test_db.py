@@ -33,7 +33,7 @@ def fusion_db(request, tmp_path):
 def test_fresh_fusion_database_holds_only_fusion_and_kernel_tables(fusion_db):
     assert set(inspect(fusion_db).get_table_names()) == EXPECTED
     with fusion_db.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_fusion")).scalar_one() == "fusion_0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version_fusion")).scalar_one() == "fusion_0002"
 
 
 def test_migrating_again_is_a_no_op(fusion_db):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 from sqlalchemy import Connection, Engine
@@ -217,7 +218,8 @@ class FusionService:
         new: list[RecommendationChanged] = []
         for made in assessment.recommendations:
             if repo.recommendation(made.recommendation.id) is None:  # a re-assessment keeps the recommendation's life
-                new.append(made)
+                rec = replace(made.recommendation, patient_identifier=patient.identifier or None)
+                new.append(RecommendationChanged(rec, made.previous_state))
         version = repo.next_assessment_version(study_uid)
         payload = assessment_payload(assessment, version=version, at=now)
         repo.save_assessment(study_uid=study_uid, patient_id=patient.id, payload=payload, at=now)

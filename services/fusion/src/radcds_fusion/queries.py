@@ -21,7 +21,11 @@ class RecommendationQueries:
         with self._engine.connect() as conn:
             return FusionRepository(conn).recommendation(rec_id)
 
-    def search(self, *, patient_id: str | None, states: Iterable[str] | None) -> list[tuple[Recommendation, int]]:
-        """Recommendations by patient and state."""
+    def search(
+        self, *, patient_id: str | None, states: Iterable[str] | None, patient_identifier: str | None = None
+    ) -> list[tuple[Recommendation, int]]:
+        """Recommendations by patient (radcds id or the EHR's identifier) and state."""
         with self._engine.connect() as conn:
-            return FusionRepository(conn).search_recommendations(patient_id=patient_id, states=states)
+            return FusionRepository(conn).search_recommendations(
+                patient_id=patient_id, states=states, patient_identifier=patient_identifier
+            )

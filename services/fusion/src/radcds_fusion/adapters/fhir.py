@@ -25,6 +25,28 @@ _STATUS = {
 }
 
 
+#: Display of the finding codes a recommendation can follow (SNOMED CT).
+FINDING_DISPLAYS = {"427359005": "Solitary nodule of lung", "1386000": "Intracranial hemorrhage"}
+
+
+def _reason(rec: Recommendation) -> dict[str, Any]:
+    concept: dict[str, Any] = {"text": rec.reason}
+    if rec.finding_code:
+        concept["coding"] = [
+            {"system": SNOMED_CT, "code": rec.finding_code, "display": FINDING_DISPLAYS.get(rec.finding_code, "")}
+        ]
+        if not concept["coding"][0]["display"]:
+            del concept["coding"][0]["display"]
+    return concept
+
+
+def _subject(rec: Recommendation) -> dict[str, Any]:
+    subject: dict[str, Any] = {"reference": f"Patient/{rec.patient_id}"}
+    if rec.patient_identifier:
+        subject["identifier"] = {"value": rec.patient_identifier}
+    return subject
+
+
 def service_request(rec: Recommendation, *, version: int) -> dict[str, Any]:
     """The FHIR R4 ServiceRequest of ``rec`` (validated; raises ``pydantic.ValidationError`` if not valid)."""
     proc = rec.procedure
@@ -53,10 +75,10 @@ def service_request(rec: Recommendation, *, version: int) -> dict[str, Any]:
             "coding": [{"system": CPT, "code": c} for c in sorted(proc.codes)],
             "text": proc.display,
         },
-        "subject": {"reference": f"Patient/{rec.patient_id}"},
+        "subject": _subject(rec),
         "authoredOn": rec.created_on.isoformat(),
         "occurrencePeriod": {"start": rec.due_from.isoformat(), "end": rec.due_by.isoformat()},
-        "reasonCode": [{"text": rec.reason}],
+        "reasonCode": [_reason(rec)],
         "note": note,
     }
     if rec.optional:

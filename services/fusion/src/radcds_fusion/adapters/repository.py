@@ -96,12 +96,14 @@ class FusionRepository:
         return [recommendation_from_json(d) for d in rows]
 
     def search_recommendations(
-        self, *, patient_id: str | None, states: Iterable[str] | None
+        self, *, patient_id: str | None, states: Iterable[str] | None, patient_identifier: str | None = None
     ) -> list[tuple[Recommendation, int]]:
-        """Recommendations by patient and state (the FHIR search)."""
+        """Recommendations by patient (radcds id or the EHR's identifier) and state (the FHIR search)."""
         query = select(_R.data, _R.version).order_by(_R.due_by, _R.id)
         if patient_id is not None:
             query = query.where(_R.patient_id == patient_id)
+        if patient_identifier is not None:
+            query = query.where(_R.patient_identifier == patient_identifier)
         if states is not None:
             query = query.where(_R.state.in_(list(states)))
         return [(recommendation_from_json(r.data), int(r.version)) for r in self._conn.execute(query)]
@@ -111,6 +113,7 @@ class FusionRepository:
         row = self._conn.execute(select(_R.version).where(_R.id == rec.id)).first()
         values: dict[str, Any] = {
             "patient_id": rec.patient_id,
+            "patient_identifier": rec.patient_identifier,
             "state": rec.state.value,
             "due_by": rec.due_by,
             "data": recommendation_to_json(rec),

@@ -1,7 +1,8 @@
 """fusion's FHIR R4 REST API: recommendations as ServiceRequests (read, search) and ``$cancel``.
 
 - ``GET /fhir/ServiceRequest/{id}`` (FHIR R4 3.1.0 read);
-- ``GET /fhir/ServiceRequest?patient=&status=&_tag=`` (search; a ``searchset`` Bundle);
+- ``GET /fhir/ServiceRequest?patient=&patient.identifier=&status=&_tag=`` (search; a ``searchset`` Bundle;
+  ``patient.identifier`` is the chained search on the subject's identifier, matched on its value);
 - ``POST /fhir/ServiceRequest/{id}/$cancel`` with a Parameters resource holding ``reason`` (valueString) and
   ``practitioner`` (valueReference): the clinician cancels the recommendation (radcds operation, docs/fusion.md).
 Errors are OperationOutcomes (FHIR R4 3.1.0.4).
@@ -38,6 +39,7 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> AP
         patient: Annotated[str | None, Query()] = None,
         status: Annotated[str | None, Query()] = None,
         tag: Annotated[str | None, Query(alias="_tag")] = None,
+        patient_identifier: Annotated[str | None, Query(alias="patient.identifier")] = None,
     ) -> Response:
         states: list[str] | None = None
         if status is not None:
@@ -56,7 +58,12 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> AP
                 "resource": service_request(r, version=v),
                 "search": {"mode": "match"},
             }
-            for r, v in queries.search(patient_id=patient_id, states=states)
+            for r, v in queries.search(
+                patient_id=patient_id,
+                states=states,
+                # [system|]value: the value is matched (the DICOM Patient ID fusion saw)
+                patient_identifier=patient_identifier.rpartition("|")[2] if patient_identifier else None,
+            )
         ]
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
         return JSONResponse(bundle, media_type=FHIR_JSON)

@@ -28,6 +28,8 @@ fusion_recommendations = Table(
     metadata,
     Column("id", String(64), primary_key=True),
     Column("patient_id", String(128), nullable=False),
+    #: The identifier the EHR knows the patient by (MRN): referral's patient-view finds recommendations by it.
+    Column("patient_identifier", String(128), nullable=True),
     Column("state", String(16), nullable=False),
     Column("due_by", Date, nullable=False),
     Column("data", JSON, nullable=False),
@@ -35,6 +37,7 @@ fusion_recommendations = Table(
     Column("version", Integer, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_fusion_recommendations_patient", "patient_id"),
+    Index("ix_fusion_recommendations_identifier", "patient_identifier"),
     Index("ix_fusion_recommendations_state_due", "state", "due_by"),
 )
 

@@ -118,6 +118,7 @@ def assess_study(
                 study_date=study.study_date,
                 at=at,
                 study_uid=study.study_uid,
+                finding_code=nodules[0].current.code if nodules[0].current else None,
             )
             if made is not None:
                 recommendations.append(made)

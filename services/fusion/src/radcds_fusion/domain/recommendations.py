@@ -66,6 +66,8 @@ class Recommendation:
     state: RecommendationState = RecommendationState.PROPOSED
     optional: bool = False
     study_uid: str | None = None  # the study whose finding led to the recommendation
+    finding_code: str | None = None  # SNOMED CT code of that finding (e.g. 427359005 pulmonary nodule)
+    patient_identifier: str | None = None  # the identifier the EHR knows the patient by (MRN)
     closed_by: str | None = None  # reference to the order or study that fulfilled it
     cancel_reason: str | None = None
     changed_at: datetime | None = None
@@ -111,6 +113,7 @@ def recommend(
     study_date: date,
     at: datetime,
     study_uid: str | None = None,
+    finding_code: str | None = None,
 ) -> RecommendationChanged | None:
     """The recommendation a guideline assessment asks for, due within its follow-up interval from the study
     date; ``None`` when the guideline does not apply or asks for no follow-up."""
@@ -131,6 +134,7 @@ def recommend(
         citation=assessment.citation,
         optional=follow_up.optional,
         study_uid=study_uid,
+        finding_code=finding_code,
         changed_at=at,
     )
     return RecommendationChanged(rec, None)

@@ -41,8 +41,9 @@ import pydicom
 import pytest
 from pydicom import Dataset
 from pydicom.data import get_testdata_file
+from pydicom.uid import generate_uid
 
-from radcds.adapters.dicom.sr import part10_bytes
+from radcds.adapters.dicom.sr import DEIDENTIFICATION_METHOD_NOT_STATED, part10_bytes
 from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds.devstack.testing import model_code
@@ -241,6 +242,14 @@ def analyse(ds: Dataset) -> list[Any]:
     return asyncio.run(service.analyse_series(ds.StudyInstanceUID, series, service.entries()))
 
 
+def as_shipped(name: str) -> Dataset:
+    """A pydicom-data file as it is, with fresh Study/Series/SOP Instance UIDs (imaging stores one once)."""
+    ds = pydicom.dcmread(str(get_testdata_file(name)))
+    ds.StudyInstanceUID, ds.SeriesInstanceUID, ds.SOPInstanceUID = generate_uid(), generate_uid(), generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+    return ds
+
+
 def the_sr(ds: Dataset, model: str) -> Dataset:
     (result,) = [r for r in analyse(ds) if r.analysis.model.name == model]
     assert result.analysis.analysed and result.report is not None, result.analysis.not_analysed_reason
@@ -254,6 +263,9 @@ CASES = {
         lambda: head_ct_with_hyperdense_disc()[0],
         "head_ct_hyperdensity",
     ),
+    # The file as shipped (fresh UIDs only): Patient Identity Removed YES without a De-identification
+    # Method, as evidence from elsewhere may be; the SR must still be valid (its method text says so).
+    "head_ct_hyperdensity-693_UNCI-as-shipped": (lambda: as_shipped("693_UNCI.dcm"), "head_ct_hyperdensity"),
 }
 
 
@@ -300,6 +312,14 @@ def test_model_sr_is_read_by_dsrdump_without_warnings_and_shows_not_for_diagnost
     assert status == 0 and findings == ()
     assert "TID 1500" in dump and "NOT FOR DIAGNOSTIC USE" in dump
     assert '<contains CONTAINER:(,,"Qualitative Evaluations")=' in dump
+
+
+def test_sr_of_evidence_without_a_deidentification_method_states_that_the_method_was_not_stated(
+    sr_files: dict[str, Path],
+):
+    sr = pydicom.dcmread(sr_files["head_ct_hyperdensity-693_UNCI-as-shipped"])
+    assert sr.PatientIdentityRemoved == "YES"
+    assert sr.DeidentificationMethod == DEIDENTIFICATION_METHOD_NOT_STATED
 
 
 def test_not_analysed_case_produces_no_sr():
@@ -370,7 +390,7 @@ def test_sr_with_content_items_out_of_template_order_fails_pixelmed_order_check(
 
 
 def test_sr_without_a_type_1c_deidentification_method_fails_dciodvfy(sr_files: dict[str, Path], tmp_path: Path):
-    sr = pydicom.dcmread(sr_files["head_ct_hyperdensity-693_UNCI-negative"])
+    sr = pydicom.dcmread(sr_files["head_ct_hyperdensity-693_UNCI-as-shipped"])
     assert sr.PatientIdentityRemoved == "YES"
     del sr.DeidentificationMethod
     result = dciodvfy(_write(tmp_path, "no-deid-method.dcm", sr))

@@ -6,6 +6,7 @@ result (a disc of 60-76 HU inserted by radcds.devstack.samples).
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -16,7 +17,14 @@ import jsonschema
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.sr import NOT_FOR_DIAGNOSTIC_USE, derived_uid, measurement_report, part10_bytes
+from radcds.adapters.dicom.sr import (
+    DEIDENTIFICATION_METHOD_NOT_STATED,
+    NOT_FOR_DIAGNOSTIC_USE,
+    QUALITATIVE_EVALUATIONS,
+    derived_uid,
+    measurement_report,
+    part10_bytes,
+)
 from radcds.adapters.triton.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from radcds.devstack.samples import head_ct_with_hyperdense_disc
 from radcds.domain import codes
@@ -159,3 +167,80 @@ def test_findings_payload_of_the_first_release_still_validates_and_parses_with_d
     jsonschema.validate(old, schema)
     analysis = ImagingFindingsProduced.from_payload(old).analysis
     assert analysis.critical is False and analysis.findings == () and analysis.key_image is None
+
+
+def _sr_of(ds, analysis):
+    return measurement_report(analysis, [ds], series_uid=derived_uid("s"), sop_instance_uid=derived_uid("i"))
+
+
+def test_not_for_diagnostic_use_text_is_in_the_tid1500_qualitative_evaluations_container_not_at_the_root(
+    positive_analysis,
+):
+    """PS3.16 TID 1500 has no TEXT row under the root; rows 12-14 are CONTAINER "Qualitative
+    Evaluations" (C0034375, UMLS) > CONTAINS TEXT."""
+    ds, analysis = positive_analysis
+    sr = _sr_of(ds, analysis)
+    root_contains = [
+        (i.ValueType, i.ConceptNameCodeSequence[0].CodeValue)
+        for i in sr.ContentSequence
+        if i.RelationshipType == "CONTAINS"
+    ]
+    assert ("TEXT", "121106") not in root_contains  # only TID 1001 observation context TEXTs (HAS OBS CONTEXT)
+    (container,) = [
+        item
+        for item in sr.ContentSequence
+        if item.ConceptNameCodeSequence[0].CodeValue == QUALITATIVE_EVALUATIONS.value
+    ]
+    assert container.ValueType == "CONTAINER" and container.RelationshipType == "CONTAINS"
+    assert container.ConceptNameCodeSequence[0].CodingSchemeDesignator == "UMLS"
+    (text,) = container.ContentSequence
+    assert text.ValueType == "TEXT" and text.RelationshipType == "CONTAINS"
+    assert text.ConceptNameCodeSequence[0].CodeValue == "121106"  # DCM Comment
+    assert text.TextValue.startswith(NOT_FOR_DIAGNOSTIC_USE) and "CRITICAL" in text.TextValue
+
+
+def test_sr_using_99radcds_codes_identifies_the_scheme_in_coding_scheme_identification_sequence(positive_analysis):
+    """PS3.3 C.12.1: a private scheme used in the SR has a Coding Scheme Identification Sequence item."""
+    ds, analysis = positive_analysis
+    sr = _sr_of(ds, analysis)
+    items = {i.CodingSchemeDesignator: i for i in sr.CodingSchemeIdentificationSequence}
+    assert set(items) >= {"99RADCDS"}
+    assert items["99RADCDS"].CodingSchemeName == "radcds measurement codes"
+    assert items["99RADCDS"].CodingSchemeResponsibleOrganization == "radcds project"
+
+
+def test_sr_of_evidence_with_identity_removed_copies_the_deidentification_method_and_codes(positive_analysis):
+    """PS3.3 C.7.1.1: Patient Identity Removed YES makes 0012,0063 / 0012,0064 Type 1C."""
+    ds, analysis = positive_analysis
+    evidence = copy.deepcopy(ds)
+    evidence.DeidentificationMethod = "site pipeline v2"
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator, code.CodeMeaning = (
+        "113100",
+        "DCM",
+        "Basic Application Confidentiality Profile",
+    )
+    evidence.DeidentificationMethodCodeSequence = [code]
+    sr = _sr_of(evidence, analysis)
+    assert sr.PatientIdentityRemoved == "YES"
+    assert sr.DeidentificationMethod == "site pipeline v2"
+    assert sr.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+
+
+def test_sr_of_evidence_with_identity_removed_but_no_method_says_the_method_is_not_stated(positive_analysis):
+    ds, analysis = positive_analysis
+    evidence = copy.deepcopy(ds)
+    del evidence.DeidentificationMethod
+    sr = _sr_of(evidence, analysis)
+    assert sr.PatientIdentityRemoved == "YES"
+    assert sr.DeidentificationMethod == DEIDENTIFICATION_METHOD_NOT_STATED
+    assert "DeidentificationMethodCodeSequence" not in sr
+
+
+def test_sr_of_evidence_without_identity_removed_has_no_deidentification_method(positive_analysis):
+    ds, analysis = positive_analysis
+    evidence = copy.deepcopy(ds)
+    for keyword in ("PatientIdentityRemoved", "DeidentificationMethod", "DeidentificationMethodCodeSequence"):
+        evidence.pop(keyword, None)
+    sr = _sr_of(evidence, analysis)
+    assert "DeidentificationMethod" not in sr and "DeidentificationMethodCodeSequence" not in sr

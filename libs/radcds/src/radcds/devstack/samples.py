@@ -7,6 +7,13 @@ Sources (pydicom-data 1.0.0, installed from PyPI, nothing downloaded at run time
 
 Every sample gets fresh Study, Series and SOP Instance UIDs (imaging stores a SOP Instance once),
 so each call is a new study.
+
+The head CT samples are made valid CT Image IODs (PS3.3 A.3; dciodvfy reports no error on them),
+header only, pixels and measured values unchanged: 693_UNCI.dcm lacks the Frame of Reference UID
+(PS3.3 C.7.4.1, Type 1), names no body part, so the Laterality condition (C.7.3.1, Type 2C, paired
+structures only) cannot be judged, and says Patient Identity Removed YES without the Type 1C
+De-identification Method (C.7.1.1). The samples add a fresh Frame of Reference UID, Body Part
+Examined HEAD (unpaired: Laterality stays absent) and a method text saying what is known.
 """
 
 from __future__ import annotations
@@ -50,9 +57,20 @@ def chest_cr(*, view_position: str = "PA") -> Dataset:
     return ds
 
 
+#: De-identification Method (0012,0063) of the head CT samples: 693_UNCI.dcm (a CQ500 slice) says
+#: Patient Identity Removed YES but not how.
+HEAD_CT_DEIDENTIFICATION_METHOD = "CQ500 public release; method not recorded in the source file"
+
+
 def head_ct() -> Dataset:
-    """693_UNCI.dcm with fresh UIDs: a real head CT slice, expected negative."""
-    return _fresh(_real("693_UNCI.dcm"))
+    """693_UNCI.dcm with fresh UIDs and the header completed to a valid CT Image IOD (see the module
+    docstring): a real head CT slice, expected negative."""
+    ds = _fresh(_real("693_UNCI.dcm"))
+    ds.FrameOfReferenceUID = generate_uid()  # PS3.3 C.7.4.1: Type 1; one slice, its own frame of reference
+    ds.BodyPartExamined = "HEAD"  # PS3.3 C.7.3.1: unpaired, so Laterality (Type 2C) is absent
+    if str(ds.get("PatientIdentityRemoved", "")).upper() == "YES" and not ds.get("DeidentificationMethod"):
+        ds.DeidentificationMethod = HEAD_CT_DEIDENTIFICATION_METHOD  # PS3.3 C.7.1.1: Type 1C
+    return ds
 
 
 @dataclass(frozen=True)

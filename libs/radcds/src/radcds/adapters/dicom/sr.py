@@ -8,7 +8,20 @@ Content (PS3.16 TID 1500 "Measurement Report"):
   tracking identifier, the **key image** as its source image (SELECTED FROM IMAGE), each
   measurement (TID 300) with its UCUM unit and algorithm identification (TID 4019), and each
   finding as a qualitative evaluation "Finding" (DCM 121071) = SNOMED CT code;
-- a TEXT item "Comment" (DCM 121106) saying **NOT FOR DIAGNOSTIC USE** and where the result lies.
+- a "Qualitative Evaluations" container (UMLS C0034375, TID 1500 row 12) holding one TEXT item
+  "Comment" (DCM 121106, TID 1500 row 14) saying **NOT FOR DIAGNOSTIC USE** and where the result
+  lies. TID 1500 has no TEXT row directly under its root; rows 12-14 are where the template puts
+  report-level free-text evaluations (PixelMed's DicomSRValidator checks this).
+
+Header attributes beyond highdicom's defaults:
+
+- **Coding Scheme Identification Sequence** (0008,0110), PS3.3 C.12.1 (SOP Common Module): one item
+  (designator, name, responsible organization) for each private coding scheme ("99" prefix,
+  PS3.16 8.2) used in the content tree; the standard schemes (DCM, SCT, LN, UCUM, UMLS) need none.
+- **De-identification Method** (0012,0063) / **De-identification Method Code Sequence**
+  (0012,0064), PS3.3 C.7.1.1 (Patient Module), Type 1C when Patient Identity Removed (0012,0062)
+  is YES: highdicom copies Patient Identity Removed from the evidence, so both are copied from the
+  evidence too; evidence that says YES without either gets a method text saying so.
 
 The SR's Series and SOP Instance UIDs are derived from the analysed series, model and version
 (``2.25.<uuid5>``), so re-running the same analysis yields the same instance (imaging stores a
@@ -17,6 +30,7 @@ SOP Instance once; a second STOW of it is a duplicate, not a new study update).
 
 from __future__ import annotations
 
+import copy
 import io
 import uuid
 import warnings
@@ -36,6 +50,14 @@ NOT_FOR_DIAGNOSTIC_USE = "NOT FOR DIAGNOSTIC USE"
 MANUFACTURER = "radcds"
 #: Private coding scheme designator (PS3.16 8.2: "99" prefix) for the radcds measurement system.
 RADCDS_SCHEME = "99RADCDS"
+#: The private schemes' Coding Scheme Identification Sequence items (PS3.3 C.12.1, Table C.12-1):
+#: designator -> (Coding Scheme Name, Responsible Organization).
+PRIVATE_SCHEMES = {RADCDS_SCHEME: ("radcds measurement codes", "radcds project")}
+#: De-identification Method (LO, at most 64 characters) written when the evidence says Patient
+#: Identity Removed YES but names no method (PS3.3 C.7.1.1: one of 0012,0063 / 0012,0064 is then Type 1).
+DEIDENTIFICATION_METHOD_NOT_STATED = "identity removed upstream; method not stated in source images"
+#: TID 1500 row 12 "Qualitative Evaluations" (pydicom's code dictionary lacks this UMLS code).
+QUALITATIVE_EVALUATIONS = hd.sr.CodedConcept("C0034375", "UMLS", "Qualitative Evaluations")
 _SCHEMES = {codes.SNOMED_CT: "SCT", codes.LOINC: "LN", codes.DICOM_DCM: "DCM", codes.RADCDS_MEASUREMENT: RADCDS_SCHEME}
 _UNIT_MEANINGS = {
     codes.UNIT_RATIO: "ratio",
@@ -139,15 +161,22 @@ def measurement_report(
     if analysis.critical:
         note += " CRITICAL finding: notify the responsible clinician."
     root = report[0]
-    root.ContentSequence.append(
-        hd.sr.TextContentItem(
-            name=dcm_codes.DCM.Comment, value=note[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
-        )
+    # TID 1500 rows 12-14: CONTAINS CONTAINER "Qualitative Evaluations" > CONTAINS TEXT (any concept name).
+    evaluations = hd.sr.ContainerContentItem(
+        name=QUALITATIVE_EVALUATIONS, relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
     )
+    evaluations.ContentSequence = hd.sr.ContentSequence(
+        [
+            hd.sr.TextContentItem(
+                name=dcm_codes.DCM.Comment, value=note[:1024], relationship_type=hd.sr.RelationshipTypeValues.CONTAINS
+            )
+        ]
+    )
+    root.ContentSequence.append(evaluations)
     with warnings.catch_warnings():
         # highdicom warns about single-component Patient's Names copied from the evidence: not ours to fix.
         warnings.filterwarnings("ignore", message=".*unlikely to represent the intended person name.*")
-        return hd.sr.Comprehensive3DSR(
+        sr = hd.sr.Comprehensive3DSR(
             evidence=list(evidence),
             content=root,
             series_instance_uid=series_uid,
@@ -162,6 +191,60 @@ def measurement_report(
             is_final=False,
             is_verified=False,
         )
+    _identify_private_schemes(sr)
+    _copy_deidentification_method(sr, evidence)
+    return sr
+
+
+def _designators(items: Sequence[Dataset]) -> set[str]:
+    """Every Coding Scheme Designator in a content tree (concept names, code values, units)."""
+    found: set[str] = set()
+    for item in items:
+        for element in item:
+            if element.VR == "SQ":
+                found |= _designators(element.value)
+            elif element.tag == 0x00080102:  # Coding Scheme Designator
+                found.add(str(element.value))
+    return found
+
+
+def _identify_private_schemes(sr: Dataset) -> None:
+    """Add a Coding Scheme Identification Sequence (0008,0110) item for each private scheme in the
+    content (PS3.3 C.12.1: designator; name and responsible organization, Type 3, given as well)."""
+    used = _designators(sr.ContentSequence) | _designators(sr.get("ConceptNameCodeSequence", []))
+    ours = sorted(used & PRIVATE_SCHEMES.keys())
+    items = []
+    for designator in ours:
+        item = Dataset()
+        item.CodingSchemeDesignator = designator
+        item.CodingSchemeName, item.CodingSchemeResponsibleOrganization = PRIVATE_SCHEMES[designator]
+        items.append(item)
+    if items:
+        existing = [i for i in sr.get("CodingSchemeIdentificationSequence", []) if i.CodingSchemeDesignator not in ours]
+        sr.CodingSchemeIdentificationSequence = existing + items
+
+
+def _copy_deidentification_method(sr: Dataset, evidence: Sequence[Dataset]) -> None:
+    """PS3.3 C.7.1.1: with Patient Identity Removed (0012,0062) YES, De-identification Method
+    (0012,0063) or its Code Sequence (0012,0064) is Type 1C. Copied from the first evidence
+    instance that has either; if none has, a method text saying the source did not state it."""
+    if str(sr.get("PatientIdentityRemoved", "")).upper() != "YES":
+        return
+    source = next(
+        (
+            ds
+            for ds in evidence
+            if ds.get("DeidentificationMethod") or len(ds.get("DeidentificationMethodCodeSequence", [])) > 0
+        ),
+        None,
+    )
+    if source is None:
+        sr.DeidentificationMethod = DEIDENTIFICATION_METHOD_NOT_STATED
+        return
+    if source.get("DeidentificationMethod"):
+        sr.DeidentificationMethod = source.DeidentificationMethod
+    if len(source.get("DeidentificationMethodCodeSequence", [])) > 0:
+        sr.DeidentificationMethodCodeSequence = copy.deepcopy(source.DeidentificationMethodCodeSequence)
 
 
 def part10_bytes(dataset: Dataset) -> bytes:

@@ -200,6 +200,19 @@ def test_colour_jpeg_baseline_frame_as_image_jpeg_is_the_stored_jpeg_and_decodes
     assert len(raw) == 480 * 640 * 3
 
 
+def test_any_part_type_gets_native_frames_of_an_uncompressed_instance_and_stored_ones_of_a_compressed(tmp_path):
+    # dicomweb-client asks for frames with 'multipart/related; type="*/*"' when given no media type.
+    accept = 'multipart/related; type="*/*"'
+    native = _client(tmp_path / "native", "eCT_Supplemental.dcm")
+    assert _frames(native, "eCT_Supplemental.dcm", "2", accept) == [
+        (UNCOMPRESSED, _le(_decoded("eCT_Supplemental.dcm")[1]))
+    ]
+    compressed = _client(tmp_path / "rle", "emri_small_RLE.dcm")
+    assert _frames(compressed, "emri_small_RLE.dcm", "2", accept) == [
+        ("image/x-dicom-rle; transfer-syntax=1.2.840.10008.1.2.5", _encapsulated("emri_small_RLE.dcm")[1])
+    ]
+
+
 # --- refusals ---
 
 

@@ -15,6 +15,7 @@ in the order asked (PS3.18 10.4.1.1.3: "frames/1,3,5").
   re-encodes into another compressed syntax.
 * ``transfer-syntax=*`` on ``application/octet-stream`` (what OHIF sends) means "any syntax"
   (PS3.18 8.7.3.5.2): the stored frame is sent as it is, compressed ones labelled with their media type.
+  So does ``type="*/*"`` (dicomweb-client's default); ``type="image/*"`` takes a compressed stored frame.
 
 Each part carries ``Content-Type: <media type>; transfer-syntax=<UID>`` (PS3.18 8.7.3.5.2), so the
 client knows how to decode it. What cannot be served answers 406 (PS3.18 8.7.5); a frame number past
@@ -169,7 +170,14 @@ def _choose(media_range: MediaRange, stored: str, can_decode: bool) -> FrameRepr
             # Any syntax: the stored one as it is (PS3.18 8.7.3.5.2).
             return as_stored if stored_compressed else uncompressed
         return None
-    if part_type in ("image/*", "*/*"):
+    if part_type == "*/*":
+        # Any media type (dicomweb-client's default): the stored representation, as for transfer-syntax=*.
+        if syntax in (None, "*") or syntax == stored:
+            return as_stored if stored_compressed else uncompressed
+        if syntax == EXPLICIT_VR_LITTLE_ENDIAN:
+            return uncompressed if can_decode else None
+        return None
+    if part_type == "image/*":
         if syntax in (None, "*", stored) and as_stored is not None:
             return as_stored
         return None

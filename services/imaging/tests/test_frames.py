@@ -209,7 +209,7 @@ def test_any_part_type_gets_native_frames_of_an_uncompressed_instance_and_stored
     ]
     compressed = _client(tmp_path / "rle", "emri_small_RLE.dcm")
     assert _frames(compressed, "emri_small_RLE.dcm", "2", accept) == [
-        ("image/x-dicom-rle; transfer-syntax=1.2.840.10008.1.2.5", _encapsulated("emri_small_RLE.dcm")[1])
+        ("image/dicom-rle; transfer-syntax=1.2.840.10008.1.2.5", _encapsulated("emri_small_RLE.dcm")[1])
     ]
 
 

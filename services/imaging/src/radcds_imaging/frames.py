@@ -168,12 +168,12 @@ def _choose(media_range: MediaRange, stored: str, can_decode: bool) -> FrameRepr
             return uncompressed if can_decode else None
         if syntax == "*":
             # Any syntax: the stored one as it is (PS3.18 8.7.3.5.2).
-            return as_stored if stored_compressed else uncompressed
+            return _stored_or_decoded(as_stored, stored_compressed, can_decode)
         return None
     if part_type == "*/*":
         # Any media type (dicomweb-client's default): the stored representation, as for transfer-syntax=*.
         if syntax in (None, "*") or syntax == stored:
-            return as_stored if stored_compressed else uncompressed
+            return _stored_or_decoded(as_stored, stored_compressed, can_decode)
         if syntax == EXPLICIT_VR_LITTLE_ENDIAN:
             return uncompressed if can_decode else None
         return None
@@ -190,6 +190,15 @@ def _choose(media_range: MediaRange, stored: str, can_decode: bool) -> FrameRepr
     if syntax not in (None, "*", stored):
         return None
     return FrameRepresentation(part_type, stored)
+
+
+def _stored_or_decoded(
+    as_stored: FrameRepresentation | None, stored_compressed: bool, can_decode: bool
+) -> FrameRepresentation | None:
+    """The stored compressed frames when they have a frame media type, else uncompressed if decodable."""
+    if stored_compressed and as_stored is not None:
+        return as_stored
+    return FrameRepresentation(OCTET_STREAM, EXPLICIT_VR_LITTLE_ENDIAN) if can_decode else None
 
 
 def read_frames(data: bytes, numbers: list[int], representation: FrameRepresentation) -> list[bytes]:

@@ -4,9 +4,12 @@
   larger than :data:`BULK_DATA_THRESHOLD` bytes are not inlined: top-level ones get a ``BulkDataURI``
   (served by the bulkdata route), nested ones are omitted, and Pixel Data is omitted (clients fetch
   rendered frames instead).
+* Frames (PS3.18 10.4.1.1.3): see :mod:`radcds_imaging.frames`.
 * Rendered (PS3.18 10.4.1.1.4, 8.3.5.1): one frame as PNG or JPEG for thumbnails and previews,
   after the Modality LUT (PS3.3 C.11.1), the VOI LUT or window (PS3.3 C.11.2) and, for MONOCHROME1,
   inversion (PS3.3 C.7.6.3.1.2).
+* The ``accept`` query parameter (PS3.18 8.3.3.1), when given, is used instead of the Accept header
+  for frames and rendered resources: browsers and ``<img src>`` cannot set headers.
 
 Compressed Pixel Data is decoded by pydicom's pixel data plugins: pylibjpeg with pylibjpeg-libjpeg
 (JPEG baseline, extended, lossless, JPEG-LS) and pylibjpeg-openjpeg (JPEG 2000); RLE Lossless by
@@ -20,6 +23,7 @@ Routes read ``request.app.state.engine`` (the database), ``request.app.state.ins
 from __future__ import annotations
 
 import io
+import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,9 +44,19 @@ from sqlalchemy import Engine, select
 
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicomweb.multipart import build_related
+from radcds_imaging.frames import (
+    COMPRESSED_MEDIA_TYPES,
+    OCTET_STREAM,
+    FrameRequestError,
+    NoFramesError,
+    negotiate_frames,
+    parse_frame_list,
+    read_frames,
+)
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.storage import InstanceStore
 
+log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
 PNG = "image/png"
 JPEG = "image/jpeg"
@@ -329,6 +343,13 @@ def parse_viewport(value: str | None) -> tuple[int, int] | None:
     return width, height
 
 
+def _accept(request: Request, query_accept: str | None) -> str | None:
+    """The ``accept`` query parameter if given (PS3.18 8.3.3.1), else the Accept header."""
+    if query_accept is not None and query_accept.strip():
+        return query_accept
+    return request.headers.get("accept")
+
+
 def _bulk_data_uri(prefix: str, tag: int) -> str:
     return f"{prefix}/{tag:08X}"
 
@@ -385,6 +406,43 @@ def wado_router(*, public_base_url: str) -> APIRouter:
         body, boundary = build_related([("application/octet-stream", elem.value)])
         return Response(body, media_type=f'multipart/related; type="application/octet-stream"; boundary={boundary}')
 
+    @router.get("/studies/{study}/series/{series}/instances/{instance}/frames/{frames}")
+    def retrieve_frames(
+        study: str,
+        series: str,
+        instance: str,
+        frames: str,
+        request: Request,
+        service: ServiceDep,
+        accept: Annotated[str | None, Query(description="media types, used instead of the Accept header")] = None,
+    ) -> Response:
+        try:
+            numbers = parse_frame_list(frames)
+        except FrameRequestError as exc:
+            return _error(400, str(exc))
+        data = service.retrieve_instance(study=study, series=series, instance=instance)
+        if data is None:
+            return _error(404, "instance not found")
+        meta = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+        stored = str(meta.file_meta.get("TransferSyntaxUID", ""))
+        representation = negotiate_frames(_accept(request, accept), stored)
+        if representation is None:
+            offered = [f'multipart/related; type="{OCTET_STREAM}"'] + [
+                f'multipart/related; type="{m}"' for m, syntaxes in COMPRESSED_MEDIA_TYPES.items() if stored in syntaxes
+            ]
+            return _error(406, f"frames of this instance are available as: {', '.join(offered)}")
+        try:
+            parts = read_frames(data, numbers, representation)
+        except NoFramesError as exc:
+            return _error(404, str(exc))
+        except IndexError as exc:
+            return _error(404, str(exc))
+        except Exception as exc:  # pydicom raises several types for undecodable pixel data
+            log.warning("frames not decodable", extra={"error_class": type(exc).__name__})
+            return _error(406, "the stored frames cannot be decoded; ask for transfer-syntax=*")
+        body, boundary = build_related([(representation.part_content_type, part) for part in parts])
+        return Response(body, media_type=f'multipart/related; type="{representation.media_type}"; boundary={boundary}')
+
     def _rendered(
         request: Request,
         service: ImagingService,
@@ -392,8 +450,9 @@ def wado_router(*, public_base_url: str) -> APIRouter:
         frame_text: str,
         viewport_text: str | None,
         quality: int,
+        accept: str | None,
     ) -> Response:
-        media_type = negotiate_rendered(request.headers.get("accept"))
+        media_type = negotiate_rendered(_accept(request, accept))
         if media_type is None:
             return _error(406, f"rendered resources are available as {', '.join(RENDERED_MEDIA_TYPES)}")
         try:
@@ -432,8 +491,9 @@ def wado_router(*, public_base_url: str) -> APIRouter:
         service: ServiceDep,
         viewport: Annotated[str | None, Query(description="vw,vh: fit inside this size")] = None,
         quality: Annotated[int, Query(description="JPEG quality 1..100")] = 90,
+        accept: Annotated[str | None, Query(description="media types, used instead of the Accept header")] = None,
     ) -> Response:
-        return _rendered(request, service, (study, series, instance), frame, viewport, quality)
+        return _rendered(request, service, (study, series, instance), frame, viewport, quality, accept)
 
     @router.get("/studies/{study}/series/{series}/instances/{instance}/rendered")
     def retrieve_rendered_instance(
@@ -444,8 +504,9 @@ def wado_router(*, public_base_url: str) -> APIRouter:
         service: ServiceDep,
         viewport: Annotated[str | None, Query(description="vw,vh: fit inside this size")] = None,
         quality: Annotated[int, Query(description="JPEG quality 1..100")] = 90,
+        accept: Annotated[str | None, Query(description="media types, used instead of the Accept header")] = None,
     ) -> Response:
         # A thumbnail of a multi-frame instance shows its first frame.
-        return _rendered(request, service, (study, series, instance), "1", viewport, quality)
+        return _rendered(request, service, (study, series, instance), "1", viewport, quality, accept)
 
     return router

@@ -16,6 +16,7 @@ from pydicom.uid import generate_uid
 
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.adapters.kafka.codec import InvalidEvent, decode
+from radcds.devstack.samples import drop_zero_pixel_spacing
 from radcds.devstack.stack import LocalStack
 from radcds.domain.events import (
     EVENT_KINDS,
@@ -39,12 +40,13 @@ def chest_radiograph() -> Path:
 
 
 def with_fresh_uids(path: Path) -> bytes:
-    """The file's bytes with new Study, Series and SOP Instance UIDs (pixels untouched).
+    """The file's bytes with new Study, Series and SOP Instance UIDs (pixels untouched), and without
+    a Pixel Spacing of ``0\\0`` (which viewers draw as an image of no size).
 
     Imaging stores a SOP Instance once; fresh UIDs make every demo run a new study so the whole
     flow shows again on a stack that already holds the original file.
     """
-    ds = pydicom.dcmread(path)
+    ds = drop_zero_pixel_spacing(pydicom.dcmread(path))  # RG1_UNCI.dcm's Pixel Spacing 0\0 (see samples.py)
     ds.StudyInstanceUID = generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.SOPInstanceUID = generate_uid()

@@ -50,9 +50,27 @@ def part10(ds: Dataset) -> bytes:
     return out.getvalue()
 
 
+def drop_zero_pixel_spacing(ds: Dataset) -> Dataset:
+    """Remove a Pixel Spacing (0028,0030) of ``0\\0``: RG1_UNCI.dcm carries one, which says "no spacing"
+    but makes viewers draw an image of no size. In the CR Image module (PS3.3 C.8.1.2) Pixel Spacing comes
+    from the Basic Pixel Spacing Calibration Macro (Table 10-10), Type 1C: needed only for a calibrated
+    image, so leaving it out is valid and says what is true, the spacing is unknown (models already
+    treat 0 as unknown, so their results do not change)."""
+    spacing = ds.get("PixelSpacing")
+    try:
+        zero = spacing is not None and all(float(v) == 0 for v in spacing)
+    except (TypeError, ValueError):
+        zero = False
+    if zero:
+        del ds.PixelSpacing
+    return ds
+
+
 def chest_cr(*, view_position: str = "PA") -> Dataset:
-    """RG1_UNCI.dcm with fresh UIDs; ``view_position`` other than PA is DERIVED (header only, pixels untouched)."""
-    ds = _fresh(_real("RG1_UNCI.dcm"))
+    """RG1_UNCI.dcm with fresh UIDs and its bogus Pixel Spacing ``0\\0`` removed
+    (:func:`drop_zero_pixel_spacing`); ``view_position`` other than PA is DERIVED (header only,
+    pixels untouched)."""
+    ds = drop_zero_pixel_spacing(_fresh(_real("RG1_UNCI.dcm")))
     ds.ViewPosition = view_position
     return ds
 

@@ -65,11 +65,52 @@ def _check_complete(ds: pydicom.Dataset, *, consumed: int, size: int, caught: li
             )
 
 
+def _check_identity(ds: pydicom.Dataset) -> tuple[str, str]:
+    """SOP Class and SOP Instance UID of the data set, which must be present and agree with the File Meta.
+
+    SOP Common (PS3.3 C.12.1) makes both Type 1 in the data set; PS3.10 7.1 makes Media Storage SOP
+    Class/Instance UID (0002,0002)/(0002,0003) copies of them. The File Meta is never used in their
+    place: an instance without its own SOP Instance UID fails 0xA900 (Data Set does not match SOP
+    Class), one whose UIDs disagree with its File Meta fails 0xA900 (class) or 0xC000 (instance:
+    which instance it is cannot be understood). The failure names the UIDs known, data set first.
+    """
+    meta = ds.file_meta
+    sop_class, sop_instance = _text(ds, "SOPClassUID"), _text(ds, "SOPInstanceUID")
+    meta_class = str(getattr(meta, "MediaStorageSOPClassUID", "") or "").strip()
+    meta_instance = str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "").strip()
+    known_class, known_instance = sop_class or meta_class, sop_instance or meta_instance
+    missing = [name for name, v in (("SOPClassUID", sop_class), ("SOPInstanceUID", sop_instance)) if not v]
+    if missing:
+        raise DicomRejected(
+            FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"missing required attribute(s) in the data set: {', '.join(missing)}",
+            sop_class_uid=known_class,
+            sop_instance_uid=known_instance,
+        )
+    if meta_class and meta_class != sop_class:
+        raise DicomRejected(
+            FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            "SOPClassUID differs from the File Meta's MediaStorageSOPClassUID",
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    if meta_instance and meta_instance != sop_instance:
+        raise DicomRejected(
+            FAILURE_CANNOT_UNDERSTAND,
+            "SOPInstanceUID differs from the File Meta's MediaStorageSOPInstanceUID",
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    return sop_class, sop_instance
+
+
 def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | None = None) -> ParsedInstance:
     """Parse a Part 10 file's header and check the identifying attributes are present.
 
     Raises :class:`DicomRejected` with 0xC000 for non-DICOM or truncated data, 0xA900 when a
-    required UID is missing, and 0xC122 for a transfer syntax outside ``supported_transfer_syntaxes``.
+    required UID is missing (SOP Class/Instance UID from the data set, never the File Meta), 0xA900 or
+    0xC000 when they disagree with the File Meta (:func:`_check_identity`), and 0xC122 for a transfer
+    syntax outside ``supported_transfer_syntaxes``.
     """
     try:
         stream = io.BytesIO(data)
@@ -85,20 +126,10 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
         raise DicomRejected(FAILURE_CANNOT_UNDERSTAND, f"unreadable DICOM data: {type(exc).__name__}") from exc
     meta = ds.file_meta
     transfer_syntax = str(getattr(meta, "TransferSyntaxUID", "") or "")
-    sop_class = _text(ds, "SOPClassUID") or str(getattr(meta, "MediaStorageSOPClassUID", "") or "")
-    sop_instance = _text(ds, "SOPInstanceUID") or str(getattr(meta, "MediaStorageSOPInstanceUID", "") or "")
+    sop_class, sop_instance = _check_identity(ds)
     study = _text(ds, "StudyInstanceUID")
     series = _text(ds, "SeriesInstanceUID")
-    missing = [
-        name
-        for name, v in (
-            ("SOPClassUID", sop_class),
-            ("SOPInstanceUID", sop_instance),
-            ("StudyInstanceUID", study),
-            ("SeriesInstanceUID", series),
-        )
-        if not v
-    ]
+    missing = [name for name, v in (("StudyInstanceUID", study), ("SeriesInstanceUID", series)) if not v]
     if missing:
         raise DicomRejected(
             FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,

@@ -34,6 +34,54 @@ def parse_content_type(value: str) -> tuple[str, dict[str, str]]:
     return media.lower(), out
 
 
+@dataclass(frozen=True, slots=True)
+class MediaRange:
+    """One media range of an Accept header (RFC 9110 12.5.1) with its parameters, lower-cased names."""
+
+    media_type: str
+    params: dict[str, str]
+    quality: float
+
+
+def parse_accept(value: str) -> list[MediaRange]:
+    """The media ranges of an Accept header, best first (quality, then the order given).
+
+    Parameter values may be quoted or not (``type="application/octet-stream"`` and
+    ``type=application/octet-stream`` are the same, RFC 9110 5.6.6); ranges with ``q=0`` are dropped.
+    """
+    ranges: list[tuple[float, int, MediaRange]] = []
+    for order, part in enumerate(_split_outside_quotes(value, ",")):
+        if not part.strip():
+            continue
+        media, params = parse_content_type(part)
+        quality = 1.0
+        if "q" in params:
+            try:
+                quality = float(params.pop("q"))
+            except ValueError:
+                quality = 0.0
+        if quality <= 0 or not media:
+            continue
+        ranges.append((-quality, order, MediaRange(media, params, quality)))
+    return [r for _, _, r in sorted(ranges, key=lambda item: (item[0], item[1]))]
+
+
+def _split_outside_quotes(value: str, separator: str) -> list[str]:
+    out: list[str] = []
+    current: list[str] = []
+    quoted = False
+    for char in value:
+        if char == '"':
+            quoted = not quoted
+        if char == separator and not quoted:
+            out.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    out.append("".join(current))
+    return out
+
+
 def split_parts(body: bytes, boundary: str) -> list[Part]:
     """Split a multipart body into parts."""
     if not boundary:

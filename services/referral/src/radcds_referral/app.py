@@ -18,6 +18,7 @@ from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_referral.api.cds_hooks import cds_router
+from radcds_referral.followups import FusionFollowUps
 from radcds_referral.handlers import ReferralService
 from radcds_referral.knowledge import load_knowledge
 from radcds_referral.repository import ReferralRepository
@@ -53,7 +54,14 @@ def create_app(
         relay = OutboxRelay(engine, events, name="referral-outbox")
         repository.after_commit = relay.notify
         fhir_http = httpx.AsyncClient(timeout=settings.fhir_timeout_s)
-        app.state.referral = ReferralService(rules=rules, repository=repository, fhir_http=fhir_http, settings=settings)
+        followups = (
+            FusionFollowUps(fhir_http, base_url=settings.fusion_fhir_url, timeout_s=settings.fusion_timeout_s)
+            if settings.fusion_fhir_url
+            else None
+        )
+        app.state.referral = ReferralService(
+            rules=rules, repository=repository, fhir_http=fhir_http, settings=settings, followups=followups
+        )
         state["relay"] = relay
         relay.start()
         yield

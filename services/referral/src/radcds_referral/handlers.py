@@ -21,6 +21,7 @@ from radcds.domain.appropriateness.criteria import any_match
 from radcds.domain.appropriateness.engine import RADIOLOGY_CPT
 from radcds_referral import cards
 from radcds_referral.catalog import CdsService
+from radcds_referral.followups import FusionFollowUps
 from radcds_referral.prefetch import gather
 from radcds_referral.protocol import CdsRequest, draft_orders
 from radcds_referral.repository import Consultation, Feedback, ReferralRepository
@@ -63,8 +64,10 @@ class ReferralService:
         repository: ReferralRepository,
         fhir_http: httpx.AsyncClient,
         settings: ReferralSettings,
+        followups: FusionFollowUps | None = None,
     ) -> None:
         self._rules = list(rules)
+        self._followups = followups
         self._repository = repository
         self._http = fhir_http
         self._settings = settings
@@ -92,6 +95,11 @@ class ReferralService:
         )
         data = gathered.resources
         today = datetime.now(UTC).date()
+        service_requests = data.get("serviceRequests") if "serviceRequests" in data else None
+        if request.hook == "patient-view" and self._followups is not None:
+            ours = await self._followups.open_for(next(iter(data.get("patient") or []), None))
+            if ours:
+                service_requests = [*(service_requests or []), *ours]
         context = patient_context_from_fhir(
             today=today,
             patient=next(iter(data.get("patient") or []), None),
@@ -99,7 +107,7 @@ class ReferralService:
             observations=data.get("observations"),
             allergies=data.get("allergies") if "allergies" in data else None,
             imaging_studies=data.get("imagingStudies") if "imagingStudies" in data else None,
-            service_requests=data.get("serviceRequests") if "serviceRequests" in data else None,
+            service_requests=service_requests,
         )
         if request.hook == "patient-view":
             response = self._patient_view(evaluate_patient(context, self._rules, today), request.patient_id)

@@ -32,6 +32,11 @@ class ReferralSettings(ServiceSettings):
     latency_budget_s: float = Field(default=0.45, gt=0, le=10)
     #: Browser origins allowed by CORS (empty: CORS off).
     cors_origins: list[str] = Field(default_factory=list)
+    #: fusion's FHIR base (e.g. http://fusion:8084/fhir): patient-view also reads radcds's own follow-up
+    #: recommendations there (unset: only the EHR's prefetched ServiceRequests count).
+    fusion_fhir_url: str | None = Field(default=None, pattern=r"^https?://")
+    #: Time allowed for that read, within the latency budget.
+    fusion_timeout_s: float = Field(default=0.2, gt=0, le=10)
     #: Value of the Argonaut ``pama-rating-qcdsm-consulted`` extension (the mechanism's identifier).
     qcdsm_id: str = "radcds-referral"
     #: Link target of card sources.

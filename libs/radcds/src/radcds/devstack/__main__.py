@@ -40,10 +40,9 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {'running pid ' + str(pid) if pid else 'stopped'}")
         return 0
     if args.command == "demo":
-        from radcds.devstack.demo import run_demo, run_referral_demo
+        from radcds.devstack.demo import run_all
 
-        run_demo(stack)
-        run_referral_demo(stack)
+        run_all(stack)
         return 0
 
     print(f"starting the local stack (logs in {stack.run_dir / 'logs'}) ...", flush=True)
@@ -53,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         f"ready: Kafka {stack.bootstrap} | Triton gRPC :{p.triton_grpc} | imaging http://{stack.host}:{p.imaging}"
         f"/dicom-web (DIMSE :{p.dimse} AE RADCDS) | inference :{p.inference} (gRPC :{p.inference_grpc}) | reporting "
         f"(HL7 MLLP :{p.reporting_mllp}) "
-        f"http://{stack.host}:{p.reporting}/fhir | referral http://{stack.host}:{p.referral}/cds-services",
+        f"http://{stack.host}:{p.reporting}/fhir | referral http://{stack.host}:{p.referral}/cds-services"
+        f" | fusion http://{stack.host}:{p.fusion}/fhir",
         flush=True,
     )
     if args.command == "up":
@@ -62,10 +62,9 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        from radcds.devstack.demo import run_demo, run_referral_demo
+        from radcds.devstack.demo import run_all
 
-        run_demo(stack)
-        run_referral_demo(stack)
+        run_all(stack)
         print("\nServing. Press Ctrl-C to stop everything.", flush=True)
         while not stop.wait(1.0):
             pass

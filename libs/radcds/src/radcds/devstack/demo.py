@@ -6,6 +6,8 @@ import base64
 import io
 import json
 import time
+import uuid
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,89 @@ def wait_for_event(stack: LocalStack, topic: str, event_id: str, timeout_s: floa
 def dump(obj: Any) -> str:
     """Pretty JSON."""
     return json.dumps(obj, indent=2)
+
+
+def _dicom_date(day: date) -> str:
+    return day.strftime("%Y%m%d")
+
+
+def seed_prior_ctr(stack: LocalStack, *, ctr: float = 0.44, months_before: int = 6) -> str:
+    """SEEDED for the demo: an earlier chest_ctr result for the demo chest radiograph's patient (RG1_UNCI.dcm's
+    Patient ID, a study ``months_before`` its Study Date), published on the findings topic as inference would
+    have, so that fusion holds a prior CTR to compare with. Deterministic UIDs: a rerun replaces it."""
+    from radcds.adapters.kafka.publisher import KafkaEventPublisher, build_producer
+    from radcds.domain import codes
+    from radcds.domain.events import SOURCE_INFERENCE, ImagingFindingsProduced
+    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+
+    original = pydicom.dcmread(chest_radiograph(), stop_before_pixels=True)
+    day = date(int(original.StudyDate[:4]), int(original.StudyDate[4:6]), int(original.StudyDate[6:8]))
+    prior_day = day - timedelta(days=round(months_before * 30.44))
+    study = "2.25." + str(uuid.uuid5(uuid.NAMESPACE_OID, f"radcds-demo-prior-ctr|{original.PatientID}").int)
+    analysis = ImageAnalysis(
+        instance=InstanceReference(study, study + ".1", study + ".1.1", str(original.SOPClassUID)),
+        context=StudyContext(
+            patient_id=str(original.PatientID),
+            issuer_of_patient_id=str(original.get("IssuerOfPatientID", "") or ""),
+            modality="CR",
+            study_date=_dicom_date(prior_day),
+            study_description="SEEDED prior chest radiograph (demo)",
+        ),
+        model=ModelIdentity("chest_ctr", "1"),
+        measurements=(Measurement(codes.CARDIOTHORACIC_RATIO, ctr, codes.UNIT_RATIO),),
+    )
+    publisher = KafkaEventPublisher(
+        build_producer(stack.bootstrap, client_id="radcds-demo", request_timeout_ms=30_000), source=SOURCE_INFERENCE
+    )
+    try:
+        publisher.publish(
+            FINDINGS_PRODUCED,
+            ImagingFindingsProduced(analysis).to_payload(),
+            event_id=f"demo-prior-ctr-{study}",
+            subject=study,
+        )
+    finally:
+        publisher.close()
+    return prior_day.isoformat()
+
+
+def run_fusion_demo(stack: LocalStack, *, chest_study_uid: str, prior_date: str, out: Any = print) -> dict[str, Any]:
+    """fusion: the demo chest radiograph compared with the seeded prior CTR, and a nodule measured by an
+    (example) AI product's TID 1500 SR six months apart: comparison, Fleischner recommendation, ServiceRequest."""
+    from radcds.devstack.samples import chest_ct, nodule_measurement_sr, part10
+    from radcds.domain.events import ASSESSMENT_PRODUCED
+
+    out(f"6. fusion: the chest radiograph in context (prior CTR 0.44 of {prior_date} SEEDED by the demo) ...")
+    trail = event_trail(stack, chest_study_uid, until_types={ASSESSMENT_PRODUCED.type}, timeout_s=120)
+    chest = [e["payload"] for e in trail if e["type"] == ASSESSMENT_PRODUCED.type][-1]
+    for line in chest["sections"]["comparison"]:
+        out(f"   comparison: {line}")
+    for line in chest["sections"]["missingContext"]:
+        out(f"   missing context: {line}")
+    patient = f"DEMO-NODULE-{uuid.uuid4().hex[:6]}"
+    today = date.today()
+    out("7. fusion: a solid nodule measured by an example AI product's TID 1500 SR (SYNTHETIC sizes, real CT) ...")
+    for day, size in ((today - timedelta(days=182), (6.1, 5.9)), (today, (8.2, 7.8))):
+        sr = nodule_measurement_sr(
+            chest_ct(patient_id=patient, study_date=_dicom_date(day)), long_axis_mm=size[0], short_axis_mm=size[1]
+        )
+        stow(stack, [part10(sr)])
+        out(f"   STOW-RS measurement SR of {day.isoformat()}: nodule {size[0]} x {size[1]} mm")
+    trail = event_trail(stack, sr.StudyInstanceUID, until_types={ASSESSMENT_PRODUCED.type}, timeout_s=120)
+    nodule = [e["payload"] for e in trail if e["type"] == ASSESSMENT_PRODUCED.type][-1]
+    for line in nodule["sections"]["comparison"]:
+        out(f"   comparison: {line}")
+    for line in nodule["sections"]["recommendations"]:
+        out(f"   recommendation: {line}")
+    fusion = f"http://{stack.host}:{stack.ports.fusion}/fhir"
+    for rec in nodule["recommendations"]:
+        out(f"   FHIR: {fusion}/ServiceRequest/{rec['id']} (intent proposal, due by {rec['dueBy']})")
+    return {"chest": chest, "nodule": nodule}
+
+
+def run_all(stack: LocalStack, *, out: Any = print) -> None:
+    """The whole demo: the seeded prior CTR, the chest radiograph to its report, CDS Hooks, then fusion."""
+    prior_date = seed_prior_ctr(stack)
+    result = run_demo(stack, out=out)
+    run_referral_demo(stack, out=out)
+    run_fusion_demo(stack, chest_study_uid=result["study_uid"], prior_date=prior_date, out=out)

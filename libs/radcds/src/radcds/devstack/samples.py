@@ -128,3 +128,64 @@ def head_ct_with_hyperdense_disc(
     return ds, InsertedRegion(
         centre, radius_mm, low_hu, high_hu, int(disc.sum()), float(disc.sum()) * row_mm * column_mm
     )
+
+
+def chest_ct(*, patient_id: str, study_date: str) -> Dataset:
+    """pydicom's real CT_small.dcm (128x128 CT) with fresh UIDs, the given patient and date, and Body Part
+    Examined CHEST (DERIVED header: the slice is what it is; it stands for a chest CT of that patient)."""
+    ds = _fresh(pydicom.dcmread(str(get_testdata_file("CT_small.dcm"))))
+    ds.PatientID = patient_id
+    ds.StudyDate = study_date
+    ds.BodyPartExamined = "CHEST"
+    return ds
+
+
+def nodule_measurement_sr(evidence: Dataset, *, long_axis_mm: float, short_axis_mm: float) -> Dataset:
+    """A TID 1500 measurement report (Comprehensive 3D SR, built with highdicom) measuring one solid nodule of
+    the right upper lobe on ``evidence``, as another AI product or a workstation would store it (IHE AI
+    Results): Finding SCT 427359005, Long/Short Axis in mm, composition Solid (SCT 35702001). SYNTHETIC
+    measurements on a real image; the SR's manufacturer is "Example nodule AI" (not radcds)."""
+    import highdicom as hd
+    from pydicom.sr.codedict import codes as dcm_codes
+
+    mm = hd.sr.CodedConcept("mm", "UCUM", "millimeter")
+    group = hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
+        tracking_identifier=hd.sr.TrackingIdentifier(uid=generate_uid(), identifier="nodule 1"),
+        referenced_region=hd.sr.ImageRegion(
+            graphic_type=hd.sr.GraphicTypeValues.POLYLINE,
+            graphic_data=np.array([[30.0, 30.0], [40.0, 30.0], [40.0, 40.0], [30.0, 40.0], [30.0, 30.0]]),
+            source_image=hd.sr.SourceImageForRegion(evidence.SOPClassUID, evidence.SOPInstanceUID),
+        ),
+        finding_type=hd.sr.CodedConcept("427359005", "SCT", "Solitary nodule of lung"),
+        finding_sites=[hd.sr.FindingSite(hd.sr.CodedConcept("45653009", "SCT", "Upper lobe of right lung"))],
+        measurements=[
+            hd.sr.Measurement(hd.sr.CodedConcept("103339001", "SCT", "Long Axis"), long_axis_mm, mm),
+            hd.sr.Measurement(hd.sr.CodedConcept("103340004", "SCT", "Short Axis"), short_axis_mm, mm),
+        ],
+        qualitative_evaluations=[
+            hd.sr.QualitativeEvaluation(
+                hd.sr.CodedConcept("C0439773", "UMLS", "Nodule composition"),
+                hd.sr.CodedConcept("35702001", "SCT", "Solid"),
+            )
+        ],
+    )
+    observer = hd.sr.ObserverContext(
+        observer_type=dcm_codes.DCM.Device,
+        observer_identifying_attributes=hd.sr.DeviceObserverIdentifyingAttributes(
+            uid=generate_uid(), name="Example nodule AI"
+        ),
+    )
+    report = hd.sr.MeasurementReport(
+        observation_context=hd.sr.ObservationContext(observer_device_context=observer),
+        procedure_reported=hd.sr.CodedConcept("77477000", "SCT", "CT"),
+        imaging_measurements=[group],
+    )
+    return hd.sr.Comprehensive3DSR(
+        evidence=[evidence],
+        content=report,
+        series_instance_uid=generate_uid(),
+        series_number=90,
+        sop_instance_uid=generate_uid(),
+        instance_number=1,
+        manufacturer="Example nodule AI",
+    )

@@ -461,6 +461,7 @@ class LocalStack:
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.referral}"
             defaults[f"{p}TRUSTED_ISSUERS_FILE"] = str(self.dev_issuer()[1])
+            defaults[f"{p}FUSION_FHIR_URL"] = f"http://{self.host}:{self.ports.fusion}/fhir"
         if service == "fusion":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"

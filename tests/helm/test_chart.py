@@ -35,8 +35,7 @@ SERVICE_PORTS = {
 # The settings each service reads, without the RADCDS_<SERVICE>_ prefix. The services ignore
 # unknown variables silently, so a misspelt name in the chart is a silent bug: this mirrors
 # services/*/src/*/settings.py and libs/radcds/src/radcds/runtime/settings.py (ServiceSettings,
-# the common fields); update it when those change. referral and fusion are not built yet and
-# have the common fields only.
+# the common fields); update it when those change.
 _COMMON_SETTINGS = frozenset(
     {
         "ENVIRONMENT",
@@ -58,7 +57,7 @@ _COMMON_SETTINGS = frozenset(
     }
 )
 SERVICE_SETTINGS: dict[str, frozenset[str]] = {
-    "referral": _COMMON_SETTINGS,
+    "referral": _COMMON_SETTINGS | {"FUSION_FHIR_URL", "FUSION_TIMEOUT_S"},
     "imaging": _COMMON_SETTINGS
     | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "DATABASE_URL", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
     "inference": _COMMON_SETTINGS
@@ -80,7 +79,16 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "CONSUMER_GROUP",
     },
     "reporting": _COMMON_SETTINGS | {"MLLP_PORT", "DATA_DIR", "DATABASE_URL", "CONSUMER_GROUP", "FHIR_BASE_URL"},
-    "fusion": _COMMON_SETTINGS,
+    "fusion": _COMMON_SETTINGS
+    | {
+        "DATA_DIR",
+        "DATABASE_URL",
+        "KNOWLEDGE_DIR",
+        "CONSUMER_GROUP",
+        "IMAGING_DICOMWEB_URL",
+        "RETRIEVE_TIMEOUT_S",
+        "OVERDUE_SWEEP_INTERVAL_S",
+    },
 }
 TOPICS = {
     "radcds.referral.evaluations.v1": 6,
@@ -219,12 +227,22 @@ def test_chart_metadata_is_api_v2_version_and_app_version_0_1_0(chart: helm.Char
 def test_default_values_render_deployments_for_enabled_services(chart: helm.Chart) -> None:
     docs = _render(chart)
 
-    expected = {f"{RELEASE}-{name}" for name in ("referral", "imaging", "inference", "reporting")}
+    expected = {f"{RELEASE}-{name}" for name in ("referral", "imaging", "inference", "reporting", "fusion")}
     expected.add(f"{RELEASE}-triton")
     assert set(_objects(docs, "Deployment")) == expected
     assert set(_objects(docs, "Service")) == expected
-    assert f"{RELEASE}-fusion" not in _objects(docs, "ConfigMap")
     assert not _objects(docs, "ServiceAccount")
+
+
+def test_fusion_reads_imaging_dicomweb_and_referral_reads_fusion_fhir(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    assert _config(docs, "fusion")["RADCDS_FUSION_IMAGING_DICOMWEB_URL"] == f"http://{RELEASE}-imaging:8082/dicom-web"
+    assert _config(docs, "fusion")["RADCDS_FUSION_DATA_DIR"] == "/var/lib/radcds/fusion"
+    assert _config(docs, "referral")["RADCDS_REFERRAL_FUSION_FHIR_URL"] == f"http://{RELEASE}-fusion:8084/fhir"
+    without = _render(chart, {"fusion": {"enabled": False}})
+    assert "RADCDS_REFERRAL_FUSION_FHIR_URL" not in _config(without, "referral")
+    assert f"{RELEASE}-fusion" not in _objects(without, "ConfigMap")
 
 
 def test_fusion_enabled_renders_deployment_and_service_on_port_8084(chart: helm.Chart) -> None:
@@ -386,7 +404,7 @@ def test_imaging_storage_dir_and_sqlite_fallback_live_on_the_data_volume(chart: 
 def test_services_write_only_to_mounted_volumes(chart: helm.Chart) -> None:
     docs = _render(chart, {"fusion": {"enabled": True}})
 
-    writable_settings = {"imaging": "STORAGE_DIR", "reporting": "DATA_DIR"}
+    writable_settings = {"imaging": "STORAGE_DIR", "reporting": "DATA_DIR", "fusion": "DATA_DIR"}
     for service in SERVICE_PORTS:
         container = _container(_deployment(docs, service))
         mounts = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
@@ -432,7 +450,7 @@ def test_every_rendered_radcds_variable_is_a_setting_of_its_service(
     docs = _render(chart, overrides)
 
     names = _rendered_setting_names(docs)
-    assert set(SERVICE_SETTINGS) - {"fusion"} <= set(names)
+    assert set(SERVICE_SETTINGS) <= set(names)
     for component, found in names.items():
         radcds = {name for name in found if name.startswith("RADCDS_")}
         if component not in SERVICE_SETTINGS:  # triton, topics
@@ -535,10 +553,10 @@ def test_sasl_and_tls_expose_credentials_from_secret_and_mount_the_ca(chart: hel
     assert volumes["kafka-ca"]["secret"]["secretName"] == "kafka-ca"
 
 
-def test_database_secret_is_exposed_only_to_imaging_and_reporting(chart: helm.Chart) -> None:
+def test_database_secret_is_exposed_only_to_imaging_reporting_and_fusion(chart: helm.Chart) -> None:
     docs = _render(chart, {"database": {"existingSecret": "radcds-db", "existingSecretKey": "dsn"}})
 
-    for service in ("imaging", "reporting"):
+    for service in ("imaging", "reporting", "fusion"):
         env = _env(_container(_deployment(docs, service)))
         ref = env[f"RADCDS_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
         assert ref == {"name": "radcds-db", "key": "dsn"}

@@ -154,6 +154,20 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- /* DICOMweb of the chart's imaging Service: WADO-RS/QIDO-RS for analyses, STOW-RS for the SR. */ -}}
 {{- $imaging := printf "http://%s:%v/dicom-web" (include "radcds.componentFullname" (dict "root" $root "name" "imaging")) $root.Values.imaging.ports.http -}}
 {{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) $imaging -}}
+{{- else if eq .name "fusion" -}}
+{{- /* The SQLite fallback (no database configured) is <DATA_DIR>/fusion.db; measurement SRs are read
+     over WADO-RS from the chart's imaging Service. */ -}}
+{{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}
+{{- if $root.Values.imaging.enabled -}}
+{{- $imaging := printf "http://%s:%v/dicom-web" (include "radcds.componentFullname" (dict "root" $root "name" "imaging")) $root.Values.imaging.ports.http -}}
+{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) $imaging -}}
+{{- end -}}
+{{- else if eq .name "referral" -}}
+{{- /* patient-view also reads radcds's own follow-up recommendations from the chart's fusion Service. */ -}}
+{{- if $root.Values.fusion.enabled -}}
+{{- $fusion := printf "http://%s:%v/fhir" (include "radcds.componentFullname" (dict "root" $root "name" "fusion")) $root.Values.fusion.ports.http -}}
+{{- $_ = set $cfg (printf "%s_FUSION_FHIR_URL" $p) $fusion -}}
+{{- end -}}
 {{- else if eq .name "reporting" -}}
 {{- /* The SQLite fallback (no database configured) is <DATA_DIR>/reporting.db. */ -}}
 {{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}

@@ -387,8 +387,13 @@ public class Hl7v2Harness {
 
     static void send(Validator validator, String host, int port, BufferedReader in, PrintStream out) throws Exception {
         HapiContext outgoing = lenientContext();
-        // The connection parses our ACKs with the strict v2.5.1 context (default validation on).
-        Connection connection = validator.context.newClient(host, port, false);
+        // The connection parses our ACKs with a strict v2.5.1 context (unexpected segments refused, HAPI's
+        // default validation on, failing on the first error); each ACK is then run through the full validator.
+        HapiContext client = new DefaultHapiContext();
+        client.setModelClassFactory(new CanonicalModelClassFactory("2.5.1"));
+        client.getParserConfiguration().setUnexpectedSegmentBehaviour(UnexpectedSegmentBehaviourEnum.THROW_HL7_EXCEPTION);
+        client.setValidationRuleBuilder(new DefaultValidationBuilder());
+        Connection connection = client.newClient(host, port, false);
         connection.getInitiator().setTimeoutMillis(20000);
         String line;
         while ((line = in.readLine()) != null) {
@@ -397,15 +402,15 @@ public class Hl7v2Harness {
             }
             try {
                 Message message = outgoing.getPipeParser().parse(decode(line));
-                validator.collector.problems.clear();
                 Message ack = connection.getInitiator().sendAndReceive(message);
-                String text = validator.context.getPipeParser().encode(ack);
+                String text = client.getPipeParser().encode(ack);
                 out.println("{\"ack\":" + json(encode(text)) + ",\"report\":" + validator.validate(text) + "}");
             } catch (Exception e) {
                 out.println("{\"error\":" + json(e.getClass().getSimpleName() + ": " + e.getMessage()) + "}");
             }
         }
         connection.close();
+        client.close();
         outgoing.close();
     }
 }

@@ -61,7 +61,7 @@ class HapiHl7v2:
             stderr=self._log,
             text=True,
             encoding="utf-8",
-            cwd=ROOT,
+            cwd=log.parent,  # HAPI's home (anything it writes stays out of the checkout)
         )
         self._lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()

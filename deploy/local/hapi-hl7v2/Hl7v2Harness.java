@@ -47,6 +47,7 @@ import ca.uhn.hl7v2.parser.UnexpectedSegmentBehaviourEnum;
 import ca.uhn.hl7v2.protocol.ReceivingApplication;
 import ca.uhn.hl7v2.protocol.impl.ApplicationRouterImpl;
 import ca.uhn.hl7v2.util.Terser;
+import ca.uhn.hl7v2.util.idgenerator.InMemoryIDGenerator;
 import ca.uhn.hl7v2.validation.ValidationException;
 import ca.uhn.hl7v2.validation.ValidationExceptionHandler;
 import ca.uhn.hl7v2.validation.builder.support.DefaultValidationBuilder;
@@ -331,6 +332,8 @@ public class Hl7v2Harness {
         ctx.setModelClassFactory(new CanonicalModelClassFactory("2.5.1"));
         ctx.getParserConfiguration().setValidating(false);
         ctx.getParserConfiguration().setUnexpectedSegmentBehaviour(UnexpectedSegmentBehaviourEnum.ADD_INLINE);
+        // ACK control ids from memory: HAPI's default generator writes an id_file into hapi.home.
+        ctx.getParserConfiguration().setIdGenerator(new InMemoryIDGenerator());
         return ctx;
     }
 
@@ -393,6 +396,7 @@ public class Hl7v2Harness {
         client.setModelClassFactory(new CanonicalModelClassFactory("2.5.1"));
         client.getParserConfiguration().setUnexpectedSegmentBehaviour(UnexpectedSegmentBehaviourEnum.THROW_HL7_EXCEPTION);
         client.setValidationRuleBuilder(new DefaultValidationBuilder());
+        client.getParserConfiguration().setIdGenerator(new InMemoryIDGenerator());
         Connection connection = client.newClient(host, port, false);
         connection.getInitiator().setTimeoutMillis(20000);
         String line;

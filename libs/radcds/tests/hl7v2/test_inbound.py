@@ -119,3 +119,28 @@ def test_latin1_message_declaring_8859_1_is_decoded() -> None:
 def test_unknown_charset_gets_ae_at_msh18() -> None:
     [ack] = _answer(_inbox(_Sink()), ORM_O01_NEW.replace("|P|2.3.1", "|P|2.5||||||KLINGON"))
     assert parse_ack(ack).code is AckCode.AE and parse_ack(ack).error_code == "103"
+
+
+def _msh(ack: str) -> list[str]:
+    return ack.split("\r")[0].split("|")
+
+
+def test_block_without_msh_is_answered_with_msh9_ack_ack_ack() -> None:
+    # HL7 v2.5.1 2.A.47 MSG: MSG.1, MSG.2 and MSG.3 are required; no trigger is known, so MSG.2 is empty.
+    [ack] = _answer(_inbox(_Sink()), b"PID|1||123456^^^HOSP^MR")
+    assert _msh(ack)[8] == "ACK^^ACK"
+    assert _msh(ack)[11] == "2.5.1"
+
+
+def test_unsupported_version_29_is_answered_in_251_not_echoed() -> None:
+    [ack] = _answer(_inbox(_Sink()), OMI_O23_NEW.replace("|P|2.5.1", "|P|2.9"))
+    assert parse_ack(ack).code is AckCode.AR and parse_ack(ack).error_code == "203"
+    assert _msh(ack)[11] == "2.5.1"
+    # The ACK is written as a 2.5.1 ACK: ERR-2/ERR-3 (not the pre-2.5 ERR-1 form).
+    err = next(s for s in ack.split("\r") if s.startswith("ERR|")).split("|")
+    assert err[2] == "MSH^1^12^1" and err[3].startswith("203^")
+
+
+def test_supported_version_231_is_still_echoed_in_the_ack() -> None:
+    [ack] = _answer(_inbox(_Sink()), ORM_O01_NEW)
+    assert _msh(ack)[11] == "2.3.1" and _msh(ack)[8] == "ACK^O01^ACK"

@@ -151,3 +151,20 @@ def test_oru_without_patient_class_has_no_pv1(now: datetime) -> None:
 def test_oru_with_too_long_control_id_raises(now: datetime) -> None:
     with pytest.raises(ValueError, match="MSH-10"):
         build_oru_r01(make_result(), header=HEADER, control_id="X" * 21, created_at=now)
+
+
+def test_oru_for_a_patient_without_a_name_has_pid5_name_type_u_and_validates_in_hl7apy_strict(now: datetime) -> None:
+    # PID-5 is required in v2.5.1; with no known name only XPN.7 name type U "unspecified" is sent.
+    text = _build(now, patient_name=None)
+    assert str(hl7.parse(text).segment("PID")[5]) == "^^^^^^U"
+    strict_validate(text)
+
+
+def test_oru_pid_carries_id_with_assigning_authority_name_birth_date_and_sex(now: datetime) -> None:
+    pid = hl7.parse(_build(now)).segment("PID")
+    assert [str(pid[3]), str(pid[5]), str(pid[7]), str(pid[8])] == [
+        "123456^^^HOSP^MR",
+        "DOE^JANE^^^^^L",
+        "19700101",
+        "F",
+    ]

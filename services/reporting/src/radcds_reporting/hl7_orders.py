@@ -4,7 +4,9 @@ The MLLP listener (:class:`~radcds.adapters.hl7v2.inbound.OrderInbox`) hands eac
 ORM^O01 / OMI^O23 (HL7 v2.5.1 4.4.1, 4.4.10; IHE RAD-2/RAD-4) to :class:`OrderStore`. In one
 database transaction it records the message as received (sender MSH-3/MSH-4 and MSH-10, so a
 duplicate is acknowledged again but never stored twice), creates or updates the ServiceRequest
-(HL7 v2-to-FHIR ORC/OBR -> ServiceRequest) and writes an ``ImagingOrderReceived`` event to the
+(HL7 v2-to-FHIR ORC/OBR -> ServiceRequest) with its Patient, whose demographics (PID-3 with
+its assigning authority, PID-5, PID-7, PID-8) the order sets (EHR order demographics are
+authoritative), and writes an ``ImagingOrderReceived`` event to the
 transactional outbox. A cancel (ORC-1 CA) of an order radcds does not know is refused with AE
 and ERR-3 204 "Unknown key identifier" at ORC-2.
 """
@@ -156,7 +158,7 @@ class OrderStore:
                 # The same order under another key (e.g. a cancel that names only the filler number).
                 stored = FhirRepository(conn).upsert({**existing, "status": details.status}, now=now)
             else:
-                stored = store_order_in(conn, order=details, now=now)
+                stored = store_order_in(conn, order=details, demographics=order.demographics, now=now)
             event = ImagingOrderReceived(
                 service_request_id=stored["id"],
                 status=stored["status"],

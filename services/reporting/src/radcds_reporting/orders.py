@@ -18,22 +18,43 @@ from radcds.adapters.fhir import report
 from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.fhir.search import Criterion, TokenValue
 from radcds.domain.findings import StudyContext
+from radcds.domain.orders import PatientDemographics
 from radcds.domain.service_request import OrderDetails
 from radcds_reporting.repository import FhirRepository
 
 
-def store_order(*, engine: Engine, order: OrderDetails, now: datetime | None = None) -> dict[str, Any]:
+def store_order(
+    *,
+    engine: Engine,
+    order: OrderDetails,
+    demographics: PatientDemographics | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
     """Create or update the order's ServiceRequest (and its Patient); return the stored ServiceRequest."""
     with engine.begin() as conn:
-        return store_order_in(conn, order=order, now=now)
+        return store_order_in(conn, order=order, demographics=demographics, now=now)
 
 
-def store_order_in(conn: Connection, *, order: OrderDetails, now: datetime | None = None) -> dict[str, Any]:
-    """:func:`store_order` inside the caller's transaction (for callers that also record idempotency)."""
+def store_order_in(
+    conn: Connection,
+    *,
+    order: OrderDetails,
+    demographics: PatientDemographics | None = None,
+    now: datetime | None = None,
+) -> dict[str, Any]:
+    """:func:`store_order` inside the caller's transaction (for callers that also record idempotency).
+
+    With ``demographics`` (an HL7 v2 order's PID) the Patient is created or updated with them:
+    EHR order demographics are authoritative (:func:`radcds.adapters.fhir.reporting.order_patient`).
+    Without, a missing Patient is created with the identifier only.
+    """
     repo = FhirRepository(conn)
     context = StudyContext(patient_id=order.patient_id, issuer_of_patient_id=order.issuer_of_patient_id)
     patient = report.patient(context)
-    if repo.read("Patient", patient["id"]) is None:
+    existing = repo.read("Patient", patient["id"])
+    if demographics is not None:
+        repo.upsert(fhir_reporting.order_patient(demographics, existing), now=now)  # no new version if unchanged
+    elif existing is None:
         repo.upsert(patient, now=now)
     sr = fhir_reporting.service_request(order, patient_reference=f"Patient/{patient['id']}")
     return repo.upsert(sr, study_instance_uid=order.study_instance_uid, now=now)

@@ -3,7 +3,8 @@
 Trigger points: the preliminary report built from findings (:mod:`radcds_reporting.handlers`) and
 each sign-off, amendment or correction (:mod:`radcds_reporting.signoff`). In the transaction that
 stores the report version, :meth:`ResultOutbox.enqueue_in` reads the report, its Observations,
-its ServiceRequest and its Patient, builds an :class:`~radcds.domain.results.ImagingResult`
+its ServiceRequest and the Patient (the order's, else the report's subject; PID-3/5/7/8),
+builds an :class:`~radcds.domain.results.ImagingResult`
 (:func:`result_from_report`) and puts one HL7 v2.5.1 ORU^R01 per configured destination into
 the persisted outbound queue. MSH-10 is derived from (report id, version id, destination)
 (:func:`control_id_for`): the same report version never queues a second message, even when the
@@ -118,18 +119,21 @@ def _first_coding(concept: dict[str, Any] | None) -> Coding | None:
 
 
 def _patient(patient: dict[str, Any] | None) -> tuple[PatientIdentifier, PersonName | None, str, str]:
+    """PID-3 (with CX.4 from the identifier system), PID-5, PID-7, PID-8 of the stored Patient."""
     ident: dict[str, Any] = next(iter((patient or {}).get("identifier", [])), {})
     system = str(ident.get("system", ""))
     issuer = system.removeprefix(_ISSUER_PREFIX) if system.startswith(_ISSUER_PREFIX) else ""
     identifier = PatientIdentifier(str(ident.get("value") or "UNKNOWN"), issuer)
-    names = (patient or {}).get("name", [])
+    # PID-5 from the official name (the order's), else the first name with a family name (e.g. DICOM's).
+    names = [n for n in (patient or {}).get("name", []) if n.get("family")]
+    names.sort(key=lambda n: n.get("use") != "official")
     name = None
-    if names and names[0].get("family"):
+    if names:
         given = names[0].get("given", [])
-        name = PersonName(names[0]["family"], given[0] if given else "", given[1] if len(given) > 1 else "")
-    birth = str((patient or {}).get("birthDate", "")).replace("-", "")
+        name = PersonName(names[0]["family"], given[0] if given else "", " ".join(given[1:]))
+    birth = str((patient or {}).get("birthDate", "")).replace("-", "")[:8]
     sex = {"female": "F", "male": "M", "other": "O", "unknown": "U"}.get(str((patient or {}).get("gender", "")), "")
-    return identifier, name, birth if len(birth) == 8 else "", sex
+    return identifier, name, birth if len(birth) in (4, 6, 8) and birth.isdigit() else "", sex
 
 
 def _lines(text: str) -> tuple[str, ...]:
@@ -268,8 +272,14 @@ class ResultOutbox:
             ),
             None,
         )
-        subject = str(report.get("subject", {}).get("reference", ""))
-        patient = repo.read("Patient", _id_of(subject)) if subject.startswith("Patient/") else None
+        # PID comes from the order's Patient when there is an order (EHR order demographics are
+        # authoritative, and the RIS knows the patient by the order's PID-3 and assigning
+        # authority), else from the report's subject (the Patient the DICOM header gave).
+        patient = None
+        for holder in (service_request, report):
+            subject = str((holder or {}).get("subject", {}).get("reference", ""))
+            if patient is None and subject.startswith("Patient/"):
+                patient = repo.read("Patient", _id_of(subject))
         now = self._clock()
         result = result_from_report(
             report, observations=observations, service_request=service_request, patient=patient, now=now

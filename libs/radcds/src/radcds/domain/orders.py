@@ -7,8 +7,9 @@ modality worklist carries (Accession Number (0008,0050), Requested Procedure ID 
 Scheduled Procedure Step ID (0040,0009), Study Instance UID (0020,000D), Modality (0008,0060),
 Scheduled Station AE Title (0040,0001)) and the patient it concerns.
 
-The patient's name is kept in memory only, for display and matching; it is excluded from
-``repr`` and from :meth:`ImagingOrder.log_fields`, so it never reaches a log line.
+The patient's demographics (PID-5 name, PID-7 birth date, PID-8 sex) are personal data: they
+are stored on the FHIR Patient, and excluded from ``repr`` and from
+:meth:`ImagingOrder.log_fields`, so they never reach a log line.
 """
 
 from __future__ import annotations
@@ -84,6 +85,34 @@ class PersonName:
         return "PersonName(<redacted>)"
 
 
+#: HL7 v2.5.1 table 0001 "Administrative Sex" (PID-8).
+ADMINISTRATIVE_SEX = frozenset({"F", "M", "O", "U", "A", "N"})
+
+
+@dataclass(frozen=True, slots=True)
+class PatientDemographics:
+    """Who an order is for, as the EHR sent it (PID-3 with CX.4, PID-5, PID-7, PID-8). Personal data.
+
+    EHR order demographics are authoritative: the order path creates or updates the FHIR
+    Patient with them. ``birth_date`` is ``YYYYMMDD`` (PID-7 to day precision; ``YYYY`` or
+    ``YYYYMM`` when only that was sent); ``sex`` is an HL7 table 0001 code or empty.
+    """
+
+    identifier: PatientIdentifier
+    name: PersonName | None = None
+    birth_date: str = ""
+    sex: str = ""
+
+    def __post_init__(self) -> None:
+        if self.birth_date and not (len(self.birth_date) in (4, 6, 8) and self.birth_date.isdigit()):
+            raise InvalidOrderError("patient_birth_date", "birth date must be YYYY[MM[DD]]")
+        if self.sex and self.sex not in ADMINISTRATIVE_SEX:
+            raise InvalidOrderError("patient_sex", "not an HL7 table 0001 administrative sex code")
+
+    def __repr__(self) -> str:
+        return "PatientDemographics(<redacted>)"
+
+
 @dataclass(frozen=True, slots=True)
 class Practitioner:
     """A clinician by id and name (HL7 XCN, e.g. ORC-12 ordering provider, OBR-32 interpreter)."""
@@ -118,6 +147,9 @@ class ImagingOrder:
     modality: str = ""
     scheduled_station_ae_title: str = ""
     patient_name: PersonName | None = field(default=None, repr=False, compare=False)
+    #: PID-7 (``YYYY[MM[DD]]``) and PID-8 (table 0001); personal data, never logged.
+    patient_birth_date: str = field(default="", repr=False, compare=False)
+    patient_sex: str = field(default="", repr=False, compare=False)
     ordering_provider: Practitioner | None = None
     reason: str = ""
     ordered_at: datetime | None = None
@@ -126,6 +158,7 @@ class ImagingOrder:
     def __post_init__(self) -> None:
         if self.placer_order_number is None and self.filler_order_number is None:
             raise InvalidOrderError("placer_order_number", "an order needs a placer or a filler order number")
+        _ = self.demographics  # validates birth date and sex
         for name in ("accession_number", "requested_procedure_id", "scheduled_procedure_step_id"):
             value: str = getattr(self, name)
             if len(value) > 16:
@@ -146,6 +179,11 @@ class ImagingOrder:
             moment: datetime | None = getattr(self, name)
             if moment is not None and moment.tzinfo is None:
                 raise InvalidOrderError(name, "a timestamp needs a UTC offset")
+
+    @property
+    def demographics(self) -> PatientDemographics:
+        """The patient as the order describes them (PID-3, PID-5, PID-7, PID-8)."""
+        return PatientDemographics(self.patient, self.patient_name, self.patient_birth_date, self.patient_sex)
 
     @property
     def order_key(self) -> str:

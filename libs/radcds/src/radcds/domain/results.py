@@ -158,8 +158,9 @@ class ImagingResult:
             raise ValueError("a result must carry report text, measurements or a conclusion")
         if len(self.accession_number) > 16:
             raise ValueError("accession number is longer than 16 characters (DICOM SH)")
-        if self.patient_birth_date and not (len(self.patient_birth_date) == 8 and self.patient_birth_date.isdigit()):
-            raise ValueError("birth date must be YYYYMMDD")
+        birth = self.patient_birth_date
+        if birth and not (len(birth) in (4, 6, 8) and birth.isdigit()):
+            raise ValueError("birth date must be YYYY[MM[DD]] (PID-7 to day precision)")
         if self.patient_sex not in ("", "F", "M", "O", "U", "A", "N"):
             raise ValueError("patient sex must be an HL7 table 0001 code")
         kinds = [s.kind for s in self.sections]

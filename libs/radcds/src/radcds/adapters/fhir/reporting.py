@@ -2,6 +2,7 @@
 
 - ServiceRequest from an :class:`~radcds.domain.service_request.OrderDetails` (HL7 v2-to-FHIR
   ORC/OBR -> ServiceRequest: placer ``PLAC``, filler ``FILL``, accession ``ACSN``).
+- Patient from the order's PID demographics (HL7 v2-to-FHIR PID -> Patient), :func:`order_patient`.
 - DiagnosticReport per US Core DiagnosticReport Profile for Report and Note exchange.
 - Provenance of the report (models, inputs, rules) and of each sign-off (FHIR R4 Provenance 6.3).
 - Communication of a critical result (FHIR R4 Communication 13.1; ACR Practice Parameter for
@@ -12,8 +13,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from radcds.adapters.fhir import report
 from radcds.adapters.fhir.report import RULE_CRITICAL_RESULT, coding, resource_id
 from radcds.domain import codes
+from radcds.domain.findings import StudyContext
+from radcds.domain.orders import PatientDemographics
 from radcds.domain.report_codes import report_code
 from radcds.domain.service_request import OrderDetails
 
@@ -81,6 +85,48 @@ def service_request(order: OrderDetails, *, patient_reference: str) -> dict[str,
     if order.reason_text:
         sr["reasonCode"] = [{"text": order.reason_text}]
     return sr
+
+
+#: HL7 table 0001 (PID-8) -> FHIR administrative-gender (v2-to-FHIR IG, table 0001 -> AdministrativeGender).
+V2_SEX_TO_GENDER = {"F": "female", "M": "male", "O": "other", "A": "other", "U": "unknown", "N": "unknown"}
+
+
+def fhir_date(v2_date: str) -> str:
+    """FHIR ``date`` from an HL7 DT/TS date part ``YYYY[MM[DD]]`` (``YYYY-MM-DD`` and shorter forms)."""
+    parts = [v2_date[:4], v2_date[4:6], v2_date[6:8]]
+    return "-".join(p for p in parts if p)
+
+
+def order_patient(demographics: PatientDemographics, existing: dict[str, Any] | None) -> dict[str, Any]:
+    """The Patient after an order: the order's PID demographics are authoritative (HL7 v2-to-FHIR PID -> Patient).
+
+    Starts from the stored Patient (``existing``) or a new one keyed like the DICOM path's
+    (:func:`radcds.adapters.fhir.report.patient`: PatientID + issuer), then sets what the order
+    carries: the MR identifier with PID-3.4 as ``system`` (``urn:radcds:issuer:<CX.4>``) and
+    ``assigner.display``, PID-5 as the ``official`` HumanName, PID-8 as ``gender``, PID-7 as
+    ``birthDate``. What the order does not carry (e.g. no PID-7) stays as stored.
+    """
+    ident = demographics.identifier
+    context = StudyContext(patient_id=ident.value, issuer_of_patient_id=ident.issuer)
+    fresh = report.patient(context)
+    patient: dict[str, Any] = dict(existing) if existing is not None else fresh
+    mr = dict(fresh["identifier"][0])
+    if ident.issuer:
+        mr["assigner"] = {"display": ident.issuer}
+    others = [i for i in patient.get("identifier", []) if i.get("system") != mr["system"]]
+    patient["identifier"] = [mr, *others]
+    name = demographics.name
+    if name is not None and name.family:
+        human: dict[str, Any] = {"use": "official", "family": name.family}
+        given = [g for g in (name.given, name.middle) if g]
+        if given:
+            human["given"] = given
+        patient["name"] = [human, *(n for n in patient.get("name", []) if n.get("use") != "official")]
+    if demographics.sex:
+        patient["gender"] = V2_SEX_TO_GENDER[demographics.sex]
+    if demographics.birth_date:
+        patient["birthDate"] = fhir_date(demographics.birth_date)
+    return patient
 
 
 def _system(authority: str) -> str:

@@ -218,6 +218,19 @@ def _err_segment(error: HL7MessageError, version: str, d: Delimiters) -> str:
     return d.field.join(fields)
 
 
+#: MSH-12 versions an ACK may echo (2.14.1: the ACK keeps the version of the message it answers):
+#: the versions whose ACK radcds can write (ERR-1 before 2.5, ERR-2..8 from 2.5). Any other value,
+#: e.g. ``2.9`` or garbage, is answered in the version radcds speaks, so the peer can parse it.
+ACK_VERSIONS = frozenset({"2.3", "2.3.1", "2.4", "2.5", "2.5.1"})
+#: The HL7 version radcds speaks (MSH-12 of what it originates).
+OWN_VERSION = "2.5.1"
+
+
+def ack_version(received: str) -> str:
+    """MSH-12 of an ACK answering a message with MSH-12 ``received``: echoed when radcds speaks it, else 2.5.1."""
+    return received if received in ACK_VERSIONS else OWN_VERSION
+
+
 def _version_tuple(version: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in version.split("."))
@@ -233,9 +246,14 @@ def build_ack(
     created_at: datetime,
     error: HL7MessageError | None = None,
 ) -> str:
-    """One ACK (2.14.1) answering ``header``: sender and receiver swapped, MSH-12 kept, new MSH-10."""
+    """One ACK (2.14.1) answering ``header``: sender and receiver swapped, new MSH-10.
+
+    MSH-12 echoes the received version when it is one of :data:`ACK_VERSIONS`, else 2.5.1 (an
+    AR 203 to MSH-12 ``2.9`` is itself a 2.5.1 message). A block without a usable MSH is answered
+    with MSH-9 ``ACK^^ACK`` and an empty MSA-2: there is no MSH-10 to echo (docs/hl7v2.md).
+    """
     d = header.delimiters
-    version = header.version or "2.5.1"
+    version = ack_version(header.version)
     msh = [
         "MSH",
         d.encoding_characters,
@@ -245,9 +263,9 @@ def build_ack(
         header.sending_facility,
         format_dtm(created_at),
         "",
-        d.component.join(("ACK", escape(header.trigger_event, d), "ACK")).rstrip(d.component)
-        if header.trigger_event
-        else "ACK",
+        # MSH-9 MSG (2.A.47): MSG.1, MSG.2 and MSG.3 are all required in v2.5.1; without a
+        # known trigger event MSG.2 stays empty but present: ``ACK^^ACK``.
+        d.component.join(("ACK", escape(header.trigger_event, d), "ACK")),
         escape(control_id, d),
         header.processing_id or "P",
         version,

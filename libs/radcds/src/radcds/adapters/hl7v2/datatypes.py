@@ -10,34 +10,63 @@ from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 
 from radcds.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape
+from radcds.adapters.hl7v2.tables import table_0396
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PersonName, Practitioner
 
-#: FHIR code system URI -> HL7 v2 coding system name (HL7 table 0396).
+#: FHIR code system URI -> HL7 v2 coding system name (HL7 table 0396, checked by the tests against
+#: ``tables/hl7-table-0396.json``). CPT-4 is ``C4`` (``CPT4`` is not in table 0396). RadLex has no
+#: table 0396 entry, so it goes out in the site-defined ``99zzz`` form.
 CODING_SYSTEMS: dict[str, str] = {
     codes.LOINC: "LN",
     codes.SNOMED_CT: "SCT",
     codes.UCUM: "UCUM",
     codes.DICOM_DCM: "DCM",
-    "http://www.ama-assn.org/go/cpt": "CPT4",
-    "http://radlex.org": "RADLEX",
+    "http://www.ama-assn.org/go/cpt": "C4",
+    "http://radlex.org": "99RADLEX",
 }
+#: Table 0396 ``99zzz`` (local general code): what radcds writes for its own code systems and any
+#: other system without a table 0396 name (e.g. the local ``ai-disclaimer`` section code).
+LOCAL_CODING_SYSTEM = "99RADCDS"
 #: Reverse of :data:`CODING_SYSTEMS`, plus the v2 names seen in the wild for the same systems.
 CODING_SYSTEM_URIS: dict[str, str] = {v: k for k, v in CODING_SYSTEMS.items()} | {
-    "C4": "http://www.ama-assn.org/go/cpt",
+    "CPT4": "http://www.ama-assn.org/go/cpt",
     "SNM": codes.SNOMED_CT,
     "SNOMED": codes.SNOMED_CT,
     "LOINC": codes.LOINC,
+    "LNC": codes.LOINC,
+    "RADLEX": "http://radlex.org",
 }
-#: Table 0396 "L": a local code; the system URI radcds gives to local codes it receives.
-LOCAL_CODING_SYSTEM = "L"
+#: A received code whose coding system (CE.3) has no FHIR URI here keeps its v2 name in the URI
+#: ``urn:radcds:hl7v2-coding-system:<name>``, so it goes back out under the same name.
+RECEIVED_SYSTEM_PREFIX = "urn:radcds:hl7v2-coding-system:"
+#: A received code without any coding system name (CE.3 empty).
 RECEIVED_LOCAL_SYSTEM = "urn:radcds:hl7v2-local"
 
 
+def received_coding_system(name: str) -> str:
+    """The FHIR system URI radcds stores for a received CE.3/CWE.3 ``name``."""
+    if name in CODING_SYSTEM_URIS:
+        return CODING_SYSTEM_URIS[name]
+    return f"{RECEIVED_SYSTEM_PREFIX}{name}" if name else RECEIVED_LOCAL_SYSTEM
+
+
 def v2_coding_system(system: str) -> str:
-    """The table 0396 name of a FHIR code system URI; ``L`` for a local system."""
-    return CODING_SYSTEMS.get(system, LOCAL_CODING_SYSTEM)
+    """The table 0396 name of a FHIR code system URI (2.A.8 CE.3); ``99RADCDS`` for a local system.
+
+    A code received with a table 0396 name radcds has no URI for goes back under that name; a
+    received name that is not in table 0396 goes out as the site-defined ``99<name>``.
+    """
+    if system in CODING_SYSTEMS:
+        return CODING_SYSTEMS[system]
+    if system.startswith(RECEIVED_SYSTEM_PREFIX):
+        name = system.removeprefix(RECEIVED_SYSTEM_PREFIX)
+        if name in table_0396():
+            return name
+        local = "99" + "".join(c for c in name if c.isascii() and c.isalnum())[:18]
+        return local if len(local) > 2 else LOCAL_CODING_SYSTEM
+    return LOCAL_CODING_SYSTEM
 
 
 def format_dtm(moment: datetime) -> str:

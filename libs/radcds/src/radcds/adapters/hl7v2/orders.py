@@ -1,5 +1,8 @@
 """Parse HL7 v2 ORM^O01 and OMI^O23 order messages into :class:`~radcds.domain.orders.ImagingOrder`.
 
+Both carry the patient in PID (3.4.2): PID-3 identifier (the ``MR`` repetition, else the first)
+with its assigning authority CX.4 (HD.1), PID-5 name, PID-7 birth date, PID-8 sex (table 0001).
+
 ORM^O01 (v2.3-2.5.1, chapter 4.4.1) as IHE RAD-2/RAD-4 profile it: ORC-1 order control, ORC-2/3
 placer and filler numbers, OBR-4 procedure, OBR-18 accession, OBR-19 requested procedure id,
 OBR-20 scheduled procedure step id, OBR-24 modality, ZDS-1 Study Instance UID (IHE RAD TF-2
@@ -22,9 +25,10 @@ from datetime import UTC, datetime, tzinfo
 import hl7
 
 from radcds.adapters.hl7v2.ack import AckCode, ErrorCode, ErrorLocation, HL7MessageError, ReceivedHeader, parse_msh
-from radcds.adapters.hl7v2.datatypes import CODING_SYSTEM_URIS, RECEIVED_LOCAL_SYSTEM, parse_dtm
+from radcds.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
 from radcds.domain.codes import Coding
 from radcds.domain.orders import (
+    ADMINISTRATIVE_SEX,
     ImagingOrder,
     InvalidOrderError,
     OrderControl,
@@ -112,7 +116,7 @@ def _coding(r: _Reader, segment: str, field: int) -> Coding | None:
     if not code:
         return None
     system = r.value(segment, field, 3)
-    return Coding(CODING_SYSTEM_URIS.get(system, RECEIVED_LOCAL_SYSTEM), code, r.value(segment, field, 2))
+    return Coding(received_coding_system(system), code, r.value(segment, field, 2))
 
 
 def _order_number(r: _Reader, orc_field: int, obr_field: int) -> OrderNumber | None:
@@ -128,6 +132,37 @@ def _practitioner(r: _Reader, segment: str, field: int) -> Practitioner | None:
     if not identifier and not family:
         return None
     return Practitioner(identifier, PersonName(family, r.value(segment, field, 3), r.value(segment, field, 4)))
+
+
+def _birth_date(r: _Reader) -> str:
+    """PID-7 (TS/DTM, 2.A.74) to at most day precision: ``YYYY[MM[DD]]``."""
+    value = r.value("PID", 7)
+    if not value:
+        return ""
+    digits = value.split("+")[0].split("-")[0].split(".")[0]
+    if not digits.isdigit() or len(digits) not in (4, 6, 8, 10, 12, 14):
+        raise HL7MessageError(
+            ErrorCode.DATA_TYPE_ERROR, "birth date is not an HL7 date/time (TS)", location=ErrorLocation("PID", 7)
+        )
+    try:
+        parse_dtm(digits)
+    except ValueError as exc:
+        raise HL7MessageError(
+            ErrorCode.DATA_TYPE_ERROR, "birth date is not a calendar date", location=ErrorLocation("PID", 7)
+        ) from exc
+    return digits[:8]
+
+
+def _sex(r: _Reader) -> str:
+    """PID-8 administrative sex (table 0001)."""
+    value = r.value("PID", 8).upper()
+    if value and value not in ADMINISTRATIVE_SEX:
+        raise HL7MessageError(
+            ErrorCode.TABLE_VALUE_NOT_FOUND,
+            "administrative sex must be F, M, O, U, A or N (table 0001)",
+            location=ErrorLocation("PID", 8),
+        )
+    return value
 
 
 def _patient(r: _Reader) -> tuple[PatientIdentifier, PersonName | None]:
@@ -221,6 +256,8 @@ def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrd
         "modality": ErrorLocation("IPC", 5) if omi else ErrorLocation("OBR", 24),
         "scheduled_station_ae_title": ErrorLocation("IPC", 9),
         "procedure_code": ErrorLocation("OBR", 4),
+        "patient_birth_date": ErrorLocation("PID", 7),
+        "patient_sex": ErrorLocation("PID", 8),
         "ordered_at": ErrorLocation("ORC", 9),
         "scheduled_at": ErrorLocation("TQ1", 7) if omi else ErrorLocation("OBR", 36),
     }
@@ -229,6 +266,8 @@ def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrd
             control=control,
             patient=patient,
             patient_name=patient_name,
+            patient_birth_date=_birth_date(r),
+            patient_sex=_sex(r),
             placer_order_number=_order_number(r, 2, 2),
             filler_order_number=_order_number(r, 3, 3),
             accession_number=accession,

@@ -1,6 +1,8 @@
 """Build HL7 v2.5.1 ORU^R01 "Unsolicited transmission of an observation message" (chapter 7.3.1).
 
-Segments: MSH, PID, PV1 (when the patient class is known), ORC, OBR, OBX. Fields follow the
+Segments: MSH, PID, PV1 (when the patient class is known), ORC, OBR, OBX. PID (3.4.2) carries
+PID-3 with its assigning authority (CX.4), PID-5, PID-7 and PID-8 from the stored FHIR Patient
+(the order's demographics, else what the DICOM header gave). Fields follow the
 radiology profile in ``docs/hl7v2.md``: ORC-2/OBR-2 placer number, ORC-3/OBR-3 filler number,
 OBR-4 procedure, OBR-7 observation time, OBR-16 ordering provider, OBR-18 accession (IHE RAD-28),
 OBR-22 status change, OBR-24 section, OBR-25 result status, OBR-32 principal result interpreter
@@ -28,6 +30,8 @@ from radcds.domain.results import (
 
 VERSION = "2.5.1"
 SEGMENT_SEPARATOR = "\r"
+#: PID-5 for a patient whose name radcds does not know: XPN.7 name type ``U`` (unspecified), nothing else.
+UNSPECIFIED_NAME = "^^^^^^U"
 
 
 class TextLayout(StrEnum):
@@ -110,7 +114,9 @@ def build_oru_r01(
     segments = [build_msh(header, message_type="ORU^R01^ORU_R01", control_id=control_id, created_at=created_at)]
 
     pid3 = d.component.join([escape(result.patient.value), "", "", escape(result.patient.issuer), "MR"])
-    name = xpn(result.patient_name) if result.patient_name else ""
+    # PID-5 is required (R) in v2.5.1 (3.4.2.5). A Patient without any name gets an XPN holding
+    # only name type U "unspecified" (table 0200): present, conformant, and no invented name.
+    name = xpn(result.patient_name) if result.patient_name else UNSPECIFIED_NAME
     segments.append(_segment("PID", "1", "", pid3, "", name, "", result.patient_birth_date, result.patient_sex))
     if result.patient_class:
         segments.append(_segment("PV1", "1", escape(result.patient_class)))

@@ -290,3 +290,39 @@ def test_token_response_without_a_bearer_token_is_refused(rsa_key: rsa.RSAPrivat
             asyncio.run(run())
     finally:
         e.close()
+
+
+def test_refused_token_request_is_not_repeated_by_concurrent_calls_until_the_retry_delay(
+    rsa_key: rsa.RSAPrivateKey,
+) -> None:
+    e = TokenEndpoint(rsa_key.public_key(), answer=(401, {"error": "invalid_client"}))
+    clock = Clock()
+    try:
+        auth = SmartBackendServicesAuth(
+            client_id="c",
+            private_key_pem=_pem(rsa_key),
+            key_id="k1",
+            fhir_base_url=e.fhir_base,
+            token_url=e.token_url,
+            clock=clock,
+        )
+
+        async def attempt(client: httpx.AsyncClient) -> str:
+            try:
+                await auth.headers(client)
+            except EhrAuthError as exc:
+                return str(exc)
+            return "no error"
+
+        async def run() -> None:
+            async with httpx.AsyncClient() as client:
+                errors = await asyncio.gather(*(attempt(client) for _ in range(9)))
+                assert set(errors) == {"token endpoint answered HTTP 401 invalid_client"}
+                assert len(e.forms) == 1
+                clock.now += 10
+                await asyncio.gather(*(attempt(client) for _ in range(9)))
+                assert len(e.forms) == 2
+
+        asyncio.run(run())
+    finally:
+        e.close()

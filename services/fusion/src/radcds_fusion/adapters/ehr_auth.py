@@ -10,7 +10,8 @@ assertions as profiled by SMART Backend Services):
 3. ``POST`` form ``grant_type=client_credentials``, ``scope`` (e.g. ``system/Patient.rs system/Condition.rs``),
    ``client_assertion_type=urn:ietf:params:oauth:client-assertion-type:jwt-bearer``, ``client_assertion``;
 4. the access token is sent as ``Authorization: Bearer`` (RFC 6750) and kept until shortly before its
-   ``expires_in``; a 401 from the EHR drops it so that the next call gets a new one.
+   ``expires_in``; a 401 from the EHR drops it so that the next call gets a new one; a refused token request
+   is not repeated for ``retry_after_failure_s`` (10 s): concurrent calls get the same error.
 
 Without authorization (:class:`DevelopmentNoAuth`) only when configured so, for a development EHR.
 Errors never carry the token or the assertion.
@@ -110,6 +111,7 @@ class SmartBackendServicesAuth:
         algorithm: str = "RS384",
         scopes: tuple[str, ...] = DEFAULT_SCOPES,
         refresh_margin_s: float = 30.0,
+        retry_after_failure_s: float = 10.0,
         timeout_s: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -125,6 +127,8 @@ class SmartBackendServicesAuth:
         self._alg = algorithm
         self._scopes = " ".join(scopes)
         self._margin = refresh_margin_s
+        self._retry_after = retry_after_failure_s
+        self._failure: tuple[float, str] | None = None  # (when, why) of the last refused token request
         self._timeout = timeout_s
         self._clock = clock
         self._token: str | None = None
@@ -142,7 +146,16 @@ class SmartBackendServicesAuth:
         """``Authorization: Bearer`` with a valid token, fetching one when none is held or it is about to expire."""
         async with self._lock:
             if self._token is None or self._clock() >= self._expires_at - self._margin:
-                await self._fetch_token(client)
+                # A refused or failed token request is not repeated for every concurrent call: the same error
+                # is given until retry_after_failure_s has passed.
+                if self._failure is not None and self._clock() - self._failure[0] < self._retry_after:
+                    raise EhrAuthError(self._failure[1])
+                try:
+                    await self._fetch_token(client)
+                except EhrAuthError as exc:
+                    self._failure = (self._clock(), str(exc))
+                    raise
+                self._failure = None
             assert self._token is not None
             return {"Authorization": f"Bearer {self._token}"}
 

@@ -427,6 +427,8 @@ def test_smart_backend_services_token_from_a_real_endpoint_authorizes_every_fhir
     assert len(calls) >= 9 and all(c == f"Bearer {issued[0]}" for c in calls)
     claims = auth_server.assertions[-1]
     assert claims["iss"] == claims["sub"] == CLIENT_ID and claims["aud"] == auth_server.token_url
+    assert 0 < claims["exp"] - claims["iat"] <= 300
+    assert "jti replayed" not in auth_server.refusals
 
 
 def test_fhir_call_without_a_token_is_refused_by_the_resource_server(auth_server: AuthServer) -> None:
@@ -444,8 +446,10 @@ def test_unregistered_client_gets_a_context_with_every_source_missing_for_author
         fhir_base_url=auth_server.base,
         token_url=auth_server.token_url,
     )
+    refusals_before = len(auth_server.refusals)
     ctx, _ = _context(auth_server.base, patients.SMOKER, auth=auth)
     assert len(ctx.missing) == 9
+    assert auth_server.refusals[refusals_before:] == ["unknown client"]  # one token request for nine sources
     assert all(
         m.endswith("(authorization failed: token endpoint answered HTTP 401 invalid_client)") for m in ctx.missing
     ), ctx.missing

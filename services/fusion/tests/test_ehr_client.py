@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import socket
 import threading
 import time
@@ -111,9 +112,11 @@ def test_context_from_every_source_has_nothing_missing() -> None:
     assert ctx.smoking_status is SmokingStatus.CURRENT
 
 
-def test_failing_source_is_named_in_missing_and_the_rest_is_returned() -> None:
+def test_failing_source_is_named_in_missing_and_the_rest_is_returned(caplog: pytest.LogCaptureFixture) -> None:
     reader = EhrContextReader(reader=FakeFhirReader(fail={"Condition": "HTTP 503"}), today=lambda: TODAY)
-    ctx = asyncio.run(reader.context("p1"))
+    with caplog.at_level(logging.DEBUG, logger="radcds_fusion"):
+        ctx = asyncio.run(reader.context("patient-secret-id"))
+    assert "Condition" in caplog.text and "patient-secret-id" not in caplog.text  # no PHI in logs
     assert ctx.missing == ("Condition (HTTP 503)",)
     assert ctx.copd is None and ctx.known_cancer is None
     assert ctx.smoking_status is SmokingStatus.CURRENT and ctx.birth_date == date(1962, 3, 14)

@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from radcds_fusion.adapters.ehr import EhrContextReader, EhrReadError, HttpFhirReader, TtlCache
+from radcds_fusion.adapters.ehr import EhrContextReader, EhrReadError, HttpFhirReader, TtlCache, ehr_context_reader
+from radcds_fusion.adapters.ehr_auth import DevelopmentNoAuth
 from radcds_fusion.domain.context import SmokingStatus
 
 SCT = "http://snomed.info/sct"
@@ -332,3 +333,30 @@ def test_read_of_another_resource_type_is_an_invalid_response(loopback: Callable
             await reader.aclose()
 
     asyncio.run(run())
+
+
+def test_reader_built_from_plain_values_reads_a_whole_context_over_http(loopback: Callable[..., Loopback]) -> None:
+    def route(path: str, headers: Mapping[str, str]) -> tuple[int, Any]:
+        if path.startswith("/fhir/Patient/p1"):
+            return 200, {"resourceType": "Patient", "id": "p1", "birthDate": "1990-05-01", "gender": "female"}
+        return 200, {"resourceType": "Bundle", "type": "searchset", "entry": []}
+
+    server = loopback(route)
+
+    async def run() -> Any:
+        reader, http = ehr_context_reader(base_url=server.base, auth=DevelopmentNoAuth(), budget_s=10)
+        try:
+            return await reader.context("p1")
+        finally:
+            await http.aclose()
+
+    ctx = asyncio.run(run())
+    assert ctx.missing == ()
+    assert (ctx.birth_date, ctx.sex, ctx.known_cancer, ctx.devices, ctx.prior_studies) == (
+        date(1990, 5, 1),
+        "female",
+        False,
+        (),
+        (),
+    )
+    assert len(server.requests) == 9

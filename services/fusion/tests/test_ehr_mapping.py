@@ -222,3 +222,26 @@ def test_impossible_prior_nodule_measurement_is_left_out() -> None:
     )
     (prior,) = m.prior_studies([study], [], [nodule], region="chest", before=TODAY)
     assert prior.findings == ()
+
+
+def test_every_test_ehr_patient_resource_is_valid_fhir_and_maps_as_the_integration_tests_expect() -> None:
+    import importlib.util
+
+    from fhir.resources.R4B import get_fhir_model_class
+
+    path = Path(__file__).resolve().parents[3] / "tests" / "integration" / "fhir" / "ehr_patients.py"
+    spec = importlib.util.spec_from_file_location("ehr_patients", path)
+    assert spec is not None and spec.loader is not None
+    patients = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(patients)
+    bundle = patients.transaction_bundle(TODAY)
+    get_fhir_model_class("Bundle").model_validate(bundle)  # strict: unknown or mistyped elements raise
+    smoker = [r for r in patients.resources(TODAY) if patients.SMOKER in r["id"]]
+    by_type = {
+        t: [r for r in smoker if r["resourceType"] == t] for t in ("ImagingStudy", "DiagnosticReport", "Observation")
+    }
+    (prior,) = m.prior_studies(
+        by_type["ImagingStudy"], by_type["DiagnosticReport"], by_type["Observation"], region="chest", before=TODAY
+    )
+    assert (TODAY - prior.started).days == patients.PRIOR_CT_DAYS_BEFORE if prior.started else False
+    assert [f.value for f in prior.findings] == [6.0]

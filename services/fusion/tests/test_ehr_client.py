@@ -88,11 +88,16 @@ class FakeFhirReader:
         self.fail = dict(fail or {})
         self.hang = hang or set()
         self.calls = 0
+        self.cancelled = 0
 
     async def _maybe(self, name: str) -> None:
         self.calls += 1
         if name in self.hang:
-            await asyncio.sleep(3600)
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if name in self.fail:
             raise EhrReadError(self.fail[name])
 
@@ -128,6 +133,19 @@ def test_source_that_does_not_answer_within_the_budget_is_cancelled_and_named() 
     ctx = asyncio.run(reader.context("p1"))
     assert ctx.missing == ("Patient (over the 0.2 s budget)",)
     assert ctx.birth_date is None and ctx.copd is True
+
+
+def test_caller_giving_up_cancels_every_pending_ehr_request() -> None:
+    port = FakeFhirReader(hang={"Patient", "Condition"})
+    reader = EhrContextReader(reader=port, budget_s=60, today=lambda: TODAY)
+
+    async def run() -> None:
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(reader.context("p1"), timeout=0.2)
+        await asyncio.sleep(0.05)  # let cancelled requests unwind (asyncio.run would cancel leftovers itself)
+        assert port.cancelled == 2
+
+    asyncio.run(run())
 
 
 def test_complete_context_is_cached_until_the_ttl_and_read_again_after() -> None:

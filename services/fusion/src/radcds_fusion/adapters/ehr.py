@@ -279,7 +279,12 @@ class EhrContextReader:
 
     async def _run(self, jobs: Mapping[str, Callable[[], Awaitable[Any]]]) -> dict[str, Any]:
         tasks = {name: asyncio.ensure_future(job()) for name, job in jobs.items()}
-        _done, pending = await asyncio.wait(tasks.values(), timeout=self._budget)
+        try:
+            _done, pending = await asyncio.wait(tasks.values(), timeout=self._budget)
+        except asyncio.CancelledError:
+            for task in tasks.values():  # the caller gave up: no request outlives it
+                task.cancel()
+            raise
         for task in pending:
             task.cancel()
         if pending:

@@ -245,3 +245,26 @@ def test_every_test_ehr_patient_resource_is_valid_fhir_and_maps_as_the_integrati
     )
     assert (TODAY - prior.started).days == patients.PRIOR_CT_DAYS_BEFORE if prior.started else False
     assert [f.value for f in prior.findings] == [6.0]
+
+
+def test_chest_ct_report_without_an_imaging_study_is_a_prior_with_its_findings() -> None:
+    nodule = obs(
+        cc(SCT, "786838002"),
+        "2026-03-01",
+        id="n9",
+        bodySite=cc(SCT, "45653009"),
+        valueQuantity={"value": 8, "code": "mm"},
+    )
+    report = {
+        "resourceType": "DiagnosticReport",
+        "id": "outside-ct",
+        "status": "final",
+        "code": cc(LOINC, "24627-2", "CT Chest"),
+        "effectiveDateTime": "2026-03-01",
+        "result": [{"reference": "Observation/n9"}],
+    }
+    head = {**report, "id": "head-ct", "code": cc(LOINC, "24725-4", "CT Head")}
+    (prior,) = m.prior_studies([], [report, head], [nodule], region="chest", before=TODAY)
+    assert (prior.study_uid, prior.started, prior.modalities) == (None, date(2026, 3, 1), ("CT",))
+    assert (prior.report_reference, prior.description) == ("DiagnosticReport/outside-ct", "CT Chest")
+    assert [f.value for f in prior.findings] == [8.0]

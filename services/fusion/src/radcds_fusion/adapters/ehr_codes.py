@@ -108,6 +108,10 @@ BODY_REGIONS: Mapping[str, frozenset[str]] = {
 }
 #: DICOM Body Part Examined values (PS3.16 Annex L) accepted for a region when a study codes its site that way.
 BODY_PART_EXAMINED: Mapping[str, frozenset[str]] = {"chest": frozenset({"CHEST", "LUNG", "THORAX"})}
+#: Imaging report codes (LOINC) of a region, for a DiagnosticReport that names no ImagingStudy (e.g. an outside
+#: study): LOINC 24627-2 "CT Chest" (as in the FHIR R4 ServiceRequest examples) and 36643-5 "XR Chest 2 Views",
+#: with the modality each implies.
+REGION_REPORT_LOINC: Mapping[str, Mapping[str, str]] = {"chest": {"24627-2": "CT", "36643-5": "DX"}}
 #: Pulmonary nodule finding codes of a prior imaging Observation (as in adapters/sr_nodules.py).
 NODULE_FINDINGS_SNOMED = frozenset({"427359005", "786838002", "27925004"})
 #: Nodule composition: a component coded ``RADCDS_MEASUREMENT#nodule-composition`` whose value is SNOMED CT

@@ -398,6 +398,7 @@ def prior_studies(
         if r.get("resourceType") == "Observation" and isinstance(r.get("id"), str) and r.get("status") in _OBS_OK
     }
     out: list[PriorStudy] = []
+    used_reports: set[int] = set()
     for study in studies:
         if study.get("resourceType") != "ImagingStudy" or study.get("status") in _STUDY_EXCLUDED:
             continue
@@ -432,6 +433,7 @@ def prior_studies(
                 if oid in obs_by_id and obs_by_id[oid] not in linked:
                     linked.append(obs_by_id[oid])
         findings = tuple(f for f in (_prior_finding(o, started, region) for o in linked) if f is not None)
+        used_reports.update(id(r) for r in study_reports)
         out.append(
             PriorStudy(
                 study_uid=_study_uid(study),
@@ -445,5 +447,37 @@ def prior_studies(
                 findings=findings,
             )
         )
+    out.extend(_report_only_priors([r for r in reports if id(r) not in used_reports], obs_by_id, region, before))
     out.sort(key=lambda p: p.started or date.min, reverse=True)
     return tuple(out)
+
+
+def _report_only_priors(
+    reports: Iterable[JSON], obs_by_id: Mapping[str, JSON], region: str, before: date
+) -> list[PriorStudy]:
+    """Priors known only by their report: a DiagnosticReport naming no ImagingStudy, coded as an imaging report
+    of the region (``REGION_REPORT_LOINC``), dated before ``before``; its findings are its results."""
+    known = codes.REGION_REPORT_LOINC.get(region, {})
+    out: list[PriorStudy] = []
+    for report in reports:
+        if report.get("imagingStudy"):
+            continue  # it names a study: a prior only through that study
+        match = next(((c, d) for s, c, d in codings(report.get("code")) if s == LOINC and c in known), None)
+        started = _effective(report)
+        if match is None or started is None or started >= before:
+            continue
+        result_ids = [_reference_id(x, "Observation") for x in report.get("result") or []]
+        linked = [obs_by_id[i] for i in result_ids if i is not None and i in obs_by_id]
+        findings = tuple(f for f in (_prior_finding(o, started, region) for o in linked) if f is not None)
+        out.append(
+            PriorStudy(
+                study_uid=None,
+                started=started,
+                modalities=(known[match[0]],),
+                body_site=None,
+                description=match[1] or None,
+                report_reference=f"DiagnosticReport/{report['id']}" if isinstance(report.get("id"), str) else None,
+                findings=findings,
+            )
+        )
+    return out

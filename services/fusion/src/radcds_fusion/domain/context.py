@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 
+from radcds_fusion.domain.comparison import MeasuredFinding
 from radcds_fusion.domain.guidelines import PatientContext, fleischner_risk
 
 
@@ -40,6 +41,8 @@ class PriorStudy:
     body_site: str | None = None
     description: str | None = None
     report_reference: str | None = None  # e.g. "DiagnosticReport/123"
+    #: Measured findings the EHR holds for this study (e.g. a nodule's size from an imaging Observation).
+    findings: tuple[MeasuredFinding, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -292,7 +292,7 @@ def test_capability_statement_claims_exactly_the_profiles_validated_here(hapi):
 
 @pytest.mark.parametrize(("version", "required"), [("6.1.0", ("name", "gender")), ("8.0.0", ("name",))])
 def test_patient_without_name_and_gender_fails_us_core_patient(hapi, stored_versions, version, required):
-    # US Core 6.1.0 requires name and gender (1..1); from 7.0.0 gender is must-support only.
+    # US Core 6.1.0 requires name and gender (1..1); in 8.0.0 gender is must-support only (0..1).
     patient = copy.deepcopy(next(r for r in stored_versions if r["resourceType"] == "Patient"))
     del patient["name"], patient["gender"]
     errors = " ".join(_errors(hapi.validate(patient, chain=version, profile=CLAIMED["Patient"])))

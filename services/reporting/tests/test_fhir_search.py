@@ -218,9 +218,11 @@ def test_metadata_lists_exactly_the_supported_search_parameters(api):
     by_type = {r["type"]: r for r in cs["rest"][0]["resource"]}
     assert set(by_type) == {
         "Communication",
+        "Device",
         "DiagnosticReport",
         "ImagingStudy",
         "Observation",
+        "Organization",
         "Patient",
         "Provenance",
         "ServiceRequest",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import re
 import uuid
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -103,6 +104,10 @@ def study_context(ds: Dataset) -> StudyContext:
         study_date=text("StudyDate") if len(text("StudyDate")) == 8 else "",
         study_time=text("StudyTime"),
         study_description=text("StudyDescription")[:64],
+        # Patient's Name (PN: the alphabetic group before any '='), Sex and Birth Date (PS3.3 C.7.1.1).
+        patient_name=text("PatientName").split("=")[0][:324],
+        patient_sex=text("PatientSex").upper() if text("PatientSex").upper() in {"M", "F", "O"} else "",
+        patient_birth_date=text("PatientBirthDate") if re.fullmatch(r"[0-9]{8}", text("PatientBirthDate")) else "",
     )
 
 

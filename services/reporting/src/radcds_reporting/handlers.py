@@ -35,6 +35,15 @@ REPORT_EVENT_NAMESPACE = uuid.UUID("9a7e4f0c-1d2b-4c3a-8e5f-7b6a5c4d3e21")
 DEFAULT_RECIPIENT = "Ordering clinician's team (order unknown): radiology reading room"
 
 
+def _distinct_devices(observations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The Device references of the Observations (one per model version), in order of first use."""
+    out: list[dict[str, Any]] = []
+    for o in observations:
+        if o.get("device") and o["device"] not in out:
+            out.append(o["device"])
+    return out
+
+
 class ReportingService:
     """Turns findings into FHIR resources, exactly once per event id (idempotent handler)."""
 
@@ -79,7 +88,10 @@ class ReportingService:
             study = parts.imaging_study
             if order is not None and not study.get("basedOn"):
                 study["basedOn"] = [{"reference": f"ServiceRequest/{order['id']}"}]
-            repo.upsert(parts.patient, now=now)
+            # EHR order demographics are authoritative: the header fills only what the stored Patient lacks.
+            repo.upsert(report.merge_patient(repo.read("Patient", parts.patient["id"]), parts.patient), now=now)
+            repo.upsert(parts.organization, now=now)
+            repo.upsert(parts.device, now=now)
             repo.upsert(study, study_instance_uid=study_uid, now=now)
             for obs in parts.observations:
                 repo.upsert(obs, study_instance_uid=study_uid, now=now)
@@ -110,7 +122,12 @@ class ReportingService:
                 # The preliminary ORU (OBR-25 P) is queued with the report version it carries.
                 self._results.enqueue_in(conn, report=dr)
             repo.upsert(
-                fhir_reporting.report_provenance(dr, models=models_used(all_obs), recorded=issued),
+                fhir_reporting.report_provenance(
+                    dr,
+                    models=models_used(all_obs),
+                    recorded=issued,
+                    devices=_distinct_devices(all_obs),
+                ),
                 study_instance_uid=study_uid,
                 now=now,
             )

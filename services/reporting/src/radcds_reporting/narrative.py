@@ -107,13 +107,22 @@ def content_of(
     return ReportContent(study_label, rows, models_used(observations), outside, status, signed_by, signed_at)
 
 
-def conclusion(observations: list[dict[str, Any]]) -> str:
-    """One paragraph: what was measured, what is critical, what was not analysed and why."""
+def conclusion(observations: list[dict[str, Any]], *, status: str = "preliminary", signed_by: str = "") -> str:
+    """One paragraph: what was measured, what is critical, what was not analysed and why.
+
+    While preliminary it says the result is AI-generated; once a radiologist signed (``signed_by``,
+    US Core DiagnosticReport ``conclusion``) it says who signed it and that the measurements are the
+    algorithms' reviewed in the signed report: the AI origin stays in Provenance and presentedForm.
+    """
     c = content_of("", observations)
-    parts = [
-        f"Preliminary AI-generated result, not for diagnostic use. {len(c.rows)} measurement(s)"
-        f" by {', '.join(c.models) or 'no model'}."
-    ]
+    models = ", ".join(c.models) or "no model"
+    if signed_by:
+        parts = [
+            f"Report {status}, signed by {signed_by}. {len(c.rows)} algorithm measurement(s)"
+            f" by {models} reviewed in this signed report."
+        ]
+    else:
+        parts = [f"Preliminary AI-generated result, not for diagnostic use. {len(c.rows)} measurement(s) by {models}."]
     critical = [name for name, _, _, crit in c.rows if crit]
     if critical:
         parts.append(f"CRITICAL RESULT: {', '.join(critical)}.")

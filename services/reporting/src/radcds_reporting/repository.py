@@ -21,7 +21,7 @@ from radcds.adapters.db.tables_fhir import (
     fhir_search_references,
     fhir_search_tokens,
 )
-from radcds.adapters.fhir.resources import validate_resource
+from radcds.adapters.fhir.resources import validate_resource, with_narrative
 from radcds.adapters.fhir.search import Criterion, DateValue, TokenValue, index_rows
 
 
@@ -77,8 +77,12 @@ class FhirRepository:
         if_match: str | None = None,
         now: datetime | None = None,
     ) -> dict[str, Any]:
-        """Validate as R4, store a new version when the content changed, return what is stored."""
-        resource = validate_resource({k: v for k, v in resource.items() if k != "meta"})
+        """Validate as R4, store a new version when the content changed, return what is stored.
+
+        This is the one point where every stored resource gets its generated narrative (R4 2.1.0.4,
+        dom-6): ``text`` is rebuilt from the content being stored, whatever the caller sent.
+        """
+        resource = validate_resource(with_narrative({k: v for k, v in resource.items() if k != "meta"}))
         rtype, rid = resource["resourceType"], resource["id"]
         current = self._conn.execute(
             select(fhir_resources.c.version_id, fhir_resources.c.content, fhir_resources.c.study_instance_uid)

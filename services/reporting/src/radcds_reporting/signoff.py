@@ -24,7 +24,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
-from radcds_reporting.narrative import content_of, presented_forms
+from radcds_reporting.narrative import conclusion, content_of, presented_forms
 from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
 
@@ -110,13 +110,15 @@ def _author_of(dr: dict[str, Any]) -> str:
     return ""
 
 
+def _observations(repo: FhirRepository, dr: dict[str, Any]) -> list[dict[str, Any]]:
+    return [o for ref in dr.get("result", []) if (o := repo.read("Observation", ref["reference"].split("/")[-1]))]
+
+
 def _rendered_report(
     repo: FhirRepository, dr: dict[str, Any], *, status: ReportStatus, author: str, now: datetime
 ) -> list[dict[str, Any]]:
     """The HTML and PDF of ``dr`` re-rendered for ``status`` (signed by ``author`` when signed)."""
-    observations = [
-        o for ref in dr.get("result", []) if (o := repo.read("Observation", ref["reference"].split("/")[-1]))
-    ]
+    observations = _observations(repo, dr)
     study = next(
         (s for ref in dr.get("imagingStudy", []) if (s := repo.read("ImagingStudy", ref["reference"].split("/")[-1]))),
         {},
@@ -211,8 +213,9 @@ class ReportSignOff:
             if not author and user and user.startswith(_AUTHOR_TYPES):
                 author = user
             previous = ReportStatus(current["status"])
-            changed = _without(new, "meta", "status", "resultsInterpreter") != _without(
-                current, "meta", "status", "resultsInterpreter"
+            # The narrative is generated when stored: a client's stale or missing ``text`` is no change.
+            changed = _without(new, "meta", "text", "status", "resultsInterpreter") != _without(
+                current, "meta", "text", "status", "resultsInterpreter"
             )
             status = next_status(previous, requested, content_changed=changed)
             require_author(status, author)
@@ -221,6 +224,9 @@ class ReportSignOff:
                 new["resultsInterpreter"] = [{"reference": author}]
             if status in SIGNED and status != previous:
                 new["issued"] = fhir_instant(now)
+            if status in SIGNED and status != previous and new.get("conclusion") == current.get("conclusion"):
+                # The radiologist signed the generated text: it now says so (the AI origin is in Provenance).
+                new["conclusion"] = conclusion(_observations(repo, new), status=status.value, signed_by=author)
             if status != previous and new.get("presentedForm") == current.get("presentedForm"):
                 # The readable report follows the status (unless the radiologist sent their own text).
                 new["presentedForm"] = _rendered_report(repo, new, status=status, author=author, now=now)

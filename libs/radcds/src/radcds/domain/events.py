@@ -460,6 +460,9 @@ def _context_payload(c: StudyContext) -> dict[str, str]:
         "studyDate": c.study_date,
         "studyTime": c.study_time,
         "studyDescription": c.study_description,
+        **({"patientName": c.patient_name} if c.patient_name else {}),
+        **({"patientSex": c.patient_sex} if c.patient_sex else {}),
+        **({"patientBirthDate": c.patient_birth_date} if c.patient_birth_date else {}),
     }
 
 
@@ -472,4 +475,7 @@ def _context_from(p: dict[str, Any]) -> StudyContext:
         study_date=p.get("studyDate", ""),
         study_time=p.get("studyTime", ""),
         study_description=p.get("studyDescription", ""),
+        patient_name=p.get("patientName", ""),
+        patient_sex=p.get("patientSex", ""),
+        patient_birth_date=p.get("patientBirthDate", ""),
     )

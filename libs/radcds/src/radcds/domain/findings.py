@@ -65,6 +65,12 @@ class StudyContext:
     study_date: str = ""  # DICOM DA, YYYYMMDD
     study_time: str = ""  # DICOM TM
     study_description: str = ""
+    #: Patient's Name (0010,0010), PN alphabetic group as in the header: ``family^given^middle^prefix^suffix``.
+    patient_name: str = ""
+    #: Patient's Sex (0010,0040): ``M``, ``F``, ``O`` or empty (PS3.3 C.7.1.1).
+    patient_sex: str = ""
+    #: Patient's Birth Date (0010,0030), DICOM DA ``YYYYMMDD`` or empty.
+    patient_birth_date: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
-from radcds.adapters.fhir.resources import SUPPORTED_TYPES
+from radcds.adapters.fhir.resources import SUPPORTED_TYPES, US_CORE_PROFILES
 from radcds.adapters.fhir.search import (
     SEARCH_PARAMETERS,
     Criterion,
@@ -110,10 +110,8 @@ def capability_statement(base_url: str, *, smart: bool) -> dict[str, Any]:
             "searchInclude": list(_INCLUDES.get(rtype, ())),
             "searchParam": params,
         }
-        if rtype == "DiagnosticReport":
-            entry["supportedProfile"] = [
-                "http://hl7.org/fhir/us/core/StructureDefinition/us-core-diagnosticreport-note"
-            ]
+        if rtype in US_CORE_PROFILES:
+            entry["supportedProfile"] = [US_CORE_PROFILES[rtype]]
         if rtype == "Communication":
             entry["operation"] = [
                 {"name": "acknowledge", "definition": f"{base_url}/OperationDefinition/Communication-acknowledge"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -161,6 +162,11 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             study_date=_text(ds, "StudyDate"),
             study_time=_text(ds, "StudyTime"),
             study_description=_text(ds, "StudyDescription"),
+            patient_name=_text(ds, "PatientName").split("=")[0][:324],
+            patient_sex=_text(ds, "PatientSex").upper() if _text(ds, "PatientSex").upper() in {"M", "F", "O"} else "",
+            patient_birth_date=_text(ds, "PatientBirthDate")
+            if re.fullmatch(r"[0-9]{8}", _text(ds, "PatientBirthDate"))
+            else "",
         ),
         transfer_syntax_uid=transfer_syntax,
         dataset=ds,

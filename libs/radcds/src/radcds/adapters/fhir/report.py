@@ -1,6 +1,9 @@
 """Mapping an :class:`~radcds.domain.findings.ImageAnalysis` to FHIR R4 resources.
 
-- Patient keyed by PatientID (+ IssuerOfPatientID), FHIR R4 Patient (8.1).
+- Patient keyed by PatientID (+ IssuerOfPatientID), FHIR R4 Patient (8.1), with name, gender and
+  birthDate from the DICOM Patient module (US Core Patient).
+- A Device per model and version (``Observation.device``, Provenance agent) and the Organization
+  operating radcds (``Observation.performer``: R4 Observation.performer does not allow Device).
 - ImagingStudy per the R4 DICOM mapping (imagingstudy-mappings.html).
 - One Observation per measurement (US Core Observation Clinical Result), ``derivedFrom`` the
   ImagingStudy; an analysis that did not run becomes one Observation with
@@ -20,7 +23,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from radcds.domain import codes
-from radcds.domain.findings import ImageAnalysis, StudyContext
+from radcds.domain.findings import ImageAnalysis, ModelIdentity, StudyContext
 
 RESOURCE_NAMESPACE = uuid.UUID("3c0d5b8e-2f4b-4b4f-9a55-0d7e8a1b6c21")
 DATA_ABSENT_REASON = "http://terminology.hl7.org/CodeSystem/data-absent-reason"
@@ -82,24 +85,159 @@ class AnalysisResources:
     imaging_study: dict[str, Any]
     observations: list[dict[str, Any]]
     provenance: dict[str, Any]
+    #: The model's Device and the operating Organization the Observations reference.
+    device: dict[str, Any]
+    organization: dict[str, Any]
+
+
+#: FHIR R4 extension data-absent-reason (US Core Patient us-core-6: a name with neither family nor given).
+DATA_ABSENT_REASON_EXTENSION = "http://hl7.org/fhir/StructureDefinition/data-absent-reason"
+#: Patient's Sex (0010,0040) -> FHIR AdministrativeGender (PS3.3 C.7.1.1; R4 administrative-gender).
+DICOM_SEX_TO_GENDER = {"M": "male", "F": "female", "O": "other"}
+#: The organization that operates radcds: performer of its Observations, owner of its model Devices.
+OPERATOR_NAME = "radcds imaging analysis service"
+OPERATOR_ID = "radcds"
+ORGANIZATION_SYSTEM = "https://radcds.example.org/fhir/sid/organization"
+#: Identifier system of a model Device: value ``name|version`` (one Device per model and version).
+MODEL_SYSTEM = "https://radcds.example.org/fhir/sid/model"
+
+
+def human_name(pn: str) -> dict[str, Any] | None:
+    """FHIR HumanName from a DICOM PN alphabetic group ``family^given^middle^prefix^suffix`` (PS3.5 6.2.1.1)."""
+    parts = [p.strip() for p in pn.split("=")[0].split("^")] + [""] * 5
+    family, given, middle, prefix, suffix = parts[:5]
+    name: dict[str, Any] = {}
+    if family:
+        name["family"] = family
+    givens = [g for g in (given, *middle.split(" ")) if g]
+    if givens:
+        name["given"] = givens
+    if prefix:
+        name["prefix"] = prefix.split(" ")
+    if suffix:
+        name["suffix"] = suffix.split(" ")
+    if not name:
+        return None
+    name["text"] = " ".join([*name.get("prefix", []), *givens, family, *name.get("suffix", [])]).strip()
+    return name
+
+
+def patient_identifier_system(issuer: str) -> str:
+    """Identifier.system from Issuer of Patient ID (0010,0021): an OID as ``urn:oid:``, a URI as is, else ours."""
+    if not issuer:
+        return codes.RADCDS_PATIENT_ID
+    if all(p.isdigit() for p in issuer.split(".")) and "." in issuer:
+        return f"urn:oid:{issuer}"
+    if issuer.startswith(("http://", "https://", "urn:")):
+        return issuer
+    return f"urn:radcds:issuer:{issuer}"
 
 
 def patient(context: StudyContext) -> dict[str, Any]:
-    """A Patient holding only the identifier from the DICOM Patient module (PS3.3 C.7.1.1)."""
-    system = (
-        f"urn:radcds:issuer:{context.issuer_of_patient_id}" if context.issuer_of_patient_id else codes.RADCDS_PATIENT_ID
-    )
-    return {
+    """The Patient from the DICOM Patient module (PS3.3 C.7.1.1), shaped for US Core Patient.
+
+    identifier from Patient ID (0010,0020) and its issuer (0010,0021); name from Patient's Name
+    (0010,0010), or a name carrying data-absent-reason ``unknown`` when the header has none (us-core-6);
+    gender from Patient's Sex (0010,0040) M/F/O, else ``unknown``; birthDate from (0010,0030).
+    """
+    identifier: dict[str, Any] = {
+        "use": "usual",
+        "type": {"coding": [{"system": codes.V2_0203, "code": "MR", "display": "Medical record number"}]},
+        "system": patient_identifier_system(context.issuer_of_patient_id),
+        "value": context.patient_id or "UNKNOWN",
+    }
+    if context.issuer_of_patient_id:
+        identifier["assigner"] = {"display": context.issuer_of_patient_id}
+    name = human_name(context.patient_name)
+    out: dict[str, Any] = {
         "resourceType": "Patient",
         "id": patient_id_for(context),
-        "identifier": [
-            {
-                "type": {"coding": [{"system": codes.V2_0203, "code": "MR"}]},
-                "system": system,
-                "value": context.patient_id or "UNKNOWN",
-            }
-        ],
+        "identifier": [identifier],
+        "name": [name or {"extension": [{"url": DATA_ABSENT_REASON_EXTENSION, "valueCode": "unknown"}]}],
+        "gender": DICOM_SEX_TO_GENDER.get(context.patient_sex.upper(), "unknown"),
     }
+    birth = context.patient_birth_date
+    if len(birth) == 8 and birth.isdigit():
+        out["birthDate"] = f"{birth[:4]}-{birth[4:6]}-{birth[6:]}"
+    return out
+
+
+def _has_name(p: dict[str, Any]) -> bool:
+    return any(n.get("family") or n.get("given") or n.get("text") for n in p.get("name", []))
+
+
+def merge_patient(existing: dict[str, Any] | None, from_header: dict[str, Any]) -> dict[str, Any]:
+    """The Patient to store: the stored one (e.g. from the EHR order, authoritative) filled from the DICOM header.
+
+    name, gender and birthDate are taken from the header only when the stored Patient has none
+    (a data-absent name and gender ``unknown`` count as none); identifiers are added, never removed.
+    """
+    if existing is None:
+        return from_header
+    merged = {k: v for k, v in existing.items() if k != "meta"}
+    if not _has_name(merged) and _has_name(from_header):
+        merged["name"] = from_header["name"]
+    merged.setdefault("name", from_header["name"])
+    if merged.get("gender", "unknown") == "unknown":
+        merged["gender"] = from_header["gender"]
+    if "birthDate" not in merged and "birthDate" in from_header:
+        merged["birthDate"] = from_header["birthDate"]
+    known = {(i.get("system"), i.get("value")) for i in merged.get("identifier", [])}
+    merged["identifier"] = list(merged.get("identifier", [])) + [
+        i for i in from_header["identifier"] if (i.get("system"), i.get("value")) not in known
+    ]
+    return merged
+
+
+def organization_id() -> str:
+    """Id of the Organization that operates radcds."""
+    return resource_id("Organization", OPERATOR_ID)
+
+
+def operator_organization() -> dict[str, Any]:
+    """The Organization operating radcds (US Core Organization: active, name, identifier)."""
+    return {
+        "resourceType": "Organization",
+        "id": organization_id(),
+        "identifier": [{"system": ORGANIZATION_SYSTEM, "value": OPERATOR_ID}],
+        "active": True,
+        "name": OPERATOR_NAME,
+    }
+
+
+def operator_reference() -> dict[str, str]:
+    """Reference to :func:`operator_organization`."""
+    return {"reference": f"Organization/{organization_id()}", "display": OPERATOR_NAME}
+
+
+def device_id(model: ModelIdentity) -> str:
+    """Id of the Device standing for one model version."""
+    return resource_id("Device", model.name, model.version)
+
+
+def model_label(model: ModelIdentity) -> str:
+    """How a model version is named in displays: ``radcds model NAME version V (not for diagnostic use)``."""
+    return f"radcds model {model.name} version {model.version} (not for diagnostic use)"
+
+
+def model_device(model: ModelIdentity) -> dict[str, Any]:
+    """A Device per model and version (FHIR R4 Device 8.10: software; referenced by Observation.device)."""
+    return {
+        "resourceType": "Device",
+        "id": device_id(model),
+        "identifier": [{"system": MODEL_SYSTEM, "value": f"{model.name}|{model.version}"}],
+        "status": "active",
+        "deviceName": [{"name": model.name, "type": "model-name"}],
+        "type": {"text": "Image analysis software (radcds model)"},
+        "version": [{"value": model.version}],
+        "owner": operator_reference(),
+        "note": [{"text": "Quantitative image analysis; not for diagnostic use."}],
+    }
+
+
+def device_reference(model: ModelIdentity) -> dict[str, str]:
+    """Reference to :func:`model_device`."""
+    return {"reference": f"Device/{device_id(model)}", "display": model_label(model)}
 
 
 def imaging_study(analysis: ImageAnalysis, existing: dict[str, Any] | None) -> dict[str, Any]:
@@ -157,6 +295,9 @@ def observations(analysis: ImageAnalysis, *, effective: str) -> list[dict[str, A
         "effectiveDateTime": effective,
         "derivedFrom": [{"reference": f"ImagingStudy/{imaging_study_id(inst.study_instance_uid)}"}],
         "method": {"text": f"{model.name} v{model.version} (not for diagnostic use)"},
+        # R4 Observation.performer allows no Device: the model is Observation.device, the operator the performer.
+        "performer": [operator_reference()],
+        "device": device_reference(model),
     }
     if not analysis.analysed:
         return [
@@ -220,7 +361,8 @@ def provenance(analysis: ImageAnalysis, targets: list[str], *, recorded: datetim
                         {"system": codes.PROVENANCE_PARTICIPANT_TYPE, "code": "assembler", "display": "Assembler"}
                     ]
                 },
-                "who": {"display": f"radcds model {model.name} version {model.version} (not for diagnostic use)"},
+                "who": device_reference(model),
+                "onBehalfOf": operator_reference(),
             }
         ],
         "entity": [
@@ -249,4 +391,6 @@ def analysis_resources(
         imaging_study=imaging_study(analysis, existing_study),
         observations=obs,
         provenance=provenance(analysis, [f"Observation/{o['id']}" for o in obs], recorded=now),
+        device=model_device(analysis.model),
+        organization=operator_organization(),
     )

@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from radcds.adapters.fhir import report
-from radcds.adapters.fhir.report import RULE_CRITICAL_RESULT, coding, resource_id
+from radcds.adapters.fhir.report import RULE_CRITICAL_RESULT, coding, operator_reference, resource_id
 from radcds.domain import codes
 from radcds.domain.findings import StudyContext
 from radcds.domain.orders import PatientDemographics
@@ -121,7 +121,11 @@ def order_patient(demographics: PatientDemographics, existing: dict[str, Any] | 
         given = [g for g in (name.given, name.middle) if g]
         if given:
             human["given"] = given
-        patient["name"] = [human, *(n for n in patient.get("name", []) if n.get("use") != "official")]
+        # The order's name replaces the official one and a name marked data-absent (no name in the header).
+        kept = [
+            n for n in patient.get("name", []) if n.get("use") != "official" and (n.get("family") or n.get("given"))
+        ]
+        patient["name"] = [human, *kept]
     if demographics.sex:
         patient["gender"] = V2_SEX_TO_GENDER[demographics.sex]
     if demographics.birth_date:
@@ -182,6 +186,8 @@ def diagnostic_report(
         "result": [{"reference": f"Observation/{o['id']}"} for o in observations],
         "conclusion": conclusion,
         "presentedForm": presented_form,
+        # US Core DiagnosticReport performer (must support): the organization operating radcds.
+        "performer": [operator_reference()],
     }
     if accession_number:
         dr["identifier"] = [_identifier("ACSN", accession_number)]
@@ -194,20 +200,28 @@ def diagnostic_report(
     return dr
 
 
-def report_provenance(dr: dict[str, Any], *, models: list[str], recorded: str) -> dict[str, Any]:
-    """Provenance of an AI-assembled DiagnosticReport: models, inputs (study, Observations), rules."""
-    agents = [
+def report_provenance(
+    dr: dict[str, Any], *, models: list[str], recorded: str, devices: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Provenance of an AI-assembled DiagnosticReport: models, inputs (study, Observations), rules.
+
+    The assembler is the Organization operating radcds; each model is a performer, as the Device of
+    its version (``devices``, from the Observations) acting for that Organization, or by name for
+    Observations stored before models had Devices.
+    """
+    agents: list[dict[str, Any]] = [
         {
             "type": {"coding": [{"system": codes.PROVENANCE_PARTICIPANT_TYPE, "code": "assembler"}]},
-            "who": {"display": f"{SOFTWARE} (not for diagnostic use)"},
+            "who": {**operator_reference(), "display": f"{SOFTWARE} (not for diagnostic use)"},
         }
-    ] + [
-        {
-            "type": {"coding": [{"system": codes.PROVENANCE_PARTICIPANT_TYPE, "code": "performer"}]},
-            "who": {"display": f"radcds model {m} (not for diagnostic use)"},
-        }
-        for m in models
     ]
+    performer = {"coding": [{"system": codes.PROVENANCE_PARTICIPANT_TYPE, "code": "performer"}]}
+    if devices:
+        agents += [{"type": performer, "who": dict(d), "onBehalfOf": operator_reference()} for d in devices]
+    else:
+        agents += [
+            {"type": performer, "who": {"display": f"radcds model {m} (not for diagnostic use)"}} for m in models
+        ]
     entities = [{"role": "source", "what": ref} for ref in dr.get("imagingStudy", [])] + [
         {"role": "derivation", "what": ref} for ref in dr.get("result", [])
     ]

@@ -212,6 +212,12 @@ SEARCH_PARAMETERS: dict[str, dict[str, SearchParameter]] = {
     "Patient": _params(
         SearchParameter("identifier", "token", "identifier", _identifiers),
     ),
+    "Device": _params(
+        SearchParameter("identifier", "token", "identifier", _identifiers),
+    ),
+    "Organization": _params(
+        SearchParameter("identifier", "token", "identifier", _identifiers),
+    ),
     "Communication": _params(
         *_common_subject(("Patient", "Group")),
         SearchParameter("status", "token", "status", _code("status")),

@@ -24,7 +24,11 @@ from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable
 from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, SOURCE_FUSION, STUDY_AVAILABLE
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
+from radcds.runtime.loop import LoopThread
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_fusion.adapters.ehr import ehr_context_reader
+from radcds_fusion.adapters.ehr_auth import DevelopmentNoAuth, EhrAuth, SmartBackendServicesAuth
+from radcds_fusion.adapters.ehr_source import EhrContextSource
 from radcds_fusion.adapters.imaging import ImagingInstances
 from radcds_fusion.api.fhir import fhir_router
 from radcds_fusion.domain.context import ClinicalContext, PatientRef
@@ -90,6 +94,8 @@ class FusionComponents:
     topics: tuple[str, ...] = CONSUMED_TOPICS
     #: The HTTP client of the WADO-RS adapter, when fusion built it (closed on stop).
     http: httpx.Client | None = None
+    #: The EHR context source, when fusion built it (closed on stop).
+    ehr: EhrContextSource | None = None
     started: list[str] = field(default_factory=list)
 
     def start(self, *, consume: bool) -> None:
@@ -130,6 +136,9 @@ class FusionComponents:
             self.kafka.close()
         if self.http is not None:
             self.http.close()
+        if self.ehr is not None:
+            self.ehr.close()
+            self.ehr = None
         self.started.clear()
 
     def notify_relay(self) -> None:
@@ -138,12 +147,47 @@ class FusionComponents:
             self.relay.notify()
 
 
+def ehr_context_source(settings: FusionSettings) -> EhrContextSource | None:
+    """The EHR context port from the settings (``None`` when no EHR is configured)."""
+    if settings.ehr_fhir_base_url is None:
+        return None
+    auth: EhrAuth
+    if settings.ehr_auth == "none":
+        auth = DevelopmentNoAuth()
+    else:
+        assert settings.ehr_client_id and settings.ehr_private_key_file and settings.ehr_key_id  # settings check
+        auth = SmartBackendServicesAuth(
+            client_id=settings.ehr_client_id,
+            private_key_pem=settings.ehr_private_key_file.read_text(encoding="utf-8"),
+            key_id=settings.ehr_key_id,
+            fhir_base_url=settings.ehr_fhir_base_url,
+            token_url=settings.ehr_token_url,
+            algorithm=settings.ehr_algorithm,
+        )
+    reader, fhir = ehr_context_reader(
+        base_url=settings.ehr_fhir_base_url,
+        auth=auth,
+        connect_timeout_s=settings.ehr_connect_timeout_s,
+        read_timeout_s=settings.ehr_read_timeout_s,
+        budget_s=settings.ehr_budget_s,
+        cache_ttl_s=settings.ehr_cache_ttl_s,
+    )
+    return EhrContextSource(
+        reader=reader,
+        fhir=fhir,
+        loop=LoopThread("fusion-ehr"),
+        identifier_system=settings.ehr_patient_identifier_system,
+        # the reader's own budget plus the identifier lookup
+        timeout_s=settings.ehr_budget_s + settings.ehr_read_timeout_s + 1.0,
+    )
+
+
 def build_components(
     settings: FusionSettings,
     *,
     engine: Engine | None = None,
     publisher: BatchEventPublisher | None = None,
-    context: Callable[[PatientRef], ClinicalContext] = no_ehr_context,
+    context: Callable[[PatientRef], ClinicalContext] | None = None,
     instances: ImagingInstances | None = None,
 ) -> FusionComponents:
     """Wire fusion's adapters and use cases (knowledge checked here: a bad file stops the service); nothing
@@ -151,6 +195,7 @@ def build_components(
     knowledge = load_knowledge(settings.knowledge_dir)
     engine = engine or make_engine(settings.resolved_database_url())
     holder: list[FusionComponents] = []
+    ehr = ehr_context_source(settings) if context is None else None
     http: httpx.Client | None = None
     if instances is None and settings.imaging_dicomweb_url:
         http = httpx.Client(timeout=settings.retrieve_timeout_s)
@@ -158,7 +203,7 @@ def build_components(
     service = FusionService(
         engine=engine,
         knowledge=knowledge,
-        context=context,
+        context=context or ehr or no_ehr_context,
         consumer_group=settings.consumer_group,
         after_commit=lambda: holder[0].notify_relay(),
         instances=instances,
@@ -172,6 +217,7 @@ def build_components(
         publisher=publisher,
         topics=CONSUMED_TOPICS + (SR_TOPICS if instances is not None else ()),
         http=http,
+        ehr=ehr,
     )
     holder.append(components)
     return components

@@ -364,3 +364,36 @@ def test_measurement_report_with_an_impossible_nodule_fails_for_the_dead_letter_
     with pytest.raises(MeasurementReportError, match="short axis cannot exceed"):
         service.handle(instance_stored("i4", sr=sr, url="http://imaging/sr/3"))
     assert outbox(engine, ASSESSMENT_PRODUCED) == []
+
+
+def order_received(event_id: str, *, code: str, status: str = "active", patient: str | None = None) -> DecodedEvent:
+    from radcds.adapters.fhir.report import patient_id_for
+    from radcds.domain.codes import Coding
+    from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
+
+    subject = patient or patient_id_for(StudyContext(patient_id="MRN-1", issuer_of_patient_id="HOSP"))
+    order = ImagingOrderReceived(
+        service_request_id="order-1",
+        status=status,
+        order_control="NW" if status == "active" else "CA",
+        placer_order_number="PLC-1",
+        patient_id=subject,
+        procedure_code=Coding("http://www.ama-assn.org/go/cpt", code, ""),
+    )
+    return DecodedEvent(
+        event_id, ORDER_RECEIVED.type, "/radcds/reporting", "order-1", None, ORDER_RECEIVED, order.to_payload()
+    )
+
+
+def test_hl7_order_for_a_chest_ct_closes_the_recommendation(service, engine, recommended):
+    service.handle(order_received("o0", code="71250", status="revoked"))  # a cancelled order closes nothing
+    service.handle(order_received("o1", code="70450"))  # CT head: not the follow-up
+    service.handle(order_received("o2", code="71250", patient="someone-else"))
+    assert len(outbox(engine, RECOMMENDATION_CHANGED)) == 1
+    service.handle(order_received("o3", code="71250"))
+    closed = outbox(engine, RECOMMENDATION_CHANGED)[-1]
+    assert (closed["recommendationId"], closed["state"], closed["closedBy"]) == (
+        recommended,
+        "closed",
+        "ServiceRequest/order-1",
+    )

@@ -20,10 +20,12 @@ from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
     FINDINGS_PRODUCED,
     INSTANCE_STORED,
+    ORDER_RECEIVED,
     RECOMMENDATION_CHANGED,
     STUDY_AVAILABLE,
     ImagingFindingsProduced,
     ImagingInstanceStored,
+    ImagingOrderReceived,
 )
 from radcds_fusion.adapters.codec import assessment_payload, recommendation_payload
 from radcds_fusion.adapters.fhir import service_request
@@ -84,14 +86,35 @@ class FusionService:
         self._instances = instances
 
     def handle(self, event: DecodedEvent) -> None:
-        """Kafka entry point: findings are assessed, measurement SRs read, studies close recommendations; other
-        events are ignored."""
+        """Kafka entry point: findings are assessed, measurement SRs read, studies and orders close
+        recommendations; other events are ignored."""
         if event.kind is FINDINGS_PRODUCED:
             self.assess_findings(event)
         elif event.kind is STUDY_AVAILABLE:
             self.close_by_study(event)
         elif event.kind is INSTANCE_STORED and self._instances is not None:
             self.read_measurement_report(event)
+        elif event.kind is ORDER_RECEIVED:
+            self.close_by_order(event)
+
+    def close_by_order(self, event: DecodedEvent) -> None:
+        """A new or changed imaging order (HL7 v2 ORM/OMI, stored by reporting) closes the patient's open
+        recommendations whose procedure codes include the order's code; cancelled orders close nothing."""
+        order = ImagingOrderReceived.from_payload(event.payload)
+        if order.status != "active" or not order.patient_id or order.procedure_code is None:
+            with self._engine.begin() as conn:
+                if not already_processed(conn, consumer_group=self._group, event_id=event.id):
+                    mark_processed(conn, consumer_group=self._group, event_id=event.id)
+            return
+        seen = ObservedProcedure(
+            patient_id=order.patient_id,
+            modality=None,
+            body_region=None,
+            code=order.procedure_code.code,
+            on=self._clock().date(),
+            reference=f"ServiceRequest/{order.service_request_id}",
+        )
+        self._observe(event.id, order.patient_id, [seen], self._clock())
 
     def read_measurement_report(self, event: DecodedEvent) -> None:
         """An SR stored in imaging by another product or a workstation: its nodules are assessed. radcds's own SRs,

@@ -169,6 +169,8 @@ class OrderStore:
                 filler_assigning_authority=details.filler_assigning_authority,
                 accession_number=details.accession_number,
                 study_instance_uid=details.study_instance_uid,
+                patient_id=str(stored.get("subject", {}).get("reference", "")).removeprefix("Patient/"),
+                procedure_code=details.code,
             )
             event_id = str(uuid.uuid5(ORDER_EVENT_NAMESPACE, f"{header.sender_key}|{header.control_id}"))
             enqueue(conn, ORDER_RECEIVED, [(event.to_payload(), event_id, stored["id"])])

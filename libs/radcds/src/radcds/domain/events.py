@@ -334,6 +334,9 @@ class ImagingOrderReceived:
     accession_number: str = ""
     #: ZDS-1 / IPC-3, DICOM Study Instance UID (0020,000D).
     study_instance_uid: str = ""
+    #: The ServiceRequest's subject (radcds's Patient id) and its code (OBR-4): added later, optional.
+    patient_id: str = ""
+    procedure_code: Coding | None = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-order-received.v1); empty optional fields are left out."""
@@ -349,8 +352,11 @@ class ImagingOrderReceived:
             "fillerAssigningAuthority": self.filler_assigning_authority,
             "accessionNumber": self.accession_number,
             "studyInstanceUid": self.study_instance_uid,
+            "patientId": self.patient_id,
         }
         payload.update({k: v for k, v in optional.items() if v})
+        if self.procedure_code is not None:
+            payload["procedureCode"] = {"system": self.procedure_code.system, "code": self.procedure_code.code}
         return payload
 
     @classmethod
@@ -366,6 +372,10 @@ class ImagingOrderReceived:
             filler_assigning_authority=payload.get("fillerAssigningAuthority", ""),
             accession_number=payload.get("accessionNumber", ""),
             study_instance_uid=payload.get("studyInstanceUid", ""),
+            patient_id=payload.get("patientId", ""),
+            procedure_code=Coding(payload["procedureCode"].get("system", ""), payload["procedureCode"]["code"], "")
+            if "procedureCode" in payload
+            else None,
         )
 
 

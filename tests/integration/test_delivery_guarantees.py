@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from radcds.adapters.kafka.codec import encode
-from radcds.adapters.kafka.consumer import DLT_ERROR, DLT_ERROR_CLASS, DLT_OFFSET, DLT_PARTITION, DLT_TOPIC
+from radcds.adapters.kafka.consumer import DLT_ERROR, DLT_ERROR_CLASS, DLT_GROUP, DLT_OFFSET, DLT_PARTITION, DLT_TOPIC
 from radcds.devstack import processes
 from radcds.devstack.demo import event_trail
 from radcds.domain import codes
@@ -67,11 +67,14 @@ def test_malformed_event_lands_in_dead_letter_topic_and_later_events_are_process
     trail = event_trail(stack, study_uid, until_types={REPORT_STORED.type}, timeout_s=120)
     assert trail[-1]["payload"]["studyInstanceUid"] == study_uid
 
-    dlt = [
+    poisoned = [
         r
         for r in read_topic(stack, dead_letter_topic(FINDINGS_PRODUCED.topic))
         if dict(r.headers).get("ce_id") == b"poison-1"
     ]
+    # Each consumer group of the topic (reporting and fusion) dead-letters the record it cannot read, once.
+    assert sorted(dict(r.headers)[DLT_GROUP] for r in poisoned) == [b"radcds-fusion", b"radcds-reporting"]
+    dlt = [r for r in poisoned if dict(r.headers)[DLT_GROUP] == b"radcds-reporting"]
     assert len(dlt) == 1
     headers = dict(dlt[0].headers)
     assert headers[DLT_TOPIC] == FINDINGS_PRODUCED.topic.encode()

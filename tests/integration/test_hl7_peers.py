@@ -7,7 +7,8 @@
 * OUR delivery worker drains the persisted queue into the npm ``simple-hl7`` 3.3.0 server
   (``deploy/local/hl7peer/server.js``), told to answer AA, AE, AR or nothing.
 
-Ports 36000-36100. Run under ``flock /tmp/radcds-it.lock`` like every test that opens fixed ports.
+Ports are free loopback ports picked when each test starts (a fixed port in the ephemeral range collided with
+outgoing connections of other processes).
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer
 from radcds.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
 from radcds.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState, RetryPolicy
+from radcds.devstack.testing import free_port
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName
 from radcds.domain.results import ImagingResult, ReportSection, ReportSectionKind, ResultStatus
@@ -73,14 +75,16 @@ class _Sink:
 
 
 def test_mllp_send_cli_orders_get_the_right_acks_from_our_server() -> None:
+    port = free_port()
+
     async def scenario() -> tuple[str, _Sink]:
         sink = _Sink()
-        async with MLLPServer(OrderInbox(sink, log=InMemoryReceivedMessageLog()), port=36001):
+        async with MLLPServer(OrderInbox(sink, log=InMemoryReceivedMessageLog()), port=port):
             proc = await asyncio.create_subprocess_exec(
                 str(VENV_BIN / "mllp_send"),
                 "--loose",
                 "-p",
-                "36001",
+                str(port),
                 "-f",
                 str(HERE / "hl7" / "orders_for_mllp_send.hl7"),
                 "127.0.0.1",
@@ -150,9 +154,11 @@ def test_our_sender_delivers_utf8_orus_to_python_hl7_asyncio_server_on_one_conne
         except asyncio.IncompleteReadError:
             writer.close()
 
+    port = free_port()
+
     async def scenario() -> list[Delivery]:
-        server = await start_hl7_server(handle, "127.0.0.1", 36002, encoding="utf-8")
-        sender = MLLPSender("127.0.0.1", 36002, ack_timeout=10)
+        server = await start_hl7_server(handle, "127.0.0.1", port, encoding="utf-8")
+        sender = MLLPSender("127.0.0.1", port, ack_timeout=10)
         try:
             outcomes = [
                 await sender.send(_oru("PY1", ResultStatus.PRELIMINARY, "PY-P1", text="\u00d6dem | none ^ \\ &")),
@@ -226,7 +232,7 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 @pytest.fixture
 def peer(simple_hl7_modules: Path, tmp_path: Path) -> Iterator[SimpleHl7Peer]:
-    p = SimpleHl7Peer(simple_hl7_modules, 36010, tmp_path)
+    p = SimpleHl7Peer(simple_hl7_modules, free_port(), tmp_path)
     yield p
     p.stop()
 

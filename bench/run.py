@@ -103,6 +103,11 @@ def main() -> int:
         fhir_main()
     print(captured.getvalue(), flush=True)
     table += "\n\n" + captured.getvalue()
+
+    from fusion_bench import main as fusion_main
+
+    print("\nfusion per findings event (EHR on loopback) beside reporting's handler of the same event\n", flush=True)
+    table += "\n\n" + fusion_main()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
     return 0

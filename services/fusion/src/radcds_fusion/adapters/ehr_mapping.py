@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from radcds.adapters.fhir.datatypes import parse_date
 from radcds.domain.codes import LOINC, SNOMED_CT
 from radcds_fusion.adapters import ehr_codes as codes
 from radcds_fusion.domain.comparison import MeasuredFinding
@@ -62,22 +63,6 @@ def _status_code(concept: object) -> str | None:
             if isinstance(c, Mapping) and isinstance(c.get("code"), str):
                 return str(c["code"])
     return None
-
-
-def parse_date(value: object) -> date | None:
-    """A FHIR date or dateTime (YYYY, YYYY-MM, YYYY-MM-DD, or with a time) as a date; ``None`` if unreadable."""
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        if len(value) == 10:
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
-        return None
 
 
 def _effective(resource: JSON) -> date | None:

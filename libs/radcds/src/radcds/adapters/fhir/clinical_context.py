@@ -21,9 +21,10 @@ Findings from Observations older than ``findings_window_days`` are ignored (they
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import date, datetime
+from datetime import date
 from typing import Any
 
+from radcds.adapters.fhir.datatypes import parse_date as _date
 from radcds.domain.appropriateness import (
     ICD10CM,
     ConditionRecord,
@@ -164,21 +165,6 @@ def _codings(concept: object) -> tuple[Coding, ...]:
 
 def _norm(code: str) -> str:
     return code.replace(".", "").upper()
-
-
-def _date(value: object) -> date | None:
-    if not isinstance(value, str) or len(value) < 4:
-        return None
-    try:
-        if len(value) == 4:
-            return date(int(value), 1, 1)
-        if len(value) == 7:
-            return date(int(value[:4]), int(value[5:7]), 1)
-        if len(value) == 10:
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value.replace("Z", "+00:00")).date()
-    except ValueError:
-        return None
 
 
 def _status_code(concept: object) -> str | None:

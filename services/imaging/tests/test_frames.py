@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from io import BytesIO
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydicom
@@ -24,7 +23,7 @@ from pydicom.encaps import generate_frames
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.dicomweb.multipart import parse_accept, parse_content_type, split_parts
-from radcds.domain.events import EventKind
+from radcds.devstack.testing import RecordingPublisher
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.storage import FilesystemInstanceStore
 from radcds_imaging.wado import wado_router
@@ -32,13 +31,6 @@ from radcds_imaging.wado import wado_router
 BASE = "http://imaging.test"
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 UNCOMPRESSED = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        del kind, payload, event_id, subject
 
 
 def _path(name: str) -> Path:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pynetdicom._config
@@ -31,7 +30,7 @@ from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
 from radcds.adapters.dicomweb.multipart import build_related
-from radcds.domain.events import EventKind
+from radcds.devstack.testing import RecordingPublisher
 from radcds_imaging.api.dicomweb import dicomweb_router
 from radcds_imaging.dimse import DimseConfig, DimseServer, store_port
 from radcds_imaging.handlers import ImagingService
@@ -40,16 +39,6 @@ from radcds_imaging.storage import FilesystemInstanceStore
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
 BASE = "http://imaging.test"
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        self.events.append((kind, payload, event_id, subject))
 
 
 def _without_sop_instance_uid() -> bytes:

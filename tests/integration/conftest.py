@@ -14,9 +14,16 @@ import pytest
 
 from radcds.devstack.stack import SERVICES, LocalStack, Ports
 
+from .peers import Hapi, IntegrationEngine, run_hapi
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Port of the ORU receiver the test stack's reporting service delivers to.
 ORU_PEER_PORT = 22576
+#: Port of the EHR the test stack's fusion reads: a loopback gateway in front of the test HAPI server that
+#: test_fusion_report_flow.py runs (and can slow or stop). Elsewhere nothing listens: the EHR is down.
+EHR_GATEWAY_PORT = 28092
+#: The identifier system of the test EHR's MRNs (fhir/ehr_patients.py).
+EHR_MRN_SYSTEM = "https://radcds.example.org/fhir/sid/test-mrn"
 TEST_PORTS = Ports(
     kafka=29092,
     kafka_controller=29093,
@@ -52,6 +59,9 @@ def stack() -> Iterator[LocalStack]:
     # test_order_to_final_oru.py starts on this port (other tests leave it closed: ORUs retry).
     extra["RADCDS_REPORTING_MLLP_DESTINATIONS"] = f"127.0.0.1:{ORU_PEER_PORT}"
     extra["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] = str(ROOT / "tests" / "integration" / "hl7" / "oru_destinations.toml")
+    extra["RADCDS_FUSION_EHR_FHIR_BASE_URL"] = f"http://127.0.0.1:{EHR_GATEWAY_PORT}/fhir"
+    extra["RADCDS_FUSION_EHR_AUTH"] = "none"  # SMART Backend Services is tested in test_fusion_ehr.py
+    extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = EHR_MRN_SYSTEM
     s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
     s.up()
     try:
@@ -60,3 +70,19 @@ def stack() -> Iterator[LocalStack]:
         s.down()
         s.discard_postgres_data()
         shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hapi() -> Iterator[Hapi]:
+    """The test EHR, HAPI FHIR JPA 8.8.0 with the test patients: started once, by the first test that needs it."""
+    with run_hapi() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def engine_peer() -> Iterator[IntegrationEngine]:
+    """The integration engine receiving the stack's ORU^R01 on ORU_PEER_PORT, for one module at a time."""
+    peer = IntegrationEngine(ORU_PEER_PORT)
+    peer.start()
+    yield peer
+    peer.stop()

@@ -13,26 +13,16 @@ Run: flock /tmp/radcds-it.lock .venv/bin/python -m pytest -m fhir_server tests/i
 from __future__ import annotations
 
 import asyncio
-import importlib.util
-import os
 import secrets
-import shutil
-import socket
-import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs
 
-import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
@@ -40,6 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from radcds.devstack.testing import free_port
 from radcds_fusion.adapters.ehr import EhrContextReader, HttpFhirReader
 from radcds_fusion.adapters.ehr_auth import (
     CLIENT_ASSERTION_TYPE,
@@ -49,91 +40,9 @@ from radcds_fusion.adapters.ehr_auth import (
 )
 from radcds_fusion.domain.context import ClinicalContext, SmokingStatus
 
+from .peers import Hapi, Proxy, forward, patients, serve
+
 pytestmark = [pytest.mark.integration, pytest.mark.validators, pytest.mark.fhir_server]
-
-ROOT = Path(__file__).resolve().parents[2]
-PEER = ROOT / "deploy" / "local" / "hapi-fhir-jpa"
-LIB = ROOT / ".cache" / "hapi-fhir-jpa" / "lib"
-CLASSES = ROOT / ".cache" / "hapi-fhir-jpa" / "classes"
-#: Fixed port of the test EHR (the session stack's ports are 2xxxx too; this one is free there).
-HAPI_PORT = 28091
-HAPI_START_TIMEOUT_S = 300
-
-
-def _load_patients() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("ehr_patients", Path(__file__).parent / "fhir" / "ehr_patients.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-patients = _load_patients()
-
-
-@dataclass
-class Hapi:
-    base: str
-    log: Path
-
-
-@pytest.fixture(scope="module")
-def hapi() -> Iterator[Hapi]:
-    """One HAPI FHIR JPA server for the module (about a minute to start on 2 cores), loaded with the patients."""
-    assert LIB.is_dir(), "the HAPI FHIR JPA jars are missing: run make deps"
-    java, javac = shutil.which("java"), shutil.which("javac")
-    assert java and javac, "a JDK is needed (make deps installs it)"
-    source = PEER / "HapiFhirJpaMain.java"
-    compiled = CLASSES / "radcds" / "ehr" / "HapiFhirJpaMain.class"
-    if not compiled.exists() or compiled.stat().st_mtime < source.stat().st_mtime:
-        subprocess.run(
-            [javac, "-proc:none", "-nowarn", "-cp", f"{LIB}/*", "-d", str(CLASSES), str(source)],
-            check=True,
-            capture_output=True,
-        )
-    run_dir = ROOT / ".run"
-    run_dir.mkdir(exist_ok=True)
-    log = run_dir / f"hapi-fhir-jpa-{os.getpid()}.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                java,
-                "-XX:+UseSerialGC",
-                "-XX:TieredStopAtLevel=1",
-                "-Xss1m",
-                "-Xmx768m",
-                "-cp",
-                f"{CLASSES}:{LIB}/*",
-                "radcds.ehr.HapiFhirJpaMain",
-                str(HAPI_PORT),
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{HAPI_PORT}/fhir"
-    try:
-        deadline = time.monotonic() + HAPI_START_TIMEOUT_S
-        while b"HAPI FHIR JPA READY" not in log.read_bytes():
-            assert proc.poll() is None, f"HAPI FHIR JPA exited with {proc.returncode}; see {log}"
-            assert time.monotonic() < deadline, f"HAPI FHIR JPA did not start; see {log}"
-            time.sleep(1)
-        response = httpx.post(
-            base,
-            json=patients.transaction_bundle(date.today()),
-            headers={"Content-Type": "application/fhir+json", "Accept": "application/fhir+json"},
-            timeout=120,
-        )
-        assert response.status_code == 200, response.text[:2000]
-        statuses = [e["response"]["status"] for e in response.json()["entry"]]
-        assert all(s.startswith(("200", "201")) for s in statuses), statuses
-        yield Hapi(base=base, log=log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def _context(base: str, patient: str, *, auth: EhrAuth | None = None, **kw: Any) -> tuple[ClinicalContext, int]:
@@ -219,59 +128,11 @@ def test_unknown_patient_context_names_the_patient_as_missing_http_404(hapi: Hap
 # ------------------------------------------------------------------------------------------- EHR down or slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def test_ehr_down_returns_a_context_with_every_source_missing_as_unreachable() -> None:
-    ctx, _ = _context(f"http://127.0.0.1:{_free_port()}/fhir", patients.SMOKER)
+    ctx, _ = _context(f"http://127.0.0.1:{free_port()}/fhir", patients.SMOKER)
     assert len(ctx.missing) == 9
     assert all(m.endswith("(EHR unreachable)") for m in ctx.missing)
     assert ctx == ClinicalContext(missing=ctx.missing)
-
-
-@dataclass
-class Proxy:
-    """A loopback HTTP app in front of HAPI (uvicorn in a thread)."""
-
-    base: str
-    origin: str
-    state: dict[str, Any] = field(default_factory=dict)
-
-
-class _Uvicorn(uvicorn.Server):
-    def install_signal_handlers(self) -> None:  # the test thread is not the main thread
-        pass
-
-
-def _serve(app: Starlette) -> Iterator[str]:
-    port = _free_port()
-    server = _Uvicorn(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "the loopback app did not start"
-        time.sleep(0.05)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-
-
-async def _forward(request: Request, hapi_base: str) -> Response:
-    """Forward a FHIR GET to HAPI with the proxy's Host, so HAPI's paging links name the proxy."""
-    path = request.path_params["path"]
-    async with httpx.AsyncClient(timeout=60) as client:
-        upstream = await client.get(
-            f"{hapi_base}/{path}",
-            params=list(request.query_params.multi_items()),
-            headers={"Accept": "application/fhir+json", "Host": request.headers["host"]},
-        )
-    return Response(upstream.content, status_code=upstream.status_code, media_type="application/fhir+json")
 
 
 @pytest.fixture(scope="module")
@@ -280,10 +141,10 @@ def slow_ehr(hapi: Hapi) -> Iterator[Proxy]:
 
     async def fhir(request: Request) -> Response:
         await asyncio.sleep(state["delay_s"])
-        return await _forward(request, hapi.base)
+        return await forward(request, hapi.base)
 
     app = Starlette(routes=[Route("/fhir/{path:path}", fhir)])
-    for origin in _serve(app):
+    for origin in serve(app):
         yield Proxy(base=f"{origin}/fhir", origin=origin, state=state)
 
 
@@ -399,7 +260,7 @@ def auth_server(hapi: Hapi) -> Iterator[AuthServer]:
         scheme, _, value = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or tokens.get(value, 0) < time.time():
             return JSONResponse({"resourceType": "OperationOutcome"}, status_code=401)
-        return await _forward(request, hapi.base)
+        return await forward(request, hapi.base)
 
     app = Starlette(
         routes=[
@@ -408,7 +269,7 @@ def auth_server(hapi: Hapi) -> Iterator[AuthServer]:
             Route("/fhir/{path:path}", fhir),
         ]
     )
-    for origin in _serve(app):
+    for origin in serve(app):
         record.base = f"{origin}/fhir"
         record.token_url = f"{origin}/auth/token"
         yield record

@@ -49,7 +49,9 @@ def test_second_chest_radiograph_is_compared_with_the_first_ctr_of_the_patient(s
     later = _assessment(stack, second.StudyInstanceUID)
     (line,) = later["sections"]["comparison"]
     assert line.startswith("CTR 0.47, previously 0.47 on 2026-06-03: stable"), line
-    assert later["missingContext"] == ["EHR context (no EHR configured)"]
+    # The stack's EHR is down (or, once test_fusion_report_flow.py ran, does not know this patient): named.
+    (missing,) = later["missingContext"]
+    assert missing in {"Patient (EHR unreachable)", "Patient (not found in the EHR by identifier)"}, missing
 
 
 def test_measurement_sr_in_imaging_gives_a_recommendation_that_a_later_chest_ct_closes(stack):

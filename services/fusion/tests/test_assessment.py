@@ -3,14 +3,15 @@ grown from 6 to 8 mm, an intracranial hemorrhage candidate, and missing context 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
 
-from radcds_fusion.domain.assessment import StudyFindings, assess_study
+from radcds_fusion.domain.assessment import StudyFindings, assess_study, priors_with_ehr
 from radcds_fusion.domain.comparison import Change, MeasuredFinding
 from radcds_fusion.domain.confidence import ConfidenceLevel
-from radcds_fusion.domain.context import ClinicalContext, ImplantedDevice, SmokingStatus
+from radcds_fusion.domain.context import ClinicalContext, ImplantedDevice, PriorStudy, SmokingStatus
 from radcds_fusion.domain.nodules import Composition, Nodule
 from radcds_fusion.domain.recommendations import RecommendationState
 from radcds_fusion.knowledge import load_critical_policy, load_findings, load_guidelines
@@ -161,3 +162,46 @@ def test_priors_from_the_same_or_a_later_date_are_not_priors(knowledge):
     later = MeasuredFinding(CTR, "chest", date(2026, 12, 5), 0.40)
     same_day = MeasuredFinding(CTR, "chest", date(2026, 12, 1), 0.467)
     assert run(knowledge, study, [later, same_day]).comparison_lines == ("CTR 0.47: no prior study to compare with.",)
+
+
+def _ehr_nodule(code: str, on: date, mm: float) -> MeasuredFinding:
+    return MeasuredFinding(
+        code, "39607008", on, value=mm, unit="mm", nodule=Nodule(Composition.SOLID, mm, location="39607008")
+    )
+
+
+def test_ehr_prior_nodule_code_is_tracked_as_the_nodule_and_the_current_study_is_not_its_own_prior():
+    ehr = replace(
+        SMOKER,
+        prior_studies=(
+            PriorStudy("1.2.1", date(2026, 6, 4), findings=(_ehr_nodule("786838002", date(2026, 6, 4), 6.0),)),
+            PriorStudy("1.2.9", date(2026, 12, 1), findings=(_ehr_nodule("786838002", date(2026, 12, 1), 8.0),)),
+        ),
+    )
+    (prior,) = priors_with_ehr(
+        [], ehr, study_uid="1.2.9", nodule_codes=frozenset({"786838002", NODULE}), nodule_code=NODULE
+    )
+    assert prior.code == NODULE and prior.study_date == date(2026, 6, 4) and prior.nodule is not None
+
+
+def test_own_prior_wins_over_the_ehr_copy_of_the_same_finding_on_the_same_day():
+    own = MeasuredFinding(NODULE, "right upper lobe", date(2026, 6, 4), nodule=Nodule(Composition.SOLID, 6.2))
+    ehr = replace(
+        SMOKER,
+        prior_studies=(PriorStudy(None, date(2026, 6, 4), findings=(_ehr_nodule(NODULE, date(2026, 6, 4), 6.0),)),),
+    )
+    assert priors_with_ehr([own], ehr, study_uid="1.2.9", nodule_codes=frozenset({NODULE}), nodule_code=NODULE) == [own]
+
+
+def test_ehr_prior_6_mm_nodule_and_a_new_8_mm_one_are_compared_as_increased(knowledge):
+    ehr = replace(
+        SMOKER,
+        prior_studies=(
+            PriorStudy("1.2.1", date(2026, 6, 4), findings=(_ehr_nodule("786838002", date(2026, 6, 4), 6.0),)),
+        ),
+    )
+    now = MeasuredFinding(NODULE, "39607008", date(2026, 12, 1), nodule=Nodule(Composition.SOLID, 8.0))
+    study = StudyFindings("p1", "1.2.9", date(2026, 12, 1), "CT", "chest", (now,), screening=False)
+    priors = priors_with_ehr([], ehr, study_uid="1.2.9", nodule_codes=frozenset({"786838002"}), nodule_code=NODULE)
+    (comparison,) = run(knowledge, study, priors, context=ehr).comparisons
+    assert comparison.change is Change.INCREASED and comparison.volume_doubling_time_days is not None

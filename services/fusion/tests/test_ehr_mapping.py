@@ -200,7 +200,11 @@ def test_prior_study_carries_its_report_and_nodule_finding() -> None:
     (prior,) = m.prior_studies([study], [report], [nodule], region="chest", before=TODAY)
     assert prior.report_reference == "DiagnosticReport/r1"
     (finding,) = prior.findings
-    assert (finding.code, finding.body_site, finding.study_date) == ("786838002", "45653009", date(2026, 6, 1))
+    assert (finding.code, finding.body_site, finding.study_date) == (
+        "786838002",
+        "Upper lobe of right lung",
+        date(2026, 6, 1),
+    )
     assert finding.nodule is not None and finding.nodule.composition is Composition.SOLID
     assert finding.value == 6.0
     assert finding.reference == "Observation/n1"
@@ -268,3 +272,42 @@ def test_chest_ct_report_without_an_imaging_study_is_a_prior_with_its_findings()
     assert (prior.study_uid, prior.started, prior.modalities) == (None, date(2026, 3, 1), ("CT",))
     assert (prior.report_reference, prior.description) == ("DiagnosticReport/outside-ct", "CT Chest")
     assert [f.value for f in prior.findings] == [8.0]
+
+
+def _chest_ct() -> dict[str, Any]:
+    return {
+        "resourceType": "ImagingStudy",
+        "id": "ct1",
+        "started": "2026-06-01",
+        "series": [{"modality": {"code": "CT"}, "bodySite": {"system": SCT, "code": "51185008"}}],
+    }
+
+
+def test_prior_nodule_location_is_named_by_its_lung_code_whatever_the_ehr_display_says():
+    study = _chest_ct()
+    nodule = obs(
+        cc(SCT, "786838002"),
+        "2026-06-01",
+        id="n1",
+        bodySite=cc(SCT, "45653009", "RUL"),
+        valueQuantity={"value": 6, "code": "mm"},
+        derivedFrom=[{"reference": "ImagingStudy/ct1"}],
+    )
+    (prior,) = m.prior_studies([study], [], [nodule], region="chest", before=TODAY)
+    (finding,) = prior.findings
+    assert finding.body_site == "Upper lobe of right lung"  # as an SR's Finding Site 45653009 is named
+    assert finding.nodule is not None and finding.nodule.location == "Upper lobe of right lung"
+
+
+def test_prior_finding_site_outside_the_lung_table_keeps_the_ehr_display():
+    study = _chest_ct()
+    nodule = obs(
+        cc(SCT, "786838002"),
+        "2026-06-01",
+        id="n1",
+        bodySite=cc(SCT, "51185008", "Thoracic structure"),
+        valueQuantity={"value": 6, "code": "mm"},
+        derivedFrom=[{"reference": "ImagingStudy/ct1"}],
+    )
+    (prior,) = m.prior_studies([study], [], [nodule], region="chest", before=TODAY)
+    assert prior.findings[0].body_site == "Thoracic structure"

@@ -28,12 +28,13 @@ from radcds.domain.events import (
     ImagingOrderReceived,
 )
 from radcds_fusion.adapters.codec import assessment_payload, recommendation_payload
+from radcds_fusion.adapters.ehr_codes import NODULE_FINDINGS_SNOMED
 from radcds_fusion.adapters.fhir import service_request
 from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series, study_date_of
 from radcds_fusion.adapters.imaging import MEASUREMENT_SR_CLASSES, ImagingInstances
 from radcds_fusion.adapters.repository import FusionRepository
 from radcds_fusion.adapters.sr_nodules import NotAMeasurementReport, ReportedNodule, read_nodules
-from radcds_fusion.domain.assessment import StudyFindings, assess_study
+from radcds_fusion.domain.assessment import StudyFindings, assess_study, priors_with_ehr
 from radcds_fusion.domain.comparison import MeasuredFinding
 from radcds_fusion.domain.context import ClinicalContext, PatientRef
 from radcds_fusion.domain.recommendations import (
@@ -222,9 +223,12 @@ class FusionService:
         declined = tuple((f.body_site or "", f.reference or "") for f in rows if f.code == NOT_ANALYSED)
         regions = {labels[f.code].body_region for f in findings if f.code in labels}
         region = next(iter(sorted(regions)), "")
+        own = repo.prior_findings(patient.id, before=study_date)
         priors = [
             p
-            for p in repo.prior_findings(patient.id, before=study_date)
+            for p in priors_with_ehr(
+                own, context, study_uid=study_uid, nodule_codes=NODULE_FINDINGS_SNOMED, nodule_code=PULMONARY_NODULE
+            )
             if p.code != NOT_ANALYSED and p.code in labels and labels[p.code].body_region == region
         ]
         study = StudyFindings(patient.id, study_uid, study_date, modality, region, findings, declined)

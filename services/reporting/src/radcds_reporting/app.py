@@ -23,7 +23,7 @@ from radcds.adapters.hl7v2.mllp import MLLPServer
 from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
-from radcds.domain.events import FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
+from radcds.domain.events import ASSESSMENT_PRODUCED, FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
 from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
@@ -147,7 +147,7 @@ def create_app(
                 settings,
                 service="reporting",
                 group_id=settings.consumer_group,
-                topics=[STUDY_AVAILABLE.topic, FINDINGS_PRODUCED.topic],
+                topics=[STUDY_AVAILABLE.topic, FINDINGS_PRODUCED.topic, ASSESSMENT_PRODUCED.topic],
                 handler=service.handle,
                 dead_letters=own_publisher or events,  # type: ignore[arg-type]
                 metrics=metrics,

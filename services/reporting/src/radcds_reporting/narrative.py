@@ -3,8 +3,9 @@
 Both forms carry the same content (US Core DiagnosticReport for Report and Note exchange,
 ``presentedForm``): a statement that the report is AI-generated and preliminary, the
 measurements, the models and versions that produced them, each study a model declined because
-it was outside its validated envelope, and three sections reserved for the EHR-context fusion
-step (comparison with priors, recommendations, missing clinical context), marked as empty.
+it was outside its validated envelope, and the three sections fusion's assessment fills
+(comparison with priors, recommendations, missing clinical context: :mod:`radcds_reporting.assessments`),
+marked as pending until it arrives.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table
 
+from radcds_reporting.assessments import PENDING, ReportContext
+
 DISCLAIMER = (
     "AI-generated PRELIMINARY report produced by radcds quantitative algorithms. "
     "NOT FOR DIAGNOSTIC USE. To be reviewed and signed by a radiologist."
@@ -31,13 +34,12 @@ SIGNED_DISCLAIMER = (
     "reviewed in this report signed by a radiologist."
 )
 SIGNED_TITLE = "Imaging report"
-#: Sections a later EHR-context fusion step fills; ``data-section`` names them in the HTML.
-RESERVED_SECTIONS = (
+#: The sections fusion's assessment fills; ``data-section`` names them in the HTML.
+CONTEXT_SECTIONS = (
     ("comparison", "Comparison with priors"),
     ("recommendations", "Recommendations"),
     ("missing-context", "Missing clinical context"),
 )
-RESERVED_TEXT = "[Reserved: not yet available. To be completed by the EHR-context fusion step.]"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,14 @@ class ReportContent:
     #: Who signed (a Practitioner reference) and when (FHIR instant); empty while preliminary.
     signed_by: str = ""
     signed_at: str = ""
+    #: fusion's assessment; None while it has not arrived (the sections say pending).
+    context: ReportContext | None = None
+
+    @property
+    def context_sections(self) -> list[tuple[str, str, tuple[str, ...]]]:
+        """``(key, title, lines)`` of the three context sections."""
+        lines = dict(self.context.sections) if self.context is not None else {}
+        return [(key, title, lines.get(key, (PENDING,))) for key, title in CONTEXT_SECTIONS]
 
     @property
     def signed(self) -> bool:
@@ -88,8 +98,9 @@ def content_of(
     status: str = "preliminary",
     signed_by: str = "",
     signed_at: str = "",
+    context: ReportContext | None = None,
 ) -> ReportContent:
-    """The report content for a study's Observations."""
+    """The report content for a study's Observations and fusion's assessment (``context``)."""
     rows, outside = [], []
     for o in observations:
         name = o.get("code", {}).get("text", "")
@@ -104,11 +115,18 @@ def content_of(
             )
         else:
             outside.append((_model(o), o.get("note", [{}])[0].get("text", "not analysed")))
-    return ReportContent(study_label, rows, models_used(observations), outside, status, signed_by, signed_at)
+    return ReportContent(study_label, rows, models_used(observations), outside, status, signed_by, signed_at, context)
 
 
-def conclusion(observations: list[dict[str, Any]], *, status: str = "preliminary", signed_by: str = "") -> str:
-    """One paragraph: what was measured, what is critical, what was not analysed and why.
+def conclusion(
+    observations: list[dict[str, Any]],
+    *,
+    status: str = "preliminary",
+    signed_by: str = "",
+    context: ReportContext | None = None,
+) -> str:
+    """One paragraph: what was measured, what is critical, what was not analysed and why, and
+    fusion's comparison and recommendations (``context``) when they arrived.
 
     While preliminary it says the result is AI-generated; once a radiologist signed (``signed_by``,
     US Core DiagnosticReport ``conclusion``) it says who signed it and that the measurements are the
@@ -122,12 +140,20 @@ def conclusion(observations: list[dict[str, Any]], *, status: str = "preliminary
             f" by {models} reviewed in this signed report."
         ]
     else:
-        parts = [f"Preliminary AI-generated result, not for diagnostic use. {len(c.rows)} measurement(s) by {models}."]
+        measured = f"{len(c.rows)} measurement(s) by {models}." if c.models else "No radcds measurement."
+        parts = [f"Preliminary AI-generated result, not for diagnostic use. {measured}"]
     critical = [name for name, _, _, crit in c.rows if crit]
     if critical:
         parts.append(f"CRITICAL RESULT: {', '.join(critical)}.")
     for model, reason in c.outside_envelope:
         parts.append(f"Not analysed by {model}: {reason}")
+    if context is not None:
+        if context.comparison:
+            parts.append("Comparison: " + " ".join(context.comparison))
+        if context.recommendations:
+            parts.append("Recommendation: " + " ".join(context.recommendations))
+        if context.missing_context:
+            parts.append("Missing clinical context: " + " ".join(context.missing_context))
     return " ".join(parts)
 
 
@@ -143,9 +169,12 @@ def render_html(content: ReportContent) -> str:
     outside_html = (
         f"<ul>{outside}</ul>" if outside else "<p>Every model that ran accepted the study as within its envelope.</p>"
     )
+    state = "pending" if content.context is None else "assessed"
     reserved = "".join(
-        f'<section data-section="{key}"><h2>{e(title)}</h2><p class="reserved">{e(RESERVED_TEXT)}</p></section>'
-        for key, title in RESERVED_SECTIONS
+        f'<section data-section="{key}"><h2>{e(title)}</h2>'
+        + "".join(f'<p class="{state}">{e(line)}</p>' for line in lines)
+        + "</section>"
+        for key, title, lines in content.context_sections
     )
     return (
         f'<!DOCTYPE html><html lang="en"><head><meta charset="utf-8"><title>{e(content.title)}</title></head>'
@@ -190,9 +219,10 @@ def render_pdf(content: ReportContent) -> bytes:
         story.extend(Paragraph(f"{e(m)}: {e(r)}", styles["Normal"]) for m, r in content.outside_envelope)
     else:
         story.append(Paragraph("Every model that ran accepted the study as within its envelope.", styles["Normal"]))
-    for _, title in RESERVED_SECTIONS:
+    for _, title, lines in content.context_sections:
         story.append(Paragraph(e(title), styles["Heading2"]))
-        story.append(Paragraph(e(RESERVED_TEXT), styles["Italic"]))
+        style = styles["Italic"] if content.context is None else styles["Normal"]
+        story.extend(Paragraph(e(line), style) for line in lines)
     doc.build(story)
     return buffer.getvalue()
 

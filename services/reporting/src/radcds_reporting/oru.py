@@ -38,6 +38,7 @@ from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.assessments import ReportContext, context_for
 from radcds_reporting.narrative import content_of
 from radcds_reporting.repository import FhirRepository
 
@@ -140,17 +141,34 @@ def _lines(text: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in text.replace("\r", "\n").split("\n") if line.strip())
 
 
+#: The ORU section of each of the report's context sections (narrative.CONTEXT_SECTIONS keys).
+_CONTEXT_KINDS = {
+    "comparison": ReportSectionKind.COMPARISON,
+    "recommendations": ReportSectionKind.RECOMMENDATIONS,
+    "missing-context": ReportSectionKind.MISSING_CONTEXT,
+}
+
+
 def report_sections(
-    report: dict[str, Any], observations: list[dict[str, Any]], status: ResultStatus
+    report: dict[str, Any],
+    observations: list[dict[str, Any]],
+    status: ResultStatus,
+    context: ReportContext | None = None,
 ) -> tuple[ReportSection, ...]:
-    """The readable text: findings (measurements, not-analysed reasons), impression, AI statement."""
-    content = content_of("", observations)
+    """The readable text: findings (measurements, not-analysed reasons), comparison with priors,
+    impression, recommendations, missing clinical context, AI statement (the order of a radiology
+    report; the three context sections carry LOINC 18834-2, 18783-1 and a local code)."""
+    content = content_of("", observations, context=context)
     findings = [f"{name}: {value}" + (" (CRITICAL)" if critical else "") for name, value, _, critical in content.rows]
     findings += [f"Not analysed by {model}: {reason}" for model, reason in content.outside_envelope]
     sections = [ReportSection(ReportSectionKind.FINDINGS, tuple(findings) or ("No measurements.",))]
+    by_key = {key: lines for key, _, lines in content.context_sections}
+    sections.append(ReportSection(ReportSectionKind.COMPARISON, by_key["comparison"]))
     impression = _lines(str(report.get("conclusion", "")))
     if impression:
         sections.append(ReportSection(ReportSectionKind.IMPRESSION, impression))
+    for key in ("recommendations", "missing-context"):
+        sections.append(ReportSection(_CONTEXT_KINDS[key], by_key[key]))
     statement = AI_DISCLAIMER_PRELIMINARY if status is ResultStatus.PRELIMINARY else AI_DISCLAIMER_SIGNED
     models = ", ".join(content.models) or "none"
     sections.append(ReportSection(ReportSectionKind.AI_DISCLAIMER, (statement, f"Models and versions: {models}.")))
@@ -179,6 +197,7 @@ def result_from_report(
     service_request: dict[str, Any] | None,
     patient: dict[str, Any] | None,
     now: datetime,
+    context: ReportContext | None = None,
 ) -> ImagingResult | None:
     """The ORU^R01 content of one DiagnosticReport version; None for a status that is not sent.
 
@@ -222,7 +241,7 @@ def result_from_report(
         placer_order_number=placer,
         filler_order_number=filler,
         accession_number=accession,
-        sections=report_sections(report, observations, status),
+        sections=report_sections(report, observations, status, context),
         measurements=_measurements(observations),
         conclusion=_first_coding(next(iter(report.get("conclusionCode", [])), None)),
         principal_result_interpreter=interpreter,
@@ -281,8 +300,14 @@ class ResultOutbox:
             if patient is None and subject.startswith("Patient/"):
                 patient = repo.read("Patient", _id_of(subject))
         now = self._clock()
+        study_uid = repo.study_instance_uid_of("DiagnosticReport", str(report["id"]))
         result = result_from_report(
-            report, observations=observations, service_request=service_request, patient=patient, now=now
+            report,
+            observations=observations,
+            service_request=service_request,
+            patient=patient,
+            now=now,
+            context=context_for(conn, study_uid) if study_uid else None,
         )
         if result is None:
             log.info("report status not sent over HL7 v2", extra={"report_id": report["id"]})

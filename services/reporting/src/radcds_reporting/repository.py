@@ -40,6 +40,11 @@ class FhirRepository:
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
 
+    @property
+    def connection(self) -> Connection:
+        """The connection (and transaction) this repository reads and writes through."""
+        return self._conn
+
     def read(self, resource_type: str, resource_id: str) -> dict[str, Any] | None:
         """The current version of a resource, or None."""
         row = self._conn.execute(
@@ -48,6 +53,15 @@ class FhirRepository:
             )
         ).first()
         return None if row is None else json.loads(row.content)
+
+    def study_instance_uid_of(self, resource_type: str, resource_id: str) -> str:
+        """The Study Instance UID a stored resource belongs to ("" when none or unknown)."""
+        uid = self._conn.execute(
+            select(fhir_resources.c.study_instance_uid).where(
+                fhir_resources.c.resource_type == resource_type, fhir_resources.c.id == resource_id
+            )
+        ).scalar_one_or_none()
+        return str(uid or "")
 
     def read_version(self, resource_type: str, resource_id: str, version_id: int) -> dict[str, Any] | None:
         """One version of a resource (vread), or None."""

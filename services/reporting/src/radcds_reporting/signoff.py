@@ -24,6 +24,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting.assessments import ReportContext, context_for
 from radcds_reporting.narrative import conclusion, content_of, presented_forms
 from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
@@ -131,8 +132,15 @@ def _rendered_report(
         status=status.value,
         signed_by=author if signed else "",
         signed_at=fhir_instant(now) if signed else "",
+        context=_context(repo, dr),
     )
     return presented_forms(content, creation=fhir_instant(now))
+
+
+def _context(repo: FhirRepository, dr: dict[str, Any]) -> ReportContext | None:
+    """fusion's latest assessment of the report's study (its context sections)."""
+    study_uid = repo.study_instance_uid_of("DiagnosticReport", str(dr.get("id", "")))
+    return context_for(repo.connection, study_uid) if study_uid else None
 
 
 def _without(dr: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -226,7 +234,12 @@ class ReportSignOff:
                 new["issued"] = fhir_instant(now)
             if status in SIGNED and status != previous and new.get("conclusion") == current.get("conclusion"):
                 # The radiologist signed the generated text: it now says so (the AI origin is in Provenance).
-                new["conclusion"] = conclusion(_observations(repo, new), status=status.value, signed_by=author)
+                new["conclusion"] = conclusion(
+                    _observations(repo, new),
+                    status=status.value,
+                    signed_by=author,
+                    context=_context(repo, new),
+                )
             if status != previous and new.get("presentedForm") == current.get("presentedForm"):
                 # The readable report follows the status (unless the radiologist sent their own text).
                 new["presentedForm"] = _rendered_report(repo, new, status=status, author=author, now=now)

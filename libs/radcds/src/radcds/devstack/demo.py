@@ -283,6 +283,7 @@ def run_fusion_demo(stack: LocalStack, *, chest_study_uid: str, prior_date: str,
         out(f"   comparison: {line}")
     for line in chest["sections"]["missingContext"]:
         out(f"   missing context: {line}")
+    _print_report_context(stack, chest_study_uid, out=out)
     patient = f"DEMO-NODULE-{uuid.uuid4().hex[:6]}"
     today = date.today()
     out("7. fusion: a solid nodule measured by an example AI product's TID 1500 SR (SYNTHETIC sizes, real CT) ...")
@@ -301,7 +302,26 @@ def run_fusion_demo(stack: LocalStack, *, chest_study_uid: str, prior_date: str,
     fusion = f"http://{stack.host}:{stack.ports.fusion}/fhir"
     for rec in nodule["recommendations"]:
         out(f"   FHIR: {fusion}/ServiceRequest/{rec['id']} (intent proposal, due by {rec['dueBy']})")
+    _print_report_context(stack, sr.StudyInstanceUID, out=out)
     return {"chest": chest, "nodule": nodule}
+
+
+def _print_report_context(stack: LocalStack, study_uid: str, *, out: Any, timeout_s: float = 60.0) -> None:
+    """The study's DiagnosticReport once reporting filled its sections from the assessment (docs/reporting.md)."""
+    from radcds.adapters.fhir.report import diagnostic_report_id
+
+    url = f"http://{stack.host}:{stack.ports.reporting}/fhir/DiagnosticReport/{diagnostic_report_id(study_uid)}"
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        answer = httpx.get(url, timeout=10)
+        if answer.status_code == 200 and "Comparison: " in answer.json().get("conclusion", ""):
+            report = answer.json()
+            conclusion = report["conclusion"]
+            out(f"   reporting: {url} version {report['meta']['versionId']} (sections also in its HTML/PDF and ORU)")
+            out(f"   conclusion: ...{conclusion[conclusion.index('Comparison: ') :]}")
+            return
+        time.sleep(0.5)
+    out("   reporting: the report's context sections were not filled in time (see docs/operations.md)")
 
 
 def run_all(stack: LocalStack, *, out: Any = print) -> None:

@@ -93,3 +93,18 @@ class RecordingPublisher:
     def of(self, kind: EventKind) -> list[dict[str, Any]]:
         """The payloads of ``kind``, in order."""
         return [payload for k, payload, _, _ in self.events if k is kind]
+
+
+def presented_html(report: dict[str, Any]) -> str:
+    """The text/html presented form of a DiagnosticReport, decoded and with HTML entities resolved."""
+    import base64
+    import html
+
+    form = next(f for f in report["presentedForm"] if f["contentType"] == "text/html")
+    return html.unescape(base64.b64decode(form["data"]).decode())
+
+
+def html_section(page: str, key: str) -> str:
+    """The ``<section data-section="key">`` of a rendered report, up to its end."""
+    start = page.index(f'data-section="{key}"')
+    return page[start : page.index("</section>", start)]

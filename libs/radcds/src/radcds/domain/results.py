@@ -3,7 +3,8 @@
 An :class:`ImagingResult` carries everything an HL7 v2.5.1 ORU^R01 (chapter 7.3.1) needs and
 nothing about its encoding: the result status (OBR-25, HL7 table 0123), the order it answers
 (placer/filler numbers, OBR-18 accession), the procedure, observation and status-change times
-(OBR-7, OBR-22), the report text in sections (findings, impression, AI disclaimer), numeric
+(OBR-7, OBR-22), the report text in sections (findings, comparison, impression, recommendations, missing
+context, AI disclaimer), numeric
 measurements in UCUM units, an optional coded conclusion and the principal result interpreter
 (OBR-32). The same object maps to a FHIR DiagnosticReport (HL7 v2-to-FHIR IG: OBR-25
 P→preliminary, F→final, C→corrected, X→cancelled).
@@ -54,12 +55,26 @@ class ReportSectionKind(StrEnum):
     """The parts of a readable radiology report."""
 
     FINDINGS = "findings"
+    #: Filled from fusion's assessment (comparison with the patient's priors).
+    COMPARISON = "comparison"
     IMPRESSION = "impression"
+    #: Filled from fusion's assessment (guideline follow-up).
+    RECOMMENDATIONS = "recommendations"
+    #: Filled from fusion's assessment (what the EHR could not tell).
+    MISSING_CONTEXT = "missing-context"
     AI_DISCLAIMER = "ai-disclaimer"
 
 
 #: LOINC 18782-3 "Radiology Study observation (narrative)": the findings section.
 SECTION_FINDINGS = Coding(LOINC, "18782-3", "Radiology Study observation")
+#: LOINC 18834-2 "Radiology Comparison study (narrative)".
+SECTION_COMPARISON = Coding(LOINC, "18834-2", "Radiology Comparison study")
+#: LOINC 18783-1 "Radiology Study recommendation (narrative)".
+SECTION_RECOMMENDATIONS = Coding(LOINC, "18783-1", "Radiology Study recommendation")
+#: Our local code for the clinical context the EHR could not supply (no LOINC report section says this).
+SECTION_MISSING_CONTEXT = Coding(
+    "https://radcds.example.org/fhir/CodeSystem/report-section", "missing-context", "Missing clinical context"
+)
 #: LOINC 19005-8 "Radiology Imaging study [Impression] (narrative)".
 SECTION_IMPRESSION = Coding(LOINC, "19005-8", "Radiology Imaging study [Impression]")
 #: Our local code for the statement that the report is AI-generated (no LOINC code exists).
@@ -71,12 +86,18 @@ SECTION_WHOLE_REPORT = Coding(LOINC, "18748-4", "Diagnostic imaging study")
 
 SECTION_CODES = {
     ReportSectionKind.FINDINGS: SECTION_FINDINGS,
+    ReportSectionKind.COMPARISON: SECTION_COMPARISON,
     ReportSectionKind.IMPRESSION: SECTION_IMPRESSION,
+    ReportSectionKind.RECOMMENDATIONS: SECTION_RECOMMENDATIONS,
+    ReportSectionKind.MISSING_CONTEXT: SECTION_MISSING_CONTEXT,
     ReportSectionKind.AI_DISCLAIMER: SECTION_AI_DISCLAIMER,
 }
 SECTION_HEADINGS = {
     ReportSectionKind.FINDINGS: "FINDINGS:",
+    ReportSectionKind.COMPARISON: "COMPARISON:",
     ReportSectionKind.IMPRESSION: "IMPRESSION:",
+    ReportSectionKind.RECOMMENDATIONS: "RECOMMENDATIONS:",
+    ReportSectionKind.MISSING_CONTEXT: "MISSING CLINICAL CONTEXT:",
     ReportSectionKind.AI_DISCLAIMER: "NOTE:",
 }
 

@@ -20,7 +20,7 @@ from radcds.domain.codes import LOINC, SNOMED_CT
 from radcds_fusion.adapters import ehr_codes as codes
 from radcds_fusion.domain.comparison import MeasuredFinding
 from radcds_fusion.domain.context import ImplantedDevice, PriorStudy, SmokingStatus
-from radcds_fusion.domain.nodules import Composition, Nodule
+from radcds_fusion.domain.nodules import Composition, Nodule, site_name
 
 JSON = Mapping[str, Any]
 _GENDERS = frozenset({"male", "female", "other", "unknown"})
@@ -319,7 +319,8 @@ def _study_uid(resource: JSON) -> str | None:
 
 def _prior_finding(resource: JSON, study_date: date, region: str) -> MeasuredFinding | None:
     """A measured finding of an imaging Observation (a nodule with its size), or None when it has no number."""
-    site = _in_region([resource.get("bodySite")], region)
+    code = _in_region([resource.get("bodySite")], region)
+    site = site_name(code, next((d for sy, c, d in codings(resource.get("bodySite")) if c == code and d), None))
     finding = next((c for s, c, _ in codings(resource.get("code")) if s == SNOMED_CT), None)
     if finding is None:
         return None

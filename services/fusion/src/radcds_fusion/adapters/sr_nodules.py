@@ -24,7 +24,7 @@ import highdicom as hd
 import numpy as np
 from pydicom import Dataset
 
-from radcds_fusion.domain.nodules import Composition, Nodule
+from radcds_fusion.domain.nodules import Composition, Nodule, site_name
 
 #: Finding codes (scheme, value) read as a pulmonary nodule.
 NODULE_FINDINGS = frozenset(
@@ -127,7 +127,7 @@ def _nodule(group: Any, finding: hd.sr.CodedConcept) -> ReportedNodule:
             short_axis_mm=sizes.get(_SHORT_AXIS),
             volume_mm3=sizes.get(_VOLUME),
             solid_component_mm=sizes.get(_SOLID_PART) if composition is Composition.PART_SOLID else None,
-            location=site.meaning if site is not None else None,
+            location=site_name(site.value, site.meaning) if site is not None else None,
         )
     except ValueError as exc:
         raise MeasurementReportError(f"nodule {group.tracking_identifier}: {exc}") from exc

@@ -5,7 +5,7 @@ sections. Pure: the caller hands in the study, the priors, the context and the k
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 
 from radcds_fusion.domain.comparison import Change, Comparison, MeasuredFinding, match_and_compare
@@ -70,6 +70,34 @@ class StudyAssessment:
     missing: tuple[str, ...]
     comparison_lines: tuple[str, ...]
     recommendation_lines: tuple[str, ...]
+
+
+def priors_with_ehr(
+    own: Sequence[MeasuredFinding],
+    context: ClinicalContext,
+    *,
+    study_uid: str,
+    nodule_codes: frozenset[str],
+    nodule_code: str,
+) -> list[MeasuredFinding]:
+    """radcds's own prior findings with the measured findings of the EHR's prior studies (issue #11: "prior
+    ImagingStudy, DiagnosticReport and Observations for the same body region").
+
+    The EHR's nodule codes (``nodule_codes``, e.g. SNOMED CT 786838002 "Pulmonary nodule") are tracked as
+    ``nodule_code``, as an SR's are. radcds's own measurement wins where both hold the same finding on the same
+    day (the EHR may hold the report radcds sent), and the current study is never its own prior.
+    """
+    out = list(own)
+    seen = {(f.code, f.study_date) for f in own}
+    for prior in context.prior_studies:
+        if prior.study_uid is not None and prior.study_uid == study_uid:
+            continue
+        for finding in prior.findings:
+            code = nodule_code if finding.nodule is not None and finding.code in nodule_codes else finding.code
+            if (code, finding.study_date) in seen:
+                continue
+            out.append(finding if code == finding.code else replace(finding, code=code))
+    return out
 
 
 def assess_study(

@@ -36,6 +36,26 @@ class Feature(StrEnum):
     SUSPICIOUS = "suspicious"
 
 
+#: SNOMED CT lung structures by which a nodule's location is named, whoever reported it (a TID 1500 SR's Finding
+#: Site, an EHR Observation's bodySite, a radiologist's entry): one name per code, so that a nodule and its prior
+#: match on location even when the senders' display texts differ (SNOMED CT preferred terms, shortened).
+LUNG_SITES: dict[str, str] = {
+    "39607008": "Lung",
+    "3341006": "Right lung",
+    "44029006": "Left lung",
+    "45653009": "Upper lobe of right lung",
+    "72481006": "Middle lobe of right lung",
+    "266005": "Lower lobe of right lung",
+    "44714003": "Upper lobe of left lung",
+    "90572001": "Lower lobe of left lung",
+}
+
+
+def site_name(code: str | None, text: str | None = None) -> str | None:
+    """The location name of a SNOMED CT lung structure ``code``; else the sender's ``text``."""
+    return LUNG_SITES.get(code or "", text or None)
+
+
 def round_half_up(value: float, places: int = 0) -> float:
     """Round as clinicians do (half up), not banker's rounding; binary noise below 1e-9 is dropped first, so
     that (6.1 + 5.8) / 2 reads as 5.95 and rounds to 6.0."""

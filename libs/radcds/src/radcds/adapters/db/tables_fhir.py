@@ -1,4 +1,5 @@
-"""Reporting: FHIR version history, search indexes and critical-result tracking (migration 0006).
+"""Reporting: FHIR version history, search indexes, critical-result tracking (migration 0006) and
+fusion assessments received (0009).
 
 ``fhir_resources`` (tables.py) keeps the current version of each resource; the tables here make
 the FHIR RESTful API's history (FHIR R4 3.1.0.9 "history") and search (FHIR R4 3.1.1 "Search")
@@ -95,4 +96,19 @@ critical_result_alerts = Table(
     Column("acknowledged_by", String(256), nullable=True),
     Column("escalated_at", DateTime(timezone=True), nullable=True),
     Column("escalation_communication_id", String(64), nullable=True),
+)
+
+#: fusion's latest assessment of each study as reporting received it (``assessment.produced``,
+#: migration 0009): the report's comparison, recommendations and missing-context sections come from
+#: here, whichever of the findings and the assessment arrives first.
+report_context_assessments = Table(
+    "report_context_assessments",
+    metadata,
+    Column("study_instance_uid", String(64), primary_key=True),
+    Column("patient_id", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("assessed_at", DateTime(timezone=True), nullable=False),
+    #: The event payload (JSON) of that version.
+    Column("payload", Text, nullable=False),
+    Column("received_at", DateTime(timezone=True), nullable=False),
 )

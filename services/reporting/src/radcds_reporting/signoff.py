@@ -24,6 +24,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting import entered_findings
 from radcds_reporting.narrative import conclusion, content_of, presented_forms
 from radcds_reporting.oru import ResultOutbox
 from radcds_reporting.repository import FhirRepository, fhir_instant
@@ -111,7 +112,9 @@ def _author_of(dr: dict[str, Any]) -> str:
 
 
 def _observations(repo: FhirRepository, dr: dict[str, Any]) -> list[dict[str, Any]]:
-    return [o for ref in dr.get("result", []) if (o := repo.read("Observation", ref["reference"].split("/")[-1]))]
+    """The algorithms' result Observations (the radiologist's own findings are not "algorithm measurements")."""
+    found = (repo.read("Observation", ref["reference"].split("/")[-1]) for ref in dr.get("result", []))
+    return [o for o in found if o and not entered_findings.is_radiologist_entered(o)]
 
 
 def _rendered_report(
@@ -133,6 +136,20 @@ def _rendered_report(
         signed_at=fhir_instant(now) if signed else "",
     )
     return presented_forms(content, creation=fhir_instant(now))
+
+
+def _study_uid(repo: FhirRepository, dr: dict[str, Any]) -> str:
+    """The Study Instance UID of the report's ImagingStudy ("" when unknown)."""
+    return next(
+        (
+            i["value"].removeprefix("urn:oid:")
+            for ref in dr.get("imagingStudy", [])
+            for study in [repo.read("ImagingStudy", ref["reference"].split("/")[-1]) or {}]
+            for i in study.get("identifier", [])
+            if i.get("system") == "urn:dicom:uid"
+        ),
+        "",
+    )
 
 
 def _without(dr: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -205,6 +222,8 @@ class ReportSignOff:
                 for key in ("subject", "imagingStudy", "identifier"):
                     if new.get(key) != current.get(key):
                         raise InvalidChange(f"{key} of a DiagnosticReport cannot change")
+            # Structured findings sent as contained Observations become stand-alone ones in ``result``.
+            sent = entered_findings.take_contained(new, report_id=report_id) if patch is None else []
             try:
                 requested = ReportStatus(str(new.get("status")))
             except ValueError:
@@ -217,8 +236,17 @@ class ReportSignOff:
             changed = _without(new, "meta", "text", "status", "resultsInterpreter") != _without(
                 current, "meta", "text", "status", "resultsInterpreter"
             )
+            if entered_findings.any_changed(repo, sent):
+                changed = True  # a new or changed finding is new report content: a version issued now
+                new["issued"] = fhir_instant(now)
             status = next_status(previous, requested, content_changed=changed)
             require_author(status, author)
+            if sent and not author:
+                raise entered_findings.InvalidFinding(
+                    "structured findings need the radiologist who entered them (resultsInterpreter or fhirUser)",
+                    expression="DiagnosticReport.resultsInterpreter",
+                    code="required",
+                )
             new["status"] = status.value
             if status in SIGNED and not _author_of(new):
                 new["resultsInterpreter"] = [{"reference": author}]
@@ -237,6 +265,12 @@ class ReportSignOff:
             written = stored.get("meta", {}).get("versionId") != current.get("meta", {}).get("versionId")
             if not written:
                 return stored, False
+            row_study = _study_uid(repo, stored)
+            observed = _OBSERVATION_STATUS.get(status, "preliminary")
+            for finding in sent:
+                entered = entered_findings.observation(finding, report=stored, author=author, status=observed, now=now)
+                repo.upsert(entered, study_instance_uid=row_study, now=now)
+            entered_findings.withdraw_dropped(repo, previous=current, stored=stored, now=now)
             for ref in stored.get("result", []):
                 obs = repo.read("Observation", ref["reference"].split("/")[-1])
                 target = _OBSERVATION_STATUS.get(status)
@@ -250,16 +284,6 @@ class ReportSignOff:
             if self._results is not None:
                 self._results.enqueue_in(conn, report=stored)
             if self._relay is not None:
-                row_study = next(
-                    (
-                        i["value"].removeprefix("urn:oid:")
-                        for ref in stored.get("imagingStudy", [])
-                        for study in [repo.read("ImagingStudy", ref["reference"].split("/")[-1]) or {}]
-                        for i in study.get("identifier", [])
-                        if i.get("system") == "urn:dicom:uid"
-                    ),
-                    "",
-                )
                 event = DiagnosticReportStored(
                     stored["id"],
                     row_study or "0",
@@ -276,6 +300,10 @@ class ReportSignOff:
                 )
                 event_id = str(uuid.uuid5(SIGNOFF_EVENT_NAMESPACE, f"{stored['id']}/{stored['meta']['versionId']}"))
                 enqueue(conn, REPORT_STORED, [(event.to_payload(), event_id, row_study or stored["id"])])
+                if row_study:
+                    entered_findings.enqueue_in(
+                        conn, repo, previous=current, stored=stored, sent=bool(sent), study_uid=row_study, author=author
+                    )
             return stored, True
 
 

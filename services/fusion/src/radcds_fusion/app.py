@@ -21,7 +21,14 @@ from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
-from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, ORDER_RECEIVED, SOURCE_FUSION, STUDY_AVAILABLE
+from radcds.domain.events import (
+    FINDINGS_ENTERED,
+    FINDINGS_PRODUCED,
+    INSTANCE_STORED,
+    ORDER_RECEIVED,
+    SOURCE_FUSION,
+    STUDY_AVAILABLE,
+)
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.loop import LoopThread
@@ -38,9 +45,9 @@ from radcds_fusion.queries import RecommendationQueries
 from radcds_fusion.settings import FusionSettings
 
 log = logging.getLogger(__name__)
-#: Topics fusion reads: findings to assess, studies and orders that may close recommendations, instances
-#: (measurement SRs; only with imaging's DICOMweb configured).
-CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, STUDY_AVAILABLE.topic, ORDER_RECEIVED.topic)
+#: Topics fusion reads: findings to assess (inference's, and the radiologist's sent with the report), studies and
+#: orders that may close recommendations, instances (measurement SRs; only with imaging's DICOMweb configured).
+CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, FINDINGS_ENTERED.topic, STUDY_AVAILABLE.topic, ORDER_RECEIVED.topic)
 SR_TOPICS = (INSTANCE_STORED.topic,)
 #: The database chain of fusion (its own Alembic version table).
 MIGRATION_CHAIN = "radcds_fusion.db"

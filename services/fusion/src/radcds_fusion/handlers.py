@@ -18,6 +18,7 @@ from radcds.adapters.fhir.report import patient_id_for
 from radcds.adapters.kafka.codec import DecodedEvent
 from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
+    FINDINGS_ENTERED,
     FINDINGS_PRODUCED,
     INSTANCE_STORED,
     ORDER_RECEIVED,
@@ -26,9 +27,11 @@ from radcds.domain.events import (
     ImagingFindingsProduced,
     ImagingInstanceStored,
     ImagingOrderReceived,
+    StructuredFindingsEntered,
 )
 from radcds_fusion.adapters.codec import assessment_payload, recommendation_payload
 from radcds_fusion.adapters.ehr_codes import NODULE_FINDINGS_SNOMED
+from radcds_fusion.adapters.entered_findings import entered_findings
 from radcds_fusion.adapters.fhir import service_request
 from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series, study_date_of
 from radcds_fusion.adapters.imaging import MEASUREMENT_SR_CLASSES, ImagingInstances
@@ -87,10 +90,12 @@ class FusionService:
         self._instances = instances
 
     def handle(self, event: DecodedEvent) -> None:
-        """Kafka entry point: findings are assessed, measurement SRs read, studies and orders close
-        recommendations; other events are ignored."""
+        """Kafka entry point: findings (inference's and the radiologist's) are assessed, measurement SRs read, studies
+        and orders close recommendations; other events are ignored."""
         if event.kind is FINDINGS_PRODUCED:
             self.assess_findings(event)
+        elif event.kind is FINDINGS_ENTERED:
+            self.record_entered_findings(event)
         elif event.kind is STUDY_AVAILABLE:
             self.close_by_study(event)
         elif event.kind is INSTANCE_STORED and self._instances is not None:
@@ -194,15 +199,45 @@ class FusionService:
             )
             for i, n in enumerate(nodules)
         )
-        context = self._context(patient)
+        self._record(event_id, patient, study_uid, study_date, "CT", f"sr:{sr_instance_uid}", findings, now)
+
+    def record_entered_findings(self, event: DecodedEvent) -> None:
+        """Structured findings a radiologist sent with the report (reporting's ``findings.entered``): the report's
+        nodules replace what the same report gave before and the study is assessed again. An impossible measurement
+        raises :class:`~radcds_fusion.adapters.entered_findings.ImpossibleFinding` (the consumer dead-letters it)."""
+        now = self._clock()
+        entered = entered_findings(StructuredFindingsEntered.from_payload(event.payload), today=now.date())
+        self._record(
+            event.id,
+            entered.patient,
+            entered.study_uid,
+            entered.study_date,
+            entered.modality,
+            entered.source,
+            entered.findings,
+            now,
+        )
+
+    def _record(
+        self,
+        event_id: str,
+        patient: PatientRef,
+        study_uid: str,
+        study_date: date,
+        modality: str,
+        source: str,
+        findings: Sequence[MeasuredFinding],
+        now: datetime,
+    ) -> None:
+        """Store one source's findings of a study (replacing what it gave before) and assess the study again."""
+        context = self._context(patient)  # outside the transaction: the EHR may be slow
         with self._engine.begin() as conn:
             if already_processed(conn, consumer_group=self._group, event_id=event_id):
+                log.info("duplicate event skipped", extra={"event_id": event_id})
                 return
             repo = FusionRepository(conn)
-            repo.replace_findings(
-                source=f"sr:{sr_instance_uid}", patient_id=patient.id, study_uid=study_uid, findings=findings
-            )
-            self._assess(conn, repo, patient, study_uid, study_date, "CT", context, now)
+            repo.replace_findings(source=source, patient_id=patient.id, study_uid=study_uid, findings=findings)
+            self._assess(conn, repo, patient, study_uid, study_date, modality, context, now)
             mark_processed(conn, consumer_group=self._group, event_id=event_id)
         self._after_commit()
 

@@ -24,6 +24,7 @@ from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
 from radcds.domain.ports import EventPublisher
 from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting import entered_findings
 from radcds_reporting.assessments import ReportContext, context_for
 from radcds_reporting.narrative import conclusion, content_of, presented_forms
 from radcds_reporting.oru import ResultOutbox
@@ -112,7 +113,9 @@ def _author_of(dr: dict[str, Any]) -> str:
 
 
 def _observations(repo: FhirRepository, dr: dict[str, Any]) -> list[dict[str, Any]]:
-    return [o for ref in dr.get("result", []) if (o := repo.read("Observation", ref["reference"].split("/")[-1]))]
+    """The algorithms' result Observations (the radiologist's own findings are not "algorithm measurements")."""
+    found = (repo.read("Observation", ref["reference"].split("/")[-1]) for ref in dr.get("result", []))
+    return [o for o in found if o and not entered_findings.is_radiologist_entered(o)]
 
 
 def _rendered_report(
@@ -139,8 +142,13 @@ def _rendered_report(
 
 def _context(repo: FhirRepository, dr: dict[str, Any]) -> ReportContext | None:
     """fusion's latest assessment of the report's study (its context sections)."""
-    study_uid = repo.study_instance_uid_of("DiagnosticReport", str(dr.get("id", "")))
+    study_uid = _study_uid(repo, dr)
     return context_for(repo.connection, study_uid) if study_uid else None
+
+
+def _study_uid(repo: FhirRepository, dr: dict[str, Any]) -> str:
+    """The Study Instance UID the report belongs to ("" when unknown)."""
+    return repo.study_instance_uid_of("DiagnosticReport", str(dr.get("id", "")))
 
 
 def _without(dr: dict[str, Any], *keys: str) -> dict[str, Any]:
@@ -213,6 +221,8 @@ class ReportSignOff:
                 for key in ("subject", "imagingStudy", "identifier"):
                     if new.get(key) != current.get(key):
                         raise InvalidChange(f"{key} of a DiagnosticReport cannot change")
+            # Structured findings sent as contained Observations become stand-alone ones in ``result``.
+            sent = entered_findings.take_contained(new, report_id=report_id) if patch is None else []
             try:
                 requested = ReportStatus(str(new.get("status")))
             except ValueError:
@@ -225,8 +235,17 @@ class ReportSignOff:
             changed = _without(new, "meta", "text", "status", "resultsInterpreter") != _without(
                 current, "meta", "text", "status", "resultsInterpreter"
             )
+            if entered_findings.any_changed(repo, sent):
+                changed = True  # a new or changed finding is new report content: a version issued now
+                new["issued"] = fhir_instant(now)
             status = next_status(previous, requested, content_changed=changed)
             require_author(status, author)
+            if sent and not author:
+                raise entered_findings.InvalidFinding(
+                    "structured findings need the radiologist who entered them (resultsInterpreter or fhirUser)",
+                    expression="DiagnosticReport.resultsInterpreter",
+                    code="required",
+                )
             new["status"] = status.value
             if status in SIGNED and not _author_of(new):
                 new["resultsInterpreter"] = [{"reference": author}]
@@ -250,6 +269,12 @@ class ReportSignOff:
             written = stored.get("meta", {}).get("versionId") != current.get("meta", {}).get("versionId")
             if not written:
                 return stored, False
+            row_study = _study_uid(repo, stored)
+            observed = _OBSERVATION_STATUS.get(status, "preliminary")
+            for finding in sent:
+                entered = entered_findings.observation(finding, report=stored, author=author, status=observed, now=now)
+                repo.upsert(entered, study_instance_uid=row_study, now=now)
+            entered_findings.withdraw_dropped(repo, previous=current, stored=stored, now=now)
             for ref in stored.get("result", []):
                 obs = repo.read("Observation", ref["reference"].split("/")[-1])
                 target = _OBSERVATION_STATUS.get(status)
@@ -263,16 +288,6 @@ class ReportSignOff:
             if self._results is not None:
                 self._results.enqueue_in(conn, report=stored)
             if self._relay is not None:
-                row_study = next(
-                    (
-                        i["value"].removeprefix("urn:oid:")
-                        for ref in stored.get("imagingStudy", [])
-                        for study in [repo.read("ImagingStudy", ref["reference"].split("/")[-1]) or {}]
-                        for i in study.get("identifier", [])
-                        if i.get("system") == "urn:dicom:uid"
-                    ),
-                    "",
-                )
                 event = DiagnosticReportStored(
                     stored["id"],
                     row_study or "0",
@@ -289,6 +304,10 @@ class ReportSignOff:
                 )
                 event_id = str(uuid.uuid5(SIGNOFF_EVENT_NAMESPACE, f"{stored['id']}/{stored['meta']['versionId']}"))
                 enqueue(conn, REPORT_STORED, [(event.to_payload(), event_id, row_study or stored["id"])])
+                if row_study:
+                    entered_findings.enqueue_in(
+                        conn, repo, previous=current, stored=stored, sent=bool(sent), study_uid=row_study, author=author
+                    )
             return stored, True
 
 

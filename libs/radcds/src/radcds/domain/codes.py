@@ -90,3 +90,45 @@ UNIT_MILLIMETRE = "mm"
 UNIT_SQUARE_MILLIMETRE = "mm2"
 UNIT_CUBIC_MILLIMETRE = "mm3"
 UNIT_COUNT = "{count}"
+
+# ---- pulmonary nodules entered by a radiologist (docs/reporting.md "Structured findings") -----
+# The codes fusion's TID 1500 reader accepts (services/fusion/.../sr_nodules.py, docs/fusion.md).
+
+#: Finding codes of a pulmonary nodule: SNOMED CT 427359005 |Solitary nodule of lung|, 786838002 |Pulmonary
+#: nodule|, 27925004 |Nodule| (DICOM PS3.16 CID 6104).
+NODULE_FINDINGS = (
+    Coding(SNOMED_CT, "427359005", "Solitary nodule of lung"),
+    Coding(SNOMED_CT, "786838002", "Pulmonary nodule"),
+    Coding(SNOMED_CT, "27925004", "Nodule"),
+)
+#: Where a nodule lies: the five lobes, either lung, the lung (SNOMED CT body structures; the code meanings of
+#: DICOM PS3.16 CID 6116/CID 4031 as written in a TID 1500 Finding Site).
+LUNG_SITES = (
+    Coding(SNOMED_CT, "45653009", "Upper lobe of right lung"),
+    Coding(SNOMED_CT, "72481006", "Middle lobe of right lung"),
+    Coding(SNOMED_CT, "266005", "Lower lobe of right lung"),
+    Coding(SNOMED_CT, "44714003", "Upper lobe of left lung"),
+    Coding(SNOMED_CT, "90572001", "Lower lobe of left lung"),
+    Coding(SNOMED_CT, "3341006", "Right lung"),
+    Coding(SNOMED_CT, "44029006", "Left lung"),
+    Coding(SNOMED_CT, "39607008", "Lung"),
+)
+#: DICOM PS3.16 TID 300 size measurements: SNOMED CT 103339001 |Long axis|, 103340004 |Short axis|.
+LONG_AXIS = Coding(SNOMED_CT, "103339001", "Long Axis")
+SHORT_AXIS = Coding(SNOMED_CT, "103340004", "Short Axis")
+#: A component whose value is the nodule's composition (as fusion reads prior nodule Observations).
+NODULE_COMPOSITION = Coding(RADCDS_MEASUREMENT, "nodule-composition", "Nodule composition")
+#: The mean diameter of the solid part of a part-solid nodule (Fleischner 2017, Lung-RADS v2022): no standard code.
+SOLID_PART_DIAMETER = Coding(RADCDS_MEASUREMENT, "solid-part-mean-diameter", "Solid part mean diameter")
+#: Compositions by the words both guidelines use: SNOMED CT 35702001 |Solid|, 1217294009 and 50196008 |Ground glass
+#: opacity|; no SNOMED CT concept for a part-solid nodule could be confirmed, so radcds's own code stands for it.
+NODULE_COMPOSITIONS: dict[tuple[str, str], str] = {
+    (SNOMED_CT, "35702001"): "solid",
+    (SNOMED_CT, "1217294009"): "ground-glass",
+    (SNOMED_CT, "50196008"): "ground-glass",
+    (RADCDS_MEASUREMENT, "part-solid"): "part-solid",
+}
+#: Our code system for how an Observation was made; ``radiologist-entered``: entered by a radiologist with the
+#: report, not produced by an algorithm.
+RADCDS_OBSERVATION_METHOD = "https://radcds.example.org/fhir/CodeSystem/observation-method"
+RADIOLOGIST_ENTERED = Coding(RADCDS_OBSERVATION_METHOD, "radiologist-entered", "Entered by a radiologist")

@@ -87,6 +87,12 @@ RECOMMENDATION_CHANGED = EventKind(
     topic="radcds.fusion.recommendations.v1",
     schema="fusion-recommendation-changed.v1.json",
 )
+#: A radiologist entered structured findings with a report (FHIR Observations sent in the DiagnosticReport).
+FINDINGS_ENTERED = EventKind(
+    type="org.radcds.reporting.findings.entered.v1",
+    topic="radcds.reporting.findings.v1",
+    schema="report-findings-entered.v1.json",
+)
 EVENT_KINDS: dict[str, EventKind] = {
     k.type: k
     for k in (
@@ -97,6 +103,7 @@ EVENT_KINDS: dict[str, EventKind] = {
         FINDINGS_PRODUCED,
         REPORT_STORED,
         CRITICAL_RESULT_ESCALATED,
+        FINDINGS_ENTERED,
         ASSESSMENT_PRODUCED,
         RECOMMENDATION_CHANGED,
     )
@@ -421,6 +428,111 @@ class CriticalResultEscalated:
             sent_at=payload["sentAt"],
             escalated_at=payload["escalatedAt"],
         )
+
+
+@dataclass(frozen=True, slots=True)
+class EnteredNodule:
+    """A pulmonary nodule as a radiologist entered it (one FHIR Observation of the report), in neutral terms:
+    codes, sizes in millimetres, composition ``solid``, ``part-solid`` or ``ground-glass``."""
+
+    observation_id: str
+    finding: Coding
+    body_site: Coding
+    long_axis_mm: float
+    composition: str
+    short_axis_mm: float | None = None
+    #: The mean diameter of the solid part of a part-solid nodule.
+    solid_part_mm: float | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """One item of ``findings`` (schema report-findings-entered.v1)."""
+        out: dict[str, Any] = {
+            "observationId": self.observation_id,
+            "code": _coding_payload(self.finding),
+            "bodySite": _coding_payload(self.body_site),
+            "longAxisMm": self.long_axis_mm,
+            "composition": self.composition,
+        }
+        if self.short_axis_mm is not None:
+            out["shortAxisMm"] = self.short_axis_mm
+        if self.solid_part_mm is not None:
+            out["solidPartMm"] = self.solid_part_mm
+        return out
+
+    @classmethod
+    def from_payload(cls, p: dict[str, Any]) -> EnteredNodule:
+        """Build from one schema-validated item."""
+        return cls(
+            observation_id=p["observationId"],
+            finding=Coding(p["code"]["system"], p["code"]["code"], p["code"].get("display", "")),
+            body_site=Coding(p["bodySite"]["system"], p["bodySite"]["code"], p["bodySite"].get("display", "")),
+            long_axis_mm=float(p["longAxisMm"]),
+            composition=p["composition"],
+            short_axis_mm=float(p["shortAxisMm"]) if "shortAxisMm" in p else None,
+            solid_part_mm=float(p["solidPartMm"]) if "solidPartMm" in p else None,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredFindingsEntered:
+    """A radiologist sent structured findings with a DiagnosticReport (FHIR R4 DiagnosticReport.result, 8.1): the
+    report version's complete set of radiologist-entered nodules (empty when the radiologist removed them all), so
+    a consumer replaces what the same report gave before. ``patient_id`` is radcds's Patient id;
+    ``patient_identifier`` (system, value) the Patient's MRN, which the findings events already carry (DICOM
+    Patient ID), for reading the patient's EHR context."""
+
+    diagnostic_report_id: str
+    version_id: str
+    report_status: str
+    study_instance_uid: str
+    patient_id: str
+    #: The radiologist who entered them ("" when unknown: a version that only dropped findings).
+    entered_by: str
+    findings: tuple[EnteredNodule, ...]
+    study_date: str = ""
+    modalities: tuple[str, ...] = ()
+    patient_identifier: tuple[str, str] | None = None
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema report-findings-entered.v1); empty optional fields are left out."""
+        payload: dict[str, Any] = {
+            "diagnosticReportId": self.diagnostic_report_id,
+            "versionId": self.version_id,
+            "reportStatus": self.report_status,
+            "studyInstanceUid": self.study_instance_uid,
+            "patientId": self.patient_id,
+            "findings": [f.to_payload() for f in self.findings],
+        }
+        if self.entered_by:
+            payload["enteredBy"] = self.entered_by
+        if self.study_date:
+            payload["studyDate"] = self.study_date
+        if self.modalities:
+            payload["modalities"] = list(self.modalities)
+        if self.patient_identifier is not None:
+            payload["patientIdentifier"] = {"system": self.patient_identifier[0], "value": self.patient_identifier[1]}
+        return payload
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> StructuredFindingsEntered:
+        """Build from a schema-validated payload."""
+        ident = payload.get("patientIdentifier")
+        return cls(
+            diagnostic_report_id=payload["diagnosticReportId"],
+            version_id=payload["versionId"],
+            report_status=payload["reportStatus"],
+            study_instance_uid=payload["studyInstanceUid"],
+            patient_id=payload["patientId"],
+            entered_by=payload.get("enteredBy", ""),
+            findings=tuple(EnteredNodule.from_payload(f) for f in payload["findings"]),
+            study_date=payload.get("studyDate", ""),
+            modalities=tuple(payload.get("modalities", ())),
+            patient_identifier=(ident.get("system", ""), ident["value"]) if ident else None,
+        )
+
+
+def _coding_payload(c: Coding) -> dict[str, str]:
+    return {"system": c.system, "code": c.code, "display": c.display}
 
 
 def _measurement_payload(m: Measurement) -> dict[str, Any]:

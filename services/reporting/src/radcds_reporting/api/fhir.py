@@ -28,6 +28,7 @@ from radcds.domain.report_status import AuthorRequired, IllegalTransition
 from radcds.domain.smart_scopes import Interaction
 from radcds_reporting.api.deps import Access, AccessDenied, AuthorizerDep, CriticalDep, EngineDep, SignOffDep
 from radcds_reporting.critical import NotACriticalResult
+from radcds_reporting.entered_findings import InvalidFinding
 from radcds_reporting.repository import FhirRepository, VersionConflict
 from radcds_reporting.signoff import InvalidChange, PatchError, ReportNotFound
 
@@ -398,6 +399,8 @@ def _signoff_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Acces
         return operation_outcome(409, "conflict", str(exc))
     except VersionConflict as exc:
         return operation_outcome(412, "conflict", str(exc))
+    except InvalidFinding as exc:  # structured findings: 400 not valid R4, 422 a rule; the element is named
+        return operation_outcome(exc.status, exc.code, str(exc), expression=exc.expression)
     except (AuthorRequired, InvalidChange, PatchError) as exc:
         return operation_outcome(422, "processing", str(exc))
     if access.patient and not _in_compartment(stored, access.patient):

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from radcds.devstack.testing import presented_html
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_ENTERED, REPORT_STORED, StructuredFindingsEntered
 from radcds_reporting.app import create_app
@@ -133,6 +134,8 @@ def test_signed_report_with_a_contained_nodule_stores_the_radiologists_observati
     assert found.finding.code == "427359005" and found.body_site.code == "45653009"
     # the radiologist's finding is not counted as an algorithm measurement in the signed conclusion
     assert f"{len(dr['result'])} algorithm measurement(s)" in stored["conclusion"]
+    # but the signed readable report lists it, as the radiologist's
+    assert "<td>7 mm</td><td>radiologist</td>" in presented_html(stored)
     assert [k for k, _, _ in publisher.events][-2:] == [REPORT_STORED, FINDINGS_ENTERED]
 
 

@@ -22,6 +22,7 @@ from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table
 
 from radcds_reporting.assessments import PENDING, ReportContext
+from radcds_reporting.entered_findings import is_radiologist_entered
 
 DISCLAIMER = (
     "AI-generated PRELIMINARY report produced by radcds quantitative algorithms. "
@@ -77,8 +78,16 @@ class ReportContent:
         return SIGNED_DISCLAIMER if self.signed else DISCLAIMER
 
 
+#: The "Model" column of a finding the radiologist entered with the report (docs/reporting.md, structured findings).
+RADIOLOGIST = "radiologist"
+
+
 def _model(o: dict[str, Any]) -> str:
     return str(o.get("method", {}).get("text", "")).replace(" (not for diagnostic use)", "")
+
+
+def _source(o: dict[str, Any]) -> str:
+    return RADIOLOGIST if is_radiologist_entered(o) else _model(o)
 
 
 def is_critical(o: dict[str, Any]) -> bool:
@@ -106,12 +115,12 @@ def content_of(
         name = o.get("code", {}).get("text", "")
         if "valueQuantity" in o:
             q = o["valueQuantity"]
-            rows.append((name, f"{q['value']:g} {q.get('unit', '')}".strip(), _model(o), is_critical(o)))
+            rows.append((name, f"{q['value']:g} {q.get('unit', '')}".strip(), _source(o), is_critical(o)))
         elif "valueCodeableConcept" in o:
             value = o["valueCodeableConcept"].get("text", "present").lower()
             where = next((n["text"] for n in o.get("note", []) if n.get("text", "").startswith("Location: ")), "")
             rows.append(
-                (name, f"{value} ({where.removeprefix('Location: ')})" if where else value, _model(o), is_critical(o))
+                (name, f"{value} ({where.removeprefix('Location: ')})" if where else value, _source(o), is_critical(o))
             )
         else:
             outside.append((_model(o), o.get("note", [{}])[0].get("text", "not analysed")))
@@ -134,13 +143,14 @@ def conclusion(
     """
     c = content_of("", observations)
     models = ", ".join(c.models) or "no model"
+    measured_by_ai = [row for row in c.rows if row[2] != RADIOLOGIST]
     if signed_by:
         parts = [
-            f"Report {status}, signed by {signed_by}. {len(c.rows)} algorithm measurement(s)"
+            f"Report {status}, signed by {signed_by}. {len(measured_by_ai)} algorithm measurement(s)"
             f" by {models} reviewed in this signed report."
         ]
     else:
-        measured = f"{len(c.rows)} measurement(s) by {models}." if c.models else "No radcds measurement."
+        measured = f"{len(measured_by_ai)} measurement(s) by {models}." if c.models else "No radcds measurement."
         parts = [f"Preliminary AI-generated result, not for diagnostic use. {measured}"]
     critical = [name for name, _, _, crit in c.rows if crit]
     if critical:

@@ -112,17 +112,31 @@ def _author_of(dr: dict[str, Any]) -> str:
     return ""
 
 
-def _observations(repo: FhirRepository, dr: dict[str, Any]) -> list[dict[str, Any]]:
-    """The algorithms' result Observations (the radiologist's own findings are not "algorithm measurements")."""
-    found = (repo.read("Observation", ref["reference"].split("/")[-1]) for ref in dr.get("result", []))
-    return [o for o in found if o and not entered_findings.is_radiologist_entered(o)]
+def _observations(
+    repo: FhirRepository, dr: dict[str, Any], pending: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
+    """The report's result Observations: the algorithms' and the radiologist's own findings (the narrative
+    lists both and counts only the algorithms' as "algorithm measurements"); ``pending`` are the findings
+    sent with this change, not stored yet."""
+    waiting = {o["id"]: o for o in pending or []}
+    found = (
+        waiting.get(oid) or repo.read("Observation", oid)
+        for oid in (ref["reference"].split("/")[-1] for ref in dr.get("result", []))
+    )
+    return [o for o in found if o]
 
 
 def _rendered_report(
-    repo: FhirRepository, dr: dict[str, Any], *, status: ReportStatus, author: str, now: datetime
+    repo: FhirRepository,
+    dr: dict[str, Any],
+    *,
+    status: ReportStatus,
+    author: str,
+    now: datetime,
+    pending: list[dict[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """The HTML and PDF of ``dr`` re-rendered for ``status`` (signed by ``author`` when signed)."""
-    observations = _observations(repo, dr)
+    observations = _observations(repo, dr, pending)
     study = next(
         (s for ref in dr.get("imagingStudy", []) if (s := repo.read("ImagingStudy", ref["reference"].split("/")[-1]))),
         {},
@@ -251,17 +265,23 @@ class ReportSignOff:
                 new["resultsInterpreter"] = [{"reference": author}]
             if status in SIGNED and status != previous:
                 new["issued"] = fhir_instant(now)
+            observed = _OBSERVATION_STATUS.get(status, "preliminary")
+            pending = [
+                entered_findings.observation(f, report=new, author=author, status=observed, now=now) for f in sent
+            ]
             if status in SIGNED and status != previous and new.get("conclusion") == current.get("conclusion"):
                 # The radiologist signed the generated text: it now says so (the AI origin is in Provenance).
                 new["conclusion"] = conclusion(
-                    _observations(repo, new),
+                    _observations(repo, new, pending),
                     status=status.value,
                     signed_by=author,
                     context=_context(repo, new),
                 )
             if status != previous and new.get("presentedForm") == current.get("presentedForm"):
                 # The readable report follows the status (unless the radiologist sent their own text).
-                new["presentedForm"] = _rendered_report(repo, new, status=status, author=author, now=now)
+                new["presentedForm"] = _rendered_report(
+                    repo, new, status=status, author=author, now=now, pending=pending
+                )
             try:
                 stored = repo.upsert(new, if_match=if_match, now=now)
             except InvalidResource as exc:
@@ -270,7 +290,6 @@ class ReportSignOff:
             if not written:
                 return stored, False
             row_study = _study_uid(repo, stored)
-            observed = _OBSERVATION_STATUS.get(status, "preliminary")
             for finding in sent:
                 entered = entered_findings.observation(finding, report=stored, author=author, status=observed, now=now)
                 repo.upsert(entered, study_instance_uid=row_study, now=now)

@@ -14,6 +14,8 @@ import pytest
 
 from radcds.devstack.stack import SERVICES, LocalStack, Ports
 
+from .helpers import HOSPITAL_MRN_SYSTEM
+
 ROOT = Path(__file__).resolve().parents[2]
 #: Port of the ORU receiver the test stack's reporting service delivers to.
 ORU_PEER_PORT = 22576
@@ -48,6 +50,8 @@ def stack() -> Iterator[LocalStack]:
             f"{p}CONSUMER_BACKOFF_MAX_S": "1",
         }
     extra["RADCDS_IMAGING_STUDY_QUIET_PERIOD_S"] = "1.0"
+    # The MRN system of the EHR Patients the tests send in CDS Hooks calls (fusion matches order-sign by it).
+    extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = HOSPITAL_MRN_SYSTEM
     # The integration engine that receives ORU^R01: a python-hl7 asyncio server that
     # test_order_to_final_oru.py starts on this port (other tests leave it closed: ORUs retry).
     extra["RADCDS_REPORTING_MLLP_DESTINATIONS"] = f"127.0.0.1:{ORU_PEER_PORT}"

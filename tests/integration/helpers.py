@@ -14,6 +14,8 @@ from kafka import KafkaConsumer, KafkaProducer
 from radcds.devstack.stack import LocalStack
 
 T = TypeVar("T")
+#: The hospital's MRN identifier system in the test stack (an example OID): fusion matches CDS Hooks orders by it.
+HOSPITAL_MRN_SYSTEM = "urn:oid:2.16.840.1.113883.3.999"
 
 
 def eventually(

@@ -21,7 +21,14 @@ from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
-from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, ORDER_RECEIVED, SOURCE_FUSION, STUDY_AVAILABLE
+from radcds.domain.events import (
+    FINDINGS_PRODUCED,
+    INSTANCE_STORED,
+    ORDER_EVALUATED,
+    ORDER_RECEIVED,
+    SOURCE_FUSION,
+    STUDY_AVAILABLE,
+)
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.loop import LoopThread
@@ -38,9 +45,9 @@ from radcds_fusion.queries import RecommendationQueries
 from radcds_fusion.settings import FusionSettings
 
 log = logging.getLogger(__name__)
-#: Topics fusion reads: findings to assess, studies and orders that may close recommendations, instances
-#: (measurement SRs; only with imaging's DICOMweb configured).
-CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, STUDY_AVAILABLE.topic, ORDER_RECEIVED.topic)
+#: Topics fusion reads: findings to assess, studies and orders (HL7 v2 from reporting, CDS Hooks order-sign from
+#: referral) that may close recommendations, instances (measurement SRs; only with imaging's DICOMweb configured).
+CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, STUDY_AVAILABLE.topic, ORDER_RECEIVED.topic, ORDER_EVALUATED.topic)
 SR_TOPICS = (INSTANCE_STORED.topic,)
 #: The database chain of fusion (its own Alembic version table).
 MIGRATION_CHAIN = "radcds_fusion.db"
@@ -208,6 +215,7 @@ def build_components(
         consumer_group=settings.consumer_group,
         after_commit=lambda: holder[0].notify_relay(),
         instances=instances,
+        mrn_system=settings.ehr_patient_identifier_system,
     )
     components = FusionComponents(
         settings=settings,

@@ -14,6 +14,7 @@ import pytest
 
 from radcds.devstack.stack import SERVICES, LocalStack, Ports
 
+from .helpers import HOSPITAL_MRN_SYSTEM
 from .peers import Hapi, IntegrationEngine, run_hapi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +23,6 @@ ORU_PEER_PORT = 22576
 #: Port of the EHR the test stack's fusion reads: a loopback gateway in front of the test HAPI server that
 #: test_fusion_report_flow.py runs (and can slow or stop). Elsewhere nothing listens: the EHR is down.
 EHR_GATEWAY_PORT = 28092
-#: The identifier system of the test EHR's MRNs (fhir/ehr_patients.py).
-EHR_MRN_SYSTEM = "https://radcds.example.org/fhir/sid/test-mrn"
 TEST_PORTS = Ports(
     kafka=29092,
     kafka_controller=29093,
@@ -61,7 +60,9 @@ def stack() -> Iterator[LocalStack]:
     extra["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] = str(ROOT / "tests" / "integration" / "hl7" / "oru_destinations.toml")
     extra["RADCDS_FUSION_EHR_FHIR_BASE_URL"] = f"http://127.0.0.1:{EHR_GATEWAY_PORT}/fhir"
     extra["RADCDS_FUSION_EHR_AUTH"] = "none"  # SMART Backend Services is tested in test_fusion_ehr.py
-    extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = EHR_MRN_SYSTEM
+    # The MRN system of the test EHR's Patients and of those the tests send in CDS Hooks calls: fusion looks the
+    # patient up in the EHR and matches order-sign by it.
+    extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = HOSPITAL_MRN_SYSTEM
     s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
     s.up()
     try:

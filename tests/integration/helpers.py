@@ -14,6 +14,9 @@ from kafka import KafkaConsumer, KafkaProducer
 from radcds.devstack.stack import LocalStack
 
 T = TypeVar("T")
+#: The hospital's MRN identifier system in the test stack: the test EHR's Patients carry it (fhir/ehr_patients.py),
+#: fusion looks patients up in the EHR and matches CDS Hooks orders by it.
+HOSPITAL_MRN_SYSTEM = "https://radcds.example.org/fhir/sid/test-mrn"
 
 
 def eventually(

@@ -26,7 +26,7 @@ from radcds.devstack.samples import chest_cr, chest_ct, nodule_measurement_sr, p
 from radcds.domain.events import ASSESSMENT_PRODUCED, RECOMMENDATION_CHANGED
 from radcds.domain.findings import StudyContext
 
-from .helpers import eventually, read_topic
+from .helpers import HOSPITAL_MRN_SYSTEM, eventually, read_topic
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton, pytest.mark.postgres]
 
@@ -87,7 +87,7 @@ def _patient_view(patient_mrn: str) -> dict[str, Any]:
     from radcds_referral import scenarios
 
     pat = scenarios.patient(66, patient_id="ehr-patient-1")
-    pat["identifier"] = [{"system": "urn:oid:2.16.840.1.113883.3.999", "value": patient_mrn}]
+    pat["identifier"] = [{"system": HOSPITAL_MRN_SYSTEM, "value": patient_mrn}]
     empty = {"resourceType": "Bundle", "type": "searchset", "entry": []}
     return {
         "hook": "patient-view",

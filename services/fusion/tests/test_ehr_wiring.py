@@ -18,9 +18,10 @@ from sqlalchemy import select
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.tables import event_outbox
 from radcds.devstack.testing import RecordingPublisher, free_port
-from radcds.domain.events import ASSESSMENT_PRODUCED
+from radcds.domain.events import ASSESSMENT_PRODUCED, ORDER_EVALUATED
 from radcds_fusion.adapters.sr_nodules import ReportedNodule
 from radcds_fusion.app import build_components
+from radcds_fusion.db.tables import fusion_recommendations
 from radcds_fusion.domain.context import PatientRef
 from radcds_fusion.domain.nodules import Composition, Nodule
 from radcds_fusion.settings import FusionSettings
@@ -145,3 +146,36 @@ def test_settings_refuse_an_ehr_without_auth_in_production_or_smart_without_a_ke
         FusionSettings(environment="production", ehr_fhir_base_url="https://ehr.example.org/fhir", ehr_auth="none")
     with pytest.raises(ValidationError, match="needs ehr_client_id"):
         FusionSettings(ehr_fhir_base_url="https://ehr.example.org/fhir")
+
+
+def _ehr_patient_ids(tmp_path: Path) -> list[str | None]:
+    with make_engine(sqlite_url(tmp_path / "fusion.db")).connect() as conn:
+        return list(conn.execute(select(fusion_recommendations.c.ehr_patient_id)).scalars())
+
+
+def test_recommendation_records_the_ehr_patient_id_found_by_mrn_and_none_for_an_unknown_patient(tmp_path, ehr):
+    assess(tmp_path / "known", ehr, "MRN-7")
+    assert _ehr_patient_ids(tmp_path / "known") == ["ehr-7"]
+    assess(tmp_path / "unknown", ehr, "MRN-UNKNOWN")
+    assert _ehr_patient_ids(tmp_path / "unknown") == [None]
+
+
+def test_composition_root_reads_referral_evaluations_and_closes_by_the_configured_mrn_system(tmp_path):
+    from .test_cds_orders import evaluated
+
+    settings = FusionSettings(environment="test", data_dir=tmp_path, ehr_patient_identifier_system="urn:mrn")
+    parts = build_components(settings, engine=make_engine(sqlite_url(tmp_path / "fusion.db")), publisher=None)
+    migrate(parts.engine, chain="radcds_fusion.db")
+    assert ORDER_EVALUATED.topic in parts.topics
+    nodule = ReportedNodule(Nodule(Composition.SOLID, 7.0, 7.0), ("SCT", "427359005", ""), "1.9", "n1", None, None)
+    parts.service.record_measurement_report(
+        event_id="sr-1",
+        patient=PatientRef("p-7", "MRN-7", ""),
+        study_uid="1.2.7",
+        study_date=date(2026, 12, 1),
+        sr_instance_uid="1.2.7.9",
+        nodules=[nodule],
+    )
+    parts.service.handle(evaluated("1", patient="ehr-7", identifiers=(("urn:mrn", "MRN-7"),)))
+    with parts.engine.connect() as conn:
+        assert list(conn.execute(select(fusion_recommendations.c.state)).scalars()) == ["closed"]

@@ -192,8 +192,8 @@ def study_available(event_id: str, *, started: str, modality="CT", body_site="51
     return DecodedEvent(event_id, STUDY_AVAILABLE.type, "/radcds/imaging", "1.2.10", None, STUDY_AVAILABLE, payload)
 
 
-@pytest.fixture
-def recommended(service, engine):
+def recommend(service: FusionService, engine) -> str:
+    """An 8 mm solid nodule of patient MRN-1 (issuer HOSP) measured on 2026-12-01: one Fleischner recommendation."""
     from radcds.adapters.fhir.report import patient_id_for
 
     patient = PatientRef(patient_id_for(StudyContext(patient_id="MRN-1", issuer_of_patient_id="HOSP")), "MRN-1", "HOSP")
@@ -206,7 +206,12 @@ def recommended(service, engine):
         nodules=[nodule(8.2, 7.8)],
     )
     (made,) = outbox(engine, RECOMMENDATION_CHANGED)
-    return made["recommendationId"]
+    return str(made["recommendationId"])
+
+
+@pytest.fixture
+def recommended(service, engine):
+    return recommend(service, engine)
 
 
 def test_matching_chest_ct_closes_the_recommendation(service, engine, recommended):

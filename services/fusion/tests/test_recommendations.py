@@ -3,6 +3,7 @@ overdue after the due date, cancelled with a reason; final states stay final."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime
 
 import pytest
@@ -10,6 +11,7 @@ import pytest
 from radcds_fusion.domain.guidelines import NoduleInput, PatientContext, Risk, assess
 from radcds_fusion.domain.nodules import Composition, Nodule
 from radcds_fusion.domain.recommendations import (
+    EhrPatient,
     InvalidTransition,
     ObservedProcedure,
     RecommendationState,
@@ -18,6 +20,7 @@ from radcds_fusion.domain.recommendations import (
     cancel,
     close,
     close_matching,
+    is_patient_of,
     mark_overdue,
     recommend,
 )
@@ -139,3 +142,23 @@ def test_final_states_stay_final(rec):
 )
 def test_add_months_clamps_to_the_month_end(start, months, expected):
     assert add_months(start, months) == expected
+
+
+@pytest.mark.parametrize(
+    ("ehr_id", "identifier", "mrn_system", "patient", "same"),
+    [
+        ("ehr-7", "MRN-1", "urn:mrn", EhrPatient("ehr-7"), True),  # the EHR id fusion recorded
+        ("ehr-7", "MRN-1", "urn:mrn", EhrPatient("ehr-8", frozenset({("urn:mrn", "MRN-1")})), False),  # recorded wins
+        (None, "MRN-1", "urn:mrn", EhrPatient("ehr-8", frozenset({("urn:mrn", "MRN-1")})), True),  # the MRN
+        (None, "MRN-1", "urn:mrn", EhrPatient("ehr-8", frozenset({("urn:other", "MRN-1")})), False),  # other authority
+        (None, "MRN-1", None, EhrPatient("ehr-8", frozenset({("urn:mrn", "MRN-1")})), False),  # no MRN system known
+        (None, None, "urn:mrn", EhrPatient("ehr-8", frozenset({("urn:mrn", "MRN-1")})), False),  # no MRN recorded
+        (None, "MRN-1", "urn:mrn", EhrPatient("ehr-8"), False),  # no identifiers sent
+    ],
+    ids=["ehr-id", "other-ehr-id", "mrn", "other-authority", "no-mrn-system", "no-identifier", "no-identifiers"],
+)
+def test_ehr_patient_is_the_recommendations_patient_only_by_recorded_ehr_id_or_mrn_in_the_mrn_system(
+    rec, ehr_id, identifier, mrn_system, patient, same
+):
+    made_for = replace(rec, ehr_patient_id=ehr_id, patient_identifier=identifier)
+    assert is_patient_of(made_for, patient, mrn_system=mrn_system) is same

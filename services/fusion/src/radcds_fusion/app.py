@@ -25,6 +25,7 @@ from radcds.domain.events import (
     FINDINGS_ENTERED,
     FINDINGS_PRODUCED,
     INSTANCE_STORED,
+    ORDER_EVALUATED,
     ORDER_RECEIVED,
     SOURCE_FUSION,
     STUDY_AVAILABLE,
@@ -46,8 +47,15 @@ from radcds_fusion.settings import FusionSettings
 
 log = logging.getLogger(__name__)
 #: Topics fusion reads: findings to assess (inference's, and the radiologist's sent with the report), studies and
-#: orders that may close recommendations, instances (measurement SRs; only with imaging's DICOMweb configured).
-CONSUMED_TOPICS = (FINDINGS_PRODUCED.topic, FINDINGS_ENTERED.topic, STUDY_AVAILABLE.topic, ORDER_RECEIVED.topic)
+#: orders (HL7 v2 from reporting, CDS Hooks order-sign from referral) that may close recommendations, instances
+#: (measurement SRs; only with imaging's DICOMweb configured).
+CONSUMED_TOPICS = (
+    FINDINGS_PRODUCED.topic,
+    FINDINGS_ENTERED.topic,
+    STUDY_AVAILABLE.topic,
+    ORDER_RECEIVED.topic,
+    ORDER_EVALUATED.topic,
+)
 SR_TOPICS = (INSTANCE_STORED.topic,)
 #: The database chain of fusion (its own Alembic version table).
 MIGRATION_CHAIN = "radcds_fusion.db"
@@ -215,6 +223,7 @@ def build_components(
         consumer_group=settings.consumer_group,
         after_commit=lambda: holder[0].notify_relay(),
         instances=instances,
+        mrn_system=settings.ehr_patient_identifier_system,
     )
     components = FusionComponents(
         settings=settings,

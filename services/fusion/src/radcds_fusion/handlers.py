@@ -1,6 +1,7 @@
 """Use cases of fusion: assess a study when its findings arrive, close recommendations when the study they ask
-for arrives, mark them overdue, cancel one. Each runs in one database transaction that also writes its events
-to the outbox and, for Kafka events, the processed-event record (at-least-once delivery, idempotent handling)."""
+for, or an order for it (HL7 v2, CDS Hooks order-sign), arrives, mark them overdue, cancel one. Each runs in one
+database transaction that also writes its events to the outbox and, for Kafka events, the processed-event record
+(at-least-once delivery, idempotent handling)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from radcds.domain.events import (
     FINDINGS_ENTERED,
     FINDINGS_PRODUCED,
     INSTANCE_STORED,
+    ORDER_EVALUATED,
     ORDER_RECEIVED,
     RECOMMENDATION_CHANGED,
     STUDY_AVAILABLE,
@@ -35,6 +37,7 @@ from radcds_fusion.adapters.entered_findings import entered_findings
 from radcds_fusion.adapters.fhir import service_request
 from radcds_fusion.adapters.findings_event import NOT_ANALYSED, analysed_series, study_date_of
 from radcds_fusion.adapters.imaging import MEASUREMENT_SR_CLASSES, ImagingInstances
+from radcds_fusion.adapters.order_event import signed_order
 from radcds_fusion.adapters.repository import FusionRepository
 from radcds_fusion.adapters.sr_nodules import NotAMeasurementReport, ReportedNodule, read_nodules
 from radcds_fusion.domain.assessment import StudyFindings, assess_study, priors_with_ehr
@@ -47,6 +50,7 @@ from radcds_fusion.domain.recommendations import (
     RecommendationChanged,
     cancel,
     close_matching,
+    is_patient_of,
     mark_overdue,
 )
 from radcds_fusion.knowledge import Knowledge
@@ -68,7 +72,8 @@ def recommendation_id(study_uid: str, guideline_id: str) -> str:
 
 
 class FusionService:
-    """fusion's use cases over its database; ``context`` reads the patient's EHR context (bounded in time)."""
+    """fusion's use cases over its database; ``context`` reads the patient's EHR context (bounded in time);
+    ``mrn_system`` is the hospital's MRN identifier system (the EHR's, as in ``Patient?identifier=``)."""
 
     def __init__(
         self,
@@ -80,6 +85,7 @@ class FusionService:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         after_commit: Callable[[], None] = lambda: None,
         instances: ImagingInstances | None = None,
+        mrn_system: str | None = None,
     ) -> None:
         self._engine = engine
         self._knowledge = knowledge
@@ -88,6 +94,7 @@ class FusionService:
         self._clock = clock
         self._after_commit = after_commit
         self._instances = instances
+        self._mrn_system = mrn_system
 
     def handle(self, event: DecodedEvent) -> None:
         """Kafka entry point: findings (inference's and the radiologist's) are assessed, measurement SRs read, studies
@@ -102,6 +109,42 @@ class FusionService:
             self.read_measurement_report(event)
         elif event.kind is ORDER_RECEIVED:
             self.close_by_order(event)
+        elif event.kind is ORDER_EVALUATED:
+            self.close_by_signed_order(event)
+
+    def close_by_signed_order(self, event: DecodedEvent) -> None:
+        """A CDS Hooks ``order-sign`` rated by referral closes the open recommendations of the same patient whose
+        order codes include the order's CPT code. The hook names the patient by the EHR's Patient id: it matches
+        the id fusion recorded when it found the patient in the EHR, or, on a recommendation without one, the MRN
+        in the hospital's MRN system among the Patient's identifiers (``is_patient_of``). ``order-select``, an
+        order rated not-appropriate, and an unknown patient close nothing."""
+        now = self._clock()
+        order = signed_order(event.payload, today=now.date())
+        mrns = (
+            sorted(v for s, v in order.patient.identifiers if s == self._mrn_system)
+            if order is not None and self._mrn_system
+            else []
+        )
+        closed: list[RecommendationChanged] = []
+        with self._engine.begin() as conn:
+            if already_processed(conn, consumer_group=self._group, event_id=event.id):
+                return
+            repo = FusionRepository(conn)
+            if order is not None:
+                candidates = repo.open_recommendations_of_ehr_patient(order.patient.id, patient_identifiers=mrns)
+                for rec in candidates:
+                    if not is_patient_of(rec, order.patient, mrn_system=self._mrn_system):
+                        continue
+                    for code in order.codes:  # the patient is established: radcds's id is the recommendation's
+                        seen = ObservedProcedure(rec.patient_id, None, None, code, order.signed_on, order.reference)
+                        if changes := close_matching([rec], seen, at=now):
+                            closed.extend(changes)
+                            break
+            self._save_changes(conn, repo, closed, now)
+            mark_processed(conn, consumer_group=self._group, event_id=event.id)
+        if closed:
+            log.info("recommendations closed by a signed order", extra={"event_id": event.id, "closed": len(closed)})
+            self._after_commit()
 
     def close_by_order(self, event: DecodedEvent) -> None:
         """A new or changed imaging order (HL7 v2 ORM/OMI, stored by reporting) closes the patient's open
@@ -280,7 +323,11 @@ class FusionService:
         new: list[RecommendationChanged] = []
         for made in assessment.recommendations:
             if repo.recommendation(made.recommendation.id) is None:  # a re-assessment keeps the recommendation's life
-                rec = replace(made.recommendation, patient_identifier=patient.identifier or None)
+                rec = replace(
+                    made.recommendation,
+                    patient_identifier=patient.identifier or None,
+                    ehr_patient_id=context.ehr_patient_id,
+                )
                 new.append(RecommendationChanged(rec, made.previous_state))
         version = repo.next_assessment_version(study_uid)
         payload = assessment_payload(assessment, version=version, at=now)

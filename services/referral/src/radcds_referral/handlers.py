@@ -28,6 +28,26 @@ from radcds_referral.repository import Consultation, Feedback, ReferralRepositor
 from radcds_referral.settings import ReferralSettings
 
 log = logging.getLogger(__name__)
+#: At most this many of the Patient's identifiers travel in an order-sign event (an EHR Patient has a handful).
+MAX_PATIENT_IDENTIFIERS = 10
+
+
+def patient_identifiers(patient: dict[str, Any] | None, patient_id: str) -> list[dict[str, str]]:
+    """The identifiers (system and value) of the hook's Patient, for fusion to match its recommendations by MRN.
+
+    Only from the Patient resource that is ``context.patientId`` (prefetch template ``Patient/{{context.patientId}}``
+    or the FHIR fallback), only identifiers with both a system and a value (a value alone does not say whose it is),
+    and never an ``old`` one (FHIR R4 Identifier.use: no longer valid)."""
+    if not patient or patient.get("resourceType") != "Patient" or patient.get("id") != patient_id:
+        return []
+    out = []
+    for i in patient.get("identifier", []) or []:
+        if not isinstance(i, dict) or i.get("use") == "old":
+            continue
+        system, value = i.get("system"), i.get("value")
+        if isinstance(system, str) and system and isinstance(value, str) and value:
+            out.append({"system": system, "value": value})
+    return out[:MAX_PATIENT_IDENTIFIERS]
 
 
 class _ResponseCache:
@@ -114,7 +134,12 @@ class ReferralService:
         else:
             hook = Hook.ORDER_SELECT if request.hook == "order-select" else Hook.ORDER_SIGN
             evaluations = [(o, evaluate_order(io, context, self._rules, hook=hook, today=today)) for o, io in imaging]
-            response, consultations = self._orders(service, request, evaluations, today)
+            identifiers = (
+                patient_identifiers(next(iter(data.get("patient") or []), None), request.patient_id)
+                if request.hook == "order-sign"
+                else []
+            )
+            response, consultations = self._orders(service, request, evaluations, today, identifiers=identifiers)
             await run_in_threadpool(self._repository.add_consultations, consultations)
         self._cache.put(key, response)
         return response
@@ -146,6 +171,8 @@ class ReferralService:
         request: CdsRequest,
         evaluations: list[tuple[dict[str, Any], Evaluation]],
         today: date,
+        *,
+        identifiers: list[dict[str, str]],
     ) -> tuple[dict[str, Any], list[Consultation]]:
         out_cards: list[dict[str, Any]] = []
         actions: list[dict[str, Any]] = []
@@ -173,7 +200,9 @@ class ReferralService:
                         source_url=self._settings.source_url,
                     )
                 )
-            consultations.append(self._consultation(service, request, order, evaluation, consultation_id, card))
+            consultations.append(
+                self._consultation(service, request, order, evaluation, consultation_id, card, identifiers)
+            )
         response: dict[str, Any] = {"cards": out_cards}
         if actions:
             response["systemActions"] = actions
@@ -187,6 +216,7 @@ class ReferralService:
         evaluation: Evaluation,
         consultation_id: str,
         card: dict[str, Any] | None,
+        identifiers: list[dict[str, str]],
     ) -> Consultation:
         rule_id = evaluation.rule.id if evaluation.rule else "none"
         rule_version = evaluation.rule.version if evaluation.rule else "0"
@@ -215,6 +245,8 @@ class ReferralService:
             payload["criteriaUrl"] = applied
         if card is not None:
             payload["cardUuid"] = card["uuid"]
+        if identifiers:  # order-sign only: fusion closes the patient's follow-up recommendation by MRN
+            payload["patientIdentifiers"] = identifiers
         return Consultation(
             consultation_id,
             service.id,

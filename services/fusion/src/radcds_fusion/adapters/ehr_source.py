@@ -1,12 +1,14 @@
 """The clinical-context port of fusion's use cases, over the EHR: the patient found by the identifier fusion knows
 (the DICOM Patient ID, i.e. the MRN: ``GET Patient?identifier=[system|]value``), then their context read by
 :class:`~radcds_fusion.adapters.ehr.EhrContextReader` on an event-loop thread, within its budget. Every failure
-degrades to a context that names what was missing; nothing raises to the use case."""
+degrades to a context that names what was missing; nothing raises to the use case. The context carries the EHR
+Patient id found, which fusion records on its recommendations (a CDS Hooks order names the patient by it)."""
 
 from __future__ import annotations
 
 import concurrent.futures
 import logging
+from dataclasses import replace
 
 from radcds.runtime.loop import LoopThread
 from radcds_fusion.adapters.ehr import EhrContextReader, EhrReadError, HttpFhirReader
@@ -34,7 +36,8 @@ class EhrContextSource:
         self._timeout = timeout_s
 
     def __call__(self, patient: PatientRef) -> ClinicalContext:
-        """The patient's context (chest region priors); what could not be read is named in ``missing``."""
+        """The patient's context (chest region priors) with the EHR Patient id it was read for; what could not be
+        read is named in ``missing``."""
         try:
             return self._loop.run(self._context(patient), timeout_s=self._timeout)
         except concurrent.futures.TimeoutError:
@@ -52,7 +55,8 @@ class EhrContextSource:
         if len(ids) != 1:
             reason = "not found in the EHR by identifier" if not ids else "several EHR patients match the identifier"
             return ClinicalContext(missing=(f"Patient ({reason})",))
-        return await self._reader.context(ids[0])
+        context = await self._reader.context(ids[0])
+        return replace(context, ehr_patient_id=ids[0])  # the patient is known even when some sources failed
 
     def close(self) -> None:
         """Close the HTTP client and stop the loop."""

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, update
+from sqlalchemy import Connection, and_, delete, insert, or_, select, update
 
 from radcds_fusion.adapters.codec import (
     finding_from_json,
@@ -85,6 +85,18 @@ class FusionRepository:
         ).scalars()
         return [recommendation_from_json(d) for d in rows]
 
+    def open_recommendations_of_ehr_patient(
+        self, ehr_patient_id: str, *, patient_identifiers: Sequence[str] = ()
+    ) -> list[Recommendation]:
+        """Open recommendations that may be the EHR patient's: recorded with that EHR Patient id, or recorded with
+        none and with one of ``patient_identifiers`` (candidates: the caller decides with
+        :func:`~radcds_fusion.domain.recommendations.is_patient_of`)."""
+        who = _R.ehr_patient_id == ehr_patient_id
+        if patient_identifiers:
+            who = or_(who, and_(_R.ehr_patient_id.is_(None), _R.patient_identifier.in_(list(patient_identifiers))))
+        rows = self._conn.execute(select(_R.data).where(who, _R.state.in_(_OPEN)).order_by(_R.due_by, _R.id)).scalars()
+        return [recommendation_from_json(d) for d in rows]
+
     def due_before(self, day: date, *, limit: int = 500) -> list[Recommendation]:
         """Proposed recommendations whose due date is before ``day`` (the overdue sweep)."""
         rows = self._conn.execute(
@@ -114,6 +126,7 @@ class FusionRepository:
         values: dict[str, Any] = {
             "patient_id": rec.patient_id,
             "patient_identifier": rec.patient_identifier,
+            "ehr_patient_id": rec.ehr_patient_id,
             "state": rec.state.value,
             "due_by": rec.due_by,
             "data": recommendation_to_json(rec),

@@ -30,6 +30,8 @@ fusion_recommendations = Table(
     Column("patient_id", String(128), nullable=False),
     #: The identifier the EHR knows the patient by (MRN): referral's patient-view finds recommendations by it.
     Column("patient_identifier", String(128), nullable=True),
+    #: The EHR's FHIR Patient id, when fusion found the patient in the EHR (CDS Hooks orders name it): fusion_0003.
+    Column("ehr_patient_id", String(128), nullable=True),
     Column("state", String(16), nullable=False),
     Column("due_by", Date, nullable=False),
     Column("data", JSON, nullable=False),
@@ -38,6 +40,7 @@ fusion_recommendations = Table(
     Column("updated_at", DateTime(timezone=True), nullable=False),
     Index("ix_fusion_recommendations_patient", "patient_id"),
     Index("ix_fusion_recommendations_identifier", "patient_identifier"),
+    Index("ix_fusion_recommendations_ehr_patient", "ehr_patient_id"),
     Index("ix_fusion_recommendations_state_due", "state", "due_by"),
 )
 

@@ -64,6 +64,8 @@ class ClinicalContext:
     prior_studies: tuple[PriorStudy, ...] = ()
     #: Context sources that could not be read (e.g. "Condition (EHR timed out)").
     missing: tuple[str, ...] = field(default_factory=tuple)
+    #: The EHR's Patient id the context was read for, when the patient was found by identifier (one match).
+    ehr_patient_id: str | None = None
 
     def age_on(self, day: date) -> int | None:
         """Age in whole years on ``day``."""

@@ -68,6 +68,9 @@ class Recommendation:
     study_uid: str | None = None  # the study whose finding led to the recommendation
     finding_code: str | None = None  # SNOMED CT code of that finding (e.g. 427359005 pulmonary nodule)
     patient_identifier: str | None = None  # the identifier the EHR knows the patient by (MRN)
+    #: The EHR's FHIR Patient id, when fusion found exactly one EHR Patient by that identifier (CDS Hooks
+    #: ``context.patientId`` names the patient by it).
+    ehr_patient_id: str | None = None
     closed_by: str | None = None  # reference to the order or study that fulfilled it
     cancel_reason: str | None = None
     changed_at: datetime | None = None
@@ -92,6 +95,31 @@ class ObservedProcedure:
     code: str | None
     on: date
     reference: str  # e.g. "ServiceRequest/abc" or "ImagingStudy/1.2.3"
+
+
+@dataclass(frozen=True, slots=True)
+class EhrPatient:
+    """The patient of a CDS Hooks call as the EHR names them: ``context.patientId`` (the EHR's FHIR Patient id) and
+    the Patient resource's identifiers as (system, value) pairs (CDS Hooks 2.0 §Prefetch; FHIR R4 Identifier)."""
+
+    id: str
+    identifiers: frozenset[tuple[str, str]] = frozenset()
+
+
+def is_patient_of(rec: Recommendation, patient: EhrPatient, *, mrn_system: str | None) -> bool:
+    """Whether the EHR's ``patient`` is the patient ``rec`` was made for.
+
+    By the EHR Patient id fusion recorded when it found the patient by MRN (exactly one match); a recorded id that
+    differs never matches, whatever the identifiers say. Without a recorded id, by the MRN itself: an identifier of
+    the hospital's MRN system (``mrn_system``) with the recommendation's identifier as its value. Never by an
+    identifier value alone (another assigning authority may use the same value): without ``mrn_system`` only the
+    recorded id can match.
+    """
+    if rec.ehr_patient_id is not None:
+        return rec.ehr_patient_id == patient.id
+    if not mrn_system or not rec.patient_identifier:
+        return False
+    return (mrn_system, rec.patient_identifier) in patient.identifiers
 
 
 def add_months(day: date, months: float) -> date:

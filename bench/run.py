@@ -108,6 +108,12 @@ def main() -> int:
 
     print("\nfusion per findings event (EHR on loopback) beside reporting's handler of the same event\n", flush=True)
     table += "\n\n" + fusion_main()
+    from fusion_stack_bench import run as fusion_stack_run
+
+    print("\nfusion through the stack (Kafka, reporting and fusion processes, EHR on loopback)\n", flush=True)
+    fusion_stack = fusion_stack_run()
+    print(fusion_stack, flush=True)
+    table += "\n\n" + fusion_stack
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
     return 0

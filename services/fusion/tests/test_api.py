@@ -26,7 +26,7 @@ PATIENT = PatientRef("patient-1", "MRN-1", "HOSP")
 @pytest.fixture
 def app_and_events(tmp_path: Path):
     events = RecordingPublisher()
-    settings = FusionSettings(environment="test", data_dir=tmp_path)
+    settings = FusionSettings(environment="test", data_dir=tmp_path, ehr_patient_identifier_system="urn:oid:1.2.3")
     engine = make_engine(sqlite_url(tmp_path / "fusion.db"))
     parts = build_components(settings, engine=engine, publisher=events)
     app = create_app(settings, components=parts, consume=False)
@@ -79,6 +79,9 @@ def test_recommendation_is_read_and_searched_as_a_service_request_and_its_events
     by_mrn = client.get("/fhir/ServiceRequest", params={"patient.identifier": "urn:oid:1.2.3|MRN-1"}).json()
     assert [e["resource"]["id"] for e in by_mrn["entry"]] == [rec_id]
     assert client.get("/fhir/ServiceRequest", params={"patient.identifier": "MRN-2"}).json()["total"] == 0
+    # the same digits in another identifier system are another patient's
+    other = client.get("/fhir/ServiceRequest", params={"patient.identifier": "urn:oid:9.9.9|MRN-1"}).json()
+    assert other["total"] == 0
     search = client.get("/fhir/ServiceRequest", params={"patient": "Patient/patient-1", "status": "active"}).json()
     assert search["total"] == 1 and search["entry"][0]["resource"]["id"] == rec_id
     assert client.get("/fhir/ServiceRequest", params={"status": "completed"}).json()["total"] == 0

@@ -33,7 +33,7 @@ class Fusion(BaseHTTPRequestHandler):
     def do_GET(self):
         query = parse_qs(urlparse(self.path).query)
         Fusion.seen.append(query)
-        entries = [{"resource": RECOMMENDATION}] if query.get("patient.identifier") == ["MRN-1"] else []
+        entries = [{"resource": RECOMMENDATION}] if query.get("patient.identifier") == ["urn:oid:1.2.3|MRN-1"] else []
         body = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": entries}).encode()
         self.send_response(Fusion.status)
         self.send_header("Content-Type", "application/fhir+json")
@@ -70,9 +70,9 @@ PATIENT = {
 }
 
 
-def test_active_recommendations_are_found_by_each_patient_identifier(fusion):
+def test_active_recommendations_are_found_by_each_patient_identifier_with_its_system(fusion):
     assert read(fusion, PATIENT) == [RECOMMENDATION]
-    assert [q["patient.identifier"] for q in Fusion.seen] == [["MRN-1"], ["SSN-9"]]
+    assert [q["patient.identifier"] for q in Fusion.seen] == [["urn:oid:1.2.3|MRN-1"], ["SSN-9"]]
     assert all(q["status"] == ["active"] for q in Fusion.seen)
 
 

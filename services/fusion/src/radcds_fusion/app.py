@@ -268,6 +268,8 @@ def create_app(
     }
     app = FastAPI(title="radcds fusion", version="0.1.0", lifespan=lifespan)
     app.include_router(health_router(checks=checks, metrics=components.metrics))
-    app.include_router(fhir_router(service=service, queries=components.queries))
+    app.include_router(
+        fhir_router(service=service, queries=components.queries, mrn_system=settings.ehr_patient_identifier_system)
+    )
     instrument(app)
     return app

@@ -31,9 +31,13 @@ class FusionFollowUps:
         """Active ServiceRequests fusion holds for ``patient`` (an EHR Patient resource), by its identifiers."""
         if not patient:
             return []
-        values = [str(i["value"]) for i in patient.get("identifier", []) if isinstance(i, dict) and i.get("value")][
-            :MAX_IDENTIFIERS
-        ]
+        # system|value (FHIR token): fusion matches only its MRN system, so another system's equal digits never
+        # bring another patient's card; an identifier without a system is sent as its value alone.
+        values = [
+            f"{i['system']}|{i['value']}" if i.get("system") else str(i["value"])
+            for i in patient.get("identifier", [])
+            if isinstance(i, dict) and i.get("value") and i.get("use") != "old"
+        ][:MAX_IDENTIFIERS]
         found: dict[str, dict[str, Any]] = {}
         for value in values:
             try:

@@ -2,7 +2,8 @@
 
 - ``GET /fhir/ServiceRequest/{id}`` (FHIR R4 3.1.0 read);
 - ``GET /fhir/ServiceRequest?patient=&patient.identifier=&status=&_tag=`` (search; a ``searchset`` Bundle;
-  ``patient.identifier`` is the chained search on the subject's identifier, matched on its value);
+  ``patient.identifier`` is the chained search on the subject's identifier: ``value`` or ``system|value``, where a
+  system other than the MRN system (``RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM``) matches nothing);
 - ``POST /fhir/ServiceRequest/{id}/$cancel`` with a Parameters resource holding ``reason`` (valueString) and
   ``practitioner`` (valueReference): the clinician cancels the recommendation (radcds operation, docs/fusion.md).
 Errors are OperationOutcomes (FHIR R4 3.1.0.4).
@@ -23,7 +24,17 @@ from radcds_fusion.queries import RecommendationQueries
 _STATES_BY_STATUS = {"active": ["proposed", "overdue"], "completed": ["closed"], "revoked": ["cancelled"]}
 
 
-def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> APIRouter:
+def _identifier_value(token: str, mrn_system: str | None) -> str | None:
+    """The value to match for a ``patient.identifier`` token ``[system|]value`` (FHIR R4 3.1.1.5.8), else None when
+    it cannot match: fusion's patients are known by the DICOM Patient ID, the MRN in ``mrn_system``, so a token of
+    another system (another hospital's MRN, a national id) must never match the same digits."""
+    system, bar, value = token.rpartition("|")
+    if bar and system and system != mrn_system:
+        return None
+    return value
+
+
+def fhir_router(*, service: FusionService, queries: RecommendationQueries, mrn_system: str | None = None) -> APIRouter:
     """The ``/fhir`` routes, over fusion's use cases and read queries."""
     router = APIRouter(prefix="/fhir", tags=["fhir"])
 
@@ -52,6 +63,10 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> AP
                 return operation_outcome(400, "invalid", f"_tag {tag!r} is not a recommendation state")
             states = [s for s in (states or [code]) if s == code]
         patient_id = patient.removeprefix("Patient/") if patient else None
+        wanted = _identifier_value(patient_identifier, mrn_system) if patient_identifier else None
+        if patient_identifier and wanted is None:
+            bundle = {"resourceType": "Bundle", "type": "searchset", "total": 0, "entry": []}
+            return JSONResponse(bundle, media_type=FHIR_JSON)
         entries = [
             {
                 "fullUrl": f"ServiceRequest/{r.id}",
@@ -61,8 +76,8 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries) -> AP
             for r, v in queries.search(
                 patient_id=patient_id,
                 states=states,
-                # [system|]value: the value is matched (the DICOM Patient ID fusion saw)
-                patient_identifier=patient_identifier.rpartition("|")[2] if patient_identifier else None,
+                # the value is matched (the DICOM Patient ID fusion saw), of the MRN system or of no system
+                patient_identifier=wanted,
             )
         ]
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}

@@ -76,7 +76,7 @@ def test_smoker_with_copd_context_has_30_pack_years_current_smoking_and_the_prio
     assert (prior.modalities, prior.body_site) == (("CT",), "51185008")
     assert prior.report_reference == f"DiagnosticReport/{patients.SMOKER}-prior-ct-report"
     (nodule,) = prior.findings
-    assert (nodule.code, nodule.body_site, nodule.value) == ("786838002", "45653009", 6.0)
+    assert (nodule.code, nodule.body_site, nodule.value) == ("786838002", "Upper lobe of right lung", 6.0)
     assert nodule.nodule is not None and nodule.nodule.composition.value == "solid"
     risk = ctx.for_guidelines(study_date=date.today(), screening=False).risk
     assert risk is not None and risk.value == "high"

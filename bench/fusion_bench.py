@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,15 @@ def _event(study_date: str = "20261201") -> Any:
 
 
 def main(repeat: int = 60) -> str:
+    from fusion_stack_bench import _EhrServer  # a backlog that does not drop fusion's concurrent reads
+
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
     from radcds.devstack.testing import RecordingPublisher
     from radcds_fusion.app import build_components, no_ehr_context
     from radcds_fusion.settings import FusionSettings
     from radcds_reporting.handlers import ReportingService
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ehr)
+    server = _EhrServer(("127.0.0.1", 0), _Ehr)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     ehr = f"http://127.0.0.1:{server.server_port}/fhir"
     scratch = Path(tempfile.mkdtemp(prefix="radcds-fusion-bench-"))

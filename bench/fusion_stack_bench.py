@@ -31,17 +31,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import HEADER, ROOT, row
 
 
+def _patient(mrn: str) -> dict[str, Any]:
+    return {"resourceType": "Patient", "id": f"ehr-{mrn}", "gender": "male", "birthDate": "1958-03-04"}
+
+
 class _Ehr(BaseHTTPRequestHandler):
-    """Patient search by identifier answers one Patient per MRN; every other search an empty Bundle."""
+    """Patient search by identifier answers one Patient per MRN (and reads it); every other search an empty
+    Bundle."""
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
         query = parse_qs(url.query)
-        entries: list[dict[str, Any]] = []
+        resource: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset", "entry": []}
         if url.path.endswith("/Patient") and "identifier" in query:
-            mrn = query["identifier"][0].rsplit("|", 1)[-1]
-            entries = [{"resource": {"resourceType": "Patient", "id": f"ehr-{mrn}", "birthDate": "1958-03-04"}}]
-        body = json.dumps({"resourceType": "Bundle", "type": "searchset", "entry": entries}).encode()
+            resource["entry"] = [{"resource": _patient(query["identifier"][0].rsplit("|", 1)[-1])}]
+        elif "/Patient/ehr-" in url.path:
+            resource = _patient(url.path.rsplit("/Patient/ehr-", 1)[-1])
+        body = json.dumps(resource).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/fhir+json")
         self.send_header("Content-Length", str(len(body)))
@@ -67,6 +73,13 @@ def _findings(mrn: str, study_date: str) -> tuple[str, Any]:
     )
     payload = ImagingFindingsProduced(analysis).to_payload()
     return study, encode(FINDINGS_PRODUCED, payload, event_id=str(uuid.uuid4()), source="/bench", subject=study)
+
+
+class _EhrServer(ThreadingHTTPServer):
+    #: fusion reads the EHR's sources concurrently: http.server's default backlog of 5 drops connections (the
+    #: client's SYN is retried after 1 s), which no real FHIR server does.
+    request_queue_size = 128
+    daemon_threads = True
 
 
 class _Recorder:
@@ -136,7 +149,7 @@ def run(studies: int = 25) -> str:
     from radcds.devstack.stack import LocalStack, Ports
     from radcds.domain.events import FINDINGS_PRODUCED
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Ehr)
+    server = _EhrServer(("127.0.0.1", 0), _Ehr)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     run_dir = ROOT / ".run" / "bench-fusion-stack"
     shutil.rmtree(run_dir, ignore_errors=True)

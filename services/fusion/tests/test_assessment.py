@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 
 import pytest
 
+from radcds_fusion.adapters.codec import assessment_payload
 from radcds_fusion.domain.assessment import StudyFindings, assess_study, priors_with_ehr
 from radcds_fusion.domain.comparison import Change, MeasuredFinding
 from radcds_fusion.domain.confidence import ConfidenceLevel
@@ -73,10 +74,15 @@ def test_pacemaker_lowers_the_ctr_confidence(knowledge):
         "p1", "1.2.3", date(2026, 12, 1), "CR", "chest", (MeasuredFinding(CTR, "chest", date(2026, 12, 1), 0.58),)
     )
     context = ClinicalContext(devices=(ImplantedDevice("14106009", "Cardiac pacemaker"),))
-    ((code, confidence),) = run(knowledge, study, [], context).confidence
+    result = run(knowledge, study, [], context)
+    ((code, confidence),) = result.confidence
     assert code == CTR
     assert confidence.level is ConfidenceLevel.MODERATE
     assert "change the CTR" in confidence.reasons[0]
+    # the report names the finding as the knowledge does, in the event too
+    assert result.finding_labels == ((CTR, "CTR"),)
+    (item,) = assessment_payload(result, version=1, at=AT)["confidence"]
+    assert (item["code"], item["label"], item["level"]) == (CTR, "CTR", "moderate")
 
 
 def test_nodule_grown_from_6_to_8_mm_is_increased_with_vdt_and_a_fleischner_recommendation(knowledge):

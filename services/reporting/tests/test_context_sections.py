@@ -239,7 +239,12 @@ def test_critical_assessment_and_low_confidence_are_said_in_the_sections(engine,
             "a1",
             critical=True,
             confidence=[
-                {"code": "cardiothoracic-ratio", "level": "low", "reasons": ["A pacemaker overlies the heart"]},
+                {
+                    "code": "cardiothoracic-ratio",
+                    "label": "CTR",
+                    "level": "low",
+                    "reasons": ["A pacemaker overlies the heart."],
+                },
                 {"code": "other", "level": "high", "reasons": []},
             ],
         )
@@ -248,5 +253,5 @@ def test_critical_assessment_and_low_confidence_are_said_in_the_sections(engine,
     recommendations = html_section(html, "recommendations")
     assert "CRITICAL: Intracranial hemorrhage candidate, new since the prior head CT." in recommendations
     assert "The care team must be told now." in recommendations
-    assert "Confidence low (cardiothoracic-ratio): A pacemaker overlies the heart." in html_section(html, "comparison")
+    assert "Confidence low (CTR): A pacemaker overlies the heart." in html_section(html, "comparison")
     assert "Confidence high" not in html

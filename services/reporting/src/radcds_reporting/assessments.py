@@ -66,8 +66,8 @@ def context_from_payload(payload: dict[str, Any]) -> ReportContext:
     comparison = [_one_line(line) for line in sections["comparison"]]
     for item in payload.get("confidence", []):
         if item.get("level") != "high" and item.get("reasons"):
-            reasons = "; ".join(_one_line(r) for r in item["reasons"])
-            comparison.append(f"Confidence {item['level']} ({item['code']}): {reasons}.")
+            reasons = "; ".join(_one_line(r).rstrip(".") for r in item["reasons"])
+            comparison.append(f"Confidence {item['level']} ({item.get('label') or item['code']}): {reasons}.")
     critical_reasons = tuple(_one_line(r) for r in payload.get("criticalReasons", []))
     recommendations = tuple(_one_line(line) for line in sections["recommendations"])
     if payload.get("critical"):

@@ -163,7 +163,7 @@ def conclusion(
         if context.recommendations:
             parts.append("Recommendation: " + " ".join(context.recommendations))
         if context.missing_context:
-            parts.append("Missing clinical context: " + " ".join(context.missing_context))
+            parts.append("Missing clinical context: " + "; ".join(context.missing_context) + ".")
     return " ".join(parts)
 
 

@@ -186,7 +186,11 @@ def assessment_payload(a: StudyAssessment, *, version: int, at: datetime) -> dic
             for r in a.recommendations
         ],
         "critical": bool(a.critical),
-        "confidence": [{"code": code, "level": c.level.value, "reasons": list(c.reasons)} for code, c in a.confidence],
+        "confidence": [
+            {"code": code, "level": c.level.value, "reasons": list(c.reasons)}
+            | ({"label": label} if (label := dict(a.finding_labels).get(code)) else {})
+            for code, c in a.confidence
+        ],
         "contextUsed": list(a.context_used),
         "missingContext": list(a.missing),
         "sections": {

@@ -70,6 +70,8 @@ class StudyAssessment:
     missing: tuple[str, ...]
     comparison_lines: tuple[str, ...]
     recommendation_lines: tuple[str, ...]
+    #: How the report names each finding code (knowledge/findings.json), e.g. "CTR", "Pulmonary nodule".
+    finding_labels: tuple[tuple[str, str], ...] = ()
 
 
 def priors_with_ehr(
@@ -176,6 +178,7 @@ def assess_study(
         context_used=_context_used(context, study.study_date),
         missing=tuple(dict.fromkeys(missing)),
         comparison_lines=tuple(comparison_line(c, labels, has_priors=has_priors) for c in comparisons),
+        finding_labels=tuple(dict.fromkeys((f.code, labels[f.code].label) for f in study.findings if f.code in labels)),
         recommendation_lines=tuple(_recommendation_lines(results, recommendations)),
     )
 

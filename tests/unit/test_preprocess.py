@@ -2,6 +2,11 @@
 
 RG1_UNCI.dcm (pydicom-data 1.0.0): PA chest CR, MONOCHROME1, no rescale, Pixel Spacing 0.000.
 693_UNCI.dcm (pydicom-data 1.0.0): head CT slice, rescale slope 1 / intercept -1024, 0.478516 mm.
+emri_small.dcm (pydicom-data 1.0.0): MR, 10 frames of 64 x 64.
+eCT_Supplemental.dcm (pydicom-data 1.0.0): Enhanced CT, 2 frames, rescale in the Shared Functional
+Groups (NEMA's multi-frame CT samples, CT0012).
+SC_rgb.dcm (pydicom-data 1.0.0): RGB secondary capture made by a pydicom script (PR #714).
+CT_small.dcm (pydicom test files): CT, 128 x 128 (WG-04 CT1_UNC downsized).
 Copies of 693_UNCI.dcm with changed rescale, spacing or position are built in the tests and
 say so. References are computed here from the stored pixels with plain numpy.
 """
@@ -19,6 +24,7 @@ from pydicom.data import get_testdata_file
 from radcds.adapters.dicom.preprocess import (
     VOI_OUTPUT_MAX,
     pixel_spacing_mm,
+    prepare_frame,
     prepare_series,
     series_attributes,
 )
@@ -129,3 +135,41 @@ def test_series_attributes_of_real_files() -> None:
     assert cr.slice_thickness_mm is None
     ct = series_attributes(_read("693_UNCI.dcm"))
     assert (ct.modality, ct.body_part, ct.slice_thickness_mm, ct.patient_age_years) == ("CT", "", 5.0, None)
+
+
+def test_multiframe_mr_prepares_the_first_frame_only() -> None:
+    ds = _read("emri_small.dcm")
+    assert int(ds.NumberOfFrames) == 10
+    frames = ds.pixel_array
+    assert not np.array_equal(frames[0], frames[1])
+
+    frame, factor = prepare_frame(ds, NATIVE)
+
+    np.testing.assert_array_equal(frame, frames[0].astype(np.int16))
+    assert factor == 1
+
+
+def test_enhanced_ct_applies_the_shared_functional_group_rescale() -> None:
+    ds = _read("eCT_Supplemental.dcm")
+    assert "RescaleSlope" not in ds
+    transformation = ds.SharedFunctionalGroupsSequence[0].PixelValueTransformationSequence[0]
+    slope = float(transformation.RescaleSlope)
+    intercept = float(transformation.RescaleIntercept)
+    first_frame = ds.pixel_array[0].astype(np.float64)
+
+    frame, _ = prepare_frame(ds, NATIVE)
+
+    np.testing.assert_array_equal(frame, np.rint(first_frame * slope + intercept).astype(np.int16))
+
+
+def test_frame_without_pixel_data_raises_value_error() -> None:
+    ds = _read("CT_small.dcm")
+    del ds.PixelData
+
+    with pytest.raises(ValueError, match="no Pixel Data"):
+        prepare_frame(ds, NATIVE)
+
+
+def test_rgb_frame_raises_value_error() -> None:
+    with pytest.raises(ValueError, match="Samples per Pixel"):
+        prepare_frame(_read("SC_rgb.dcm"), NATIVE)

@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.findings import StudyContext
-from radcds.domain.service_request import OrderControl, OrderDetails
+from radcds.domain.orders import OrderControl
+from radcds.domain.service_request import OrderDetails
 from radcds_reporting.app import create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.orders import store_order

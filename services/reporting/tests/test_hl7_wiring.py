@@ -34,8 +34,8 @@ from radcds.adapters.hl7v2.oru import TextLayout
 from radcds.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_RECEIVED
+from radcds.domain.orders import OrderControl
 from radcds.domain.results import ResultStatus
-from radcds.domain.service_request import OrderControl
 from radcds_reporting.app import create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.hl7_orders import OrderStore, order_details

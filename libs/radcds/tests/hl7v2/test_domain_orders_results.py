@@ -8,12 +8,12 @@ import pytest
 
 from radcds.domain.codes import Coding
 from radcds.domain.orders import (
-    ImagingOrder,
     InvalidOrderError,
     OrderControl,
     OrderNumber,
     PatientIdentifier,
     PersonName,
+    PlacedImagingOrder,
 )
 from radcds.domain.results import NumericResult, ReportSection, ReportSectionKind, ResultStatus
 
@@ -22,7 +22,7 @@ from .conftest import make_result
 PROC = Coding("http://www.ama-assn.org/go/cpt", "71046", "XR CHEST 2 VIEWS")
 
 
-def _order(**changes: object) -> ImagingOrder:
+def _order(**changes: object) -> PlacedImagingOrder:
     values: dict[str, object] = {
         "control": OrderControl.NEW,
         "patient": PatientIdentifier("123", "HOSP"),
@@ -30,7 +30,7 @@ def _order(**changes: object) -> ImagingOrder:
         "procedure_code": PROC,
     }
     values.update(changes)
-    return ImagingOrder(**values)  # type: ignore[arg-type]
+    return PlacedImagingOrder(**values)  # type: ignore[arg-type]
 
 
 def test_order_without_placer_or_filler_raises_naming_placer_number() -> None:

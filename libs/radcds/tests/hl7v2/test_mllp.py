@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from radcds.adapters.hl7v2.inbound import InMemoryReceivedMessageLog, OrderInbox
+from radcds.adapters.hl7v2.inbound import OrderInbox
 from radcds.adapters.hl7v2.mllp import (
     BrokenFrame,
     Delivery,
@@ -16,6 +16,7 @@ from radcds.adapters.hl7v2.mllp import (
     frame,
 )
 from radcds.adapters.hl7v2.orders import ParsedOrderMessage
+from radcds.devstack.testing import InMemoryReceivedMessageLog
 
 from .conftest import ORM_O01_NEW
 

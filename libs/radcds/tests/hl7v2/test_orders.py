@@ -1,4 +1,4 @@
-"""ORM^O01 and OMI^O23 parsing into ImagingOrder, with errors that name the field (ERR-2)."""
+"""ORM^O01 and OMI^O23 parsing into PlacedImagingOrder, with errors that name the field (ERR-2)."""
 
 from __future__ import annotations
 

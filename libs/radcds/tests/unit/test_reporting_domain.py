@@ -17,6 +17,7 @@ from radcds.domain.events import (
     DiagnosticReportStored,
     ImagingFindingsProduced,
 )
+from radcds.domain.orders import OrderControl
 from radcds.domain.report_codes import report_code
 from radcds.domain.report_status import (
     AuthorRequired,
@@ -25,7 +26,7 @@ from radcds.domain.report_status import (
     next_status,
     require_author,
 )
-from radcds.domain.service_request import OrderControl, OrderDetails
+from radcds.domain.service_request import OrderDetails
 
 S = ReportStatus
 

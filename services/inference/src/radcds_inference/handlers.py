@@ -7,7 +7,7 @@ For each series and each active manifest model (``models/manifest.json``):
    decides per model: ``NOT_APPLICABLE`` → nothing; ``NOT_ANALYSED`` → a finding saying
    ``not analysed: <reason>``; ``RUN`` → preprocess once per series and preprocessing spec
    (modality/VOI LUT, MONOCHROME1, resampling, INT16), call Triton with the slices batched,
-   interpret the outputs (:func:`radcds.domain.models.interpret_series`), build the DICOM SR
+   interpret the outputs (:func:`radcds.domain.model_outputs.interpret_series`), build the DICOM SR
    (TID 1500) and store it in imaging over STOW-RS;
 3. one ``ImagingFindingsProduced`` per (series, model), with a deterministic event id.
 
@@ -46,7 +46,7 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
-from radcds.domain.models import SeriesOutputs, interpret_series
+from radcds.domain.model_outputs import SeriesOutputs, interpret_series
 from radcds.domain.ports import EventPublisher
 from radcds_inference.study import SeriesLocator, StudyLocator, study_from_imaging_study
 

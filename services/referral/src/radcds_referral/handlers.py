@@ -16,7 +16,7 @@ import httpx
 from starlette.concurrency import run_in_threadpool
 
 from radcds.adapters.fhir.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
-from radcds.domain.appropriateness import Evaluation, Hook, ImagingOrder, Rule, evaluate_order, evaluate_patient
+from radcds.domain.appropriateness import DraftImagingOrder, Evaluation, Hook, Rule, evaluate_order, evaluate_patient
 from radcds.domain.appropriateness.criteria import any_match
 from radcds.domain.appropriateness.engine import RADIOLOGY_CPT
 from radcds_referral import cards
@@ -144,7 +144,7 @@ class ReferralService:
         self._cache.put(key, response)
         return response
 
-    def _is_imaging(self, order: ImagingOrder) -> bool:
+    def _is_imaging(self, order: DraftImagingOrder) -> bool:
         return any_match(RADIOLOGY_CPT, order.codes) or any(any_match(r.order_codes, order.codes) for r in self._rules)
 
     def _source_label(self, evaluation: Evaluation) -> str:

@@ -31,8 +31,7 @@ from radcds.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7MessageError
 from radcds.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
-from radcds.domain.orders import ImagingOrder, OrderControl, PersonName, Practitioner
-from radcds.domain.service_request import OrderControl as StoredOrderControl
+from radcds.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
 from radcds.domain.service_request import OrderDetails
 from radcds_reporting.orders import store_order_in
 from radcds_reporting.repository import FhirRepository, fhir_instant
@@ -42,11 +41,6 @@ log = logging.getLogger(__name__)
 ORDER_EVENT_NAMESPACE = uuid.UUID("5d0c2a7e-93b4-4f6e-8a1d-2c7b9e4f6a13")
 #: FHIR R4 ``id`` (2.24.0.1): a Practitioner id taken from ORC-12 must fit it.
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
-_CONTROL = {
-    OrderControl.NEW: StoredOrderControl.NEW,
-    OrderControl.CHANGE: StoredOrderControl.CHANGE,
-    OrderControl.CANCEL: StoredOrderControl.CANCEL,
-}
 
 
 def practitioner_reference(person: Practitioner) -> str:
@@ -62,7 +56,7 @@ def person_display(name: PersonName) -> str:
     return f"{name.family}, {given}" if given else name.family
 
 
-def order_details(order: ImagingOrder) -> OrderDetails:
+def order_details(order: PlacedImagingOrder) -> OrderDetails:
     """The ServiceRequest content of an HL7 v2 order (HL7 v2-to-FHIR: ORC/OBR -> ServiceRequest).
 
     ORC-2/ORC-3 placer and filler numbers with their namespaces, OBR-18/IPC-1 accession,
@@ -81,7 +75,7 @@ def order_details(order: ImagingOrder) -> OrderDetails:
         filler_assigning_authority=filler.namespace if filler else "",
         accession_number=order.accession_number,
         study_instance_uid=order.study_instance_uid,
-        control=_CONTROL[order.control],
+        control=order.control,
         code=order.procedure_code,
         code_text=order.procedure_code.display if order.procedure_code else "",
         requester=practitioner_reference(provider) if provider else "",

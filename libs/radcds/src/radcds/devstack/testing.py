@@ -8,6 +8,7 @@ import shutil
 import socket
 import sys
 import types
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -93,6 +94,25 @@ class RecordingPublisher:
     def of(self, kind: EventKind) -> list[dict[str, Any]]:
         """The payloads of ``kind``, in order."""
         return [payload for k, payload, _, _ in self.events if k is kind]
+
+
+class InMemoryReceivedMessageLog:
+    """Fake of our :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog` port for tests: in-process
+    and bounded (forgets the oldest beyond ``capacity``); the services use ``SqlReceivedMessageLog``."""
+
+    def __init__(self, capacity: int = 100_000) -> None:
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._capacity = capacity
+
+    def was_accepted(self, *, sender: str, control_id: str) -> bool:
+        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        return (sender, control_id) in self._seen
+
+    def record_accepted(self, *, sender: str, control_id: str) -> None:
+        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        self._seen[(sender, control_id)] = None
+        while len(self._seen) > self._capacity:
+            self._seen.popitem(last=False)
 
 
 def presented_html(report: dict[str, Any]) -> str:

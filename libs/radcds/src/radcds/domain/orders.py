@@ -1,6 +1,6 @@
 """Imaging orders as the RIS/EHR places them (pure; no HL7 syntax).
 
-An :class:`ImagingOrder` is what radcds keeps from an HL7 v2.5.1 ORM^O01 (chapter 4.4.1) or
+A :class:`PlacedImagingOrder` is what radcds keeps from an HL7 v2.5.1 ORM^O01 (chapter 4.4.1) or
 OMI^O23 (chapter 4.4.10, IHE RAD TF-2 RAD-4 "Procedure Scheduled") message: the order control
 (ORC-1, HL7 table 0119), the placer and filler order numbers (ORC-2/ORC-3), the DICOM keys the
 modality worklist carries (Accession Number (0008,0050), Requested Procedure ID (0040,1001),
@@ -9,7 +9,7 @@ Scheduled Station AE Title (0040,0001)) and the patient it concerns.
 
 The patient's demographics (PID-5 name, PID-7 birth date, PID-8 sex) are personal data: they
 are stored on the FHIR Patient, and excluded from ``repr`` and from
-:meth:`ImagingOrder.log_fields`, so they never reach a log line.
+:meth:`PlacedImagingOrder.log_fields`, so they never reach a log line.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ _MODALITY = re.compile(r"^[A-Z0-9_]{1,16}$")
 
 
 class InvalidOrderError(ValueError):
-    """An order attribute is missing or malformed; ``attribute`` names the :class:`ImagingOrder` field.
+    """An order attribute is missing or malformed; ``attribute`` names the :class:`PlacedImagingOrder` field.
 
     Adapters map ``attribute`` back to where it came from (an HL7 segment and field) to say
     which field was wrong (HL7 v2.5.1 2.15.5 ERR-2).
@@ -42,7 +42,11 @@ class InvalidOrderError(ValueError):
 
 
 class OrderControl(StrEnum):
-    """ORC-1 order control codes radcds accepts (HL7 v2.5.1 table 0119)."""
+    """ORC-1 order control codes radcds accepts and stores (HL7 v2.5.1 table 0119).
+
+    The HL7 v2 order (:class:`PlacedImagingOrder`) carries it, and so does the stored order
+    (:class:`radcds.domain.service_request.OrderDetails`): a cancel (CA) makes the ServiceRequest ``revoked``.
+    """
 
     NEW = "NW"
     CANCEL = "CA"
@@ -126,8 +130,11 @@ class Practitioner:
 
 
 @dataclass(frozen=True, slots=True)
-class ImagingOrder:
-    """One imaging order or an update to it (ORC-1 NW, CA or XO).
+class PlacedImagingOrder:
+    """One imaging order or an update to it as the placer sent it (HL7 v2 ORC + OBR; ORC-1 NW, CA or XO).
+
+    Not the order being drafted in the EHR that CDS Hooks evaluates: that is
+    :class:`radcds.domain.appropriateness.DraftImagingOrder`.
 
     Validation follows the DICOM value representations of the worklist attributes the order
     feeds (PS3.5 6.2): accession number and requested procedure/step ids are SH/16, the

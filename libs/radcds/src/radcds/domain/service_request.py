@@ -8,17 +8,9 @@ builds it; the reporting service stores it with ``store_order``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 
 from radcds.domain.codes import Coding
-
-
-class OrderControl(StrEnum):
-    """What the order message asks for (HL7 v2 ORC-1, table 0119), reduced to what we store."""
-
-    NEW = "NW"
-    CHANGE = "XO"
-    CANCEL = "CA"
+from radcds.domain.orders import OrderControl
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,6 +26,3 @@ class ServiceMetrics:
             ["topic"],
             registry=self.registry,
         )
-        self.events_published = Counter(
-            "radcds_events_published", "Events published, by type", ["type"], registry=self.registry
-        )

@@ -1,4 +1,4 @@
-"""FHIR R4 JSON → ImagingOrder / PatientContext (radcds.adapters.fhir.clinical_context)."""
+"""FHIR R4 JSON → DraftImagingOrder / PatientContext (radcds.adapters.fhir.clinical_context)."""
 
 from __future__ import annotations
 

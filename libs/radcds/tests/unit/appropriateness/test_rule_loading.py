@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 
 from radcds.domain.appropriateness import Outcome, RuleFormatError, evaluate_order, load_rules, parse_rule
-from radcds.domain.appropriateness.model import ImagingOrder
+from radcds.domain.appropriateness.model import DraftImagingOrder
 from radcds.domain.codes import Coding
 
 from .fhir_fixtures import CPT, ICD, RULES, RULES_DIR, SCHEMA, context, finding
@@ -173,7 +173,7 @@ def test_parse_rule_rejects_non_object():
 def test_new_rule_file_is_used_without_code_change(tmp_path):
     write(tmp_path, "test-rule.json", minimal_rule())
     rules = load_rules(tmp_path)
-    order = ImagingOrder("o1", (Coding(CPT, "73600", ""),), (Coding(ICD, "S93.401A", ""),))
+    order = DraftImagingOrder("o1", (Coding(CPT, "73600", ""),), (Coding(ICD, "S93.401A", ""),))
     assert evaluate_order(order, context(30, finding("swelling", True)), rules).outcome is Outcome.APPROPRIATE
     missing = evaluate_order(order, context(30), rules)
     assert missing.outcome is Outcome.NEEDS_INFORMATION and missing.missing[0].label == "Swelling"

@@ -28,7 +28,7 @@ from radcds.adapters.fhir.datatypes import parse_date as _date
 from radcds.domain.appropriateness import (
     ICD10CM,
     ConditionRecord,
-    ImagingOrder,
+    DraftImagingOrder,
     ObservedValue,
     PatientContext,
     PriorRecommendation,
@@ -180,8 +180,8 @@ def _status_code(concept: object) -> str | None:
 # ------------------------------------------------------------------------------------------- order
 
 
-def imaging_order_from_service_request(resource: JSON) -> ImagingOrder:
-    """ImagingOrder from a FHIR R4 ServiceRequest (``id``, ``code.coding``, ``reasonCode[].coding``)."""
+def imaging_order_from_service_request(resource: JSON) -> DraftImagingOrder:
+    """DraftImagingOrder from a FHIR R4 ServiceRequest (``id``, ``code.coding``, ``reasonCode[].coding``)."""
     reasons: list[Coding] = []
     for concept in resource.get("reasonCode") or []:
         reasons.extend(_codings(concept))
@@ -190,7 +190,7 @@ def imaging_order_from_service_request(resource: JSON) -> ImagingOrder:
     if isinstance(code, Mapping):
         display = str(code.get("text") or next((c.display for c in _codings(code) if c.display), ""))
     rid = resource.get("id")
-    return ImagingOrder(
+    return DraftImagingOrder(
         id=rid if isinstance(rid, str) else None, codes=_codings(code), reason_codes=tuple(reasons), display=display
     )
 

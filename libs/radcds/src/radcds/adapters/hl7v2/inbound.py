@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
@@ -64,24 +63,6 @@ class ReceivedMessageLog(Protocol):
 
     def record_accepted(self, *, sender: str, control_id: str) -> None:
         """Remember that the message was accepted (called after the sink has committed it)."""
-
-
-class InMemoryReceivedMessageLog:
-    """A bounded in-process :class:`ReceivedMessageLog` (forgets the oldest beyond ``capacity``)."""
-
-    def __init__(self, capacity: int = 100_000) -> None:
-        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
-        self._capacity = capacity
-
-    def was_accepted(self, *, sender: str, control_id: str) -> bool:
-        """See :class:`ReceivedMessageLog`."""
-        return (sender, control_id) in self._seen
-
-    def record_accepted(self, *, sender: str, control_id: str) -> None:
-        """See :class:`ReceivedMessageLog`."""
-        self._seen[(sender, control_id)] = None
-        while len(self._seen) > self._capacity:
-            self._seen.popitem(last=False)
 
 
 class OrderSink(Protocol):

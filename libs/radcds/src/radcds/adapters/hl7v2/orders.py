@@ -1,4 +1,4 @@
-"""Parse HL7 v2 ORM^O01 and OMI^O23 order messages into :class:`~radcds.domain.orders.ImagingOrder`.
+"""Parse HL7 v2 ORM^O01 and OMI^O23 order messages into :class:`~radcds.domain.orders.PlacedImagingOrder`.
 
 Both carry the patient in PID (3.4.2): PID-3 identifier (the ``MR`` repetition, else the first)
 with its assigning authority CX.4 (HD.1), PID-5 name, PID-7 birth date, PID-8 sex (table 0001).
@@ -29,12 +29,12 @@ from radcds.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
 from radcds.domain.codes import Coding
 from radcds.domain.orders import (
     ADMINISTRATIVE_SEX,
-    ImagingOrder,
     InvalidOrderError,
     OrderControl,
     OrderNumber,
     PatientIdentifier,
     PersonName,
+    PlacedImagingOrder,
     Practitioner,
 )
 
@@ -50,7 +50,7 @@ class ParsedOrderMessage:
     """An order message read into the domain, plus what radcds did not interpret."""
 
     header: ReceivedHeader
-    order: ImagingOrder
+    order: PlacedImagingOrder
     #: Every segment not read by the parser (PV1, NTE, DG1, Z segments, ...), in order, as received.
     other_segments: tuple[str, ...]
 
@@ -183,7 +183,7 @@ def _patient(r: _Reader) -> tuple[PatientIdentifier, PersonName | None]:
 
 
 def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrderMessage:
-    """Read an ORM^O01 or OMI^O23 into an :class:`ImagingOrder`.
+    """Read an ORM^O01 or OMI^O23 into a :class:`PlacedImagingOrder`.
 
     Timestamps without a UTC offset are read in ``local_timezone``. Raises
     :class:`HL7MessageError` with the failing location for anything radcds cannot accept.
@@ -262,7 +262,7 @@ def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrd
         "scheduled_at": ErrorLocation("TQ1", 7) if omi else ErrorLocation("OBR", 36),
     }
     try:
-        order = ImagingOrder(
+        order = PlacedImagingOrder(
             control=control,
             patient=patient,
             patient_name=patient_name,

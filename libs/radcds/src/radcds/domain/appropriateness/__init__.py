@@ -1,7 +1,7 @@
 """Imaging appropriateness: published decision rules as data, evaluated on FHIR-derived context.
 
 Pure domain package (standard library only). The HTTP layer (CDS Hooks 2.0 service) builds
-:class:`ImagingOrder` and :class:`PatientContext` with ``radcds.adapters.fhir.clinical_context``, loads
+:class:`DraftImagingOrder` and :class:`PatientContext` with ``radcds.adapters.fhir.clinical_context``, loads
 the rules once at start-up with :func:`load_rules` and calls :func:`evaluate_order` per draft order
 (order-select / order-sign) or :func:`evaluate_patient` (patient-view). See ``docs/referral.md, section Rules``.
 """
@@ -21,9 +21,9 @@ from radcds.domain.appropriateness.model import (
     RXNORM,
     Citation,
     ConditionRecord,
+    DraftImagingOrder,
     Evaluation,
     Hook,
-    ImagingOrder,
     Indicator,
     MissingInput,
     ObservedValue,
@@ -48,9 +48,9 @@ __all__ = [
     "Citation",
     "CodeSet",
     "ConditionRecord",
+    "DraftImagingOrder",
     "Evaluation",
     "Hook",
-    "ImagingOrder",
     "Indicator",
     "MissingInput",
     "ObservedValue",

@@ -24,9 +24,9 @@ from radcds.domain.appropriateness.criteria import CodeSet, Truth, any_match
 from radcds.domain.appropriateness.model import (
     CPT,
     ICD10CM,
+    DraftImagingOrder,
     Evaluation,
     Hook,
-    ImagingOrder,
     Indicator,
     MissingInput,
     Outcome,
@@ -59,7 +59,7 @@ class _Facts:
 
     rule: Rule
     context: PatientContext
-    order: ImagingOrder | None
+    order: DraftImagingOrder | None
     today: date
 
     def finding(self, key: str) -> bool | None:
@@ -239,7 +239,7 @@ def _needs_information(rule: Rule, missing: frozenset[str], facts: _Facts) -> Ev
     )
 
 
-def _ask_for_indication(order: ImagingOrder, missing: MissingInput) -> Evaluation:
+def _ask_for_indication(order: DraftImagingOrder, missing: MissingInput) -> Evaluation:
     vague = missing is SPECIFIC_INDICATION
     summary = "Give a more specific reason for this imaging study" if vague else "Add the reason for this imaging study"
     detail = (
@@ -257,7 +257,7 @@ def _ask_for_indication(order: ImagingOrder, missing: MissingInput) -> Evaluatio
     )
 
 
-def _no_criteria(order: ImagingOrder, rule: Rule | None = None) -> Evaluation:
+def _no_criteria(order: DraftImagingOrder, rule: Rule | None = None) -> Evaluation:
     if rule is None:
         summary = "No decision rule in this service covers this study and indication"
         detail = "No encoded decision rule applies to this combination of study and indication."
@@ -279,7 +279,7 @@ def _by_precedence(rules: Iterable[Rule]) -> list[Rule]:
 
 
 def _clinical(
-    order: ImagingOrder,
+    order: DraftImagingOrder,
     context: PatientContext,
     rules: Sequence[Rule],
     hook: Hook,
@@ -342,7 +342,7 @@ def _unique_suggestions(items: list[Suggestion]) -> tuple[Suggestion, ...]:
 
 
 def evaluate_order(
-    order: ImagingOrder,
+    order: DraftImagingOrder,
     context: PatientContext,
     rules: Sequence[Rule],
     *,
@@ -365,7 +365,7 @@ def evaluate_order(
 
 
 def evaluate_orders(
-    orders: Iterable[ImagingOrder],
+    orders: Iterable[DraftImagingOrder],
     context: PatientContext,
     rules: Sequence[Rule],
     *,

@@ -38,8 +38,8 @@ from radcds.domain.appropriateness.criteria import (
 from radcds.domain.appropriateness.model import (
     ORDER_HOOKS,
     Citation,
+    DraftImagingOrder,
     Hook,
-    ImagingOrder,
     Indicator,
     Outcome,
     RuleReference,
@@ -153,7 +153,7 @@ class Rule:
         """Id, version, title, citations and URL of this rule."""
         return RuleReference(self.id, self.version, self.title, self.citations, self.url)
 
-    def matches_order(self, order: ImagingOrder) -> bool:
+    def matches_order(self, order: DraftImagingOrder) -> bool:
         """Whether the order is one of the rule's studies and (if the rule lists any) for one of its indications."""
         if not any_match(self.order_codes, order.codes):
             return False

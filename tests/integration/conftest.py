@@ -23,6 +23,8 @@ ORU_PEER_PORT = 22576
 #: Port of the EHR the test stack's fusion reads: a loopback gateway in front of the test HAPI server that
 #: test_fusion_report_flow.py runs (and can slow or stop). Elsewhere nothing listens: the EHR is down.
 EHR_GATEWAY_PORT = 28092
+#: The test stack fusion's EHR read timeout (its budget is twice that).
+EHR_READ_TIMEOUT_S = 6.0
 TEST_PORTS = Ports(
     kafka=29092,
     kafka_controller=29093,
@@ -60,6 +62,9 @@ def stack() -> Iterator[LocalStack]:
     extra["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] = str(ROOT / "tests" / "integration" / "hl7" / "oru_destinations.toml")
     extra["RADCDS_FUSION_EHR_FHIR_BASE_URL"] = f"http://127.0.0.1:{EHR_GATEWAY_PORT}/fhir"
     extra["RADCDS_FUSION_EHR_AUTH"] = "none"  # SMART Backend Services is tested in test_fusion_ehr.py
+    # Timeouts with room for HAPI on 2 busy cores (test_fusion_report_flow.py slows its gateway past them).
+    extra["RADCDS_FUSION_EHR_READ_TIMEOUT_S"] = str(EHR_READ_TIMEOUT_S)
+    extra["RADCDS_FUSION_EHR_BUDGET_S"] = str(2 * EHR_READ_TIMEOUT_S)
     # The MRN system of the test EHR's Patients and of those the tests send in CDS Hooks calls: fusion looks the
     # patient up in the EHR and matches order-sign by it.
     extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = HOSPITAL_MRN_SYSTEM

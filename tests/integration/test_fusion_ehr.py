@@ -46,8 +46,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.validators, pytest.mark.fhir_
 
 
 def _context(base: str, patient: str, *, auth: EhrAuth | None = None, **kw: Any) -> tuple[ClinicalContext, int]:
-    """The patient's context read through a fresh reader; and how many search pages it fetched."""
+    """The patient's context read through a fresh reader; and how many search pages it fetched.
+
+    Unless a test sets them, the timeouts are generous: HAPI on 2 busy cores can take seconds for its first answer
+    of a kind, and what these tests check is the context, not the production timeouts (tested with explicit
+    values below and in the unit tests)."""
     reader_kw = {k: kw.pop(k) for k in ("page_size", "read_timeout_s", "connect_timeout_s") if k in kw}
+    reader_kw.setdefault("read_timeout_s", 30.0)
+    kw.setdefault("budget_s", 60.0)
 
     async def run() -> tuple[ClinicalContext, int]:
         http = HttpFhirReader(base_url=base, auth=auth or DevelopmentNoAuth(), **reader_kw)

@@ -2,7 +2,7 @@
 
 Throughput: one ORU in flight at a time, each waiting for its ACK, to python-hl7's asyncio MLLP
 server (``start_hl7_server``, ``encoding="utf-8"``, answering ``message.create_ack()``) running in
-a separate process. The radcds path is :class:`radcds.adapters.hl7v2.mllp.MLLPSender` (encode,
+a separate process. The radcds path is :class:`radcds_reporting.adapters.hl7v2.mllp.MLLPSender` (encode,
 frame, wait, parse and classify the ACK); the baseline is python-hl7's own client
 (``hl7.mllp.open_hl7_connection``: ``writeblock`` of the same bytes, ``readmessage`` of the ACK)
 against the same server in the same run.
@@ -27,11 +27,11 @@ from hl7.mllp import open_hl7_connection, start_hl7_server
 from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
-from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
 
 MESSAGES = 3000
 PARSES = 2000
@@ -153,7 +153,7 @@ def _queue_throughput(messages: int) -> float:
     from pathlib import Path
 
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-    from radcds.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue
+    from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue
 
     port = _free_port()
     ctx = multiprocessing.get_context("spawn")

@@ -22,7 +22,7 @@ from typing import IO, Any
 ROOT = Path(__file__).resolve().parents[2]
 HARNESS = ROOT / "deploy" / "local" / "hapi-hl7v2" / "Hl7v2Harness.java"
 LIB = ROOT / ".cache" / "hapi-hl7v2" / "lib"
-TABLE_0396 = ROOT / "libs" / "radcds" / "src" / "radcds" / "adapters" / "hl7v2" / "tables" / "hl7-table-0396.json"
+TABLE_0396 = ROOT / "services/reporting/src/radcds_reporting/adapters/hl7v2/tables/hl7-table-0396.json"
 #: First run compiles the harness in memory (a few seconds on 2 cores); every reply after that is fast.
 REPLY_TIMEOUT_S = 120.0
 

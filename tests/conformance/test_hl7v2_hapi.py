@@ -23,13 +23,13 @@ import pytest
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.hl7v2.ack import AckCode, parse_ack
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds_reporting.hl7_orders import OrderStore
 
 from .hl7v2_hapi_harness import HapiHl7v2, missing

@@ -965,7 +965,7 @@ def test_reporting_mllp_destinations_and_options_become_env_and_a_mounted_json_f
     assert json.loads(hl7["data"]["destinations.json"]) == options
     from pathlib import Path
 
-    from radcds.adapters.hl7v2.config import load_destinations
+    from radcds_reporting.adapters.hl7v2.config import load_destinations
 
     rendered = Path(__file__).parent / ".rendered-destinations.json"
     try:

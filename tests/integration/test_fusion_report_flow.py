@@ -38,11 +38,11 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from radcds.adapters.fhir.report import diagnostic_report_id
-from radcds.adapters.hl7v2.ack import AckCode
 from radcds.devstack.demo import event_trail, stow
 from radcds.devstack.samples import chest_ct, nodule_measurement_sr, part10
 from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED
+from radcds_reporting.adapters.hl7v2.ack import AckCode
 
 from .conftest import EHR_GATEWAY_PORT, EHR_READ_TIMEOUT_S
 from .helpers import eventually

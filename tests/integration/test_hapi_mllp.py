@@ -29,16 +29,16 @@ from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.fhir.report import patient_id_for
-from radcds.adapters.hl7v2.ack import AckCode, parse_ack
-from radcds.adapters.hl7v2.config import MLLPDestination
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.mllp import MLLPSender, MLLPServer
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy, SqlReceivedMessageLog
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
 from radcds.domain.findings import StudyContext
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
+from radcds_reporting.adapters.hl7v2.config import MLLPDestination
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.mllp import MLLPSender, MLLPServer
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy, SqlReceivedMessageLog
 from radcds_reporting.hl7_orders import OrderStore
 from radcds_reporting.orders import find_order
 from radcds_reporting.oru import ResultOutbox

@@ -31,16 +31,16 @@ from hl7.mllp import start_hl7_server
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.hl7v2.ack import AckCode, parse_ack
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer
-from radcds.adapters.hl7v2.orders import ParsedOrderMessage
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState, RetryPolicy
 from radcds.devstack.testing import InMemoryReceivedMessageLog, free_port
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName
 from radcds.domain.results import ImagingResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer
+from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState, RetryPolicy
 
 pytestmark = pytest.mark.integration
 

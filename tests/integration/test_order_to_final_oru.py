@@ -26,9 +26,9 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from radcds.adapters.hl7v2.ack import AckCode
 from radcds.devstack.demo import chest_radiograph, stow
 from radcds.domain.events import ORDER_RECEIVED
+from radcds_reporting.adapters.hl7v2.ack import AckCode
 
 from .conftest import ORU_PEER_PORT
 from .helpers import eventually, fhir, read_topic

@@ -23,7 +23,7 @@
 //      (HAPI's Group.isRequired, Segment.isRequired/getMaxCardinality/getLength);
 //   3. MSH-9 MSG.1, MSG.2 and MSG.3 non-empty (v2.5.1 2.A.47: all three are required) and MSG.3 the structure;
 //   4. every CE/CWE/CNE coding system (component 3, and 6 when an alternate code is given) in HL7 table 0396
-//      as kept in libs/radcds/src/radcds/adapters/hl7v2/tables/hl7-table-0396.json (HL7 UTG, see its provenance).
+//      as kept in services/reporting/src/radcds_reporting/adapters/hl7v2/tables/hl7-table-0396.json (HL7 UTG, see its provenance).
 // Nothing is logged but the reports (no message content on stderr).
 
 import ca.uhn.hl7v2.AcknowledgmentCode;

@@ -11,10 +11,10 @@ from sqlalchemy import Engine, select
 
 from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.fhir.report import diagnostic_report_id, imaging_study_id
-from radcds.adapters.hl7v2.config import MLLPDestination
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED, REPORT_STORED, STUDY_AVAILABLE
+from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.assessments import NO_MISSING_CONTEXT, PENDING
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.oru import ResultOutbox

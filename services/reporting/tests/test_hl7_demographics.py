@@ -13,11 +13,11 @@ from datetime import UTC, datetime
 import pytest
 
 from radcds.adapters.fhir.report import patient_id_for
-from radcds.adapters.hl7v2.ack import ErrorCode, HL7MessageError
-from radcds.adapters.hl7v2.config import DestinationOptions
-from radcds.adapters.hl7v2.orders import parse_order_message
-from radcds.adapters.hl7v2.oru import TextLayout, build_oru_r01
 from radcds.domain.findings import StudyContext
+from radcds_reporting.adapters.hl7v2.ack import ErrorCode, HL7MessageError
+from radcds_reporting.adapters.hl7v2.config import DestinationOptions
+from radcds_reporting.adapters.hl7v2.orders import parse_order_message
+from radcds_reporting.adapters.hl7v2.oru import TextLayout, build_oru_r01
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.oru import ResultOutbox, result_from_report
 from radcds_reporting.repository import FhirRepository

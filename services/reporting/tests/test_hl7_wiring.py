@@ -26,16 +26,16 @@ from sqlalchemy import Engine, select
 
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
-from radcds.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
-from radcds.adapters.hl7v2.config import DestinationOptions, MLLPDestination
-from radcds.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
-from radcds.adapters.hl7v2.orders import parse_order_message
-from radcds.adapters.hl7v2.oru import TextLayout
-from radcds.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_RECEIVED
 from radcds.domain.orders import OrderControl
 from radcds.domain.results import ResultStatus
+from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
+from radcds_reporting.adapters.hl7v2.config import DestinationOptions, MLLPDestination
+from radcds_reporting.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
+from radcds_reporting.adapters.hl7v2.orders import parse_order_message
+from radcds_reporting.adapters.hl7v2.oru import TextLayout
+from radcds_reporting.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
 from radcds_reporting.app import create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.hl7_orders import OrderStore, order_details

@@ -18,15 +18,15 @@ from radcds.adapters.auth.smart import SmartTokenVerifier
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.outcome import operation_outcome
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.mllp import MLLPServer
-from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
 from radcds.domain.events import ASSESSMENT_PRODUCED, FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
 from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.mllp import MLLPServer
+from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds_reporting.api.deps import Authorizer
 from radcds_reporting.api.fhir import fhir_router, smart_configuration
 from radcds_reporting.critical import CriticalResults

@@ -1,6 +1,6 @@
 """Use case: an HL7 v2 order arrives over MLLP; store it as a ServiceRequest and announce it.
 
-The MLLP listener (:class:`~radcds.adapters.hl7v2.inbound.OrderInbox`) hands each accepted
+The MLLP listener (:class:`~radcds_reporting.adapters.hl7v2.inbound.OrderInbox`) hands each accepted
 ORM^O01 / OMI^O23 (HL7 v2.5.1 4.4.1, 4.4.10; IHE RAD-2/RAD-4) to :class:`OrderStore`. In one
 database transaction it records the message as received (sender MSH-3/MSH-4 and MSH-10, so a
 duplicate is acknowledged again but never stored twice), creates or updates the ServiceRequest
@@ -27,12 +27,12 @@ from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.fhir.report import resource_id
 from radcds.adapters.fhir.search import Criterion, TokenValue
-from radcds.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7MessageError
-from radcds.adapters.hl7v2.orders import ParsedOrderMessage
-from radcds.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
 from radcds.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
 from radcds.domain.service_request import OrderDetails
+from radcds_reporting.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7MessageError
+from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
+from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds_reporting.orders import store_order_in
 from radcds_reporting.repository import FhirRepository, fhir_instant
 
@@ -109,7 +109,7 @@ def known_order(conn: Connection, details: OrderDetails) -> dict[str, Any] | Non
 
 
 class OrderStore:
-    """The reporting service's :class:`~radcds.adapters.hl7v2.inbound.OrderSink`."""
+    """The reporting service's :class:`~radcds_reporting.adapters.hl7v2.inbound.OrderSink`."""
 
     def __init__(
         self,

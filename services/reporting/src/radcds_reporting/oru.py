@@ -9,7 +9,7 @@ builds an :class:`~radcds.domain.results.ImagingResult`
 the persisted outbound queue. MSH-10 is derived from (report id, version id, destination)
 (:func:`control_id_for`): the same report version never queues a second message, even when the
 Kafka event that produced it is delivered again. After the commit :meth:`ResultOutbox.notify`
-wakes the delivery workers (:class:`~radcds.adapters.hl7v2.outbound.DeliveryWorker`, one per
+wakes the delivery workers (:class:`~radcds_reporting.adapters.hl7v2.outbound.DeliveryWorker`, one per
 destination), which send with retries and park what receivers refuse (AE).
 
 OBR-25 follows ``DiagnosticReport.status`` (HL7 v2-to-FHIR IG): preliminary P, final F,
@@ -30,14 +30,14 @@ from typing import Any
 from prometheus_client.core import GaugeMetricFamily, Metric
 from sqlalchemy import Connection, Engine
 
-from radcds.adapters.hl7v2.config import MLLPDestination
-from radcds.adapters.hl7v2.mllp import MLLPSender
-from radcds.adapters.hl7v2.oru import build_oru_r01
-from radcds.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.hl7v2.config import MLLPDestination
+from radcds_reporting.adapters.hl7v2.mllp import MLLPSender
+from radcds_reporting.adapters.hl7v2.oru import build_oru_r01
+from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState
 from radcds_reporting.assessments import ReportContext, context_for
 from radcds_reporting.narrative import content_of
 from radcds_reporting.repository import FhirRepository

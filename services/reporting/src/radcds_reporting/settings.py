@@ -9,8 +9,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from radcds.adapters.hl7v2.config import MLLPDestination, load_destinations
 from radcds.runtime.settings import ServiceSettings
+from radcds_reporting.adapters.hl7v2.config import MLLPDestination, load_destinations
 
 
 class ReportingSettings(ServiceSettings):

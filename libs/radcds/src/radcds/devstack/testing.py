@@ -97,7 +97,7 @@ class RecordingPublisher:
 
 
 class InMemoryReceivedMessageLog:
-    """Fake of our :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog` port for tests: in-process
+    """Fake of our :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog` port for tests: in-process
     and bounded (forgets the oldest beyond ``capacity``); the services use ``SqlReceivedMessageLog``."""
 
     def __init__(self, capacity: int = 100_000) -> None:
@@ -105,11 +105,11 @@ class InMemoryReceivedMessageLog:
         self._capacity = capacity
 
     def was_accepted(self, *, sender: str, control_id: str) -> bool:
-        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
         return (sender, control_id) in self._seen
 
     def record_accepted(self, *, sender: str, control_id: str) -> None:
-        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
         self._seen[(sender, control_id)] = None
         while len(self._seen) > self._capacity:
             self._seen.popitem(last=False)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.mllp import (
+from radcds.devstack.testing import InMemoryReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.mllp import (
     BrokenFrame,
     Delivery,
     Frame,
@@ -15,8 +16,7 @@ from radcds.adapters.hl7v2.mllp import (
     MLLPServer,
     frame,
 )
-from radcds.adapters.hl7v2.orders import ParsedOrderMessage
-from radcds.devstack.testing import InMemoryReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
 
 from .conftest import ORM_O01_NEW
 

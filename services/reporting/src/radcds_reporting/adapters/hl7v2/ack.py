@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import IntEnum, StrEnum
 
-from radcds.adapters.hl7v2.datatypes import format_dtm
-from radcds.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape, unescape
+from radcds_reporting.adapters.hl7v2.datatypes import format_dtm
+from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape, unescape
 
 
 class AckCode(StrEnum):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from radcds.adapters.hl7v2.ack import AckCode, ReceivedAck, parse_ack, parse_msh
+from radcds_reporting.adapters.hl7v2.ack import AckCode, ReceivedAck, parse_ack, parse_msh
 
 START_BLOCK = b"\x0b"
 END_BLOCK = b"\x1c"

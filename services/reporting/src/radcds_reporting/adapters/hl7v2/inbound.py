@@ -1,6 +1,6 @@
 """Receiving HL7 v2 messages: decoding, header checks, duplicate detection, ACKs (HL7 v2.5.1 2.9, 2.10).
 
-:class:`OrderInbox` is the :class:`~radcds.adapters.hl7v2.mllp.MLLPApplication` for orders: it
+:class:`OrderInbox` is the :class:`~radcds_reporting.adapters.hl7v2.mllp.MLLPApplication` for orders: it
 decodes each block in the charset MSH-18 declares, refuses unsupported message types, versions
 and processing ids with AR, answers bad content with AE and an ERR segment, hands good orders to
 an :class:`OrderSink` and answers AA. A repeated MSH-10 from the same sender (MSH-3/MSH-4) that
@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
 
-from radcds.adapters.hl7v2.ack import (
+from radcds_reporting.adapters.hl7v2.ack import (
     AckCode,
     ErrorCode,
     ErrorLocation,
@@ -26,9 +26,9 @@ from radcds.adapters.hl7v2.ack import (
     acknowledgments,
     parse_msh,
 )
-from radcds.adapters.hl7v2.escaping import DEFAULT_DELIMITERS
-from radcds.adapters.hl7v2.mllp import BrokenFrame
-from radcds.adapters.hl7v2.orders import (
+from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS
+from radcds_reporting.adapters.hl7v2.mllp import BrokenFrame
+from radcds_reporting.adapters.hl7v2.orders import (
     SUPPORTED_ORDER_MESSAGES,
     ParsedOrderMessage,
     normalise_segment_separators,
@@ -218,7 +218,7 @@ class HL7Inbox:
         return [ack.encode(codec, errors="replace") for ack in acks]
 
     async def handle(self, data: bytes) -> list[bytes]:
-        """Answer one block (see :class:`~radcds.adapters.hl7v2.mllp.MLLPApplication`)."""
+        """Answer one block (see :class:`~radcds_reporting.adapters.hl7v2.mllp.MLLPApplication`)."""
         try:
             header = _header_from_bytes(data.lstrip(b"\r\n"))
         except HL7MessageError as error:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from radcds.adapters.hl7v2.config import load_destinations, parse_destination_list
-from radcds.adapters.hl7v2.oru import TextLayout
+from radcds_reporting.adapters.hl7v2.config import load_destinations, parse_destination_list
+from radcds_reporting.adapters.hl7v2.oru import TextLayout
 
 # Written for this test: defaults plus one destination that wants one FT OBX.
 OPTIONS_TOML = """

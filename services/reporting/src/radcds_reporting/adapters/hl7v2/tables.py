@@ -43,8 +43,8 @@ class CodingSystemTable:
 
 @cache
 def table_0396() -> CodingSystemTable:
-    """HL7 table 0396 as shipped in ``radcds/adapters/hl7v2/tables``."""
-    text = resources.files("radcds.adapters.hl7v2").joinpath("tables", TABLE_0396_FILE).read_text("utf-8")
+    """HL7 table 0396 as shipped in ``radcds_reporting/adapters/hl7v2/tables``."""
+    text = resources.files("radcds_reporting.adapters.hl7v2").joinpath("tables", TABLE_0396_FILE).read_text("utf-8")
     data = json.loads(text)
     templates = {name: re.compile(rx) for name, rx in data["templates"].items()}
     codes = {c["code"]: c["status"] for c in data["codes"] if c["code"] not in templates}

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import hl7
 import pytest
 
-from radcds.adapters.hl7v2.datatypes import format_dtm, format_nm, parse_dtm
-from radcds.adapters.hl7v2.escaping import Delimiters, escape, unescape
+from radcds_reporting.adapters.hl7v2.datatypes import format_dtm, format_nm, parse_dtm
+from radcds_reporting.adapters.hl7v2.escaping import Delimiters, escape, unescape
 
 
 def test_escape_of_each_delimiter_returns_its_escape_sequence() -> None:

@@ -1,6 +1,6 @@
 """HL7 v2.5.1 data types radcds writes and reads (chapter 2.A): DTM, CE/CWE, EI, XCN, XPN, NDL.
 
-Every text value passes through :func:`radcds.adapters.hl7v2.escaping.escape` before it is
+Every text value passes through :func:`radcds_reporting.adapters.hl7v2.escaping.escape` before it is
 joined with delimiters.
 """
 
@@ -9,11 +9,11 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from decimal import Decimal
 
-from radcds.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape
-from radcds.adapters.hl7v2.tables import table_0396
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.orders import OrderNumber, PersonName, Practitioner
+from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape
+from radcds_reporting.adapters.hl7v2.tables import table_0396
 
 #: FHIR code system URI -> HL7 v2 coding system name (HL7 table 0396, checked by the tests against
 #: ``tables/hl7-table-0396.json``). CPT-4 is ``C4`` (``CPT4`` is not in table 0396). RadLex has no

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 
-from radcds.adapters.hl7v2.ack import (
+from radcds_reporting.adapters.hl7v2.ack import (
     AckCode,
     ErrorCode,
     ErrorLocation,

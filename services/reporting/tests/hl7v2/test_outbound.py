@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.hl7v2.ack import AckCode, ReceivedAck
-from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer, SendOutcome
-from radcds.adapters.hl7v2.outbound import (
+from radcds_reporting.adapters.hl7v2.ack import AckCode, ReceivedAck
+from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer, SendOutcome
+from radcds_reporting.adapters.hl7v2.outbound import (
     DeliveryWorker,
     OutboundQueue,
     QueueState,
@@ -167,7 +167,7 @@ def test_worker_batch_stops_at_the_first_message_that_is_not_delivered(engine: E
 
 
 def test_delivery_lease_is_held_by_one_holder_until_it_expires_or_is_released(engine: Engine) -> None:
-    from radcds.adapters.hl7v2.outbound import hold_lease, release_lease
+    from radcds_reporting.adapters.hl7v2.outbound import hold_lease, release_lease
 
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     assert hold_lease(engine, destination="ris:6661", holder="a", ttl_s=30, now=t0)

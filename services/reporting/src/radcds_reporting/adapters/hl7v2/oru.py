@@ -17,8 +17,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from radcds.adapters.hl7v2.datatypes import ce, ei, format_dtm, format_nm, ndl, xcn, xpn
-from radcds.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, escape
 from radcds.domain.codes import UCUM, Coding
 from radcds.domain.results import (
     SECTION_HEADINGS,
@@ -27,6 +25,8 @@ from radcds.domain.results import (
     ImagingResult,
     ResultStatus,
 )
+from radcds_reporting.adapters.hl7v2.datatypes import ce, ei, format_dtm, format_nm, ndl, xcn, xpn
+from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, escape
 
 VERSION = "2.5.1"
 SEGMENT_SEPARATOR = "\r"

@@ -5,11 +5,11 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from radcds.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
-from radcds.adapters.hl7v2.inbound import OrderInbox
-from radcds.adapters.hl7v2.mllp import BrokenFrame, FramingProblem
-from radcds.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds.devstack.testing import InMemoryReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
+from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
+from radcds_reporting.adapters.hl7v2.mllp import BrokenFrame, FramingProblem
+from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
 
 from .conftest import OMI_O23_NEW, ORM_O01_CANCEL, ORM_O01_NEW
 

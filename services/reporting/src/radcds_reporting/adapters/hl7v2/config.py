@@ -24,8 +24,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout
-from radcds.adapters.hl7v2.outbound import RetryPolicy
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout
+from radcds_reporting.adapters.hl7v2.outbound import RetryPolicy
 
 
 class DestinationOptions(BaseModel):

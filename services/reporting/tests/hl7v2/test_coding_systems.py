@@ -1,6 +1,6 @@
 """Every coding system identifier radcds sends is in HL7 table 0396 (HL7 v2.5.1 2.A.8 CE.3/CE.6).
 
-The table is ``radcds/adapters/hl7v2/tables/hl7-table-0396.json`` (HL7 UTG CodeSystem v2-0396,
+The table is ``radcds_reporting/adapters/hl7v2/tables/hl7-table-0396.json`` (HL7 UTG CodeSystem v2-0396,
 provenance in the file). The HAPI harness checks the same on HAPI's parse of every layout
 (tests/conformance/test_hl7v2_hapi.py); this is the Python-only check that runs in unit tests.
 """
@@ -11,7 +11,9 @@ from datetime import datetime
 
 import pytest
 
-from radcds.adapters.hl7v2.datatypes import (
+from radcds.domain.codes import Coding
+from radcds.domain.results import ResultStatus
+from radcds_reporting.adapters.hl7v2.datatypes import (
     CODING_SYSTEMS,
     LOCAL_CODING_SYSTEM,
     RECEIVED_SYSTEM_PREFIX,
@@ -19,10 +21,8 @@ from radcds.adapters.hl7v2.datatypes import (
     received_coding_system,
     v2_coding_system,
 )
-from radcds.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds.adapters.hl7v2.tables import table_0396
-from radcds.domain.codes import Coding
-from radcds.domain.results import ResultStatus
+from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.adapters.hl7v2.tables import table_0396
 
 from .conftest import make_result
 

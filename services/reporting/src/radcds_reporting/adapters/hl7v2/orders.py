@@ -12,7 +12,7 @@ OMI^O23 (v2.5.1 chapter 4.4.10, IHE RAD-4 "HL7 v2.5.1 option"): the same ORC/OBR
 scheduled start and IPC (4.5.6): IPC-1 accession, IPC-2 requested procedure id, IPC-3 Study
 Instance UID, IPC-4 scheduled procedure step id, IPC-5 modality, IPC-9 scheduled station AE title.
 
-Bad content raises :class:`~radcds.adapters.hl7v2.ack.HL7MessageError` naming the segment and field
+Bad content raises :class:`~radcds_reporting.adapters.hl7v2.ack.HL7MessageError` naming the segment and field
 (ERR-2). Segments radcds does not read, Z segments included, are kept in
 :attr:`ParsedOrderMessage.other_segments` exactly as received.
 """
@@ -24,8 +24,6 @@ from datetime import UTC, datetime, tzinfo
 
 import hl7
 
-from radcds.adapters.hl7v2.ack import AckCode, ErrorCode, ErrorLocation, HL7MessageError, ReceivedHeader, parse_msh
-from radcds.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
 from radcds.domain.codes import Coding
 from radcds.domain.orders import (
     ADMINISTRATIVE_SEX,
@@ -37,6 +35,15 @@ from radcds.domain.orders import (
     PlacedImagingOrder,
     Practitioner,
 )
+from radcds_reporting.adapters.hl7v2.ack import (
+    AckCode,
+    ErrorCode,
+    ErrorLocation,
+    HL7MessageError,
+    ReceivedHeader,
+    parse_msh,
+)
+from radcds_reporting.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
 
 ORM_O01 = ("ORM", "O01")
 OMI_O23 = ("OMI", "O23")

@@ -33,8 +33,8 @@ from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, upda
 from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.tables_hl7 import hl7_delivery_leases, hl7_inbound_messages, hl7_outbound_messages
-from radcds.adapters.hl7v2.ack import parse_msh
-from radcds.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
+from radcds_reporting.adapters.hl7v2.ack import parse_msh
+from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
 
 logger = logging.getLogger(__name__)
 
@@ -443,14 +443,14 @@ class DeliveryWorker:
 
 
 class SqlReceivedMessageLog:
-    """A :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog` in the database (survives restarts)."""
+    """A :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog` in the database (survives restarts)."""
 
     def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
         self._engine = engine
         self._clock = clock
 
     def was_accepted(self, *, sender: str, control_id: str) -> bool:
-        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
         t = hl7_inbound_messages
         with self._engine.connect() as conn:
             found = conn.execute(
@@ -474,7 +474,7 @@ class SqlReceivedMessageLog:
         return True
 
     def record_accepted(self, *, sender: str, control_id: str) -> None:
-        """See :class:`~radcds.adapters.hl7v2.inbound.ReceivedMessageLog`."""
+        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
         with contextlib.suppress(IntegrityError), self._engine.begin() as conn:
             conn.execute(
                 insert(hl7_inbound_messages).values(

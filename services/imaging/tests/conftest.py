@@ -5,12 +5,49 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import pydicom
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from pydicom.data import get_testdata_file
 from sqlalchemy import Engine
 
-from radcds.devstack.testing import migrated_engine
+from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.devstack.testing import RecordingPublisher, migrated_engine
+from radcds_imaging.handlers import ImagingService
+from radcds_imaging.storage import FilesystemInstanceStore
+from radcds_imaging.wado import wado_router
 
 ROOT = Path(__file__).resolve().parents[3]
+#: The public base URL the WADO test apps answer under.
+BASE = "http://imaging.test"
+
+
+def testdata_path(name: str) -> Path:
+    """A pydicom / pydicom-data test file, found offline."""
+    found = get_testdata_file(name)
+    assert found is not None, name
+    return Path(found)
+
+
+def testdata_uids(name: str) -> tuple[str, str, str]:
+    """Study, Series and SOP Instance UIDs of a test file."""
+    ds = pydicom.dcmread(testdata_path(name), stop_before_pixels=True)
+    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+
+
+def wado_client(root: Path, *files: bytes) -> TestClient:
+    """An app with only the WADO router, over SQLite and a filesystem store holding ``files``."""
+    engine = make_engine(sqlite_url(root / "imaging.db"))
+    migrate(engine)
+    store = FilesystemInstanceStore(root / "store")
+    service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
+    outcome = service.store_instances(parts=list(files))
+    assert len(outcome.stored) == len(files) and not outcome.failed
+    app = FastAPI()
+    app.include_router(wado_router(public_base_url=BASE))
+    app.state.engine, app.state.imaging, app.state.instance_store = engine, service, store
+    return TestClient(app)
 
 
 @pytest.fixture(

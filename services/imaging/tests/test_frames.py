@@ -16,50 +16,21 @@ from pathlib import Path
 import numpy as np
 import pydicom
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from pydicom.data import get_testdata_file
 from pydicom.encaps import generate_frames
 
-from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.dicomweb.multipart import parse_accept, parse_content_type, split_parts
-from radcds.devstack.testing import RecordingPublisher
-from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
-from radcds_imaging.wado import wado_router
 
-BASE = "http://imaging.test"
+from .conftest import testdata_path as _path
+from .conftest import testdata_uids as _uids
+from .conftest import wado_client
+
 OHIF_ACCEPT = "multipart/related; type=application/octet-stream; transfer-syntax=*"
 UNCOMPRESSED = "application/octet-stream; transfer-syntax=1.2.840.10008.1.2.1"
 
 
-def _path(name: str) -> Path:
-    found = get_testdata_file(name)
-    assert found is not None, name
-    return Path(found)
-
-
-def _client_for(root: Path, *files: bytes) -> TestClient:
-    """An app with only the WADO router, over SQLite and a filesystem store holding ``files``."""
-    engine = make_engine(sqlite_url(root / "imaging.db"))
-    migrate(engine)
-    store = FilesystemInstanceStore(root / "store")
-    service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
-    outcome = service.store_instances(parts=list(files))
-    assert len(outcome.stored) == len(files) and not outcome.failed
-    app = FastAPI()
-    app.include_router(wado_router(public_base_url=BASE))
-    app.state.engine, app.state.imaging, app.state.instance_store = engine, service, store
-    return TestClient(app)
-
-
 def _client(root: Path, name: str) -> TestClient:
-    return _client_for(root, _path(name).read_bytes())
-
-
-def _uids(name: str) -> tuple[str, str, str]:
-    ds = pydicom.dcmread(_path(name), stop_before_pixels=True)
-    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    return wado_client(root, _path(name).read_bytes())
 
 
 def _instance_url(name: str) -> str:
@@ -262,7 +233,7 @@ def test_frames_of_instance_without_pixel_data_answer_404(tmp_path):
     del ds.PixelData
     buffer = BytesIO()
     ds.save_as(buffer)
-    client = _client_for(tmp_path, buffer.getvalue())
+    client = wado_client(tmp_path, buffer.getvalue())
     response = client.get(f"{_instance_url('CT_small.dcm')}/frames/1")
     assert response.status_code == 404
     assert "Pixel Data" in response.json()["error"]

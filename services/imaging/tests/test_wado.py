@@ -16,56 +16,19 @@ from typing import Any
 
 import numpy as np
 import pydicom
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image
-from pydicom.data import get_testdata_file
 
-from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
-from radcds.domain.events import EventKind
-from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
-from radcds_imaging.wado import wado_router
 
-BASE = "http://imaging.test"
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        self.events.append((kind, payload, event_id, subject))
-
-
-def _path(name: str) -> Path:
-    found = get_testdata_file(name)
-    assert found is not None, name
-    return Path(found)
+from .conftest import BASE, wado_client
+from .conftest import testdata_path as _path
+from .conftest import testdata_uids as _uids
 
 
 def _client(root: Path, *names: str) -> TestClient:
     """An app with only the WADO router, over SQLite and a filesystem store holding ``names``."""
-    engine = make_engine(sqlite_url(root / "imaging.db"))
-    migrate(engine)
-    store = FilesystemInstanceStore(root / "store")
-    service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
-    outcome = service.store_instances(parts=[_path(n).read_bytes() for n in names])
-    assert len(outcome.stored) == len(names) and not outcome.failed
-    app = FastAPI()
-    app.include_router(wado_router(public_base_url=BASE))
-    app.state.engine = engine
-    app.state.imaging = service
-    app.state.instance_store = store
-    return TestClient(app)
-
-
-def _uids(name: str) -> tuple[str, str, str]:
-    ds = pydicom.dcmread(_path(name), stop_before_pixels=True)
-    return str(ds.StudyInstanceUID), str(ds.SeriesInstanceUID), str(ds.SOPInstanceUID)
+    return wado_client(root, *(_path(n).read_bytes() for n in names))
 
 
 def _instance_url(name: str) -> str:

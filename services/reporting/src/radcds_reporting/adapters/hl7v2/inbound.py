@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, tzinfo
 from typing import Protocol
@@ -131,7 +132,7 @@ def _ack_codec(header: ReceivedHeader, default_codec: str) -> str:
     return CHARSETS.get(header.character_set.upper(), default_codec) if header.character_set else default_codec
 
 
-class HL7Inbox:
+class HL7Inbox(ABC):
     """The protocol half of receiving any HL7 message; subclasses implement :meth:`process`.
 
     ``message_types`` lists the (MSH-9.1, MSH-9.2) pairs accepted; others are answered AR 200
@@ -157,9 +158,9 @@ class HL7Inbox:
         self._clock = clock
         self._control_ids = control_ids
 
+    @abstractmethod
     async def process(self, text: str, header: ReceivedHeader) -> ProcessingOutcome:
-        """Application processing of an accepted, decoded message."""
-        raise NotImplementedError
+        """Application processing of an accepted, decoded message (each inbox, e.g. :class:`OrderInbox`)."""
 
     def _check_header(self, header: ReceivedHeader) -> None:
         if not header.message_type:

@@ -118,7 +118,7 @@ EVERYTHING_ON: dict[str, Any] = {
         "sasl": {"mechanism": "SCRAM-SHA-512", "existingSecret": "kafka-user"},
         "tls": {"caSecret": "kafka-ca"},
     },
-    "database": {"existingSecret": "radcds-db", "existingSecretKey": "dsn"},
+    "database": {"existingSecret": "radcds-db", "existingSecretKeys": {"reporting": "reporting-dsn"}},
     "otel": {"endpoint": "http://otel-collector:4318/v1/traces"},
     "networkPolicy": {
         "enabled": True,
@@ -438,7 +438,10 @@ def _rendered_setting_names(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
     [
         {},
         EVERYTHING_ON,
-        {"database": {"url": "postgresql://radcds:pw@db:5432/radcds"}, "reporting": {"persistence": {"enabled": True}}},
+        {
+            "database": {"urls": {"reporting": "postgresql://radcds:pw@db:5432/radcds_reporting"}},
+            "reporting": {"persistence": {"enabled": True}},
+        },
         {
             "triton": {"enabled": False, "externalUrl": "triton.models:8001"},
             "otel": {"endpoint": "http://c:4318/v1/traces"},
@@ -555,29 +558,45 @@ def test_sasl_and_tls_expose_credentials_from_secret_and_mount_the_ca(chart: hel
     assert volumes["kafka-ca"]["secret"]["secretName"] == "kafka-ca"
 
 
-def test_database_secret_is_exposed_only_to_imaging_reporting_and_fusion(chart: helm.Chart) -> None:
-    docs = _render(chart, {"database": {"existingSecret": "radcds-db", "existingSecretKey": "dsn"}})
+def test_database_secret_gives_imaging_reporting_and_fusion_each_its_own_url_key(chart: helm.Chart) -> None:
+    docs = _render(chart, {"database": {"existingSecret": "radcds-db", "existingSecretKeys": {"reporting": "dsn"}}})
 
-    for service in ("imaging", "reporting", "fusion"):
+    for service, key in (("imaging", "imaging-url"), ("reporting", "dsn"), ("fusion", "fusion-url")):
         env = _env(_container(_deployment(docs, service)))
         ref = env[f"RADCDS_{service.upper()}_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
-        assert ref == {"name": "radcds-db", "key": "dsn"}
+        assert ref == {"name": "radcds-db", "key": key}
     for service in ("referral", "inference"):
         env = _env(_container(_deployment(docs, service)))
         assert not [name for name in env if name.endswith("_DATABASE_URL")]
     assert not _objects(docs, "Secret")
 
 
-def test_database_url_without_existing_secret_creates_chart_secret(chart: helm.Chart) -> None:
-    docs = _render(chart, {"database": {"url": "postgresql://radcds:pw@db:5432/radcds"}})
+def test_database_urls_without_existing_secret_create_chart_secret_for_the_services_named(chart: helm.Chart) -> None:
+    urls = {"reporting": "postgresql://radcds:pw@db:5432/radcds_reporting", "fusion": "postgresql://f@db/radcds_fusion"}
+    docs = _render(chart, {"database": {"urls": urls}})
 
     secret = _objects(docs, "Secret")[f"{RELEASE}-database"]
-    assert secret["stringData"] == {"url": "postgresql://radcds:pw@db:5432/radcds"}
+    assert secret["stringData"] == {"reporting-url": urls["reporting"], "fusion-url": urls["fusion"]}
     env = _env(_container(_deployment(docs, "reporting")))
     assert env["RADCDS_REPORTING_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
         "name": f"{RELEASE}-database",
-        "key": "url",
+        "key": "reporting-url",
     }
+    # imaging has no URL in the Secret: no reference to a missing key (the pod would not start)
+    assert "RADCDS_IMAGING_DATABASE_URL" not in _env(_container(_deployment(docs, "imaging")))
+
+
+@pytest.mark.parametrize(
+    "database",
+    [{"url": "postgresql://radcds:pw@db:5432/radcds"}, {"existingSecret": "db", "existingSecretKey": "url"}],
+    ids=["url", "existingSecretKey"],
+)
+def test_one_shared_database_url_of_earlier_releases_is_refused_by_the_values_schema(
+    chart: helm.Chart, database: dict[str, Any]
+) -> None:
+    message = _render_error(chart, {"database": database})
+
+    assert f"at '/database': additional properties '{next(iter(database.keys() - {'existingSecret'}))}'" in message
 
 
 def test_no_database_configured_sets_no_database_url(chart: helm.Chart) -> None:

@@ -97,8 +97,15 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- define "radcds.databaseSecretName" -}}
 {{- if .Values.database.existingSecret -}}
 {{- .Values.database.existingSecret -}}
-{{- else if .Values.database.url -}}
+{{- else if (include "radcds.databaseUrlsGiven" .) -}}
 {{- printf "%s-database" (include "radcds.fullname" .) -}}
+{{- end -}}
+{{- end }}
+
+{{/* "true" when database.urls names at least one service's URL (the chart then creates the Secret). */}}
+{{- define "radcds.databaseUrlsGiven" -}}
+{{- range $name, $url := .Values.database.urls -}}
+{{- if $url -}}true{{- end -}}
 {{- end -}}
 {{- end }}
 
@@ -192,12 +199,12 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- $root := .root -}}
 {{- $p := include "radcds.envPrefix" . -}}
 {{- $dbSecret := include "radcds.databaseSecretName" $root -}}
-{{- if and .svc.useDatabase $dbSecret }}
+{{- if and .svc.useDatabase $dbSecret (or $root.Values.database.existingSecret (index $root.Values.database.urls .name)) }}
 - name: {{ $p }}_DATABASE_URL
   valueFrom:
     secretKeyRef:
       name: {{ $dbSecret }}
-      key: {{ ternary $root.Values.database.existingSecretKey "url" (not (empty $root.Values.database.existingSecret)) }}
+      key: {{ ternary (index $root.Values.database.existingSecretKeys .name) (printf "%s-url" .name) (not (empty $root.Values.database.existingSecret)) }}
 {{- end }}
 {{- with $root.Values.kafka.sasl }}
 {{- if .mechanism }}

@@ -10,7 +10,8 @@ service's first own revision then *adopts* them (creates nothing, drops nothing)
 later revisions of the service's chain apply as usual. A database the shared chain left at an older revision is
 refused with :class:`LegacySchemaError`: finish that upgrade first with the release that still ships the shared
 chain. Nothing removes the legacy version table or another service's tables: splitting one shared database into
-one database per service is the runbook's copy step (docs/ops/runbook.md), after which the old one is retired.
+one database per service is the runbook's copy step (docs/operations.md, "One database per
+service"), after which the old one is retired.
 """
 
 from __future__ import annotations

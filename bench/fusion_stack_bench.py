@@ -168,10 +168,10 @@ def run(studies: int = 25) -> str:
         ports=Ports(kafka=39192, kafka_controller=39193, reporting=38185, reporting_mllp=32575, fusion=38184),
         extra_env=env,
     )
-    stack.start_kafka()
+    stack.kafka_broker.start()
     recorder = None
     try:
-        stack.wait_kafka()
+        stack.kafka_broker.wait()
         for service in ("reporting", "fusion"):
             stack.start_service(service)
         for service in ("reporting", "fusion"):

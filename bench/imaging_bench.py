@@ -247,9 +247,9 @@ def run() -> str:
     results: list[Result] = []
     ok = False
     try:
-        stack.start_kafka()
+        stack.kafka_broker.start()
         orthanc.start()
-        stack.wait_kafka()
+        stack.kafka_broker.wait()
         stack.start_service("imaging")
         stack.wait_service("imaging")
         radcds_web = f"http://{stack.host}:{ports.imaging}/dicom-web"

@@ -148,14 +148,14 @@ def main(argv: list[str] | None = None) -> str:
     stack = LocalStack(
         root=ROOT, run_dir=run_dir, ports=Ports(triton_http=http, triton_grpc=grpc_port, triton_metrics=metrics)
     )
-    stack.start_triton()
+    stack.triton_server.start()
     lines = [
         "| model | concurrency | shared memory | Triton p50 ms | Triton p99 ms | Triton req/s "
         "| in-process p50 ms | in-process p99 ms | in-process req/s | ratio p50 (Triton / in-process) |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
     try:
-        stack.wait_triton(timeout_s=180)
+        stack.triton_server.wait(timeout_s=180)
         url = f"127.0.0.1:{grpc_port}"
         for model, inputs, in_process in _cases():
             for concurrency in CONCURRENCY:

@@ -122,9 +122,9 @@ def run_with(*, workers: int) -> str:
         ports=Ports(kafka=39092, kafka_controller=39093, referral=38081),
         extra_env={"RADCDS_REFERRAL_LOG_LEVEL": "WARNING"},
     )
-    stack.start_kafka()
+    stack.kafka_broker.start()
     try:
-        stack.wait_kafka()
+        stack.kafka_broker.wait()
         stack.start_service("referral")
         stack.wait_service("referral")
         key_path, issuers_path = stack.dev_issuer()

@@ -1,6 +1,9 @@
 """Session fixtures: one real stack (Apache Kafka KRaft, Triton, PostgreSQL, the services) for all tests.
 
-Ports differ from `make up`'s defaults so a developer's running stack is not disturbed.
+The stack starts what the session's tests are marked to need: Triton (and with it the inference service) only
+when a selected test is marked ``triton``, PostgreSQL only when one is marked ``postgres`` (the services keep
+SQLite files otherwise); so ``pytest -m "kafka and not triton and not postgres"`` starts Kafka and the services
+alone. Ports differ from `make up`'s defaults so a developer's running stack is not disturbed.
 """
 
 from __future__ import annotations
@@ -43,8 +46,13 @@ TEST_PORTS = Ports(
 )
 
 
+def session_needs(session: pytest.Session, marker: str) -> bool:
+    """True when a test selected in this session carries ``marker``."""
+    return any(item.get_closest_marker(marker) is not None for item in session.items)
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[LocalStack]:
+def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     run_dir = ROOT / ".run" / f"itest-{os.getpid()}"
     extra: dict[str, str] = {}
     for service in SERVICES:
@@ -68,7 +76,14 @@ def stack() -> Iterator[LocalStack]:
     # The MRN system of the test EHR's Patients and of those the tests send in CDS Hooks calls: fusion looks the
     # patient up in the EHR and matches order-sign by it.
     extra["RADCDS_FUSION_EHR_PATIENT_IDENTIFIER_SYSTEM"] = HOSPITAL_MRN_SYSTEM
-    s = LocalStack(root=ROOT, run_dir=run_dir, ports=TEST_PORTS, postgres=True, extra_env=extra)
+    s = LocalStack(
+        root=ROOT,
+        run_dir=run_dir,
+        ports=TEST_PORTS,
+        postgres=session_needs(request.session, "postgres"),
+        triton=session_needs(request.session, "triton"),
+        extra_env=extra,
+    )
     s.up()
     try:
         yield s

@@ -55,8 +55,8 @@ def _s3_client() -> object:
 @pytest.fixture(scope="module")
 def s3_imaging(stack: LocalStack) -> Iterator[str]:
     """Base URL of an imaging service storing in S3Proxy."""
-    stack.start_s3proxy(port=S3_PORT)
-    stack.wait_s3proxy(port=S3_PORT)
+    stack.s3_proxy(port=S3_PORT).start()
+    stack.s3_proxy(port=S3_PORT).wait()
     env = stack.service_env("imaging")
     data = stack.run_dir / "data" / "imaging-s3"
     identity, credential = S3_DEV_CREDENTIALS
@@ -175,8 +175,8 @@ def test_s3_store_down_fails_the_part_with_a700_keeps_nothing_and_recovers(stack
         )
         assert found.status_code == 204
     finally:
-        stack.start_s3proxy(port=S3_PORT)
-        stack.wait_s3proxy(port=S3_PORT)
+        stack.s3_proxy(port=S3_PORT).start()
+        stack.s3_proxy(port=S3_PORT).wait()
     eventually(
         lambda: _stow(s3_imaging, [_fresh("CT_small.dcm")[0]]).status_code == 200,
         timeout_s=60,

@@ -48,8 +48,8 @@ def test_studies_sent_while_triton_is_down_are_analysed_after_it_returns_and_non
         eventually(retried_while_down, timeout_s=60, what="inference retrying the study while Triton is down")
         assert not uids & _subjects(stack, FINDINGS_PRODUCED.topic)
     finally:
-        stack.start_triton()
-        stack.wait_triton(timeout_s=180)
+        stack.triton_server.start()
+        stack.triton_server.wait(timeout_s=180)
 
     eventually(
         lambda: uids <= _subjects(stack, FINDINGS_PRODUCED.topic),

@@ -50,9 +50,9 @@ window = _load("brain_window_onnx")
 def triton() -> Iterator[grpcclient.InferenceServerClient]:
     run_dir = ROOT / ".run" / f"models-it-{os.getpid()}"
     stack = LocalStack(root=ROOT, run_dir=run_dir, ports=PORTS)
-    stack.start_triton()
+    stack.triton_server.start()
     try:
-        stack.wait_triton(timeout_s=180.0)
+        stack.triton_server.wait(timeout_s=180.0)
         client = grpcclient.InferenceServerClient(url=f"127.0.0.1:{PORTS.triton_grpc}")
         yield client
         client.close()

@@ -34,7 +34,7 @@ from .conftest import ORU_PEER_PORT
 from .helpers import eventually, fhir, read_topic
 from .peers import IntegrationEngine, mllp_send, orm_o01
 
-pytestmark = [pytest.mark.integration, pytest.mark.kafka]
+pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton]  # the report needs inference
 
 
 def _sign(stack, report_id: str, practitioner: str) -> dict:  # type: ignore[no-untyped-def]

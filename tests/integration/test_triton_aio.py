@@ -37,9 +37,9 @@ URL = f"127.0.0.1:{PORTS.triton_grpc}"
 def triton() -> Iterator[LocalStack]:
     run_dir = ROOT / ".run" / f"triton-aio-it-{os.getpid()}"
     stack = LocalStack(root=ROOT, run_dir=run_dir, ports=PORTS)
-    stack.start_triton()
+    stack.triton_server.start()
     try:
-        stack.wait_triton(timeout_s=180.0)
+        stack.triton_server.wait(timeout_s=180.0)
         yield stack
     finally:
         processes.stop("triton", run_dir)
@@ -103,8 +103,8 @@ def test_triton_down_opens_the_breaker_and_a_restart_with_shared_memory_recovers
             assert breaker.state is BreakerState.OPEN
             with pytest.raises(TritonUnavailable, match="circuit open"):
                 await call(models)  # fails fast while open
-            triton.start_triton()
-            await asyncio.to_thread(triton.wait_triton, 180.0)
+            triton.triton_server.start()
+            await asyncio.to_thread(triton.triton_server.wait, 180.0)
             # Half-open after the reset timeout: the next call is the trial. gRPC's reconnect backoff may
             # fail the first trials right after the restart (as a consumer would see: it retries later).
             deadline = asyncio.get_running_loop().time() + 60

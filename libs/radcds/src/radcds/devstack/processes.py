@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
 
@@ -16,6 +17,12 @@ def port_open(host: str, port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.5)
         return s.connect_ex((host, port)) == 0
+
+
+def http_ok(url: str) -> bool:
+    """True when ``url`` answers 200 (a loopback readiness probe)."""
+    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
+        return bool(resp.status == 200)
 
 
 def start(name: str, argv: list[str], *, run_dir: Path, env: dict[str, str], cwd: Path, user: str | None = None) -> int:

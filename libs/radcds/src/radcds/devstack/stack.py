@@ -1,32 +1,29 @@
-"""Components of the local stack and how each is started and probed."""
+"""The local stack: the infrastructure components (:mod:`radcds.devstack.components`) and the radcds services,
+started, probed and stopped together under one run folder."""
 
 from __future__ import annotations
 
-import base64
-import glob
 import os
-import pwd
-import shutil
-import subprocess
 import sys
-import sysconfig
-import tempfile
-import urllib.request
-import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from radcds.devstack import processes
+from radcds.devstack.components.kafka import KafkaBroker
+from radcds.devstack.components.postgres import PostgresCluster
+from radcds.devstack.components.s3proxy import S3_DEV_CREDENTIALS, S3Proxy
+from radcds.devstack.components.triton import TritonServer
 
 SERVICES = ("imaging", "inference", "reporting", "referral", "fusion")
-#: One database per service (fusion's holds its own migration chain).
+#: One database per service: each service's own migration chain creates its tables there.
 DATABASES = SERVICES
 #: Issuer of the development EHR whose key `make run` generates and the referral service trusts.
 DEV_ISSUER = "https://ehr.radcds.local/dev"
+#: The services that read Triton (started only when the stack runs Triton).
+TRITON_SERVICES = ("inference",)
 
-
-#: Access key and secret of the local S3Proxy (development and tests only; never used elsewhere).
-S3_DEV_CREDENTIALS = ("radcds-dev", "radcds-dev-secret")
+__all__ = ["DATABASES", "DEV_ISSUER", "S3_DEV_CREDENTIALS", "SERVICES", "LocalStack", "Ports"]
 
 
 def _env_int(name: str, default: int) -> int:
@@ -83,346 +80,56 @@ class Ports:
 
 @dataclass
 class LocalStack:
-    """One local stack rooted at the repository, with its own run folder and ports."""
+    """One local stack rooted at the repository, with its own run folder and ports. ``postgres``: the services
+    keep their data in PostgreSQL (one database each) instead of SQLite files; ``triton``: Triton runs, and with
+    it the inference service."""
 
     root: Path
     run_dir: Path
     ports: Ports = field(default_factory=Ports)
     host: str = "127.0.0.1"
     postgres: bool = False
+    triton: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
 
-    # ---- paths -------------------------------------------------------------------------
-    @property
-    def kafka_lib(self) -> Path:
-        return self.root / ".cache" / "kafka" / "lib"
+    # ---- components ----------------------------------------------------------------------
+    @cached_property
+    def kafka_broker(self) -> KafkaBroker:
+        """The Kafka KRaft node."""
+        return KafkaBroker(self.root, self.run_dir, self.host, self.ports.kafka, self.ports.kafka_controller)
+
+    @cached_property
+    def triton_server(self) -> TritonServer:
+        """Triton on ``models/``."""
+        p = self.ports
+        return TritonServer(self.root, self.run_dir, self.host, p.triton_http, p.triton_grpc, p.triton_metrics)
+
+    @cached_property
+    def postgres_cluster(self) -> PostgresCluster:
+        """The PostgreSQL cluster (started only when ``postgres``)."""
+        return PostgresCluster(self.run_dir, self.host, self.ports.postgres, DATABASES)
+
+    def s3_proxy(self, *, name: str = "s3proxy", port: int | None = None) -> S3Proxy:
+        """An S3Proxy (the stack's own on ``ports.s3``, or another one a test runs)."""
+        return S3Proxy(self.root, self.run_dir, self.host, port or self.ports.s3, name=name)
 
     @property
     def bootstrap(self) -> str:
-        return f"{self.host}:{self.ports.kafka}"
+        """Kafka's bootstrap servers."""
+        return self.kafka_broker.bootstrap
 
     def database_url(self, service: str) -> str | None:
         """PostgreSQL URL of a service's database when the stack runs PostgreSQL."""
-        if not self.postgres:
-            return None
-        return f"postgresql+psycopg://postgres@{self.host}:{self.ports.postgres}/radcds_{service}"
-
-    # ---- S3Proxy (the local S3-compatible store) -----------------------------------------
-    @property
-    def s3_lib(self) -> Path:
-        return self.root / ".cache" / "s3proxy" / "lib"
-
-    @property
-    def s3_endpoint(self) -> str:
-        return f"http://{self.host}:{self.ports.s3}"
+        return self.postgres_cluster.database_url(service) if self.postgres else None
 
     def uses_s3(self) -> bool:
         """True when imaging is configured (by the caller's environment or ``extra_env``) to store in S3."""
         key = "RADCDS_IMAGING_STORAGE_BACKEND"
         return (self.extra_env.get(key) or os.environ.get(key, "")).lower() == "s3"
 
-    def start_s3proxy(self, *, name: str = "s3proxy", port: int | None = None) -> None:
-        """S3Proxy on its filesystem backend under the run folder (credentials in :data:`S3_DEV_CREDENTIALS`)."""
-        if not any(self.s3_lib.glob("s3proxy-*.jar")):
-            raise RuntimeError(f"S3Proxy jars missing in {self.s3_lib}: run `make deps`")
-        home = self.run_dir / name
-        (home / "data").mkdir(parents=True, exist_ok=True)
-        props = home / "s3proxy.properties"
-        identity, credential = S3_DEV_CREDENTIALS
-        props.write_text(
-            "\n".join(
-                [
-                    f"s3proxy.endpoint=http://{self.host}:{port or self.ports.s3}",
-                    "s3proxy.authorization=aws-v2-or-v4",
-                    f"s3proxy.identity={identity}",
-                    f"s3proxy.credential={credential}",
-                    "jclouds.provider=filesystem",
-                    f"jclouds.filesystem.basedir={home / 'data'}",
-                    "",
-                ]
-            )
-        )
-        java = shutil.which("java") or "java"
-        jopts = ["-Xms64m", "-Xmx256m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1"]
-        processes.start(
-            name,
-            [java, *jopts, "-cp", f"{self.s3_lib}/*", "org.gaul.s3proxy.Main", "--properties", str(props)],
-            run_dir=self.run_dir,
-            env={**os.environ, "LOG_LEVEL": "warn"},
-            cwd=self.root,
-        )
-
-    def wait_s3proxy(self, *, name: str = "s3proxy", port: int | None = None, timeout_s: float = 60.0) -> None:
-        """Wait until S3Proxy accepts connections."""
-        processes.wait_until(
-            lambda: processes.port_open(self.host, port or self.ports.s3),
-            timeout_s=timeout_s,
-            what="S3Proxy",
-            alive=(name, self.run_dir),
-        )
-
-    # ---- Kafka ---------------------------------------------------------------------------
-    def start_kafka(self) -> None:
-        """Apache Kafka 4.x in KRaft mode, one node acting as broker and controller."""
-        if not any(self.kafka_lib.glob("kafka_2.13-*.jar")):
-            raise RuntimeError(f"Kafka jars missing in {self.kafka_lib}: run `make deps`")
-        home = self.run_dir / "kafka"
-        (home / "data").mkdir(parents=True, exist_ok=True)
-        props = home / "server.properties"
-        props.write_text(
-            "\n".join(
-                [
-                    "process.roles=broker,controller",
-                    "node.id=1",
-                    f"controller.quorum.bootstrap.servers={self.host}:{self.ports.kafka_controller}",
-                    f"listeners=PLAINTEXT://{self.host}:{self.ports.kafka},CONTROLLER://{self.host}:{self.ports.kafka_controller}",
-                    f"advertised.listeners=PLAINTEXT://{self.host}:{self.ports.kafka}",
-                    "controller.listener.names=CONTROLLER",
-                    "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                    "inter.broker.listener.name=PLAINTEXT",
-                    f"log.dirs={home / 'data'}",
-                    "num.partitions=6",
-                    "offsets.topic.replication.factor=1",
-                    "offsets.topic.num.partitions=6",
-                    "transaction.state.log.replication.factor=1",
-                    "transaction.state.log.min.isr=1",
-                    "share.coordinator.state.topic.replication.factor=1",
-                    "share.coordinator.state.topic.min.isr=1",
-                    "group.initial.rebalance.delay.ms=0",
-                    "log.cleaner.dedupe.buffer.size=16777216",
-                    "auto.create.topics.enable=false",
-                    "",
-                ]
-            )
-        )
-        log4j = home / "log4j2.properties"
-        log4j.write_text(
-            "\n".join(
-                [
-                    "status=warn",
-                    "appender.console.type=Console",
-                    "appender.console.name=STDOUT",
-                    "appender.console.layout.type=PatternLayout",
-                    "appender.console.layout.pattern=[%d] %p %m (%c)%n",
-                    "rootLogger.level=WARN",
-                    "rootLogger.appenderRef.stdout.ref=STDOUT",
-                    "logger.kafka.name=kafka.server.KafkaRaftServer",
-                    "logger.kafka.level=INFO",
-                    "",
-                ]
-            )
-        )
-        java = shutil.which("java") or "java"
-        cp = f"{self.kafka_lib}/*"
-        if not (home / "data" / "meta.properties").exists():
-            # A KRaft cluster id is a UUID in URL-safe base64 without padding (22 characters).
-            # A leading "-" would be read as a command-line option by StorageTool: draw again.
-            cluster_id = "-"
-            while cluster_id.startswith("-"):
-                cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            subprocess.run(
-                [
-                    java,
-                    "-cp",
-                    cp,
-                    "kafka.tools.StorageTool",
-                    "format",
-                    "--standalone",
-                    "-t",
-                    cluster_id,
-                    "-c",
-                    str(props),
-                    "--ignore-formatted",
-                ],
-                check=True,
-                capture_output=True,
-            )
-        jopts = [
-            "-Xms128m",
-            "-Xmx512m",
-            "-XX:+UseSerialGC",
-            "-XX:TieredStopAtLevel=1",
-            "-XX:+ExitOnOutOfMemoryError",
-            f"-Dlog4j2.configurationFile=file:{log4j}",
-        ]
-        processes.start(
-            "kafka",
-            [java, *jopts, "-cp", cp, "kafka.Kafka", str(props)],
-            run_dir=self.run_dir,
-            env=dict(os.environ),
-            cwd=self.root,
-        )
-
-    def wait_kafka(self, timeout_s: float = 120.0) -> None:
-        """Wait for DescribeCluster to answer, then create the radcds topics."""
-        from radcds.adapters.kafka.admin import ensure_topics, radcds_topics, wait_for_cluster
-
-        processes.wait_until(
-            lambda: processes.port_open(self.host, self.ports.kafka),
-            timeout_s=timeout_s,
-            what="Kafka port",
-            alive=("kafka", self.run_dir),
-        )
-        wait_for_cluster(self.bootstrap, timeout_s=timeout_s)
-        ensure_topics(self.bootstrap, radcds_topics())
-
-    # ---- Triton --------------------------------------------------------------------------
-    def _triton_paths(self) -> tuple[Path, Path, Path]:
-        site = Path(sysconfig.get_paths()["purelib"])
-        binary = site / "pytriton" / "tritonserver" / "bin" / "tritonserver"
-        if not binary.exists():
-            raise RuntimeError("tritonserver not found: install the nvidia-pytriton wheel (`make deps`)")
-        backends = self.root / ".cache" / "triton" / "backends"
-        py = backends / "python"
-        py.mkdir(parents=True, exist_ok=True)
-        src = site / "pytriton" / "tritonserver"
-        version = f"{sys.version_info.major}.{sys.version_info.minor}"
-        for f in (
-            src / "backends" / "python" / "libtriton_python.so",
-            src / "backends" / "python" / "triton_python_backend_utils.py",
-            src / "python_backend_stubs" / version / "triton_python_backend_stub",
-        ):
-            if not (py / f.name).exists():
-                shutil.copy2(f, py / f.name)
-        return binary, backends, site / "nvidia_pytriton.libs"
-
-    def start_triton(self) -> None:
-        """tritonserver from the nvidia-pytriton wheel, serving ``models/`` on the CPU."""
-        binary, backends, libs = self._triton_paths()
-        env = dict(os.environ)
-        # The Python backend stub runs the first python3 on PATH: make it this environment's.
-        env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
-        env["LD_LIBRARY_PATH"] = f"{libs}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":")
-        processes.start(
-            "triton",
-            [
-                str(binary),
-                "--model-repository",
-                str(self.root / "models"),
-                "--backend-directory",
-                str(backends),
-                "--http-port",
-                str(self.ports.triton_http),
-                "--grpc-port",
-                str(self.ports.triton_grpc),
-                "--metrics-port",
-                str(self.ports.triton_metrics),
-                "--log-verbose",
-                "0",
-                "--exit-on-error",
-                "true",
-                "--strict-readiness",
-                "true",
-            ],
-            run_dir=self.run_dir,
-            env=env,
-            cwd=self.root,
-        )
-
-    def wait_triton(self, timeout_s: float = 120.0) -> None:
-        """Wait for ``/v2/health/ready`` (all models loaded)."""
-        url = f"http://{self.host}:{self.ports.triton_http}/v2/health/ready"
-        processes.wait_until(lambda: _http_ok(url), timeout_s=timeout_s, what="Triton", alive=("triton", self.run_dir))
-
-    # ---- PostgreSQL ----------------------------------------------------------------------
-    def start_postgres(self) -> None:
-        """A throwaway PostgreSQL cluster under the run folder (Debian's server binaries).
-
-        As root the cluster runs as ``postgres``, which must be able to enter every folder above its
-        data folder; when the checkout is not reachable by that user (a 0700 home, a ``mktemp -d``
-        folder), the data folder is made under the system temporary folder instead and
-        ``<run folder>/postgres`` links to it."""
-        bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-        if not bins:
-            raise RuntimeError("PostgreSQL server binaries missing: `apt-get install postgresql` (make deps)")
-        bindir = Path(bins[-1]).parent
-        user = "postgres" if os.geteuid() == 0 else None
-        data = self.postgres_data_dir(user)
-        if not (data / "PG_VERSION").exists():
-            done = subprocess.run(
-                [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"],
-                check=False,
-                capture_output=True,
-                text=True,
-                user=user,
-            )
-            if done.returncode != 0:
-                raise RuntimeError(
-                    f"initdb failed on the data folder {data} (as user {user or pwd.getpwuid(os.geteuid()).pw_name}): "
-                    f"{done.stderr.strip()[-500:]}"
-                )
-        processes.start(
-            "postgres",
-            [
-                str(bindir / "postgres"),
-                "-D",
-                str(data),
-                "-p",
-                str(self.ports.postgres),
-                "-k",
-                str(data),
-                "-h",
-                self.host,
-                "-c",
-                "fsync=off",
-            ],
-            run_dir=self.run_dir,
-            env=dict(os.environ),
-            cwd=data,
-            user=user,
-        )
-
-    def postgres_data_dir(self, user: str | None) -> Path:
-        """The cluster's data folder, created and owned by ``user``: ``<run folder>/postgres``, or a
-        folder under the system temporary folder linked from there when ``user`` cannot reach the
-        run folder."""
-        link = self.run_dir / "postgres"
-        if link.is_symlink():
-            return link.resolve()
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        if user is not None and not _reachable_by(user, self.run_dir):
-            data = Path(tempfile.mkdtemp(prefix="radcds-postgres-"))
-            link.symlink_to(data, target_is_directory=True)
-        else:
-            data = link
-            data.mkdir(parents=True, exist_ok=True)
-        if user is not None:
-            entry = pwd.getpwnam(user)
-            os.chown(data, entry.pw_uid, entry.pw_gid)
-            if not _reachable_by(user, data):
-                raise RuntimeError(f"PostgreSQL data folder {data} is not reachable by the user {user}")
-        return data
-
-    def discard_postgres_data(self) -> None:
-        """Remove the cluster's data folder (also when it lives outside the run folder)."""
-        link = self.run_dir / "postgres"
-        if link.is_symlink():
-            shutil.rmtree(link.resolve(), ignore_errors=True)
-            link.unlink()
-        else:
-            shutil.rmtree(link, ignore_errors=True)
-
-    def wait_postgres(self, timeout_s: float = 60.0) -> None:
-        """Wait for connections, then create one database per service."""
-        import psycopg
-
-        dsn = f"postgresql://postgres@{self.host}:{self.ports.postgres}/postgres"
-
-        def accepting() -> bool:
-            psycopg.connect(dsn, connect_timeout=2).close()
-            return True
-
-        processes.wait_until(
-            accepting,
-            timeout_s=timeout_s,
-            what="PostgreSQL",
-            alive=("postgres", self.run_dir),
-        )
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            for service in DATABASES:
-                exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (f"radcds_{service}",)).fetchone()
-                if not exists:
-                    conn.execute(f'CREATE DATABASE "radcds_{service}"')
+    def services(self) -> tuple[str, ...]:
+        """The radcds services this stack runs (inference only with Triton)."""
+        return tuple(s for s in SERVICES if self.triton or s not in TRITON_SERVICES)
 
     # ---- radcds services -----------------------------------------------------------------
     def service_env(self, service: str) -> dict[str, str]:
@@ -442,7 +149,7 @@ class LocalStack:
             defaults[f"{p}DIMSE_PORT"] = str(self.ports.dimse)
             defaults[f"{p}STUDY_QUIET_PERIOD_S"] = "5"
             if self.uses_s3():
-                defaults[f"{p}S3_ENDPOINT_URL"] = self.s3_endpoint
+                defaults[f"{p}S3_ENDPOINT_URL"] = self.s3_proxy().endpoint
                 defaults[f"{p}S3_ACCESS_KEY_ID"], defaults[f"{p}S3_SECRET_ACCESS_KEY"] = S3_DEV_CREDENTIALS
                 defaults[f"{p}S3_CREATE_BUCKET"] = "true"
         if service == "inference":
@@ -498,23 +205,26 @@ class LocalStack:
         """Wait for the service's ``/readyz``."""
         url = f"http://{self.host}:{self.ports.http(service)}/readyz"
         processes.wait_until(
-            lambda: _http_ok(url), timeout_s=timeout_s, what=f"radcds {service}", alive=(service, self.run_dir)
+            lambda: processes.http_ok(url), timeout_s=timeout_s, what=f"radcds {service}", alive=(service, self.run_dir)
         )
 
     # ---- whole stack ---------------------------------------------------------------------
-    def up(self, *, services: tuple[str, ...] = SERVICES) -> None:
-        """Start everything and wait until every component reports ready."""
+    def up(self, *, services: tuple[str, ...] | None = None) -> None:
+        """Start everything (or ``services`` and the infrastructure) and wait until every component is ready."""
+        services = self.services() if services is None else services
         try:
-            self.start_kafka()
-            self.start_triton()
+            self.kafka_broker.start()
+            if self.triton:
+                self.triton_server.start()
             if self.uses_s3():
-                self.start_s3proxy()
-                self.wait_s3proxy()
+                self.s3_proxy().start()
+                self.s3_proxy().wait()
             if self.postgres:
-                self.start_postgres()
-                self.wait_postgres()
-            self.wait_kafka()
-            self.wait_triton()
+                self.postgres_cluster.start()
+                self.postgres_cluster.wait()
+            self.kafka_broker.wait()
+            if self.triton:
+                self.triton_server.wait()
             for service in services:
                 self.start_service(service)
             for service in services:
@@ -531,12 +241,6 @@ class LocalStack:
                 stopped.append(name)
         return stopped
 
-
-def _reachable_by(user: str, path: Path) -> bool:
-    """Whether ``user`` can enter ``path`` (search permission on it and every folder above it)."""
-    return subprocess.run(["test", "-x", str(path)], user=user, check=False).returncode == 0
-
-
-def _http_ok(url: str) -> bool:
-    with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310 - loopback probe
-        return bool(resp.status == 200)
+    def discard_postgres_data(self) -> None:
+        """Remove the PostgreSQL cluster's data (after :meth:`down`)."""
+        self.postgres_cluster.discard_data()

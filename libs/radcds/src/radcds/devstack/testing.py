@@ -46,9 +46,9 @@ def migrated_engine(
 
     run_dir = root / ".run" / f"{service}-db-test-{os.getpid()}-{label}"
     stack = LocalStack(root=root, run_dir=run_dir, ports=Ports(postgres=free_port()), postgres=True)
-    stack.start_postgres()
+    stack.postgres_cluster.start()
     try:
-        stack.wait_postgres()
+        stack.postgres_cluster.wait()
         url = stack.database_url(service)
         assert url is not None
         engine = make_engine(url)

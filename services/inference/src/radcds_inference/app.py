@@ -11,16 +11,16 @@ from fastapi import FastAPI
 
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import kafka_reachable, publisher_for
-from radcds.adapters.triton.aio import AsyncTritonModels
-from radcds.adapters.triton.breaker import CircuitBreaker
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.domain.events import SOURCE_INFERENCE, STUDY_AVAILABLE
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.loop import LoopThread
 from radcds.runtime.metrics import ServiceMetrics
-from radcds_inference.grpc_server import GrpcEndpoint, InferenceServicer
+from radcds_inference.adapters.dicomweb import DicomWebClient
+from radcds_inference.adapters.triton.aio import AsyncTritonModels
+from radcds_inference.adapters.triton.breaker import CircuitBreaker
+from radcds_inference.adapters.triton.manifest import load_manifest
+from radcds_inference.api.grpc_server import GrpcEndpoint, InferenceServicer
 from radcds_inference.handlers import InferenceService
-from radcds_inference.retrieval import DicomWebClient
 from radcds_inference.settings import InferenceSettings
 
 #: Topics the inference consumer reads: imaging's study announcements (after the quiet period).

@@ -16,12 +16,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from radcds.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds.adapters.triton.client import TritonModelError, TritonUnavailable
 from radcds.domain.findings import ImageAnalysis
+from radcds_inference.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
+from radcds_inference.adapters.triton.errors import TritonModelError, TritonUnavailable
+from radcds_inference.domain.study import UID
 from radcds_inference.handlers import InferenceService, SeriesResult
-from radcds_inference.study import UID
 
 SERVICE_NAME = "radcds.v1.Inference"
 log = logging.getLogger(__name__)

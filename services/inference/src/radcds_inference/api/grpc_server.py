@@ -107,6 +107,7 @@ class GrpcEndpoint:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if servicer is not None:
+            # the generated gRPC module has no annotations (grpc_tools writes no .pyi for *_pb2_grpc)
             inference_pb2_grpc.add_InferenceServicer_to_server(servicer, self._server)  # type: ignore[no-untyped-call]
         self._ready = ready
         bound = self._server.add_insecure_port(f"{host}:{port}")

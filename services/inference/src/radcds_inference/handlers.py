@@ -45,10 +45,11 @@ from radcds.domain.findings import (
 from radcds.domain.ports import EventPublisher
 from radcds_inference.adapters.dicom.preprocess import PreparedSeries, prepare_series, series_attributes
 from radcds_inference.adapters.dicom.sr import derived_uid, measurement_report, part10_bytes
+from radcds_inference.adapters.study_codec import study_from_imaging_study
 from radcds_inference.adapters.triton.errors import TritonUnavailable
 from radcds_inference.domain.envelope import Decision, ManifestEntry, ModelManifest, PreprocessingSpec
 from radcds_inference.domain.model_outputs import SeriesOutputs, interpret_series
-from radcds_inference.domain.study import SeriesLocator, StudyLocator, study_from_imaging_study
+from radcds_inference.domain.study import SeriesLocator, StudyLocator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -12,7 +12,8 @@ import httpx
 
 from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds_inference.domain.study import StudyLocator, study_from_qido
+from radcds_inference.adapters.study_codec import study_from_qido
+from radcds_inference.domain.study import StudyLocator
 
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"'
 

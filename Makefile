@@ -96,8 +96,9 @@ bench: deps ## Benchmarks in bench/ (tables with ratios against a baseline measu
 	$(PY) bench/run.py
 
 proto: python-deps ## Generate Python code from proto/ (one source for every service)
-	$(PY) -m grpc_tools.protoc -Iradcds/adapters/grpc/gen=proto/radcds/v1 \
-		--python_out=libs/radcds/src --grpc_python_out=libs/radcds/src --pyi_out=libs/radcds/src \
+	$(PY) -m grpc_tools.protoc -Iradcds_inference/adapters/grpc/gen=proto/radcds/v1 \
+		--python_out=services/inference/src --grpc_python_out=services/inference/src \
+		--pyi_out=services/inference/src \
 		$$(find proto -name '*.proto' | sort)
 
 clean: down ## Remove the run folder (logs, data) — keeps the caches

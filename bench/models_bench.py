@@ -4,7 +4,7 @@ For ``chest_ctr`` (the real PA chest CR RG1_UNCI.dcm, prepared to 488x460 INT16)
 ``head_ct_hyperdensity`` (the real head CT slice 693_UNCI.dcm, 512x512 HU), at concurrency 1, 4
 and 8, with system shared memory on and off:
 
-- **Triton**: :class:`radcds.adapters.triton.aio.AsyncTritonModels` ``infer`` (breaker, retries,
+- **Triton**: :class:`radcds_inference.adapters.triton.aio.AsyncTritonModels` ``infer`` (breaker, retries,
   batching, shared memory: the service's own path) against a tritonserver this script starts on
   free ports (nvidia-pytriton wheel, models/ as committed);
 - **in process**: the model's numeric core imported from ``models/<name>/1/model.py``
@@ -58,8 +58,8 @@ def _load(name: str) -> Any:
 
 def _cases() -> list[tuple[str, dict[str, np.ndarray], Callable[[], object]]]:
     """(model, one request's inputs with batch 1, the in-process call on the same pixels)."""
-    from radcds.adapters.dicom.preprocess import prepare_series
-    from radcds.adapters.triton.manifest import load_manifest
+    from radcds_inference.adapters.dicom.preprocess import prepare_series
+    from radcds_inference.adapters.triton.manifest import load_manifest
     from radcds_inference.handlers import model_inputs
 
     manifest = load_manifest(ROOT / "models")
@@ -113,7 +113,7 @@ async def bench_triton(
     url: str, model: str, inputs: dict[str, np.ndarray], *, shared_memory: str, concurrency: int, requests: int
 ) -> tuple[float, float, float]:
     """p50 s, p99 s, requests/s of ``AsyncTritonModels.infer`` with ``concurrency`` requests in flight."""
-    from radcds.adapters.triton.aio import AsyncTritonModels
+    from radcds_inference.adapters.triton.aio import AsyncTritonModels
 
     models = AsyncTritonModels(url, timeout_s=120, shared_memory=shared_memory)  # type: ignore[arg-type]
     try:

@@ -43,10 +43,10 @@ from pydicom import Dataset
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from radcds.adapters.dicom.sr import DEIDENTIFICATION_METHOD_NOT_STATED, part10_bytes
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds.devstack.testing import model_code
+from radcds_inference.adapters.dicom.sr import DEIDENTIFICATION_METHOD_NOT_STATED, part10_bytes
+from radcds_inference.adapters.triton.manifest import load_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.validators]
 
@@ -224,8 +224,8 @@ class InProcessModels:
 
 def analyse(ds: Dataset) -> list[Any]:
     """The service's results (SeriesResult: analysis and SR) for a one-instance series of ``ds``."""
+    from radcds_inference.domain.study import InstanceLocator, SeriesLocator
     from radcds_inference.handlers import InferenceService
-    from radcds_inference.study import InstanceLocator, SeriesLocator
 
     data = part10(ds)
 

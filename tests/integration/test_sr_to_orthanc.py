@@ -18,11 +18,11 @@ import httpx
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.sr import part10_bytes
 from radcds.adapters.dicom.storescu import c_store
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, part10
 from radcds.devstack.testing import model_code
+from radcds_inference.adapters.dicom.sr import part10_bytes
+from radcds_inference.adapters.triton.manifest import load_manifest
 
 from .orthanc import OrthancServer
 
@@ -37,8 +37,8 @@ def _chest_sr():
     """The service's own pipeline with the chest_ctr numeric core in process (no Triton needed here)."""
     import numpy as np
 
+    from radcds_inference.domain.study import InstanceLocator, SeriesLocator
     from radcds_inference.handlers import InferenceService
-    from radcds_inference.study import InstanceLocator, SeriesLocator
 
     module = model_code(ROOT / "models", "chest_ctr")
     ds = chest_cr()

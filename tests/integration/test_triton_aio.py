@@ -18,13 +18,13 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.preprocess import prepare_series
-from radcds.adapters.triton.aio import AsyncTritonModels
-from radcds.adapters.triton.breaker import BreakerState, CircuitBreaker
-from radcds.adapters.triton.client import TritonUnavailable
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack import processes
 from radcds.devstack.stack import LocalStack, Ports
+from radcds_inference.adapters.dicom.preprocess import prepare_series
+from radcds_inference.adapters.triton.aio import AsyncTritonModels
+from radcds_inference.adapters.triton.breaker import BreakerState, CircuitBreaker
+from radcds_inference.adapters.triton.errors import TritonUnavailable
+from radcds_inference.adapters.triton.manifest import load_manifest
 
 pytestmark = [pytest.mark.integration, pytest.mark.triton]
 

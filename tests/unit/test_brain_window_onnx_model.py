@@ -16,8 +16,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.preprocess import prepare_series
-from radcds.domain.envelope import PreprocessingSpec
+from radcds_inference.adapters.dicom.preprocess import prepare_series
+from radcds_inference.domain.envelope import PreprocessingSpec
 
 FOLDER = Path(__file__).resolve().parents[2] / "models" / "brain_window_onnx"
 

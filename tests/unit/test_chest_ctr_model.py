@@ -1,7 +1,7 @@
 """Unit tests for models/chest_ctr/1/model.py (cardiothoracic ratio), without Triton.
 
 Real image: RG1_UNCI.dcm from pydicom-data 1.0.0 (DICOM WG-04 compression test set), a PA chest
-CR, MONOCHROME1, 1955 x 1841, prepared by radcds.adapters.dicom.preprocess as the manifest says
+CR, MONOCHROME1, 1955 x 1841, prepared by radcds_inference.adapters.dicom.preprocess as the manifest says
 (inverted, block mean to 488 x 460). Its Pixel Spacing is 0.000 (unknown), so the mm outputs
 are checked with an explicitly supplied spacing. Reference measurements are computed here
 from the model's own lung masks by plain loops, independently of the model's vectorised code.
@@ -19,9 +19,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.preprocess import prepare_series
 from radcds.devstack.testing import model_code
-from radcds.domain.envelope import PreprocessingSpec
+from radcds_inference.adapters.dicom.preprocess import prepare_series
+from radcds_inference.domain.envelope import PreprocessingSpec
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "chest_ctr" / "1" / "model.py"
 

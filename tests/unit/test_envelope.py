@@ -1,10 +1,10 @@
-"""Unit tests for radcds.domain.envelope: which series a model runs on, and why not."""
+"""Unit tests for radcds_inference.domain.envelope: which series a model runs on, and why not."""
 
 from __future__ import annotations
 
 import pytest
 
-from radcds.domain.envelope import (
+from radcds_inference.domain.envelope import (
     Decision,
     ModelEnvelope,
     Range,

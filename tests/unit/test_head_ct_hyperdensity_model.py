@@ -1,7 +1,7 @@
 """Unit tests for models/head_ct_hyperdensity/1/model.py, without Triton.
 
 Real image: 693_UNCI.dcm from pydicom-data 1.0.0 (a CQ500 head CT slice, 512 x 512, 0.478516 mm,
-5 mm, rescale -1024/1), prepared in HU by radcds.adapters.dicom.preprocess. It must come out
+5 mm, rescale -1024/1), prepared in HU by radcds_inference.adapters.dicom.preprocess. It must come out
 negative. Every positive case below is DERIVED from that real slice by inserting a region of
 stated density and size inside the brain; each test's docstring says so. Reference values
 (area, HU statistics, centroid) are computed here from the inserted pixels by hand.
@@ -18,9 +18,9 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.preprocess import prepare_series
 from radcds.devstack.testing import model_code
-from radcds.domain.envelope import PreprocessingSpec
+from radcds_inference.adapters.dicom.preprocess import prepare_series
+from radcds_inference.domain.envelope import PreprocessingSpec
 
 MODEL_PATH = Path(__file__).resolve().parents[2] / "models" / "head_ct_hyperdensity" / "1" / "model.py"
 SPACING = (0.478516, 0.478516, 5.0)

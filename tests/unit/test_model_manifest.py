@@ -1,4 +1,4 @@
-"""Unit tests for models/manifest.json and its loader radcds.adapters.triton.manifest."""
+"""Unit tests for models/manifest.json and its loader radcds_inference.adapters.triton.manifest."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.domain import codes
-from radcds.domain.envelope import Decision, SeriesAttributes
+from radcds_inference.adapters.triton.manifest import load_manifest
+from radcds_inference.domain.envelope import Decision, SeriesAttributes
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 _CONFIG_TENSOR = re.compile(r'name:\s*"(\w+)"\s*data_type:\s*TYPE_(\w+)\s*dims:\s*\[([^\]]*)\]')

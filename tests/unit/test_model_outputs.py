@@ -1,4 +1,4 @@
-"""Unit tests for radcds.domain.model_outputs: model output vectors to coded measurements and findings."""
+"""Unit tests for radcds_inference.domain.model_outputs: model output vectors to coded measurements and findings."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.domain import codes
-from radcds.domain.model_outputs import cardiomegaly_present, coded_measurements, hemorrhage_candidate
+from radcds_inference.adapters.triton.manifest import load_manifest
+from radcds_inference.domain.model_outputs import cardiomegaly_present, coded_measurements, hemorrhage_candidate
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 

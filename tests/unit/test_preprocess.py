@@ -1,4 +1,4 @@
-"""Unit tests for radcds.adapters.dicom.preprocess on real DICOM files.
+"""Unit tests for radcds_inference.adapters.dicom.preprocess on real DICOM files.
 
 RG1_UNCI.dcm (pydicom-data 1.0.0): PA chest CR, MONOCHROME1, no rescale, Pixel Spacing 0.000.
 693_UNCI.dcm (pydicom-data 1.0.0): head CT slice, rescale slope 1 / intercept -1024, 0.478516 mm.
@@ -21,14 +21,14 @@ import pytest
 from pydicom import Dataset
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.preprocess import (
+from radcds_inference.adapters.dicom.preprocess import (
     VOI_OUTPUT_MAX,
     pixel_spacing_mm,
     prepare_frame,
     prepare_series,
     series_attributes,
 )
-from radcds.domain.envelope import PreprocessingSpec
+from radcds_inference.domain.envelope import PreprocessingSpec
 
 NATIVE = PreprocessingSpec(max_size=0, invert_monochrome1=True)
 

@@ -1,4 +1,5 @@
-"""radcds.domain.model_outputs.interpret_series: a series' model outputs → coded measurements, findings, key slice.
+"""radcds_inference.domain.model_outputs.interpret_series: a series' model outputs → coded measurements, findings,
+key slice.
 
 Output rows are written by hand here (the models' numeric cores are tested on real images in
 test_chest_ctr_model.py / test_head_ct_hyperdensity_model.py); the expected values are computed
@@ -12,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.domain import codes
-from radcds.domain.model_outputs import SeriesOutputs, interpret_series
+from radcds_inference.adapters.triton.manifest import load_manifest
+from radcds_inference.domain.model_outputs import SeriesOutputs, interpret_series
 
 MANIFEST = load_manifest(Path(__file__).resolve().parents[2] / "models")
 CHEST = MANIFEST.entry("chest_ctr")

@@ -17,15 +17,6 @@ import jsonschema
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.sr import (
-    DEIDENTIFICATION_METHOD_NOT_STATED,
-    NOT_FOR_DIAGNOSTIC_USE,
-    QUALITATIVE_EVALUATIONS,
-    derived_uid,
-    measurement_report,
-    part10_bytes,
-)
-from radcds.adapters.triton.breaker import BreakerState, CircuitBreaker, CircuitOpen
 from radcds.devstack.samples import head_ct_with_hyperdense_disc
 from radcds.domain import codes
 from radcds.domain.events import ImagingFindingsProduced
@@ -38,6 +29,15 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
+from radcds_inference.adapters.dicom.sr import (
+    DEIDENTIFICATION_METHOD_NOT_STATED,
+    NOT_FOR_DIAGNOSTIC_USE,
+    QUALITATIVE_EVALUATIONS,
+    derived_uid,
+    measurement_report,
+    part10_bytes,
+)
+from radcds_inference.adapters.triton.breaker import BreakerState, CircuitBreaker, CircuitOpen
 
 
 class Clock:

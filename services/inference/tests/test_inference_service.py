@@ -17,17 +17,17 @@ import numpy as np
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.preprocess import prepare_series
 from radcds.adapters.kafka.codec import decode, encode
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds.adapters.triton.client import TritonUnavailable
-from radcds.adapters.triton.manifest import load_manifest
 from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds.devstack.testing import model_code
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced
+from radcds_inference.adapters.dicom.preprocess import prepare_series
+from radcds_inference.adapters.triton.errors import TritonUnavailable
+from radcds_inference.adapters.triton.manifest import load_manifest
+from radcds_inference.domain.study import InstanceLocator, SeriesLocator, StudyLocator
 from radcds_inference.handlers import InferenceService, sr_uids
-from radcds_inference.study import InstanceLocator, SeriesLocator, StudyLocator
 
 ROOT = Path(__file__).resolve().parents[3]
 MANIFEST = load_manifest(ROOT / "models")
@@ -300,8 +300,8 @@ def grpc_stub():
 
     import grpc
 
-    from radcds.adapters.grpc.gen import inference_pb2_grpc
-    from radcds_inference.grpc_server import GrpcEndpoint, InferenceServicer
+    from radcds_inference.adapters.grpc.gen import inference_pb2_grpc
+    from radcds_inference.api.grpc_server import GrpcEndpoint, InferenceServicer
 
     ds, _ = head_ct_with_hyperdense_disc()
     models = InProcessModels()
@@ -326,7 +326,7 @@ def grpc_stub():
 
 
 def test_analyze_study_returns_the_coded_critical_finding(grpc_stub):
-    from radcds.adapters.grpc.gen import inference_pb2
+    from radcds_inference.adapters.grpc.gen import inference_pb2
 
     stub, ds, _ = grpc_stub
     response = stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=60)
@@ -348,7 +348,7 @@ def test_analyze_study_returns_the_coded_critical_finding(grpc_stub):
 def test_analyze_study_with_bad_request_or_unknown_study_returns_the_status(grpc_stub, uid, models, status):
     import grpc
 
-    from radcds.adapters.grpc.gen import inference_pb2
+    from radcds_inference.adapters.grpc.gen import inference_pb2
 
     stub, _, _ = grpc_stub
     with pytest.raises(grpc.RpcError) as error:
@@ -359,7 +359,7 @@ def test_analyze_study_with_bad_request_or_unknown_study_returns_the_status(grpc
 def test_analyze_study_while_triton_is_unavailable_returns_unavailable(grpc_stub):
     import grpc
 
-    from radcds.adapters.grpc.gen import inference_pb2
+    from radcds_inference.adapters.grpc.gen import inference_pb2
 
     stub, ds, models = grpc_stub
     models.unavailable = True

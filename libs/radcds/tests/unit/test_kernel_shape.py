@@ -38,18 +38,6 @@ NOT_SHARED_YET = {
     "radcds.domain.appropriateness.engine": "referral",
     "radcds.domain.appropriateness.model": "referral",
     "radcds.domain.appropriateness.rules": "referral",
-    # inference
-    "radcds.adapters.dicom.pixels": "inference",
-    "radcds.adapters.dicom.preprocess": "inference",
-    "radcds.adapters.dicom.sr": "inference",
-    "radcds.adapters.grpc.gen.inference_pb2": "inference",
-    "radcds.adapters.grpc.gen.inference_pb2_grpc": "inference",
-    "radcds.adapters.triton.aio": "inference",
-    "radcds.adapters.triton.breaker": "inference",
-    "radcds.adapters.triton.client": "inference",
-    "radcds.adapters.triton.manifest": "inference",
-    "radcds.domain.envelope": "inference",
-    "radcds.domain.model_outputs": "inference",
     # imaging
     "radcds.adapters.dicom.part10": "imaging",
     "radcds.adapters.fhir.imaging_study": "imaging",

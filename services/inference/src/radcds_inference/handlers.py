@@ -3,11 +3,11 @@
 For each series and each active manifest model (``models/manifest.json``):
 
 1. the series' modality is outside every model's envelope (e.g. an SR): nothing is retrieved;
-2. the instances are retrieved over WADO-RS once, and the envelope (:mod:`radcds.domain.envelope`)
+2. the instances are retrieved over WADO-RS once, and the envelope (:mod:`radcds_inference.domain.envelope`)
    decides per model: ``NOT_APPLICABLE`` → nothing; ``NOT_ANALYSED`` → a finding saying
    ``not analysed: <reason>``; ``RUN`` → preprocess once per series and preprocessing spec
    (modality/VOI LUT, MONOCHROME1, resampling, INT16), call Triton with the slices batched,
-   interpret the outputs (:func:`radcds.domain.model_outputs.interpret_series`), build the DICOM SR
+   interpret the outputs (:func:`radcds_inference.domain.model_outputs.interpret_series`), build the DICOM SR
    (TID 1500) and store it in imaging over STOW-RS;
 3. one ``ImagingFindingsProduced`` per (series, model), with a deterministic event id.
 
@@ -32,12 +32,8 @@ import pydicom
 from pydicom import Dataset
 from pydicom.uid import Comprehensive3DSRStorage
 
-from radcds.adapters.dicom.preprocess import PreparedSeries, prepare_series, series_attributes
-from radcds.adapters.dicom.sr import derived_uid, measurement_report, part10_bytes
 from radcds.adapters.kafka.codec import DecodedEvent
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds.adapters.triton.client import TritonUnavailable
-from radcds.domain.envelope import Decision, ManifestEntry, ModelManifest, PreprocessingSpec
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced, ImagingStudyAvailable
 from radcds.domain.findings import (
     ImageAnalysis,
@@ -46,9 +42,14 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
-from radcds.domain.model_outputs import SeriesOutputs, interpret_series
 from radcds.domain.ports import EventPublisher
-from radcds_inference.study import SeriesLocator, StudyLocator, study_from_imaging_study
+from radcds_inference.adapters.dicom.preprocess import PreparedSeries, prepare_series, series_attributes
+from radcds_inference.adapters.dicom.sr import derived_uid, measurement_report, part10_bytes
+from radcds_inference.adapters.study_codec import study_from_imaging_study
+from radcds_inference.adapters.triton.errors import TritonUnavailable
+from radcds_inference.domain.envelope import Decision, ManifestEntry, ModelManifest, PreprocessingSpec
+from radcds_inference.domain.model_outputs import SeriesOutputs, interpret_series
+from radcds_inference.domain.study import SeriesLocator, StudyLocator
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

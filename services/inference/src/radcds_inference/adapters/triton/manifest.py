@@ -1,7 +1,7 @@
 """Loading ``models/manifest.json``: which studies each model of the Triton repository applies to.
 
 The format is described in ``docs/models.md``; this module turns it into the pure
-:class:`radcds.domain.envelope.ModelManifest` and refuses malformed files with ``ValueError``.
+:class:`radcds_inference.domain.envelope.ModelManifest` and refuses malformed files with ``ValueError``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from radcds.domain.codes import Coding
-from radcds.domain.envelope import (
+from radcds_inference.domain.envelope import (
     FindingSpec,
     ManifestEntry,
     ModelEnvelope,

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.envelope import ManifestEntry, OutputMeasurement
 from radcds.domain.findings import ImageLocation, Measurement
+from radcds_inference.domain.envelope import ManifestEntry, OutputMeasurement
 
 CHEST_CTR = "chest_ctr"
 HEAD_CT_HYPERDENSITY = "head_ct_hyperdensity"

@@ -16,12 +16,12 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from radcds.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds.adapters.triton.client import TritonModelError, TritonUnavailable
 from radcds.domain.findings import ImageAnalysis
+from radcds_inference.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
+from radcds_inference.adapters.triton.errors import TritonModelError, TritonUnavailable
+from radcds_inference.domain.study import UID
 from radcds_inference.handlers import InferenceService, SeriesResult
-from radcds_inference.study import UID
 
 SERVICE_NAME = "radcds.v1.Inference"
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class GrpcEndpoint:
         self._health = health.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
         if servicer is not None:
+            # the generated gRPC module has no annotations (grpc_tools writes no .pyi for *_pb2_grpc)
             inference_pb2_grpc.add_InferenceServicer_to_server(servicer, self._server)  # type: ignore[no-untyped-call]
         self._ready = ready
         bound = self._server.add_insecure_port(f"{host}:{port}")

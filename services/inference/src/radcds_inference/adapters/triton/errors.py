@@ -1,6 +1,6 @@
 """The two ways a call to a model on Triton fails (KServe v2 inference protocol over gRPC).
 
-:class:`radcds.adapters.triton.aio.AsyncTritonModels` maps ``tritonclient`` errors to them.
+:class:`radcds_inference.adapters.triton.aio.AsyncTritonModels` maps ``tritonclient`` errors to them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Unit tests for radcds.adapters.dicom.pixels (the unit after the Modality LUT) on real DICOM files.
+"""Unit tests for radcds_inference.adapters.dicom.pixels (the unit after the Modality LUT) on real DICOM files.
 
 Fixtures (read with pydicom.data.get_testdata_file, nothing is copied into the repository;
 provenance as given in pydicom/data/test_files/README.txt of pydicom 3.0.2):
@@ -22,7 +22,7 @@ import pytest
 from pydicom import config
 from pydicom.data import get_testdata_file
 
-from radcds.adapters.dicom.pixels import modality_unit
+from radcds_inference.adapters.dicom.pixels import modality_unit
 
 
 @pytest.fixture(autouse=True)

@@ -2,7 +2,7 @@
 
 The Modality LUT Module (PS3.3 C.11.1) maps stored values to modality units (Hounsfield units
 for CT, PS3.3 C.8.2.1); enhanced multi-frame images carry it in a functional group instead
-(PS3.3 C.7.6.16.2.9). :mod:`radcds.adapters.dicom.preprocess` applies it (PS3.4 Annex N.2.1).
+(PS3.3 C.7.6.16.2.9). :mod:`radcds_inference.adapters.dicom.preprocess` applies it (PS3.4 Annex N.2.1).
 """
 
 from __future__ import annotations

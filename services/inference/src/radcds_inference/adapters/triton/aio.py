@@ -7,7 +7,7 @@ a circuit breaker and optional system shared memory.
 - **Timeouts and retries**: each request has ``timeout_s``; an unavailable or timed-out Triton is
   retried ``retries`` times with exponential backoff, then :class:`TritonUnavailable` is raised.
   A refused request (bad input, unknown model) raises :class:`TritonModelError` at once.
-- **Circuit breaker** (:mod:`radcds.adapters.triton.breaker`): consecutive unavailability opens
+- **Circuit breaker** (:mod:`radcds_inference.adapters.triton.breaker`): consecutive unavailability opens
   it; while open, calls fail fast with :class:`TritonUnavailable` and Triton is not contacted.
 - **System shared memory** (Triton "System Shared Memory" extension): when Triton shares the
   host (``shared_memory="system"``), input tensors are written to POSIX shared memory regions
@@ -35,8 +35,8 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 from tritonclient.utils import shared_memory as shm
 
-from radcds.adapters.triton.breaker import CircuitBreaker, CircuitOpen
-from radcds.adapters.triton.client import TritonModelError, TritonUnavailable
+from radcds_inference.adapters.triton.breaker import CircuitBreaker, CircuitOpen
+from radcds_inference.adapters.triton.errors import TritonModelError, TritonUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -12,7 +12,8 @@ import httpx
 
 from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds_inference.study import StudyLocator, study_from_qido
+from radcds_inference.adapters.study_codec import study_from_qido
+from radcds_inference.domain.study import StudyLocator
 
 DICOM_MULTIPART = 'multipart/related; type="application/dicom"'
 
@@ -29,10 +30,18 @@ class DicomWebClient:
         self.base_url = base_url.rstrip("/")
         self._parallel = asyncio.Semaphore(max_parallel)
 
-    async def _request(self, method: str, url: str, **kwargs: object) -> httpx.Response:
+    async def _request(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str],
+        params: tuple[tuple[str, str], ...] | None = None,
+        content: bytes | None = None,
+    ) -> httpx.Response:
         try:
             async with self._parallel:
-                response = await self._client.request(method, url, **kwargs)  # type: ignore[arg-type]
+                response = await self._client.request(method, url, headers=headers, params=params, content=content)
         except httpx.TransportError as exc:
             raise RetryableError(f"imaging unreachable: {type(exc).__name__}") from exc
         if response.status_code >= 500:
@@ -52,7 +61,7 @@ class DicomWebClient:
         response = await self._request(
             "GET",
             f"{self.base_url}/studies/{study_instance_uid}/instances",
-            params=[("includefield", "00080060"), ("includefield", "0020000E"), ("limit", "1000")],
+            params=(("includefield", "00080060"), ("includefield", "0020000E"), ("limit", "1000")),
             headers={"Accept": "application/dicom+json"},
         )
         if response.status_code == 204 or (response.status_code == 200 and not response.content.strip()):

@@ -1,7 +1,7 @@
 """Preprocessing a DICOM series into the INT16 tensor a model needs, once per series.
 
 The grayscale pipeline of PS3.4 Annex N.2.1, as far as a model asks for it
-(:class:`radcds.domain.envelope.PreprocessingSpec`, from the model manifest):
+(:class:`radcds_inference.domain.envelope.PreprocessingSpec`, from the model manifest):
 
 1. Modality LUT (PS3.3 C.11.1; Rescale Slope/Intercept, or the enhanced Pixel Value
    Transformation, PS3.3 C.7.6.16.2.9): CT becomes Hounsfield units.
@@ -27,8 +27,8 @@ from pydicom import Dataset
 from pydicom.pixels.processing import apply_modality_lut, apply_voi_lut
 from pydicom.pixels.utils import pixel_array
 
-from radcds.adapters.dicom.pixels import _frame_modality_lut, modality_unit
-from radcds.domain.envelope import PreprocessingSpec, SeriesAttributes, patient_age_years
+from radcds_inference.adapters.dicom.pixels import _frame_modality_lut, modality_unit
+from radcds_inference.domain.envelope import PreprocessingSpec, SeriesAttributes, patient_age_years
 
 _INT16 = np.iinfo(np.int16)
 #: Upper end of the range a VOI LUT output is rescaled to (12 bits).

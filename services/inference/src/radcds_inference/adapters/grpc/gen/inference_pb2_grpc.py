@@ -3,7 +3,7 @@
 import grpc
 import warnings
 
-from radcds.adapters.grpc.gen import inference_pb2 as radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2
+from radcds_inference.adapters.grpc.gen import inference_pb2 as radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2
 
 GRPC_GENERATED_VERSION = '1.81.1'
 GRPC_VERSION = grpc.__version__
@@ -18,7 +18,7 @@ except ImportError:
 if _version_not_supported:
     raise RuntimeError(
         f'The grpc package installed is at version {GRPC_VERSION},'
-        + ' but the generated code in radcds/adapters/grpc/gen/inference_pb2_grpc.py depends on'
+        + ' but the generated code in radcds_inference/adapters/grpc/gen/inference_pb2_grpc.py depends on'
         + f' grpcio>={GRPC_GENERATED_VERSION}.'
         + f' Please upgrade your grpc module to grpcio>={GRPC_GENERATED_VERSION}'
         + f' or downgrade your generated code using grpcio-tools<={GRPC_VERSION}.'
@@ -37,8 +37,8 @@ class InferenceStub:
         """
         self.AnalyzeStudy = channel.unary_unary(
                 '/radcds.v1.Inference/AnalyzeStudy',
-                request_serializer=radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.SerializeToString,
-                response_deserializer=radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.FromString,
+                request_serializer=radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.SerializeToString,
+                response_deserializer=radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.FromString,
                 _registered_method=True)
 
 
@@ -57,8 +57,8 @@ def add_InferenceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'AnalyzeStudy': grpc.unary_unary_rpc_method_handler(
                     servicer.AnalyzeStudy,
-                    request_deserializer=radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.FromString,
-                    response_serializer=radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.SerializeToString,
+                    request_deserializer=radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.FromString,
+                    response_serializer=radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -87,8 +87,8 @@ class Inference:
             request,
             target,
             '/radcds.v1.Inference/AnalyzeStudy',
-            radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.SerializeToString,
-            radcds_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.FromString,
+            radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyRequest.SerializeToString,
+            radcds__inference_dot_adapters_dot_grpc_dot_gen_dot_inference__pb2.AnalyzeStudyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,1 @@
+"""Entrypoints of inference: the gRPC ``AnalyzeStudy`` servicer and its health service."""

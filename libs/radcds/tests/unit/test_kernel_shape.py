@@ -32,12 +32,6 @@ NOT_SHARED_YET = {
     "radcds.domain.results": "reporting",
     "radcds.domain.service_request": "reporting",
     "radcds.domain.smart_scopes": "reporting",
-    # referral
-    "radcds.adapters.fhir.clinical_context": "referral",
-    "radcds.domain.appropriateness.criteria": "referral",
-    "radcds.domain.appropriateness.engine": "referral",
-    "radcds.domain.appropriateness.model": "referral",
-    "radcds.domain.appropriateness.rules": "referral",
     # inference
     "radcds.adapters.dicom.pixels": "inference",
     "radcds.adapters.dicom.preprocess": "inference",

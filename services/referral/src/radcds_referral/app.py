@@ -17,12 +17,12 @@ from radcds.domain.events import SOURCE_REFERRAL
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_referral.adapters.followups import FusionFollowUps
+from radcds_referral.adapters.repository import ReferralRepository
+from radcds_referral.adapters.security import CdsClientAuthenticator, load_trusted_issuers
 from radcds_referral.api.cds_hooks import cds_router
-from radcds_referral.followups import FusionFollowUps
 from radcds_referral.handlers import ReferralService
 from radcds_referral.knowledge import load_knowledge
-from radcds_referral.repository import ReferralRepository
-from radcds_referral.security import CdsClientAuthenticator, load_trusted_issuers
 from radcds_referral.settings import ReferralSettings
 
 

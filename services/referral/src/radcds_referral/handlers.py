@@ -15,16 +15,23 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from radcds.adapters.fhir.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
-from radcds.domain.appropriateness import DraftImagingOrder, Evaluation, Hook, Rule, evaluate_order, evaluate_patient
-from radcds.domain.appropriateness.criteria import any_match
-from radcds.domain.appropriateness.engine import RADIOLOGY_CPT
-from radcds_referral import cards
-from radcds_referral.catalog import CdsService
-from radcds_referral.followups import FusionFollowUps
-from radcds_referral.prefetch import gather
-from radcds_referral.protocol import CdsRequest, draft_orders
-from radcds_referral.repository import Consultation, Feedback, ReferralRepository
+from radcds_referral.adapters import cards
+from radcds_referral.adapters.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
+from radcds_referral.adapters.followups import FusionFollowUps
+from radcds_referral.adapters.prefetch import gather
+from radcds_referral.adapters.protocol import CdsRequest, draft_orders
+from radcds_referral.adapters.repository import Consultation, Feedback, ReferralRepository
+from radcds_referral.domain.appropriateness import (
+    DraftImagingOrder,
+    Evaluation,
+    Hook,
+    Rule,
+    evaluate_order,
+    evaluate_patient,
+)
+from radcds_referral.domain.appropriateness.criteria import any_match
+from radcds_referral.domain.appropriateness.engine import RADIOLOGY_CPT
+from radcds_referral.domain.catalog import CdsService
 from radcds_referral.settings import ReferralSettings
 
 log = logging.getLogger(__name__)

@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from radcds.adapters.fhir.outcome import operation_outcome
-from radcds_referral import catalog
+from radcds_referral.adapters.prefetch import BudgetExceeded, DataUnavailable
+from radcds_referral.adapters.protocol import BadRequest, parse_request
+from radcds_referral.adapters.repository import Feedback
+from radcds_referral.adapters.security import CdsClientAuthenticator, Unauthorized
+from radcds_referral.domain import catalog
 from radcds_referral.handlers import ReferralService, body_digest
-from radcds_referral.prefetch import BudgetExceeded, DataUnavailable
-from radcds_referral.protocol import BadRequest, parse_request
-from radcds_referral.repository import Feedback
-from radcds_referral.security import CdsClientAuthenticator, Unauthorized
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 5 * 1024 * 1024

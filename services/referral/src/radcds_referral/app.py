@@ -25,6 +25,9 @@ from radcds_referral.handlers import ReferralService
 from radcds_referral.knowledge import load_knowledge
 from radcds_referral.settings import ReferralSettings
 
+#: The database chain of referral (its own Alembic version table).
+MIGRATION_CHAIN = "radcds_referral.db"
+
 
 def create_app(
     settings: ReferralSettings,
@@ -45,7 +48,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        migrate(engine)
+        migrate(engine, chain=MIGRATION_CHAIN)
         owned = None
         events = publisher
         if events is None:

@@ -12,8 +12,8 @@ from sqlalchemy import Engine, case, func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.outbox import enqueue
-from radcds.adapters.db.tables import cds_consultations, cds_feedback
 from radcds.domain.events import ORDER_EVALUATED
+from radcds_referral.db.tables import cds_consultations, cds_feedback
 
 
 @dataclass(frozen=True, slots=True)

@@ -160,7 +160,7 @@ def run_with(*, workers: int) -> str:
         lines.append(_row("order-sign, open loop at 200 req/s for 10 s", lat, el, err, None))
 
         # JWT verification alone, in process, with the service's own authenticator
-        from radcds_referral.security import CdsClientAuthenticator, load_trusted_issuers
+        from radcds_referral.adapters.security import CdsClientAuthenticator, load_trusted_issuers
 
         auth = CdsClientAuthenticator(load_trusted_issuers(issuers_path), http=httpx.Client())
         fresh = [sign_client_jwt(key, kid=kid, iss=issuer["iss"], aud=url) for _ in range(500)]

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_EVALUATED, EventKind
 from radcds_referral import scenarios
-from radcds_referral.app import create_app
+from radcds_referral.app import build_components, create_app
 from radcds_referral.devkeys import sign_client_jwt, write_dev_issuer
 from radcds_referral.settings import ReferralSettings
 
@@ -53,7 +53,7 @@ def env(tmp_path):
         cors_origins=["https://ehr.example.org"],
     )
     publisher = RecordingPublisher()
-    app = create_app(settings, publisher=publisher)
+    app = create_app(settings, components=build_components(settings, publisher=publisher))
     with TestClient(app) as client:
         yield client, key_path.read_bytes(), kid, publisher
 
@@ -369,7 +369,8 @@ def test_401_to_an_allowed_browser_origin_exposes_the_challenge_header(env):
 
 def test_service_without_trust_configuration_challenges_every_call(tmp_path):
     settings = ReferralSettings(data_dir=tmp_path / "data", public_base_url=BASE)
-    with TestClient(create_app(settings, publisher=RecordingPublisher())) as client:
+    app = create_app(settings, components=build_components(settings, publisher=RecordingPublisher()))
+    with TestClient(app) as client:
         bare = client.get("/cds-services")
         presented = client.get("/cds-services", headers={"Authorization": "Bearer abc.def.ghi"})
     assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"

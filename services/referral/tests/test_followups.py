@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from radcds.devstack.testing import free_port
-from radcds_referral.followups import FusionFollowUps
+from radcds_referral.adapters.followups import FusionFollowUps
 
 RECOMMENDATION = {
     "resourceType": "ServiceRequest",

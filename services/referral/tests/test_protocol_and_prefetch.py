@@ -11,9 +11,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 
-from radcds_referral.catalog import ORDER_PREFETCH
-from radcds_referral.prefetch import BudgetExceeded, DataUnavailable, gather, render
-from radcds_referral.protocol import BadRequest, draft_orders, parse_request
+from radcds_referral.adapters.prefetch import BudgetExceeded, DataUnavailable, gather, render
+from radcds_referral.adapters.protocol import BadRequest, draft_orders, parse_request
+from radcds_referral.domain.catalog import ORDER_PREFETCH
 
 PATIENT = {"resourceType": "Patient", "id": "p1", "birthDate": "1980-01-01", "gender": "female"}
 

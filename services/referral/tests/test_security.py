@@ -26,19 +26,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from radcds_referral.adapters.security import (
+    CdsClientAuthenticator,
+    TrustedIssuer,
+    Unauthorized,
+    VerifiedClient,
+    load_trusted_issuers,
+)
 from radcds_referral.devkeys import (
     generate_es384_key,
     generate_rs384_key,
     jwk_thumbprint,
     sign_client_jwt,
     write_dev_issuer,
-)
-from radcds_referral.security import (
-    CdsClientAuthenticator,
-    TrustedIssuer,
-    Unauthorized,
-    VerifiedClient,
-    load_trusted_issuers,
 )
 
 ISS = "https://ehr.example.org/cds-client"

@@ -1,4 +1,6 @@
-"""Referral's consultation events go through the shared transactional outbox (migration 0008)."""
+"""Referral's consultation events go through the transactional outbox: the legacy shared chain's migration 0008
+moved the events not yet published into ``event_outbox`` (a database that chain left at its head is what referral's
+own chain adopts, see test_db.py)."""
 
 from __future__ import annotations
 
@@ -12,8 +14,9 @@ from sqlalchemy import insert, select
 
 from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.db.tables import cds_consultations, event_outbox
+from radcds.adapters.db.tables import event_outbox
 from radcds.domain.events import ORDER_EVALUATED
+from radcds_referral.db.tables import cds_consultations
 
 
 def _consultation(cid: str, *, published: bool) -> dict:

@@ -32,12 +32,6 @@ NOT_SHARED_YET = {
     "radcds.domain.results": "reporting",
     "radcds.domain.service_request": "reporting",
     "radcds.domain.smart_scopes": "reporting",
-    # referral
-    "radcds.adapters.fhir.clinical_context": "referral",
-    "radcds.domain.appropriateness.criteria": "referral",
-    "radcds.domain.appropriateness.engine": "referral",
-    "radcds.domain.appropriateness.model": "referral",
-    "radcds.domain.appropriateness.rules": "referral",
     # imaging
     "radcds.adapters.dicom.part10": "imaging",
     "radcds.adapters.fhir.imaging_study": "imaging",
@@ -45,7 +39,7 @@ NOT_SHARED_YET = {
     "radcds.adapters.dicom.storescu": "",
     "radcds.adapters.kafka.admin": "",
     # the services' own migration chains (imaging, referral, reporting) are to use it
-    "radcds.adapters.db.legacy": "",
+    "radcds.adapters.db.legacy": "referral",
 }
 
 

@@ -2,7 +2,7 @@
 
 For tests and ``make run`` only: generates a signing key for a pretend CDS Client (EHR), signs the
 ``Authorization: Bearer`` JWT the client sends, and writes a trusted-issuers file that
-:func:`radcds_referral.security.load_trusted_issuers` reads. Real deployments trust the EHR's published JWKS.
+:func:`radcds_referral.adapters.security.load_trusted_issuers` reads. Real deployments trust the EHR's published JWKS.
 """
 
 from __future__ import annotations

@@ -15,16 +15,23 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from radcds.adapters.fhir.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
-from radcds.domain.appropriateness import DraftImagingOrder, Evaluation, Hook, Rule, evaluate_order, evaluate_patient
-from radcds.domain.appropriateness.criteria import any_match
-from radcds.domain.appropriateness.engine import RADIOLOGY_CPT
-from radcds_referral import cards
-from radcds_referral.catalog import CdsService
-from radcds_referral.followups import FusionFollowUps
-from radcds_referral.prefetch import gather
-from radcds_referral.protocol import CdsRequest, draft_orders
-from radcds_referral.repository import Consultation, Feedback, ReferralRepository
+from radcds_referral.adapters import cards
+from radcds_referral.adapters.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
+from radcds_referral.adapters.followups import FusionFollowUps
+from radcds_referral.adapters.prefetch import gather
+from radcds_referral.adapters.protocol import CdsRequest, draft_orders
+from radcds_referral.domain.appropriateness import (
+    DraftImagingOrder,
+    Evaluation,
+    Hook,
+    Rule,
+    evaluate_order,
+    evaluate_patient,
+)
+from radcds_referral.domain.appropriateness.criteria import any_match
+from radcds_referral.domain.appropriateness.engine import RADIOLOGY_CPT
+from radcds_referral.domain.catalog import CdsService
+from radcds_referral.domain.consultations import Consultation, ConsultationRepository, Feedback
 from radcds_referral.settings import ReferralSettings
 
 log = logging.getLogger(__name__)
@@ -81,7 +88,7 @@ class ReferralService:
         self,
         *,
         rules: Sequence[Rule],
-        repository: ReferralRepository,
+        repository: ConsultationRepository,
         fhir_http: httpx.AsyncClient,
         settings: ReferralSettings,
         followups: FusionFollowUps | None = None,
@@ -263,10 +270,6 @@ class ReferralService:
     def record_feedback(self, service_id: str, items: list[Feedback]) -> int:
         """Store feedback once per card, outcome and timestamp."""
         return self._repository.add_feedback(service_id, items)
-
-    def feedback_rates(self, service_id: str) -> list[dict[str, Any]]:
-        """Accept and override rates per rule."""
-        return self._repository.feedback_rates(service_id)
 
 
 def body_digest(body: bytes) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radcds.domain.appropriateness import Rule, load_rules
+from radcds_referral.domain.appropriateness import Rule, load_rules
 
 
 def load_knowledge(directory: Path) -> list[Rule]:

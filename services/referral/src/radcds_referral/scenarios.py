@@ -11,7 +11,7 @@ import uuid
 from datetime import date, timedelta
 from typing import Any
 
-from radcds.adapters.fhir.clinical_context import RADCDS_CONTEXT, RADCDS_FINDING
+from radcds_referral.adapters.clinical_context import RADCDS_CONTEXT, RADCDS_FINDING
 
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD10CM = "http://hl7.org/fhir/sid/icd-10-cm"

@@ -134,7 +134,7 @@ class PlacedImagingOrder:
     """One imaging order or an update to it as the placer sent it (HL7 v2 ORC + OBR; ORC-1 NW, CA or XO).
 
     Not the order being drafted in the EHR that CDS Hooks evaluates: that is
-    :class:`radcds.domain.appropriateness.DraftImagingOrder`.
+    :class:`radcds_referral.domain.appropriateness.DraftImagingOrder`.
 
     Validation follows the DICOM value representations of the worklist attributes the order
     feeds (PS3.5 6.2): accession number and requested procedure/step ids are SH/16, the

@@ -1,7 +1,8 @@
 """CDS Hooks 2.0 routes: discovery, service calls and feedback.
 
 Every route authenticates the caller's JWT first (bare 401 with a Bearer challenge on failure), then
-only parses, calls the :class:`~radcds_referral.handlers.ReferralService` and maps the result back.
+only parses, calls the :class:`~radcds_referral.handlers.ReferralService` (or, for the feedback rates, the
+:class:`~radcds_referral.queries.FeedbackQueries`) and maps the result back.
 """
 
 from __future__ import annotations
@@ -10,19 +11,20 @@ import json
 import logging
 import re
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from radcds.adapters.fhir.outcome import operation_outcome
-from radcds_referral import catalog
+from radcds_referral.adapters.prefetch import BudgetExceeded, DataUnavailable
+from radcds_referral.adapters.protocol import BadRequest, parse_request
+from radcds_referral.adapters.security import CdsClientAuthenticator, Unauthorized
+from radcds_referral.domain import catalog
+from radcds_referral.domain.consultations import Feedback
 from radcds_referral.handlers import ReferralService, body_digest
-from radcds_referral.prefetch import BudgetExceeded, DataUnavailable
-from radcds_referral.protocol import BadRequest, parse_request
-from radcds_referral.repository import Feedback
-from radcds_referral.security import CdsClientAuthenticator, Unauthorized
+from radcds_referral.queries import FeedbackQueries
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 5 * 1024 * 1024
@@ -47,14 +49,13 @@ def bearer_challenge(authorization: str | None) -> str:
     return CHALLENGE_NO_CREDENTIALS
 
 
-def _service(request: Request) -> ReferralService:
-    return request.app.state.referral  # type: ignore[no-any-return]
-
-
-ServiceDep = Annotated[ReferralService, Depends(_service)]
-
-
-def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url: str) -> APIRouter:
+def cds_router(
+    *,
+    referral: ReferralService,
+    feedback_queries: FeedbackQueries,
+    authenticator: CdsClientAuthenticator | None,
+    public_base_url: str,
+) -> APIRouter:
     """Routes under ``/cds-services``; without an authenticator every call is refused (401)."""
     router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
     base = public_base_url.rstrip("/")
@@ -83,7 +84,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
         return JSONResponse({"services": [s.discovery() for s in catalog.SERVICES]})
 
     @router.post("/{service_id}")
-    async def call(service_id: str, request: Request, referral: ServiceDep) -> Response:
+    async def call(service_id: str, request: Request) -> Response:
         if not await authenticate(request):
             return unauthorized(request)
         service = catalog.by_id(service_id)
@@ -109,7 +110,7 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
             return JSONResponse({"cards": []})
 
     @router.post("/{service_id}/feedback")
-    async def feedback(service_id: str, request: Request, referral: ServiceDep) -> Response:
+    async def feedback(service_id: str, request: Request) -> Response:
         if not await authenticate(request):
             return unauthorized(request)
         if catalog.by_id(service_id) is None:
@@ -122,12 +123,12 @@ def cds_router(*, authenticator: CdsClientAuthenticator | None, public_base_url:
         return JSONResponse({})
 
     @router.get("/{service_id}/feedback")
-    async def feedback_rates(service_id: str, request: Request, referral: ServiceDep) -> Response:
+    async def feedback_rates(service_id: str, request: Request) -> Response:
         if not await authenticate(request):
             return unauthorized(request)
         if catalog.by_id(service_id) is None:
             return operation_outcome(404, "not-found", f"no CDS Service with id {service_id!r}")
-        rates = await run_in_threadpool(referral.feedback_rates, service_id)
+        rates = await run_in_threadpool(feedback_queries.rates, service_id)
         return JSONResponse({"service": service_id, "rules": rates})
 
     return router

@@ -14,7 +14,7 @@ import copy
 import uuid
 from typing import Any
 
-from radcds.domain.appropriateness import Evaluation, Rating, Suggestion, SuggestionAction
+from radcds_referral.domain.appropriateness import Evaluation, Rating, Suggestion, SuggestionAction
 
 PAMA_RATING = "http://fhir.org/argonaut/Extension/pama-rating"
 PAMA_QCDSM = "http://fhir.org/argonaut/Extension/pama-rating-qcdsm-consulted"

@@ -10,12 +10,12 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from radcds.adapters.fhir.clinical_context import (
+from radcds_referral.adapters.clinical_context import (
     imaging_order_from_service_request,
     patient_context_from_fhir,
     resources,
 )
-from radcds.domain.appropriateness import (
+from radcds_referral.domain.appropriateness import (
     Indicator,
     Outcome,
     PatientContext,

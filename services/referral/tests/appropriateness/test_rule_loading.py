@@ -8,9 +8,9 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from radcds.domain.appropriateness import Outcome, RuleFormatError, evaluate_order, load_rules, parse_rule
-from radcds.domain.appropriateness.model import DraftImagingOrder
 from radcds.domain.codes import Coding
+from radcds_referral.domain.appropriateness import Outcome, RuleFormatError, evaluate_order, load_rules, parse_rule
+from radcds_referral.domain.appropriateness.model import DraftImagingOrder
 
 from .fhir_fixtures import CPT, ICD, RULES, RULES_DIR, SCHEMA, context, finding
 

@@ -17,8 +17,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Protocol
 
-from radcds.domain.appropriateness.model import Scalar
 from radcds.domain.codes import Coding
+from radcds_referral.domain.appropriateness.model import Scalar
 
 
 class Truth(enum.Enum):

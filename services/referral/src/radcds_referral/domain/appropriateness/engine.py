@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from radcds.domain.appropriateness.criteria import CodeSet, Truth, any_match
-from radcds.domain.appropriateness.model import (
+from radcds.domain.codes import Coding
+from radcds_referral.domain.appropriateness.criteria import CodeSet, Truth, any_match
+from radcds_referral.domain.appropriateness.model import (
     CPT,
     ICD10CM,
     DraftImagingOrder,
@@ -37,8 +38,7 @@ from radcds.domain.appropriateness.model import (
     SuggestionAction,
     age_in_years,
 )
-from radcds.domain.appropriateness.rules import Branch, Rule, RuleKind, WhenUnknown
-from radcds.domain.codes import Coding
+from radcds_referral.domain.appropriateness.rules import Branch, Rule, RuleKind, WhenUnknown
 
 #: ICD-10-CM codes too unspecific to rate an imaging order (R69 illness unspecified, R68.89 other general
 #: symptoms, R52 pain unspecified, Z00.0- general adult examination, Z01.89 other specified examinations,

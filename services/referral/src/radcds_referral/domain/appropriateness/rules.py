@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from radcds.domain.appropriateness.criteria import (
+from radcds.domain.codes import Coding
+from radcds_referral.domain.appropriateness.criteria import (
     AllOf,
     AnyOf,
     CodeSet,
@@ -35,7 +36,7 @@ from radcds.domain.appropriateness.criteria import (
     any_match,
     normalise_code,
 )
-from radcds.domain.appropriateness.model import (
+from radcds_referral.domain.appropriateness.model import (
     ORDER_HOOKS,
     Citation,
     DraftImagingOrder,
@@ -46,7 +47,6 @@ from radcds.domain.appropriateness.model import (
     Scalar,
     SuggestionAction,
 )
-from radcds.domain.codes import Coding
 
 #: Keys the engine derives itself; rules still declare them in ``inputs`` (for their labels).
 DERIVED_KEYS = frozenset({"age", "sex", "symptom-duration-days", "prior-studies", "prior-recommendations"})

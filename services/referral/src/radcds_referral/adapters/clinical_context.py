@@ -25,7 +25,8 @@ from datetime import date
 from typing import Any
 
 from radcds.adapters.fhir.datatypes import parse_date as _date
-from radcds.domain.appropriateness import (
+from radcds.domain.codes import LOINC, SNOMED_CT, Coding
+from radcds_referral.domain.appropriateness import (
     ICD10CM,
     ConditionRecord,
     DraftImagingOrder,
@@ -34,8 +35,7 @@ from radcds.domain.appropriateness import (
     PriorRecommendation,
     PriorStudy,
 )
-from radcds.domain.appropriateness.model import Scalar
-from radcds.domain.codes import LOINC, SNOMED_CT, Coding
+from radcds_referral.domain.appropriateness.model import Scalar
 
 JSON = Mapping[str, Any]
 

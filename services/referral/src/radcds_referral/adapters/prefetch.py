@@ -19,7 +19,7 @@ from typing import Any
 
 import httpx
 
-from radcds_referral.protocol import CdsRequest
+from radcds_referral.adapters.protocol import CdsRequest
 
 _TOKEN = re.compile(r"\{\{\s*context\.(\w+)\s*\}\}")
 

@@ -1,55 +1,28 @@
-"""Consultations (with their outgoing events) and card feedback, on SQLAlchemy."""
+"""Consultations (with their outgoing events) and card feedback, on SQLAlchemy: the
+:class:`~radcds_referral.domain.consultations.ConsultationRepository` port."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
-from sqlalchemy import Engine, case, func, insert, select
+from sqlalchemy import Engine, insert
 from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.outbox import enqueue
-from radcds.adapters.db.tables import cds_consultations, cds_feedback
 from radcds.domain.events import ORDER_EVALUATED
-
-
-@dataclass(frozen=True, slots=True)
-class Consultation:
-    """One rated (or not rateable) order: the PAMA consultation and its event payload."""
-
-    consultation_id: str
-    service_id: str
-    hook: str
-    hook_instance: str
-    order_id: str
-    rule_id: str
-    rule_version: str
-    rating: str
-    card_uuid: str | None
-    event_payload: dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class Feedback:
-    """One CDS Hooks feedback item."""
-
-    card_uuid: str
-    outcome: str
-    outcome_timestamp: str
-    accepted_suggestions: list[str]
-    override_reason_code: str | None
+from radcds_referral.db.tables import cds_consultations, cds_feedback
+from radcds_referral.domain.consultations import Consultation, Feedback
 
 
 class ReferralRepository:
-    """Writes consultations and feedback; reads the outbox and per-rule feedback rates."""
+    """Writes consultations (with their events, in the transactional outbox) and feedback."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, *, after_commit: Callable[[], None] | None = None) -> None:
         self._engine = engine
         #: Called after consultations are committed (the app wakes its outbox relay with it).
-        self.after_commit: Callable[[], None] | None = None
+        self._after_commit = after_commit
 
     def add_consultations(self, items: list[Consultation]) -> None:
         """Store consultations and, in the same transaction, their ``imaging-order.evaluated`` events in
@@ -79,8 +52,8 @@ class ReferralRepository:
             )
             # Event id = consultation id (feedback and consumers refer to it); key = the order id.
             enqueue(conn, ORDER_EVALUATED, [(c.event_payload, c.consultation_id, c.order_id) for c in items])
-        if self.after_commit is not None:
-            self.after_commit()
+        if self._after_commit is not None:
+            self._after_commit()
 
     def add_feedback(self, service_id: str, items: list[Feedback]) -> int:
         """Store feedback items once each (the same card may be reported twice); returns how many were new."""
@@ -103,31 +76,3 @@ class ReferralRepository:
             except IntegrityError:
                 continue
         return new
-
-    def feedback_rates(self, service_id: str) -> list[dict[str, Any]]:
-        """Accept and override counts and rates per rule for cards of ``service_id``."""
-        accepted = func.sum(case((cds_feedback.c.outcome == "accepted", 1), else_=0))
-        overridden = func.sum(case((cds_feedback.c.outcome == "overridden", 1), else_=0))
-        with self._engine.connect() as conn:
-            rows = conn.execute(
-                select(cds_consultations.c.rule_id, accepted.label("accepted"), overridden.label("overridden"))
-                .select_from(
-                    cds_feedback.join(cds_consultations, cds_consultations.c.card_uuid == cds_feedback.c.card_uuid)
-                )
-                .where(cds_feedback.c.service_id == service_id)
-                .group_by(cds_consultations.c.rule_id)
-                .order_by(cds_consultations.c.rule_id)
-            ).all()
-        out = []
-        for r in rows:
-            total = int(r.accepted or 0) + int(r.overridden or 0)
-            out.append(
-                {
-                    "ruleId": r.rule_id,
-                    "accepted": int(r.accepted or 0),
-                    "overridden": int(r.overridden or 0),
-                    "acceptRate": round(int(r.accepted or 0) / total, 4) if total else 0.0,
-                    "overrideRate": round(int(r.overridden or 0) / total, 4) if total else 0.0,
-                }
-            )
-        return out

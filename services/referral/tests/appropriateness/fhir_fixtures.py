@@ -1,7 +1,7 @@
 """Hand-written FHIR R4 JSON builders for the appropriateness tests (no external source).
 
 Each builder returns one resource as a plain dict, the way it arrives in a CDS Hooks ``draftOrders`` Bundle
-or prefetch; the tests feed them through ``radcds.adapters.fhir.clinical_context``.
+or prefetch; the tests feed them through ``radcds_referral.adapters.clinical_context``.
 ``prefetch_pe_bundle.json`` (same folder) is a hand-written prefetch Bundle: a 34-year-old non-pregnant woman
 with suspected PE, Wells items all absent, normal vital signs and PERC items absent, plus an
 OperationOutcome entry that the adapter must skip.
@@ -13,15 +13,15 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from radcds.adapters.fhir.clinical_context import RADCDS_CONTEXT, RADCDS_FINDING, patient_context_from_fhir
-from radcds.domain.appropriateness import PatientContext, load_rules
+from radcds_referral.adapters.clinical_context import RADCDS_CONTEXT, RADCDS_FINDING, patient_context_from_fhir
+from radcds_referral.domain.appropriateness import PatientContext, load_rules
 
 TODAY = date(2026, 3, 2)
 CPT = "http://www.ama-assn.org/go/cpt"
 ICD = "http://hl7.org/fhir/sid/icd-10-cm"
 SCT = "http://snomed.info/sct"
 LOINC = "http://loinc.org"
-REPO = Path(__file__).resolve().parents[5]
+REPO = Path(__file__).resolve().parents[4]
 RULES_DIR = REPO / "services" / "referral" / "knowledge" / "rules"
 SCHEMA = REPO / "services" / "referral" / "knowledge" / "rule.schema.json"
 RULES = load_rules(RULES_DIR)

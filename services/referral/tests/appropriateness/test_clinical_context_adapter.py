@@ -1,16 +1,16 @@
-"""FHIR R4 JSON → DraftImagingOrder / PatientContext (radcds.adapters.fhir.clinical_context)."""
+"""FHIR R4 JSON → DraftImagingOrder / PatientContext (radcds_referral.adapters.clinical_context)."""
 
 from __future__ import annotations
 
 from datetime import date, timedelta
 
-from radcds.adapters.fhir.clinical_context import (
+from radcds_referral.adapters.clinical_context import (
     RADCDS_FINDING,
     imaging_order_from_service_request,
     patient_context_from_fhir,
     resources,
 )
-from radcds.domain.appropriateness import age_in_years
+from radcds_referral.domain.appropriateness import age_in_years
 
 from .fhir_fixtures import CPT, ICD, SCT, TODAY, allergy, coded, condition, context, finding, quantity
 

@@ -6,8 +6,8 @@ and checks the outcome: a positive, a negative and a missing-data case per rule.
 
 from __future__ import annotations
 
-from radcds.adapters.fhir.clinical_context import imaging_order_from_service_request
-from radcds.domain.appropriateness import Outcome, PatientContext, SuggestionAction, evaluate_order
+from radcds_referral.adapters.clinical_context import imaging_order_from_service_request
+from radcds_referral.domain.appropriateness import Outcome, PatientContext, SuggestionAction, evaluate_order
 
 from .fhir_fixtures import ICD, RULES, condition, context, finding, findings, quantity, service_request
 

@@ -1,0 +1,1 @@
+"""referral's own tables and migration chain (version table ``alembic_version_referral``)."""

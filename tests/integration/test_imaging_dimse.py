@@ -27,9 +27,9 @@ from pydicom.uid import JPEG2000Lossless
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.domain.events import INSTANCE_STORED, EventKind
-from radcds_imaging.dimse import DimseConfig, DimseServer, store_port
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 pytestmark = [pytest.mark.integration]
 

@@ -14,9 +14,9 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.devstack.testing import RecordingPublisher, migrated_engine
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.wado import wado_router
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
-from radcds_imaging.wado import wado_router
 
 ROOT = Path(__file__).resolve().parents[3]
 #: The public base URL the WADO test apps answer under.

@@ -23,9 +23,10 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND
 from radcds.domain.events import INSTANCE_STORED, EventKind
-from radcds_imaging.dimse import (
+from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.dimse import (
     DEFAULT_TRANSFER_SYNTAXES,
     STATUS_PROCESSING_FAILURE,
     DimseConfig,
@@ -34,7 +35,6 @@ from radcds_imaging.dimse import (
     store_port,
 )
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 # pydicom's CT_small.dcm: a 128x128 CT slice, Explicit VR Little Endian (pydicom test files).
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))

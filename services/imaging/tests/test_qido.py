@@ -24,10 +24,10 @@ from pydicom.fileset import FileSet
 from sqlalchemy import Engine, insert, text
 
 from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import read_part10
+from radcds_imaging.adapters.db.qido import QidoLevel, parse_qido_query, record_attributes, search
+from radcds_imaging.adapters.part10 import read_part10
 from radcds_imaging.api.qido import qido_router
 from radcds_imaging.handlers import instance_row
-from radcds_imaging.qido import QidoLevel, parse_qido_query, record_attributes, search
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "http://imaging.test"

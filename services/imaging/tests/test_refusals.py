@@ -28,13 +28,13 @@ from sqlalchemy import func, select
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.devstack.testing import RecordingPublisher
+from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dicomweb import dicomweb_router
-from radcds_imaging.dimse import DimseConfig, DimseServer, store_port
+from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"

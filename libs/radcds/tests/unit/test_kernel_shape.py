@@ -50,9 +50,6 @@ NOT_SHARED_YET = {
     "radcds.adapters.triton.manifest": "inference",
     "radcds.domain.envelope": "inference",
     "radcds.domain.model_outputs": "inference",
-    # imaging
-    "radcds.adapters.dicom.part10": "imaging",
-    "radcds.adapters.fhir.imaging_study": "imaging",
     # no service: development tools and benchmarks use them
     "radcds.adapters.dicom.storescu": "",
     "radcds.adapters.kafka.admin": "",

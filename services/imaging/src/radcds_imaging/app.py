@@ -15,16 +15,16 @@ from radcds.domain.events import INSTANCE_STORED, SOURCE_IMAGING
 from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
-from radcds_imaging.announcer import StudyAnnouncer
+from radcds_imaging.adapters.announcer import StudyAnnouncer
+from radcds_imaging.adapters.db.assembly import StudyAssembler
+from radcds_imaging.adapters.diskguard import DiskSpaceGuard
+from radcds_imaging.adapters.storage import FilesystemInstanceStore, InstanceStore, S3InstanceStore
 from radcds_imaging.api.dicomweb import dicomweb_router
+from radcds_imaging.api.dimse import DEFAULT_TRANSFER_SYNTAXES, DimseServer, dimse_config_from_settings, store_port
 from radcds_imaging.api.qido import qido_router
-from radcds_imaging.assembly import StudyAssembler
-from radcds_imaging.dimse import DEFAULT_TRANSFER_SYNTAXES, DimseServer, dimse_config_from_settings, store_port
-from radcds_imaging.diskguard import DiskSpaceGuard
+from radcds_imaging.api.wado import wado_router
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.settings import ImagingSettings
-from radcds_imaging.storage import FilesystemInstanceStore, InstanceStore, S3InstanceStore
-from radcds_imaging.wado import wado_router
 
 
 def create_app(

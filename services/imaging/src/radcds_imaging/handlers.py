@@ -14,19 +14,19 @@ from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.outbox import OutboxRelay, enqueue
 from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import (
+from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
+from radcds.domain.ports import EventPublisher
+from radcds_imaging.adapters.db.assembly import note_instance
+from radcds_imaging.adapters.db.qido import attribute_row, record_attributes, record_attributes_many
+from radcds_imaging.adapters.diskguard import DiskSpaceGuard
+from radcds_imaging.adapters.part10 import (
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
     FAILURE_OUT_OF_RESOURCES,
     DicomRejected,
     ParsedInstance,
     read_part10,
 )
-from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
-from radcds.domain.ports import EventPublisher
-from radcds_imaging.assembly import note_instance
-from radcds_imaging.diskguard import DiskSpaceGuard
-from radcds_imaging.qido import attribute_row, record_attributes, record_attributes_many
-from radcds_imaging.storage import InstanceStore
+from radcds_imaging.adapters.storage import InstanceStore
 
 log = logging.getLogger(__name__)
 #: Namespace for deterministic event ids: the same stored instance always yields the same id.

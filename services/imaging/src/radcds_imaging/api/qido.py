@@ -1,6 +1,6 @@
 """QIDO-RS routes (DICOM PS3.18 section 10.6): parse the request, run the search, map the result.
 
-The query model and the search itself live in :mod:`radcds_imaging.qido`.
+The query model and the search itself live in :mod:`radcds_imaging.adapters.db.qido`.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 
-from radcds_imaging.qido import QidoLevel, parse_qido_query, run_search
+from radcds_imaging.adapters.db.qido import QidoLevel, parse_qido_query, run_search
 
 DICOM_JSON = "application/dicom+json"
 #: Agent named in ``Warning`` headers (RFC 7234 5.5, as PS3.18 8.3.4 uses them).

@@ -7,7 +7,7 @@ import threading
 
 from radcds.domain.events import STUDY_AVAILABLE
 from radcds.domain.ports import EventPublisher
-from radcds_imaging.assembly import AnnouncedStudy, StudyAssembler
+from radcds_imaging.adapters.db.assembly import AnnouncedStudy, StudyAssembler
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@
   larger than :data:`BULK_DATA_THRESHOLD` bytes are not inlined: top-level ones get a ``BulkDataURI``
   (served by the bulkdata route), nested ones are omitted, and Pixel Data is omitted (clients fetch
   rendered frames instead).
-* Frames (PS3.18 10.4.1.1.3): see :mod:`radcds_imaging.frames`.
+* Frames (PS3.18 10.4.1.1.3): see :mod:`radcds_imaging.adapters.frames`.
 * Rendered (PS3.18 10.4.1.1.4, 8.3.5.1): one frame as PNG or JPEG for thumbnails and previews,
   after the Modality LUT (PS3.3 C.11.1), the VOI LUT or window (PS3.3 C.11.2) and, for MONOCHROME1,
   inversion (PS3.3 C.7.6.3.1.2).
@@ -16,7 +16,7 @@ Compressed Pixel Data is decoded by pydicom's pixel data plugins: pylibjpeg with
 pydicom's own decoder.
 
 Routes read ``request.app.state.engine`` (the database), ``request.app.state.instance_store`` (the
-:class:`~radcds_imaging.storage.InstanceStore`) and ``request.app.state.imaging`` (the
+:class:`~radcds_imaging.adapters.storage.InstanceStore`) and ``request.app.state.imaging`` (the
 :class:`~radcds_imaging.handlers.ImagingService`).
 """
 
@@ -44,7 +44,7 @@ from sqlalchemy import Engine, select
 
 from radcds.adapters.db.tables import dicom_instances
 from radcds.adapters.dicomweb.multipart import build_related
-from radcds_imaging.frames import (
+from radcds_imaging.adapters.frames import (
     COMPRESSED_MEDIA_TYPES,
     OCTET_STREAM,
     FrameRequestError,
@@ -53,8 +53,8 @@ from radcds_imaging.frames import (
     parse_frame_list,
     read_frames,
 )
+from radcds_imaging.adapters.storage import InstanceStore
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import InstanceStore
 
 log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"

@@ -29,7 +29,7 @@ from sqlalchemy import ColumnElement, Connection, Engine, String, Table, and_, f
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances
-from radcds.adapters.fhir.imaging_study import instance_attributes
+from radcds_imaging.adapters.imaging_study import instance_attributes
 
 _I = dicom_instances.c
 _A = dicom_instance_attributes.c

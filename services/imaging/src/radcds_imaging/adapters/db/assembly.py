@@ -26,9 +26,9 @@ from sqlalchemy import Connection, Engine, String, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
-from radcds.adapters.fhir.imaging_study import INSTANCE_KEYS, imaging_study_from_instances
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
+from radcds_imaging.adapters.imaging_study import INSTANCE_KEYS, imaging_study_from_instances
 
 #: Namespace of announcement event ids: one id per study and version.
 ANNOUNCEMENT_NAMESPACE = uuid.UUID("0b6f7f4e-5d2a-4c7e-8f11-2a9c4e6d3b57")

@@ -66,7 +66,7 @@ def _testdata(name: str) -> Path:
 @pytest.fixture
 def scp(tmp_path: Path) -> Iterator[tuple[DimseServer, ImagingService, RecordingPublisher, Path]]:
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine,

@@ -70,7 +70,7 @@ class Scp:
 
 def _service(tmp_path: Path) -> tuple[ImagingService, RecordingPublisher]:
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
     return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://imaging.test"), (
@@ -260,7 +260,7 @@ def test_store_port_exception_answers_processing_failure_and_scp_keeps_serving(t
 
 def test_instance_received_while_the_broker_is_down_is_stored_and_announced_once_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
     service = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
@@ -286,7 +286,7 @@ class FullDiskStore(FilesystemInstanceStore):
 
 def test_instance_on_full_disk_answers_a700_and_nothing_is_announced(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine, store=FullDiskStore(tmp_path / "store"), publisher=publisher, public_base_url="http://x"

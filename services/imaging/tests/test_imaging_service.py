@@ -46,7 +46,7 @@ class RecordingPublisher:
 @pytest.fixture
 def service(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
     return (
@@ -96,7 +96,7 @@ def test_instance_without_study_uid_fails_with_a900(service, tmp_path):
 
 def test_instance_stored_while_the_broker_is_down_is_kept_and_announced_when_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "db.sqlite"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
     svc = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
@@ -189,7 +189,7 @@ def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instan
     from radcds_imaging.adapters.db.assembly import StudyAssembler
 
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine,
@@ -234,7 +234,7 @@ def test_store_when_disk_is_nearly_full_fails_with_a700_and_stores_nothing(tmp_p
     from radcds_imaging.adapters.diskguard import DiskSpaceGuard
 
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     full = DiskSpaceGuard(tmp_path, min_free_bytes=0, min_free_ratio=1.0)  # never satisfiable
     service = ImagingService(
@@ -332,7 +332,7 @@ def _fresh_copies(n: int, tmp_path: Path) -> list[bytes]:
 
 def _batch_service(tmp_path: Path, publisher: RecordingPublisher) -> ImagingService:
     engine = make_engine(sqlite_url(tmp_path / "batch.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
 

@@ -13,11 +13,11 @@ from sqlalchemy import Connection, Engine, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.db.tables import dicom_instances
 from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
 from radcds.domain.ports import EventPublisher
 from radcds_imaging.adapters.db.assembly import note_instance
-from radcds_imaging.adapters.db.qido import attribute_row, record_attributes, record_attributes_many
+from radcds_imaging.adapters.db.indexing import attribute_row, record_attributes, record_attributes_many
+from radcds_imaging.adapters.db.instances import InstanceQueries
 from radcds_imaging.adapters.diskguard import DiskSpaceGuard
 from radcds_imaging.adapters.part10 import (
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -27,6 +27,7 @@ from radcds_imaging.adapters.part10 import (
     read_part10,
 )
 from radcds_imaging.adapters.storage import InstanceStore
+from radcds_imaging.db.tables import dicom_instances
 
 log = logging.getLogger(__name__)
 #: Namespace for deterministic event ids: the same stored instance always yields the same id.
@@ -84,6 +85,7 @@ class ImagingService:
     ) -> None:
         self._engine = engine
         self._store = store
+        self._instances = InstanceQueries(engine)
         #: Publishes ``instance.stored`` after each commit; the app runs it as a thread (``outbox.start()``).
         self.outbox = OutboxRelay(engine, publisher, name="imaging-outbox")
         self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging-store")
@@ -129,7 +131,10 @@ class ImagingService:
                 results[position] = result
         outcome = StoreOutcome()
         for result in results:
-            (outcome.stored if isinstance(result, StoredInstance) else outcome.failed).append(result)  # type: ignore[arg-type]
+            if isinstance(result, StoredInstance):
+                outcome.stored.append(result)
+            else:
+                outcome.failed.append(result)
         return outcome
 
     def _store_safely(self, parsed: ParsedInstance, data: bytes) -> StoredInstance | FailedInstance:
@@ -262,15 +267,8 @@ class ImagingService:
 
     def retrieve_instance(self, *, study: str, series: str, instance: str) -> bytes | None:
         """The Part 10 bytes of one instance, or None if unknown."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(dicom_instances.c.storage_key).where(
-                    dicom_instances.c.sop_instance_uid == instance,
-                    dicom_instances.c.series_instance_uid == series,
-                    dicom_instances.c.study_instance_uid == study,
-                )
-            ).first()
-        return None if row is None else self._store.get(row.storage_key)
+        key = self._instances.storage_key(study=study, series=series, instance=instance)
+        return None if key is None else self._store.get(key)
 
 
 def _storage_key(parsed: ParsedInstance) -> str:

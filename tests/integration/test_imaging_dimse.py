@@ -27,9 +27,9 @@ from pydicom.uid import JPEG2000Lossless
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.domain.events import INSTANCE_STORED, EventKind
-from radcds_imaging.dimse import DimseConfig, DimseServer, store_port
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 pytestmark = [pytest.mark.integration]
 
@@ -66,7 +66,7 @@ def _testdata(name: str) -> Path:
 @pytest.fixture
 def scp(tmp_path: Path) -> Iterator[tuple[DimseServer, ImagingService, RecordingPublisher, Path]]:
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine,

@@ -25,7 +25,7 @@ from radcds.devstack.demo import event_trail, stow, wait_for_event
 from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE
-from radcds_imaging.assembly import announcement_event_id
+from radcds_imaging.domain.assembly import announcement_event_id
 from radcds_inference.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
 
 from .helpers import eventually

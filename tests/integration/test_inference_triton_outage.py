@@ -13,7 +13,7 @@ from radcds.devstack import processes
 from radcds.devstack.demo import stow, wait_for_event
 from radcds.devstack.samples import head_ct, part10
 from radcds.domain.events import EVENT_KINDS, FINDINGS_PRODUCED, STUDY_AVAILABLE, dead_letter_topic
-from radcds_imaging.assembly import announcement_event_id
+from radcds_imaging.domain.assembly import announcement_event_id
 
 from .helpers import eventually, read_topic
 

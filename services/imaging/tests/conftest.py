@@ -14,9 +14,10 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.devstack.testing import RecordingPublisher, migrated_engine
+from radcds_imaging.adapters.db.instances import InstanceQueries
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.wado import wado_router
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
-from radcds_imaging.wado import wado_router
 
 ROOT = Path(__file__).resolve().parents[3]
 #: The public base URL the WADO test apps answer under.
@@ -39,14 +40,15 @@ def testdata_uids(name: str) -> tuple[str, str, str]:
 def wado_client(root: Path, *files: bytes) -> TestClient:
     """An app with only the WADO router, over SQLite and a filesystem store holding ``files``."""
     engine = make_engine(sqlite_url(root / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(root / "store")
     service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
     outcome = service.store_instances(parts=list(files))
     assert len(outcome.stored) == len(files) and not outcome.failed
     app = FastAPI()
-    app.include_router(wado_router(public_base_url=BASE))
-    app.state.engine, app.state.imaging, app.state.instance_store = engine, service, store
+    app.include_router(
+        wado_router(public_base_url=BASE, service=service, instances=InstanceQueries(engine), store=store)
+    )
     return TestClient(app)
 
 
@@ -58,5 +60,7 @@ def imaging_db(request, tmp_path_factory) -> Iterator[Engine]:
     """A migrated imaging database per test module: SQLite, and a throwaway PostgreSQL (integration)."""
     label = request.module.__name__.rsplit(".", 1)[-1]
     scratch = tmp_path_factory.mktemp("imaging-db")
-    with migrated_engine("imaging", request.param, root=ROOT, scratch=scratch, label=label) as engine:
+    with migrated_engine(
+        "imaging", request.param, root=ROOT, scratch=scratch, label=label, chain="radcds_imaging.db"
+    ) as engine:
         yield engine

@@ -18,13 +18,14 @@ from pydicom.data import get_testdata_file
 from pydicom.fileset import FileSet
 from sqlalchemy import Engine, delete, insert, select
 
-from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
-from radcds.adapters.dicom.part10 import read_part10
 from radcds.adapters.fhir.report import imaging_study_id, patient_id_for
 from radcds.domain.findings import StudyContext
-from radcds_imaging.assembly import AnnouncedStudy, StudyAssembler, note_instance
+from radcds_imaging.adapters.db.assembly import StudyAssembler, note_instance
+from radcds_imaging.adapters.db.indexing import record_attributes
+from radcds_imaging.adapters.part10 import read_part10
+from radcds_imaging.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
+from radcds_imaging.domain.assembly import AnnouncedStudy
 from radcds_imaging.handlers import instance_row
-from radcds_imaging.qido import record_attributes
 
 ROOT = Path(__file__).resolve().parents[3]
 QUIET = timedelta(seconds=60)

@@ -23,9 +23,10 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND
 from radcds.domain.events import INSTANCE_STORED, EventKind
-from radcds_imaging.dimse import (
+from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
+from radcds_imaging.api.dimse import (
     DEFAULT_TRANSFER_SYNTAXES,
     STATUS_PROCESSING_FAILURE,
     DimseConfig,
@@ -34,7 +35,6 @@ from radcds_imaging.dimse import (
     store_port,
 )
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 # pydicom's CT_small.dcm: a 128x128 CT slice, Explicit VR Little Endian (pydicom test files).
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
@@ -70,7 +70,7 @@ class Scp:
 
 def _service(tmp_path: Path) -> tuple[ImagingService, RecordingPublisher]:
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
     return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://imaging.test"), (
@@ -260,7 +260,7 @@ def test_store_port_exception_answers_processing_failure_and_scp_keeps_serving(t
 
 def test_instance_received_while_the_broker_is_down_is_stored_and_announced_once_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
     service = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
@@ -286,7 +286,7 @@ class FullDiskStore(FilesystemInstanceStore):
 
 def test_instance_on_full_disk_answers_a700_and_nothing_is_announced(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine, store=FullDiskStore(tmp_path / "store"), publisher=publisher, public_base_url="http://x"

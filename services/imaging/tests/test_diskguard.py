@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from radcds_imaging.diskguard import DiskSpaceGuard
+from radcds_imaging.adapters.diskguard import DiskSpaceGuard
 
 
 def test_check_with_zero_thresholds_passes_with_empty_reason(tmp_path):

@@ -14,17 +14,17 @@ from pydicom.data import get_testdata_file
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.dicom.part10 import (
+from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
+from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds_imaging.adapters.part10 import (
     FAILURE_CANNOT_UNDERSTAND,
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
     FAILURE_OUT_OF_RESOURCES,
 )
-from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
-from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.app import create_app
 from radcds_imaging.handlers import ImagingService
 from radcds_imaging.settings import ImagingSettings
-from radcds_imaging.storage import FilesystemInstanceStore
 
 # pydicom's CT_small.dcm: a 128x128 CT slice (pydicom test files).
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
@@ -46,7 +46,7 @@ class RecordingPublisher:
 @pytest.fixture
 def service(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
     return (
@@ -96,7 +96,7 @@ def test_instance_without_study_uid_fails_with_a900(service, tmp_path):
 
 def test_instance_stored_while_the_broker_is_down_is_kept_and_announced_when_it_is_back(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "db.sqlite"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
     svc = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
@@ -185,11 +185,11 @@ def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instan
 
     from radcds.adapters.kafka.codec import validate_payload
     from radcds.domain.events import STUDY_AVAILABLE
-    from radcds_imaging.announcer import StudyAnnouncer
-    from radcds_imaging.assembly import StudyAssembler
+    from radcds_imaging.adapters.announcer import StudyAnnouncer
+    from radcds_imaging.adapters.db.assembly import StudyAssembler
 
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
         engine=engine,
@@ -231,10 +231,10 @@ def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instan
 
 
 def test_store_when_disk_is_nearly_full_fails_with_a700_and_stores_nothing(tmp_path):
-    from radcds_imaging.diskguard import DiskSpaceGuard
+    from radcds_imaging.adapters.diskguard import DiskSpaceGuard
 
     engine = make_engine(sqlite_url(tmp_path / "imaging.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     full = DiskSpaceGuard(tmp_path, min_free_bytes=0, min_free_ratio=1.0)  # never satisfiable
     service = ImagingService(
@@ -332,7 +332,7 @@ def _fresh_copies(n: int, tmp_path: Path) -> list[bytes]:
 
 def _batch_service(tmp_path: Path, publisher: RecordingPublisher) -> ImagingService:
     engine = make_engine(sqlite_url(tmp_path / "batch.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
 

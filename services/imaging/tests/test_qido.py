@@ -23,11 +23,14 @@ from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 from sqlalchemy import Engine, insert, text
 
-from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import read_part10
+from radcds_imaging.adapters.db.indexing import record_attributes
+from radcds_imaging.adapters.db.qido import QidoQueries, search
+from radcds_imaging.adapters.dicom_json import parse_qido_query
+from radcds_imaging.adapters.part10 import read_part10
 from radcds_imaging.api.qido import qido_router
+from radcds_imaging.db.tables import dicom_instances
+from radcds_imaging.domain.qido import QidoLevel
 from radcds_imaging.handlers import instance_row
-from radcds_imaging.qido import QidoLevel, parse_qido_query, record_attributes, search
 
 ROOT = Path(__file__).resolve().parents[3]
 BASE = "http://imaging.test"
@@ -72,8 +75,9 @@ def datasets(engine) -> list[Dataset]:
 @pytest.fixture(scope="module")
 def client(engine, datasets) -> TestClient:
     app = FastAPI()
-    app.state.engine = engine
-    app.include_router(qido_router(public_base_url=BASE, default_limit=100, max_limit=1000))
+    app.include_router(
+        qido_router(queries=QidoQueries(engine, public_base_url=BASE), default_limit=100, max_limit=1000)
+    )
     return TestClient(app)
 
 

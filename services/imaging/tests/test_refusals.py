@@ -27,14 +27,14 @@ from sqlalchemy import func, select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.devstack.testing import RecordingPublisher
+from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dicomweb import dicomweb_router
-from radcds_imaging.dimse import DimseConfig, DimseServer, store_port
+from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
+from radcds_imaging.db.tables import dicom_instances
 from radcds_imaging.handlers import ImagingService
-from radcds_imaging.storage import FilesystemInstanceStore
 
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 MR_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.4"
@@ -75,7 +75,7 @@ BAD = [
 class Imaging:
     def __init__(self, root: Path) -> None:
         self.engine = make_engine(sqlite_url(root / "imaging.db"))
-        migrate(self.engine)
+        migrate(self.engine, chain="radcds_imaging.db")
         self.store_root = root / "store"
         self.publisher = RecordingPublisher()
         self.service = ImagingService(
@@ -98,8 +98,9 @@ class Imaging:
 def test_stow_of_instance_with_missing_or_contradicting_uids_answers_409_with_failure_reason(tmp_path, make, reason):
     imaging = Imaging(tmp_path)
     app = FastAPI()
-    app.include_router(dicomweb_router(max_request_bytes=4 * 1024 * 1024, public_base_url=BASE))
-    app.state.imaging = imaging.service
+    app.include_router(
+        dicomweb_router(service=imaging.service, max_request_bytes=4 * 1024 * 1024, public_base_url=BASE)
+    )
     body, boundary = build_related([("application/dicom", make())])
     response = TestClient(app).post(
         "/dicom-web/studies",

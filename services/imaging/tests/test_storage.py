@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from radcds_imaging.storage import FilesystemInstanceStore
+from radcds_imaging.adapters.storage import FilesystemInstanceStore
 
 
 def test_put_many_writes_every_file_and_leaves_no_temporary_file(tmp_path):

@@ -32,14 +32,9 @@ NOT_SHARED_YET = {
     "radcds.domain.results": "reporting",
     "radcds.domain.service_request": "reporting",
     "radcds.domain.smart_scopes": "reporting",
-    # imaging
-    "radcds.adapters.dicom.part10": "imaging",
-    "radcds.adapters.fhir.imaging_study": "imaging",
     # no service: development tools and benchmarks use them
     "radcds.adapters.dicom.storescu": "",
     "radcds.adapters.kafka.admin": "",
-    # the services' own migration chains (imaging, referral, reporting) are to use it
-    "radcds.adapters.db.legacy": "referral",
 }
 
 

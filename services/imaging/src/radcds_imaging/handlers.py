@@ -5,28 +5,29 @@ from __future__ import annotations
 import hashlib
 import logging
 import uuid
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, insert, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Engine
 
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.db.tables import dicom_instances
-from radcds.adapters.dicom.part10 import (
+from radcds.adapters.db.outbox import OutboxRelay
+from radcds.domain.events import INSTANCE_STORED, EventKind, ImagingInstanceStored
+from radcds.domain.ports import EventPublisher
+from radcds_imaging.adapters.db.indexing import attribute_row
+from radcds_imaging.adapters.db.instances import DuplicateInstanceError, InstanceQueries, SqlInstanceRepository
+from radcds_imaging.adapters.diskguard import DiskSpaceGuard
+from radcds_imaging.adapters.part10 import (
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
     FAILURE_OUT_OF_RESOURCES,
     DicomRejected,
     ParsedInstance,
     read_part10,
 )
-from radcds.domain.events import INSTANCE_STORED, ImagingInstanceStored
-from radcds.domain.ports import EventPublisher
-from radcds_imaging.assembly import note_instance
-from radcds_imaging.diskguard import DiskSpaceGuard
-from radcds_imaging.qido import attribute_row, record_attributes, record_attributes_many
-from radcds_imaging.storage import InstanceStore
+from radcds_imaging.adapters.storage import InstanceStore
 
 log = logging.getLogger(__name__)
 #: Namespace for deterministic event ids: the same stored instance always yields the same id.
@@ -61,6 +62,35 @@ class StoreOutcome:
     failed: list[FailedInstance] = field(default_factory=list)
 
 
+class StoreTransaction(Protocol):
+    """One all-or-nothing store transaction (the repository port of the store use case)."""
+
+    def known(self, sop_instance_uids: Sequence[str]) -> set[str]:
+        """Those of ``sop_instance_uids`` already stored."""
+
+    def stored_digest(self, sop_instance_uid: str) -> str | None:
+        """The SHA-256 of the stored instance, None when it is not held."""
+
+    def add(
+        self,
+        instances: Sequence[Mapping[str, Any]],
+        attributes: Sequence[dict[str, Any]],
+        studies: Iterable[str],
+        now: datetime,
+    ) -> None:
+        """Keep new instances (rows from :func:`instance_row`), their header attributes and note their studies."""
+
+    def enqueue(self, kind: EventKind, events: Sequence[tuple[dict[str, Any], str, str]]) -> None:
+        """Write events (payload, event id, subject), published after the commit."""
+
+
+class InstanceRepository(Protocol):
+    """Where stored instances are recorded; a transaction raises ``DuplicateInstanceError`` on a concurrent twin."""
+
+    def transaction(self) -> AbstractContextManager[StoreTransaction]:
+        """Begin a store transaction (committed on leaving the block, rolled back on an exception)."""
+
+
 def instance_url(base: str, i: ParsedInstance) -> str:
     """WADO-RS URL of an instance (PS3.18 10.4.1.1.1)."""
     r = i.instance
@@ -82,8 +112,9 @@ class ImagingService:
         guard: DiskSpaceGuard | None = None,
         transfer_syntaxes: frozenset[str] | None = None,
     ) -> None:
-        self._engine = engine
         self._store = store
+        self._repository: InstanceRepository = SqlInstanceRepository(engine)
+        self._instances = InstanceQueries(engine)
         #: Publishes ``instance.stored`` after each commit; the app runs it as a thread (``outbox.start()``).
         self.outbox = OutboxRelay(engine, publisher, name="imaging-outbox")
         self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging-store")
@@ -129,7 +160,10 @@ class ImagingService:
                 results[position] = result
         outcome = StoreOutcome()
         for result in results:
-            (outcome.stored if isinstance(result, StoredInstance) else outcome.failed).append(result)  # type: ignore[arg-type]
+            if isinstance(result, StoredInstance):
+                outcome.stored.append(result)
+            else:
+                outcome.failed.append(result)
         return outcome
 
     def _store_safely(self, parsed: ParsedInstance, data: bytes) -> StoredInstance | FailedInstance:
@@ -152,12 +186,8 @@ class ImagingService:
         now = datetime.now(UTC)
         written: list[str] = []
         try:
-            with self._engine.begin() as conn:
-                known = set(
-                    conn.execute(
-                        select(dicom_instances.c.sop_instance_uid).where(dicom_instances.c.sop_instance_uid.in_(uids))
-                    ).scalars()
-                )
+            with self._repository.transaction() as tx:
+                known = tx.known(uids)
                 seen: set[str] = set()
                 for position, parsed, data in accepted:
                     ref = parsed.instance
@@ -177,17 +207,13 @@ class ImagingService:
                 # transaction commits only after every file is durable.
                 writing = self._writer.submit(self._store.put_many, items)
                 try:
-                    conn.execute(
-                        insert(dicom_instances),
+                    tx.add(
                         [instance_row(parsed, key, len(data), digest, now) for _, parsed, data, key, digest in new],
-                    )
-                    record_attributes_many(
-                        conn,
                         [attribute_row(parsed.dataset, parsed.instance.sop_instance_uid) for _, parsed, *_ in new],
+                        dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new),
+                        now,
                     )
-                    for study in dict.fromkeys(parsed.instance.study_instance_uid for _, parsed, *_ in new):
-                        note_instance(conn, study, now)
-                    self._announce(conn, new)
+                    self._announce(tx, new)
                 finally:
                     failure = writing.exception()  # waits for the files in every case
                     if failure is None:
@@ -207,7 +233,7 @@ class ImagingService:
             )
         return results
 
-    def _announce(self, conn: Connection, new: list[tuple[int, ParsedInstance, bytes, str, str]]) -> None:
+    def _announce(self, tx: StoreTransaction, new: list[tuple[int, ParsedInstance, bytes, str, str]]) -> None:
         """Write ``instance.stored`` for each new instance to the outbox, in the store transaction (the
         relay publishes them once the transaction has committed)."""
         events = []
@@ -217,7 +243,7 @@ class ImagingService:
                 ref, parsed.context, parsed.transfer_syntax_uid, instance_url(self._base, parsed), len(data)
             ).to_payload()
             events.append((payload, _event_id(ref.sop_instance_uid, digest), ref.study_instance_uid))
-        enqueue(conn, INSTANCE_STORED, events)
+        tx.enqueue(INSTANCE_STORED, events)
 
     def _store_one(self, parsed: ParsedInstance, data: bytes) -> StoredInstance:
         ref = parsed.instance
@@ -227,21 +253,22 @@ class ImagingService:
         written = False
         now = datetime.now(UTC)
         try:
-            with self._engine.begin() as conn:
-                existing = conn.execute(
-                    select(dicom_instances.c.sha256).where(dicom_instances.c.sop_instance_uid == ref.sop_instance_uid)
-                ).first()
+            with self._repository.transaction() as tx:
+                existing = tx.stored_digest(ref.sop_instance_uid)
                 if existing is not None:
-                    log.info("duplicate instance ignored", extra={"same_content": existing.sha256 == digest})
+                    log.info("duplicate instance ignored", extra={"same_content": existing == digest})
                     return StoredInstance(ref.sop_class_uid, ref.sop_instance_uid, url, duplicate=True)
                 self._store.put(key, data)
                 written = True
-                conn.execute(insert(dicom_instances).values(**instance_row(parsed, key, len(data), digest, now)))
-                # QIDO-RS attributes and study assembly, in the same transaction as the row.
-                record_attributes(conn, parsed.dataset, ref.sop_instance_uid)
-                note_instance(conn, ref.study_instance_uid, now)
-                self._announce(conn, [(0, parsed, data, key, digest)])
-        except IntegrityError:
+                # The row, its QIDO-RS attributes and study assembly, in one transaction.
+                tx.add(
+                    [instance_row(parsed, key, len(data), digest, now)],
+                    [attribute_row(parsed.dataset, ref.sop_instance_uid)],
+                    [ref.study_instance_uid],
+                    now,
+                )
+                self._announce(tx, [(0, parsed, data, key, digest)])
+        except DuplicateInstanceError:
             # A concurrent attempt stored the same SOP Instance first: ours is a duplicate.
             self._store.delete(key)
             log.info("duplicate instance ignored (concurrent store)")
@@ -262,15 +289,8 @@ class ImagingService:
 
     def retrieve_instance(self, *, study: str, series: str, instance: str) -> bytes | None:
         """The Part 10 bytes of one instance, or None if unknown."""
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(dicom_instances.c.storage_key).where(
-                    dicom_instances.c.sop_instance_uid == instance,
-                    dicom_instances.c.series_instance_uid == series,
-                    dicom_instances.c.study_instance_uid == study,
-                )
-            ).first()
-        return None if row is None else self._store.get(row.storage_key)
+        key = self._instances.storage_key(study=study, series=series, instance=instance)
+        return None if key is None else self._store.get(key)
 
 
 def _storage_key(parsed: ParsedInstance) -> str:

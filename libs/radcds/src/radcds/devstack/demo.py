@@ -150,7 +150,7 @@ def run_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
         out(f"   - {obs['code'].get('text', '')}: {value}")
     html = base64.b64decode(report["presentedForm"][0]["data"]).decode()
     out(f"   presentedForm: text/html, {len(html)} characters")
-    from radcds_imaging.assembly import announcement_event_id
+    from radcds_imaging.domain.assembly import announcement_event_id
 
     out("   ... waiting for the study's quiet period to end (study assembly) ...")
     announced = wait_for_event(stack, STUDY_AVAILABLE.topic, announcement_event_id(study_uid, 1), timeout_s=60)

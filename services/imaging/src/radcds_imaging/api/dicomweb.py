@@ -5,22 +5,15 @@ Routes only translate HTTP to the :class:`~radcds_imaging.handlers.ImagingServic
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from radcds.adapters.dicomweb.multipart import MultipartError, build_related, parse_content_type, split_parts
 from radcds_imaging.handlers import FailedInstance, ImagingService, StoreOutcome
 
 DICOM_JSON = "application/dicom+json"
-
-
-def _service(request: Request) -> ImagingService:
-    return request.app.state.imaging  # type: ignore[no-any-return]
-
-
-ServiceDep = Annotated[ImagingService, Depends(_service)]
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -60,11 +53,11 @@ def _failed_item(f: FailedInstance) -> dict[str, Any]:
     return item
 
 
-def dicomweb_router(*, max_request_bytes: int, public_base_url: str) -> APIRouter:
-    """Routes under ``/dicom-web``."""
+def dicomweb_router(*, service: ImagingService, max_request_bytes: int, public_base_url: str) -> APIRouter:
+    """STOW-RS and WADO-RS instance routes under ``/dicom-web``, over imaging's store and retrieve use cases."""
     router = APIRouter(prefix="/dicom-web", tags=["DICOMweb"])
 
-    async def _store(request: Request, service: ImagingService, study: str | None) -> Response:
+    async def _store(request: Request, study: str | None) -> Response:
         media, params = parse_content_type(request.headers.get("content-type", ""))
         if media != "multipart/related":
             return _error(415, 'STOW-RS needs Content-Type multipart/related; type="application/dicom"')
@@ -93,15 +86,15 @@ def dicomweb_router(*, max_request_bytes: int, public_base_url: str) -> APIRoute
         return _store_response(outcome, public_base_url.rstrip("/"), study)
 
     @router.post("/studies")
-    async def store_instances(request: Request, service: ServiceDep) -> Response:
-        return await _store(request, service, None)
+    async def store_instances(request: Request) -> Response:
+        return await _store(request, None)
 
     @router.post("/studies/{study}")
-    async def store_study_instances(study: str, request: Request, service: ServiceDep) -> Response:
-        return await _store(request, service, study)
+    async def store_study_instances(study: str, request: Request) -> Response:
+        return await _store(request, study)
 
     @router.get("/studies/{study}/series/{series}/instances/{instance}")
-    def retrieve_instance(study: str, series: str, instance: str, service: ServiceDep) -> Response:
+    def retrieve_instance(study: str, series: str, instance: str) -> Response:
         data = service.retrieve_instance(study=study, series=series, instance=instance)
         if data is None:
             return _error(404, "instance not found")

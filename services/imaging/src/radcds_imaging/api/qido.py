@@ -1,28 +1,20 @@
 """QIDO-RS routes (DICOM PS3.18 section 10.6): parse the request, run the search, map the result.
 
-The query model and the search itself live in :mod:`radcds_imaging.qido`.
+The query model and the search itself live in :mod:`radcds_imaging.adapters.db.qido`.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy import Engine
 
-from radcds_imaging.qido import QidoLevel, parse_qido_query, run_search
+from radcds_imaging.adapters.db.qido import QidoQueries
+from radcds_imaging.adapters.dicom_json import parse_qido_query
+from radcds_imaging.domain.qido import QidoLevel
 
 DICOM_JSON = "application/dicom+json"
 #: Agent named in ``Warning`` headers (RFC 7234 5.5, as PS3.18 8.3.4 uses them).
 WARN_AGENT = "radcds-imaging"
-
-
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-EngineDep = Annotated[Engine, Depends(_engine)]
 
 
 def _media_type(accept: str | None) -> str | None:
@@ -51,19 +43,16 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
-def qido_router(*, public_base_url: str, default_limit: int = 100, max_limit: int = 1000) -> APIRouter:
-    """QIDO-RS routes under ``/dicom-web``; the engine is ``request.app.state.engine``.
+def qido_router(*, queries: QidoQueries, default_limit: int = 100, max_limit: int = 1000) -> APIRouter:
+    """QIDO-RS routes under ``/dicom-web``, answered by ``queries``.
 
     200 with a DICOM JSON array, 204 when nothing matches, 400 for a query that cannot be run,
     406 for an Accept header without DICOM JSON. A ``Warning: 299`` header reports a capped
     ``limit``, more results beyond this page, or an ignored ``fuzzymatching=true``.
     """
     router = APIRouter(prefix="/dicom-web", tags=["DICOMweb"])
-    base_url = public_base_url.rstrip("/")
 
-    def respond(
-        request: Request, engine: Engine, level: QidoLevel, study: str | None = None, series: str | None = None
-    ) -> Response:
+    def respond(request: Request, level: QidoLevel, study: str | None = None, series: str | None = None) -> Response:
         media_type = _media_type(request.headers.get("accept"))
         if media_type is None:
             return _error(406, f"QIDO-RS answers in {DICOM_JSON} only")
@@ -78,7 +67,7 @@ def qido_router(*, public_base_url: str, default_limit: int = 100, max_limit: in
             )
         except ValueError as exc:
             return _error(400, str(exc))
-        result = run_search(engine, query, base_url)
+        result = queries.search(query)
         warnings = list(query.warnings)
         if result.more:
             warnings.append("There are additional results that can be requested")
@@ -88,27 +77,27 @@ def qido_router(*, public_base_url: str, default_limit: int = 100, max_limit: in
         return JSONResponse(result.matches, media_type=media_type, headers=headers)
 
     @router.get("/studies", summary="Search for studies (QIDO-RS)")
-    def search_for_studies(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.STUDY)
+    def search_for_studies(request: Request) -> Response:
+        return respond(request, QidoLevel.STUDY)
 
     @router.get("/series", summary="Search for series (QIDO-RS)")
-    def search_for_series(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.SERIES)
+    def search_for_series(request: Request) -> Response:
+        return respond(request, QidoLevel.SERIES)
 
     @router.get("/studies/{study}/series", summary="Search for a study's series (QIDO-RS)")
-    def search_for_study_series(study: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.SERIES, study)
+    def search_for_study_series(study: str, request: Request) -> Response:
+        return respond(request, QidoLevel.SERIES, study)
 
     @router.get("/instances", summary="Search for instances (QIDO-RS)")
-    def search_for_instances(request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE)
+    def search_for_instances(request: Request) -> Response:
+        return respond(request, QidoLevel.INSTANCE)
 
     @router.get("/studies/{study}/instances", summary="Search for a study's instances (QIDO-RS)")
-    def search_for_study_instances(study: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE, study)
+    def search_for_study_instances(study: str, request: Request) -> Response:
+        return respond(request, QidoLevel.INSTANCE, study)
 
     @router.get("/studies/{study}/series/{series}/instances", summary="Search for a series' instances (QIDO-RS)")
-    def search_for_series_instances(study: str, series: str, request: Request, engine: EngineDep) -> Response:
-        return respond(request, engine, QidoLevel.INSTANCE, study, series)
+    def search_for_series_instances(study: str, series: str, request: Request) -> Response:
+        return respond(request, QidoLevel.INSTANCE, study, series)
 
     return router

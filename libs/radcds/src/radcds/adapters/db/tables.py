@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Column,
     Connection,
     DateTime,
-    ForeignKey,
     Index,
     Integer,
     MetaData,
@@ -30,24 +28,6 @@ processed_events = Table(
     PrimaryKeyConstraint("consumer_group", "event_id"),
 )
 
-#: DICOM instances stored by imaging (PS3.3 C.12.1 SOP Common, C.7.2.1 General Study).
-dicom_instances = Table(
-    "dicom_instances",
-    metadata,
-    Column("sop_instance_uid", String(64), primary_key=True),
-    Column("study_instance_uid", String(64), nullable=False, index=True),
-    Column("series_instance_uid", String(64), nullable=False, index=True),
-    Column("sop_class_uid", String(64), nullable=False),
-    Column("transfer_syntax_uid", String(64), nullable=False),
-    Column("modality", String(16), nullable=False, default=""),
-    Column("patient_id", String(64), nullable=False, default=""),
-    Column("accession_number", String(16), nullable=False, default="", index=True),
-    Column("storage_key", String(512), nullable=False),
-    Column("size_bytes", BigInteger, nullable=False),
-    Column("sha256", String(64), nullable=False),
-    Column("received_at", DateTime(timezone=True), nullable=False),
-)
-
 #: FHIR R4 resources served by reporting, stored as JSON with search columns.
 fhir_resources = Table(
     "fhir_resources",
@@ -60,63 +40,6 @@ fhir_resources = Table(
     Column("study_instance_uid", String(64), nullable=False, default="", index=True),
     Column("content", Text, nullable=False),
     PrimaryKeyConstraint("resource_type", "id"),
-)
-
-# --- Imaging: QIDO-RS attributes and study assembly (migration 0003) ---
-
-#: QIDO-RS (PS3.18 10.6) finds patients, studies and series by PatientID on ``dicom_instances``.
-Index("ix_dicom_instances_patient_id", dicom_instances.c.patient_id)
-
-#: Header attributes of each stored instance that QIDO-RS matches and returns and ImagingStudy maps
-#: (PS3.3 C.7.1.1 Patient, C.7.2.1 General Study, C.7.3.1 General Series, C.7.6.1 General Image,
-#: C.7.6.3 Image Pixel). Text columns hold the value as read ("" when absent).
-dicom_instance_attributes = Table(
-    "dicom_instance_attributes",
-    metadata,
-    Column(
-        "sop_instance_uid",
-        String(64),
-        ForeignKey("dicom_instances.sop_instance_uid", ondelete="CASCADE"),
-        primary_key=True,
-    ),
-    Column("issuer_of_patient_id", String(64), nullable=False, default=""),
-    Column("patient_name", String(324), nullable=False, default=""),
-    Column("patient_birth_date", String(8), nullable=False, default=""),
-    Column("patient_sex", String(16), nullable=False, default=""),
-    Column("study_date", String(8), nullable=False, default="", index=True),
-    Column("study_time", String(16), nullable=False, default=""),
-    Column("timezone_offset_from_utc", String(16), nullable=False, default=""),
-    Column("study_id", String(16), nullable=False, default=""),
-    Column("study_description", String(64), nullable=False, default=""),
-    Column("referring_physician_name", String(324), nullable=False, default=""),
-    Column("procedure_codes", JSON, nullable=False, default=list),
-    Column("series_number", Integer, nullable=True),
-    Column("series_description", String(64), nullable=False, default=""),
-    Column("series_date", String(8), nullable=False, default=""),
-    Column("series_time", String(16), nullable=False, default=""),
-    Column("body_part_examined", String(16), nullable=False, default=""),
-    Column("laterality", String(16), nullable=False, default=""),
-    Column("instance_number", Integer, nullable=True),
-    Column("number_of_frames", Integer, nullable=True),
-    Column("rows", Integer, nullable=True),
-    Column("columns", Integer, nullable=True),
-    Column("bits_allocated", Integer, nullable=True),
-)
-
-#: Study assembly: one row per study, touched by every newly stored instance. A study is
-#: announced once no instance arrived for the quiet period; ``change_seq`` counts the stored
-#: instances noted and ``announced_seq`` is its value at the last announcement.
-imaging_studies_assembly = Table(
-    "imaging_studies_assembly",
-    metadata,
-    Column("study_instance_uid", String(64), primary_key=True),
-    Column("first_received_at", DateTime(timezone=True), nullable=False),
-    Column("last_received_at", DateTime(timezone=True), nullable=False, index=True),
-    Column("change_seq", Integer, nullable=False, default=1),
-    Column("announced_seq", Integer, nullable=True),
-    Column("announced_at", DateTime(timezone=True), nullable=True),
-    Column("announced_instance_count", Integer, nullable=False, default=0),
-    Column("version", Integer, nullable=False, default=0),
 )
 
 #: Transactional outbox: events written in the same transaction as the state they describe, then

@@ -16,22 +16,19 @@ committed after it raises ``change_seq`` past ``announced_seq`` and makes the st
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, Engine, String, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
-from radcds.adapters.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
-from radcds.adapters.fhir.imaging_study import INSTANCE_KEYS, imaging_study_from_instances
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
+from radcds_imaging.adapters.imaging_study import INSTANCE_KEYS, imaging_study_from_instances
+from radcds_imaging.db.tables import dicom_instance_attributes, dicom_instances, imaging_studies_assembly
+from radcds_imaging.domain.assembly import AnnouncedStudy
 
-#: Namespace of announcement event ids: one id per study and version.
-ANNOUNCEMENT_NAMESPACE = uuid.UUID("0b6f7f4e-5d2a-4c7e-8f11-2a9c4e6d3b57")
 _T = imaging_studies_assembly
 
 
@@ -42,28 +39,6 @@ def _utc(moment: datetime) -> datetime:
 
 def _now() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True, slots=True)
-class AnnouncedStudy:
-    """A study announced as complete: its ImagingStudy, and whether it updates an earlier announcement."""
-
-    study_instance_uid: str
-    imaging_study: dict[str, Any]
-    is_update: bool
-    version: int
-    instance_count: int
-    announced_at: datetime
-
-    @property
-    def event_id(self) -> str:
-        """A deterministic event id: a re-published announcement keeps its id."""
-        return announcement_event_id(self.study_instance_uid, self.version)
-
-
-def announcement_event_id(study_instance_uid: str, version: int) -> str:
-    """The event id of a study's announcement ``version`` (fixed, so a retry keeps it)."""
-    return str(uuid.uuid5(ANNOUNCEMENT_NAMESPACE, f"{study_instance_uid}:{version}"))
 
 
 def note_instance(conn: Connection, study_instance_uid: str, now: datetime) -> None:

@@ -7,7 +7,8 @@ import threading
 
 from radcds.domain.events import STUDY_AVAILABLE
 from radcds.domain.ports import EventPublisher
-from radcds_imaging.assembly import AnnouncedStudy, StudyAssembler
+from radcds_imaging.adapters.db.assembly import StudyAssembler
+from radcds_imaging.domain.assembly import AnnouncedStudy
 
 log = logging.getLogger(__name__)
 

@@ -251,3 +251,9 @@ def _decoded_frame(data: bytes, ds: Dataset, index: int) -> bytes:
         return pack_bits(arr)
     little = arr.astype(arr.dtype.newbyteorder("<"), copy=False)
     return np.ascontiguousarray(little).tobytes()
+
+
+def stored_transfer_syntax(data: bytes) -> str:
+    """The Transfer Syntax UID (0002,0010) a Part 10 instance is stored in ("" when its file meta has none)."""
+    meta = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+    return str(meta.file_meta.get("TransferSyntaxUID", ""))

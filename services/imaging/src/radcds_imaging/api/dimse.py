@@ -36,7 +36,7 @@ from pynetdicom import AE, AllStoragePresentationContexts, evt
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 from sqlalchemy.exc import SQLAlchemyError
 
-from radcds.adapters.dicom.part10 import FAILURE_OUT_OF_RESOURCES
+from radcds_imaging.adapters.part10 import FAILURE_OUT_OF_RESOURCES
 
 if TYPE_CHECKING:
     from pynetdicom.events import Event

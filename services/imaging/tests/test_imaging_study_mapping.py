@@ -19,15 +19,15 @@ from pydicom.data import get_testdata_file
 from pydicom.dataset import Dataset
 from pydicom.fileset import FileSet
 
-from radcds.adapters.fhir.imaging_study import (
+from radcds.adapters.fhir.report import imaging_study_id
+from radcds.adapters.fhir.resources import validate_resource
+from radcds.domain import codes
+from radcds_imaging.adapters.imaging_study import (
     ENDPOINT_CONNECTION_TYPE,
     fhir_datetime,
     imaging_study_from_instances,
     instance_attributes,
 )
-from radcds.adapters.fhir.report import imaging_study_id
-from radcds.adapters.fhir.resources import validate_resource
-from radcds.domain import codes
 
 WADO = "http://imaging.test/dicom-web"
 PATIENT = "Patient/p1"

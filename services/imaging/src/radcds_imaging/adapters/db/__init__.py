@@ -1,0 +1,1 @@
+"""Database adapters of the imaging service: repositories and query objects over its own tables."""

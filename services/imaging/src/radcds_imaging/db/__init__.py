@@ -1,0 +1,1 @@
+"""imaging's own tables and migration chain (version table ``alembic_version_imaging``)."""

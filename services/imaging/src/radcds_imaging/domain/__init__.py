@@ -1,0 +1,1 @@
+"""Pure imaging domain: no web framework, database, broker or DICOM toolkit imports."""

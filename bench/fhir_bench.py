@@ -100,8 +100,8 @@ def _measure(fn: Callable[[], object], repeat: int) -> list[float]:
 def main() -> None:
     """Populate, serve, measure, print the table."""
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-    from radcds.adapters.db.tables import fhir_resources
     from radcds_reporting.app import create_app
+    from radcds_reporting.db.tables import fhir_resources
     from radcds_reporting.settings import ReportingSettings
 
     studies = int(os.environ.get("RADCDS_BENCH_FHIR_STUDIES", "400"))
@@ -109,7 +109,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = os.environ.get("RADCDS_BENCH_FHIR_DATABASE_URL") or sqlite_url(Path(tmp) / "reporting.db")
         engine = make_engine(url)
-        migrate(engine)
+        migrate(engine, chain="radcds_reporting.db")
         t0 = time.perf_counter()
         reports = _populate(engine, studies)
         populate_s = time.perf_counter() - t0

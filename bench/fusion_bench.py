@@ -104,7 +104,7 @@ def main(repeat: int = 60) -> str:
         fusion("none", ehr_url=None, ttl=0),
     )
     reporting_engine = make_engine(sqlite_url(scratch / "reporting" / "reporting.db"))
-    migrate(reporting_engine)
+    migrate(reporting_engine, chain="radcds_reporting.db")
     reporting = ReportingService(engine=reporting_engine, publisher=RecordingPublisher(), consumer_group="bench")
 
     baseline = timed(lambda: reporting.handle(_event()), repeat=repeat)

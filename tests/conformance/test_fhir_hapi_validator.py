@@ -28,19 +28,19 @@ import pytest
 from sqlalchemy import select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.db.tables_fhir import fhir_resource_versions
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
-from radcds.domain.service_request import OrderDetails
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.api.fhir import capability_statement
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.db.tables import fhir_resource_versions
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 pytestmark = [pytest.mark.integration, pytest.mark.validators]
 
@@ -169,7 +169,7 @@ class _Publisher:
 def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
     """Every version of every resource one critical CT head study leaves in the reporting database."""
     engine = make_engine(sqlite_url(tmp_path_factory.mktemp("hapi") / "reporting.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_reporting.db")
     now = [datetime(2026, 1, 2, 12, 0, tzinfo=UTC)]
     clock = lambda: now[0]  # noqa: E731
     store_order(

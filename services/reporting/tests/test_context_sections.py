@@ -9,17 +9,17 @@ from typing import Any
 import hl7
 from sqlalchemy import Engine, select
 
-from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.fhir.report import diagnostic_report_id, imaging_study_id
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED, REPORT_STORED, STUDY_AVAILABLE
+from radcds_reporting.adapters.assessments import NO_MISSING_CONTEXT, PENDING
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
-from radcds_reporting.assessments import NO_MISSING_CONTEXT, PENDING
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import hl7_outbound_messages
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.oru import ResultOutbox
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.oru import ResultOutbox
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import STUDY, Clock, RecordingPublisher, findings_event
 

@@ -19,12 +19,12 @@ from radcds.adapters.fhir.resources import with_narrative
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import StudyContext
-from radcds.domain.service_request import OrderDetails
 from radcds_inference.handlers import study_context
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 

@@ -11,12 +11,12 @@ from fastapi.testclient import TestClient
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.findings import StudyContext
-from radcds.domain.orders import OrderControl
-from radcds.domain.service_request import OrderDetails
 from radcds_reporting.app import create_app
+from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
 from radcds_reporting.settings import ReportingSettings
+from radcds_reporting.use_cases.orders import store_order
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 

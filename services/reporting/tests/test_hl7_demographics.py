@@ -18,9 +18,9 @@ from radcds_reporting.adapters.hl7v2.ack import ErrorCode, HL7MessageError
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
 from radcds_reporting.adapters.hl7v2.oru import TextLayout, build_oru_r01
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.oru import ResultOutbox, result_from_report
-from radcds_reporting.repository import FhirRepository
+from radcds_reporting.use_cases.oru import ResultOutbox, result_from_report
 
 from .conftest import STUDY, RecordingPublisher, findings_event
 from .test_hl7_wiring import DEST, OBSERVATIONS, ORDER, ORM_NEW, _queued, _report, _store

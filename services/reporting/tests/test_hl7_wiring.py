@@ -25,25 +25,25 @@ from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine, select
 
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
-from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_RECEIVED
-from radcds.domain.orders import OrderControl
-from radcds.domain.results import ResultStatus
 from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions, MLLPDestination
 from radcds_reporting.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
 from radcds_reporting.adapters.hl7v2.oru import TextLayout
 from radcds_reporting.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.app import create_app
+from radcds_reporting.db.tables import hl7_outbound_messages
+from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.results import ResultStatus
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.hl7_orders import OrderStore, order_details
-from radcds_reporting.orders import find_order
-from radcds_reporting.oru import OutboundQueueCollector, ResultOutbox, control_id_for, result_from_report
-from radcds_reporting.repository import FhirRepository
 from radcds_reporting.settings import ReportingSettings
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.hl7_orders import OrderStore, order_details
+from radcds_reporting.use_cases.orders import find_order
+from radcds_reporting.use_cases.oru import OutboundQueueCollector, ResultOutbox, control_id_for, result_from_report
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 

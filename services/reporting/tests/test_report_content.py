@@ -17,16 +17,16 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 from sqlalchemy import select
 
-from radcds.adapters.db.tables import fhir_resources
 from radcds.adapters.fhir.resources import validate_resource
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.service_request import OrderDetails
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import fhir_resources
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import ROOT, STUDY, RecordingPublisher, findings_event
 

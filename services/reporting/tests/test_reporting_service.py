@@ -13,9 +13,9 @@ from radcds.adapters.kafka.codec import decode, encode
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, REPORT_STORED, EventKind, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.app import create_app
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.repository import FhirRepository
 from radcds_reporting.settings import ReportingSettings
 
 STUDY = "1.2.826.0.1.3680043.2.1125.1"
@@ -53,7 +53,7 @@ def _event(event_id: str, sop: str, *, reason: str = "", value: float = 40.0):
 @pytest.fixture
 def engine(tmp_path):
     e = make_engine(sqlite_url(tmp_path / "reporting.db"))
-    migrate(e)
+    migrate(e, chain="radcds_reporting.db")
     return e
 
 

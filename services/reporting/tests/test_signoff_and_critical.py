@@ -6,11 +6,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED, DiagnosticReportStored
-from radcds.domain.service_request import OrderDetails
 from radcds_reporting.app import create_app
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
 from radcds_reporting.settings import ReportingSettings
+from radcds_reporting.use_cases.orders import store_order
 
 from .conftest import STUDY, RecordingPublisher, findings_event
 

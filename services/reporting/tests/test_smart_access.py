@@ -13,8 +13,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from radcds.domain.smart_scopes import Context, Interaction, grant, parse_scopes
 from radcds_reporting.app import create_app
+from radcds_reporting.domain.smart_scopes import Context, Interaction, grant, parse_scopes
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 
@@ -167,7 +167,7 @@ def test_verifier_fetches_keys_from_a_jwks_url_and_refuses_unknown_kid(rsa_key):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+    from radcds_reporting.adapters.auth.smart import InvalidToken, SmartTokenVerifier
 
     jwk = _json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     body = _json.dumps({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()

@@ -12,14 +12,14 @@ from alembic.config import Config
 from sqlalchemy import insert
 
 from radcds.adapters.db.engine import make_engine, sqlite_url
-from radcds.adapters.db.tables import fhir_resources
-from radcds.adapters.fhir.search import Criterion, TokenValue
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED
 from radcds.domain.findings import StudyContext
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import fhir_resources
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import Clock, RecordingPublisher, findings_event
 

@@ -14,7 +14,6 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
-from radcds.adapters.auth.smart import SmartTokenVerifier
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.outcome import operation_outcome
@@ -24,17 +23,18 @@ from radcds.domain.events import ASSESSMENT_PRODUCED, FINDINGS_PRODUCED, SOURCE_
 from radcds.domain.ports import EventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
+from radcds_reporting.adapters.auth.smart import SmartTokenVerifier
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import MLLPServer
 from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
 from radcds_reporting.api.deps import Authorizer
 from radcds_reporting.api.fhir import fhir_router, smart_configuration
-from radcds_reporting.critical import CriticalResults
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.hl7_orders import OrderStore
-from radcds_reporting.oru import OutboundQueueCollector, ResultOutbox
 from radcds_reporting.settings import ReportingSettings
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.hl7_orders import OrderStore
+from radcds_reporting.use_cases.oru import OutboundQueueCollector, ResultOutbox
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +64,10 @@ async def _escalation_loop(critical: CriticalResults, interval_s: float) -> None
             log.exception("critical-result escalation check failed")
 
 
+#: reporting's own migration chain (version table ``alembic_version_reporting``).
+MIGRATION_CHAIN = "radcds_reporting.db"
+
+
 def create_app(
     settings: ReportingSettings,
     *,
@@ -91,7 +95,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        migrate(engine)
+        migrate(engine, chain=MIGRATION_CHAIN)
         app.state.engine = engine
         consumer = None
         own_publisher = None

@@ -37,7 +37,7 @@ def _msg(control_id: str) -> str:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(sqlite_url(tmp_path / "hl7.db"))
-    migrate(eng)
+    migrate(eng, chain="radcds_reporting.db")
     yield eng
     eng.dispose()
 

@@ -9,10 +9,10 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import Engine
 
-from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
-from radcds.domain.smart_scopes import Interaction, grant
-from radcds_reporting.critical import CriticalResults
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+from radcds_reporting.domain.smart_scopes import Interaction, grant
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 log = logging.getLogger(__name__)
 REALM = "radcds-fhir"

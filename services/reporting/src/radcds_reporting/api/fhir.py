@@ -17,20 +17,20 @@ from fastapi.responses import JSONResponse, Response
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
 from radcds.adapters.fhir.resources import SUPPORTED_TYPES, US_CORE_PROFILES
-from radcds.adapters.fhir.search import (
+from radcds_reporting.adapters.fhir.entered_findings import InvalidFinding
+from radcds_reporting.adapters.fhir.search import (
     SEARCH_PARAMETERS,
     Criterion,
     SearchError,
     SearchRequest,
     parse_search,
 )
-from radcds.domain.report_status import AuthorRequired, IllegalTransition
-from radcds.domain.smart_scopes import Interaction
+from radcds_reporting.adapters.repository import FhirRepository, VersionConflict
 from radcds_reporting.api.deps import Access, AccessDenied, AuthorizerDep, CriticalDep, EngineDep, SignOffDep
-from radcds_reporting.critical import NotACriticalResult
-from radcds_reporting.entered_findings import InvalidFinding
-from radcds_reporting.repository import FhirRepository, VersionConflict
-from radcds_reporting.signoff import InvalidChange, PatchError, ReportNotFound
+from radcds_reporting.domain.report_status import AuthorRequired, IllegalTransition
+from radcds_reporting.domain.smart_scopes import Interaction
+from radcds_reporting.use_cases.critical import NotACriticalResult
+from radcds_reporting.use_cases.signoff import InvalidChange, PatchError, ReportNotFound
 
 JSON_PATCH = "application/json-patch+json"
 #: Types whose resources belong to one patient through ``subject`` (patient compartment).

@@ -48,20 +48,6 @@ dicom_instances = Table(
     Column("received_at", DateTime(timezone=True), nullable=False),
 )
 
-#: FHIR R4 resources served by reporting, stored as JSON with search columns.
-fhir_resources = Table(
-    "fhir_resources",
-    metadata,
-    Column("resource_type", String(64), nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("version_id", Integer, nullable=False),
-    Column("last_updated", DateTime(timezone=True), nullable=False),
-    Column("subject", String(128), nullable=False, default="", index=True),
-    Column("study_instance_uid", String(64), nullable=False, default="", index=True),
-    Column("content", Text, nullable=False),
-    PrimaryKeyConstraint("resource_type", "id"),
-)
-
 #: One row per order evaluated by referral: the PAMA consultation (Argonaut pama-rating-consult-id).
 cds_consultations = Table(
     "cds_consultations",

@@ -32,9 +32,9 @@ from enum import StrEnum
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from radcds.adapters.db.tables_hl7 import hl7_delivery_leases, hl7_inbound_messages, hl7_outbound_messages
 from radcds_reporting.adapters.hl7v2.ack import parse_msh
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
+from radcds_reporting.db.tables import hl7_delivery_leases, hl7_inbound_messages, hl7_outbound_messages
 
 logger = logging.getLogger(__name__)
 

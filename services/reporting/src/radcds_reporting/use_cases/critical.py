@@ -26,12 +26,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.db.tables_fhir import critical_result_alerts
-from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, CriticalResultEscalated
 from radcds.domain.ports import EventPublisher
-from radcds_reporting.narrative import is_critical
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.narrative import is_critical
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
+from radcds_reporting.db.tables import critical_result_alerts
 
 log = logging.getLogger(__name__)
 ESCALATION_EVENT_NAMESPACE = uuid.UUID("5f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f")

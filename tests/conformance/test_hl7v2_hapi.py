@@ -27,7 +27,7 @@ from radcds.domain.codes import LOINC, SNOMED_CT, Coding
 from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 from radcds_reporting.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.use_cases.hl7_orders import OrderStore

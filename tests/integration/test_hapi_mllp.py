@@ -35,7 +35,8 @@ from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import MLLPSender, MLLPServer
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy, SqlReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.db.tables import hl7_outbound_messages
 from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner

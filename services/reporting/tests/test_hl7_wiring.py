@@ -32,7 +32,8 @@ from radcds_reporting.adapters.hl7v2.config import DestinationOptions, MLLPDesti
 from radcds_reporting.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
 from radcds_reporting.adapters.hl7v2.oru import TextLayout
-from radcds_reporting.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.outbound import QueueState
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.app import create_app
 from radcds_reporting.db.tables import hl7_outbound_messages

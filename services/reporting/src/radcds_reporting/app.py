@@ -26,7 +26,7 @@ from radcds.runtime.metrics import ServiceMetrics
 from radcds_reporting.adapters.auth.smart import SmartTokenVerifier
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import MLLPServer
-from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.api.deps import Authorizer
 from radcds_reporting.api.fhir import fhir_router, smart_configuration
 from radcds_reporting.handlers import ReportingService

@@ -20,9 +20,9 @@ from radcds_reporting.adapters.hl7v2.outbound import (
     OutboundQueue,
     QueueState,
     RetryPolicy,
-    SqlReceivedMessageLog,
     parked_message_counts,
 )
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 
 from .test_mllp import _AckAll
 

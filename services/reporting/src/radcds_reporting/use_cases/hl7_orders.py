@@ -30,7 +30,7 @@ from radcds_reporting.adapters.fhir import reporting as fhir_reporting
 from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
 from radcds_reporting.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7MessageError
 from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
-from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
 from radcds_reporting.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
 from radcds_reporting.domain.service_request import OrderDetails

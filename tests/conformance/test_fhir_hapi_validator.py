@@ -28,6 +28,7 @@ import pytest
 from sqlalchemy import select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.domain import codes
 from radcds.domain.codes import Coding
@@ -187,20 +188,22 @@ def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
         ),
         now=now[0],
     )
-    service = ReportingService(engine=engine, publisher=_Publisher(), consumer_group="g", clock=clock)
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), consumer_group="g", clock=clock
+    )
     service.handle(_findings("e1", STUDY + ".1.1", critical=True))
     service.handle(_findings("e2", STUDY + ".1.2", reason="outside the validated envelope: colour image"))
     now[0] += timedelta(hours=1)
     CriticalResults(
         engine=engine,
-        publisher=_Publisher(),
+        relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"),
         ack_timeout=timedelta(minutes=30),
         escalation_recipient="Practitioner/on-call",
         clock=clock,
     ).escalate_overdue()
     with engine.connect() as conn:
         (dr,) = FhirRepository(conn).search("DiagnosticReport")[1]
-    ReportSignOff(engine=engine, publisher=_Publisher(), clock=clock).update(
+    ReportSignOff(engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), clock=clock).update(
         report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/rad-1"
     )
     with engine.connect() as conn:

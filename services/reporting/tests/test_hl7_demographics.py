@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
 from radcds_reporting.adapters.hl7v2.ack import ErrorCode, HL7MessageError
@@ -87,7 +88,11 @@ def test_preliminary_oru_carries_the_order_demographics_in_pid(engine, clock):
     _store(engine).store(parse_order_message(ORM_NEW))
     results = ResultOutbox(engine=engine, destinations=[DEST], clock=clock)
     service = ReportingService(
-        engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+        results=results,
     )
     service.handle(findings_event("e1", STUDY + ".1.1"))
 

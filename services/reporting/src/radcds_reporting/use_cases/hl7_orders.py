@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
+from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.fhir.report import resource_id
 from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
 from radcds_reporting.adapters.fhir import reporting as fhir_reporting
@@ -33,6 +33,7 @@ from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
 from radcds_reporting.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
+from radcds_reporting.domain.ports import OutboxNotifier
 from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.use_cases.orders import store_order_in
 
@@ -116,7 +117,7 @@ class OrderStore:
         *,
         engine: Engine,
         log: SqlReceivedMessageLog,
-        relay: OutboxRelay | None = None,
+        relay: OutboxNotifier | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine

@@ -32,8 +32,8 @@ NOT_SHARED_YET = {
     # no service: development tools and benchmarks use them
     "radcds.adapters.dicom.storescu": "",
     "radcds.adapters.kafka.admin": "",
-    # the services' own migration chains (imaging, referral, reporting) are to use it
-    "radcds.adapters.db.legacy": "",
+    # the services' own migration chains (imaging, referral, reporting) are to use it; reporting's does already
+    "radcds.adapters.db.legacy": "reporting",
 }
 
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
 
@@ -266,12 +267,12 @@ def create_app(settings: ReportingSettings, *, components: ReportingComponents |
     app = FastAPI(title="radcds reporting", version="0.1.0", lifespan=lifespan)
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, exc: HTTPException):  # type: ignore[no-untyped-def]
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
         return operation_outcome(exc.status_code, code, str(exc.detail))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, exc: RequestValidationError):  # type: ignore[no-untyped-def]
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
         return operation_outcome(400, "invalid", str(exc.errors()[:3]))
 
     app.include_router(

@@ -43,6 +43,7 @@ def _pct(samples: list[float], q: float) -> float:
 
 def _populate(engine: Engine, studies: int) -> list[tuple[str, str, str]]:
     """Write ``studies`` studies through the findings handler; return (report id, patient id, accession)."""
+    from radcds.adapters.db.outbox import OutboxRelay
     from radcds.adapters.fhir import report
     from radcds.adapters.kafka.codec import decode, encode
     from radcds.domain import codes
@@ -54,7 +55,9 @@ def _populate(engine: Engine, studies: int) -> list[tuple[str, str, str]]:
         def publish(self, *args: object, **kwargs: object) -> None:
             return None
 
-    service = ReportingService(engine=engine, publisher=_Discard(), consumer_group="bench")
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, _Discard(), name="reporting-outbox"), consumer_group="bench"
+    )
     out = []
     for n in range(studies):
         study = f"1.2.826.0.1.3680043.2.1125.9.{n}"
@@ -100,8 +103,8 @@ def _measure(fn: Callable[[], object], repeat: int) -> list[float]:
 def main() -> None:
     """Populate, serve, measure, print the table."""
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-    from radcds.adapters.db.tables import fhir_resources
-    from radcds_reporting.app import create_app
+    from radcds_reporting.app import build_components, create_app
+    from radcds_reporting.db.tables import fhir_resources
     from radcds_reporting.settings import ReportingSettings
 
     studies = int(os.environ.get("RADCDS_BENCH_FHIR_STUDIES", "400"))
@@ -109,13 +112,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         url = os.environ.get("RADCDS_BENCH_FHIR_DATABASE_URL") or sqlite_url(Path(tmp) / "reporting.db")
         engine = make_engine(url)
-        migrate(engine)
+        migrate(engine, chain="radcds_reporting.db")
         t0 = time.perf_counter()
         reports = _populate(engine, studies)
         populate_s = time.perf_counter() - t0
         port = _free_port()
-        settings = ReportingSettings(data_dir=Path(tmp), fhir_base_url=f"http://127.0.0.1:{port}/fhir")
-        app = create_app(settings, engine=engine, start_consumer=False)
+        settings = ReportingSettings(
+            data_dir=Path(tmp), fhir_base_url=f"http://127.0.0.1:{port}/fhir", mllp_enabled=False
+        )
+        app = create_app(settings, components=build_components(settings, engine=engine, consume=False))
         server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
         thread = threading.Thread(target=server.run, daemon=True)
         thread.start()

@@ -75,6 +75,7 @@ def main(repeat: int = 60) -> str:
     from fusion_stack_bench import _EhrServer  # a backlog that does not drop fusion's concurrent reads
 
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+    from radcds.adapters.db.outbox import OutboxRelay
     from radcds.devstack.testing import RecordingPublisher
     from radcds_fusion.app import build_components, no_ehr_context
     from radcds_fusion.settings import FusionSettings
@@ -104,8 +105,12 @@ def main(repeat: int = 60) -> str:
         fusion("none", ehr_url=None, ttl=0),
     )
     reporting_engine = make_engine(sqlite_url(scratch / "reporting" / "reporting.db"))
-    migrate(reporting_engine)
-    reporting = ReportingService(engine=reporting_engine, publisher=RecordingPublisher(), consumer_group="bench")
+    migrate(reporting_engine, chain="radcds_reporting.db")
+    reporting = ReportingService(
+        engine=reporting_engine,
+        relay=OutboxRelay(reporting_engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="bench",
+    )
 
     baseline = timed(lambda: reporting.handle(_event()), repeat=repeat)
     rows = [

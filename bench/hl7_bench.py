@@ -28,10 +28,10 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.parser import parse_message
 
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
-from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 
 MESSAGES = 3000
 PARSES = 2000
@@ -165,7 +165,7 @@ def _queue_throughput(messages: int) -> float:
             raise SystemExit("receiver did not start")
         with tempfile.TemporaryDirectory() as tmp:
             engine = make_engine(sqlite_url(Path(tmp) / "queue.db"))
-            migrate(engine)
+            migrate(engine, chain="radcds_reporting.db")
             queue = OutboundQueue(engine)
             for i in range(messages):
                 queue.enqueue(destination="engine", order_key=f"order-{i % 50}", payload=sample_oru(f"Q{i:08d}"))

@@ -28,19 +28,20 @@ import pytest
 from sqlalchemy import select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.db.tables_fhir import fhir_resource_versions
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
-from radcds.domain.service_request import OrderDetails
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.api.fhir import capability_statement
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.db.tables import fhir_resource_versions
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 pytestmark = [pytest.mark.integration, pytest.mark.validators]
 
@@ -169,7 +170,7 @@ class _Publisher:
 def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
     """Every version of every resource one critical CT head study leaves in the reporting database."""
     engine = make_engine(sqlite_url(tmp_path_factory.mktemp("hapi") / "reporting.db"))
-    migrate(engine)
+    migrate(engine, chain="radcds_reporting.db")
     now = [datetime(2026, 1, 2, 12, 0, tzinfo=UTC)]
     clock = lambda: now[0]  # noqa: E731
     store_order(
@@ -187,20 +188,22 @@ def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
         ),
         now=now[0],
     )
-    service = ReportingService(engine=engine, publisher=_Publisher(), consumer_group="g", clock=clock)
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), consumer_group="g", clock=clock
+    )
     service.handle(_findings("e1", STUDY + ".1.1", critical=True))
     service.handle(_findings("e2", STUDY + ".1.2", reason="outside the validated envelope: colour image"))
     now[0] += timedelta(hours=1)
     CriticalResults(
         engine=engine,
-        publisher=_Publisher(),
+        relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"),
         ack_timeout=timedelta(minutes=30),
         escalation_recipient="Practitioner/on-call",
         clock=clock,
     ).escalate_overdue()
     with engine.connect() as conn:
         (dr,) = FhirRepository(conn).search("DiagnosticReport")[1]
-    ReportSignOff(engine=engine, publisher=_Publisher(), clock=clock).update(
+    ReportSignOff(engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), clock=clock).update(
         report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/rad-1"
     )
     with engine.connect() as conn:

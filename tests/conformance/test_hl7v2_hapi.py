@@ -24,13 +24,13 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
-from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
-from radcds_reporting.hl7_orders import OrderStore
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.use_cases.hl7_orders import OrderStore
 
 from .hl7v2_hapi_harness import HapiHl7v2, missing
 
@@ -118,7 +118,7 @@ def hapi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiHl7v2]:
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """A migrated SQLite reporting database behind the real order store."""
     e = make_engine(sqlite_url(tmp_path_factory.mktemp("db") / "reporting.db"))
-    migrate(e)
+    migrate(e, chain="radcds_reporting.db")
     yield e
     e.dispose()
 

@@ -27,22 +27,23 @@ from sqlalchemy import Engine, select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
-from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
 from radcds.domain.findings import StudyContext
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
-from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import MLLPSender, MLLPServer
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
-from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy, SqlReceivedMessageLog
-from radcds_reporting.hl7_orders import OrderStore
-from radcds_reporting.orders import find_order
-from radcds_reporting.oru import ResultOutbox
-from radcds_reporting.repository import FhirRepository
+from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, RetryPolicy
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import hl7_outbound_messages
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.use_cases.hl7_orders import OrderStore
+from radcds_reporting.use_cases.orders import find_order
+from radcds_reporting.use_cases.oru import ResultOutbox
 
 from ..conformance.hl7v2_hapi_harness import HapiHl7v2, decode, missing
 
@@ -114,7 +115,7 @@ def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiHl7v2]
 def engine(tmp_path: Path) -> Iterator[Engine]:
     """A migrated SQLite reporting database (outbound queue, received-message log, FHIR store)."""
     e = make_engine(sqlite_url(tmp_path / "reporting.db"))
-    migrate(e)
+    migrate(e, chain="radcds_reporting.db")
     yield e
     e.dispose()
 

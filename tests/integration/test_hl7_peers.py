@@ -33,14 +33,14 @@ from sqlalchemy import Engine
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.devstack.testing import InMemoryReceivedMessageLog, free_port
 from radcds.domain.codes import Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName
-from radcds.domain.results import ImagingResult, ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer
 from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
 from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState, RetryPolicy
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName
+from radcds_reporting.domain.results import ImagingResult, ReportSection, ReportSectionKind, ResultStatus
 
 pytestmark = pytest.mark.integration
 
@@ -225,7 +225,7 @@ class SimpleHl7Peer:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(sqlite_url(tmp_path / "queue.db"))
-    migrate(eng)
+    migrate(eng, chain="radcds_reporting.db")
     yield eng
     eng.dispose()
 

@@ -98,7 +98,7 @@ def findings_event(
 def engine(tmp_path) -> Iterator[Engine]:
     """A migrated SQLite reporting database."""
     e = make_engine(sqlite_url(tmp_path / "reporting.db"))
-    migrate(e)
+    migrate(e, chain="radcds_reporting.db")
     yield e
     e.dispose()
 
@@ -111,7 +111,9 @@ def reporting_db(request, tmp_path_factory) -> Iterator[Engine]:
     """A migrated reporting database per test module: SQLite, and a throwaway PostgreSQL (integration)."""
     label = request.module.__name__.rsplit(".", 1)[-1]
     scratch = tmp_path_factory.mktemp("reporting-db")
-    with migrated_engine("reporting", request.param, root=ROOT, scratch=scratch, label=label) as engine:
+    with migrated_engine(
+        "reporting", request.param, root=ROOT, scratch=scratch, label=label, chain="radcds_reporting.db"
+    ) as engine:
         yield engine
 
 

@@ -9,17 +9,18 @@ from typing import Any
 import hl7
 from sqlalchemy import Engine, select
 
-from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import diagnostic_report_id, imaging_study_id
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED, REPORT_STORED, STUDY_AVAILABLE
+from radcds_reporting.adapters.assessments import NO_MISSING_CONTEXT, PENDING
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
-from radcds_reporting.assessments import NO_MISSING_CONTEXT, PENDING
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import hl7_outbound_messages
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.oru import ResultOutbox
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.oru import ResultOutbox
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import STUDY, Clock, RecordingPublisher, findings_event
 
@@ -86,7 +87,11 @@ def study_available_event(event_id: str, *, study: str = STUDY) -> DecodedEvent:
 def _service(engine: Engine, clock: Clock) -> tuple[ReportingService, ResultOutbox]:
     results = ResultOutbox(engine=engine, destinations=[DEST], clock=clock)
     service = ReportingService(
-        engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+        results=results,
     )
     return service, results
 
@@ -212,7 +217,12 @@ def test_signed_report_is_not_rewritten_by_a_later_assessment(engine, clock):
     service, results = _service(engine, clock)
     service.handle(findings_event("f1", STUDY + ".1.1"))
     service.handle(assessment_event("a1"))
-    signoff = ReportSignOff(engine=engine, publisher=RecordingPublisher(), clock=clock, results=results)
+    signoff = ReportSignOff(
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        clock=clock,
+        results=results,
+    )
     report_id = diagnostic_report_id(STUDY)
     signed, _ = signoff.update(
         report_id=report_id,

@@ -10,10 +10,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.devstack.testing import presented_html
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_ENTERED, REPORT_STORED, StructuredFindingsEntered
-from radcds_reporting.app import create_app
+from radcds_reporting.app import build_components, create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 
@@ -82,11 +83,12 @@ def publisher() -> RecordingPublisher:
 
 @pytest.fixture
 def client(engine, tmp_path, clock, publisher):
-    ReportingService(engine=engine, publisher=publisher, consumer_group="g", clock=clock).handle(
-        findings_event("e1", STUDY + ".1.1")
-    )
-    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url="http://testserver/fhir")
-    with TestClient(create_app(settings, engine=engine, start_consumer=False, publisher=publisher, clock=clock)) as c:
+    ReportingService(
+        engine=engine, relay=OutboxRelay(engine, publisher, name="reporting-outbox"), consumer_group="g", clock=clock
+    ).handle(findings_event("e1", STUDY + ".1.1"))
+    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url="http://testserver/fhir", mllp_enabled=False)
+    parts = build_components(settings, engine=engine, publisher=publisher, clock=clock, consume=False)
+    with TestClient(create_app(settings, components=parts)) as c:
         yield c
 
 

@@ -14,17 +14,18 @@ import pydicom
 import pytest
 from pydicom.dataset import Dataset
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir import report
 from radcds.adapters.fhir.resources import with_narrative
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import StudyContext
-from radcds.domain.service_request import OrderDetails
 from radcds_inference.handlers import study_context
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 
@@ -36,7 +37,12 @@ XHTML = "{http://www.w3.org/1999/xhtml}"
 
 
 def _service(engine, clock) -> ReportingService:
-    return ReportingService(engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock)
+    return ReportingService(
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+    )
 
 
 def _all(engine, rtype: str) -> list[dict]:
@@ -188,9 +194,9 @@ def test_observations_reference_the_model_device_and_the_operating_organization_
 def _sign(engine, clock, **change) -> dict:
     with engine.connect() as conn:
         (dr,) = FhirRepository(conn).search("DiagnosticReport")[1]
-    stored, _ = ReportSignOff(engine=engine, publisher=RecordingPublisher(), clock=clock).update(
-        report_id=dr["id"], user="Practitioner/rad-1", **change
-    )
+    stored, _ = ReportSignOff(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), clock=clock
+    ).update(report_id=dr["id"], user="Practitioner/rad-1", **change)
     return stored
 
 

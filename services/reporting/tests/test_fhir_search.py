@@ -8,15 +8,16 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.findings import StudyContext
-from radcds.domain.orders import OrderControl
-from radcds.domain.service_request import OrderDetails
-from radcds_reporting.app import create_app
+from radcds_reporting.app import build_components, create_app
+from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
 from radcds_reporting.settings import ReportingSettings
+from radcds_reporting.use_cases.orders import store_order
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 
@@ -43,12 +44,19 @@ CANCELLED = OrderDetails(patient_id="PID-2", placer_order_number="P-2", control=
 def api(reporting_db, tmp_path_factory):
     store_order(engine=reporting_db, order=ORDER)
     store_order(engine=reporting_db, order=CANCELLED)
-    service = ReportingService(engine=reporting_db, publisher=RecordingPublisher(), consumer_group="g")
+    service = ReportingService(
+        engine=reporting_db,
+        relay=OutboxRelay(reporting_db, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+    )
     service.handle(findings_event("e1", STUDY + ".1.1"))
     service.handle(findings_event("e2", STUDY + ".1.2", reason="outside envelope: colour image"))
     service.handle(findings_event("e3", STUDY2 + ".1.1", context=CTX2, study=STUDY2))
-    settings = ReportingSettings(data_dir=tmp_path_factory.mktemp("rep"), fhir_base_url="http://testserver/fhir")
-    app = create_app(settings, engine=reporting_db, start_consumer=False, publisher=RecordingPublisher())
+    settings = ReportingSettings(
+        data_dir=tmp_path_factory.mktemp("rep"), fhir_base_url="http://testserver/fhir", mllp_enabled=False
+    )
+    parts = build_components(settings, engine=reporting_db, publisher=RecordingPublisher(), consume=False)
+    app = create_app(settings, components=parts)
     with TestClient(app) as client:
         yield client
 

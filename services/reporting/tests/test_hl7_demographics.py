@@ -12,15 +12,16 @@ from datetime import UTC, datetime
 
 import pytest
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
 from radcds_reporting.adapters.hl7v2.ack import ErrorCode, HL7MessageError
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
 from radcds_reporting.adapters.hl7v2.oru import TextLayout, build_oru_r01
+from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.oru import ResultOutbox, result_from_report
-from radcds_reporting.repository import FhirRepository
+from radcds_reporting.use_cases.oru import ResultOutbox, result_from_report
 
 from .conftest import STUDY, RecordingPublisher, findings_event
 from .test_hl7_wiring import DEST, OBSERVATIONS, ORDER, ORM_NEW, _queued, _report, _store
@@ -87,7 +88,11 @@ def test_preliminary_oru_carries_the_order_demographics_in_pid(engine, clock):
     _store(engine).store(parse_order_message(ORM_NEW))
     results = ResultOutbox(engine=engine, destinations=[DEST], clock=clock)
     service = ReportingService(
-        engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+        results=results,
     )
     service.handle(findings_event("e1", STUDY + ".1.1"))
 

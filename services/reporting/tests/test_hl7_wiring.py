@@ -19,31 +19,31 @@ from pathlib import Path
 
 import hl7
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import Engine, select
 
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
-from radcds.adapters.db.tables_hl7 import hl7_outbound_messages
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_RECEIVED
-from radcds.domain.orders import OrderControl
-from radcds.domain.results import ResultStatus
 from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions, MLLPDestination
 from radcds_reporting.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
 from radcds_reporting.adapters.hl7v2.oru import TextLayout
-from radcds_reporting.adapters.hl7v2.outbound import QueueState, SqlReceivedMessageLog
-from radcds_reporting.app import create_app
+from radcds_reporting.adapters.hl7v2.outbound import QueueState
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.app import build_components, create_app
+from radcds_reporting.db.tables import hl7_outbound_messages
+from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.results import ResultStatus
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.hl7_orders import OrderStore, order_details
-from radcds_reporting.orders import find_order
-from radcds_reporting.oru import OutboundQueueCollector, ResultOutbox, control_id_for, result_from_report
-from radcds_reporting.repository import FhirRepository
 from radcds_reporting.settings import ReportingSettings
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.hl7_orders import OrderStore, order_details
+from radcds_reporting.use_cases.orders import find_order
+from radcds_reporting.use_cases.oru import OutboundQueueCollector, ResultOutbox, control_id_for, result_from_report
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import CTX, STUDY, RecordingPublisher, findings_event
 
@@ -223,9 +223,9 @@ def _mllp_exchange(port: int, message: str) -> str:
 def test_app_lifespan_listens_for_orders_over_mllp_and_answers_aa_then_ae_for_unknown_cancel(engine, tmp_path):
     publisher = RecordingPublisher()
     settings = ReportingSettings(data_dir=tmp_path, mllp_host="127.0.0.1", mllp_port=0)
-    app = create_app_for(settings, engine, publisher)
-    with TestClient(app) as client:
-        server = app.state.mllp_server
+    parts = build_components(settings, engine=engine, publisher=publisher, consume=False)
+    with TestClient(create_app(settings, components=parts)) as client:
+        server = parts.mllp
         assert isinstance(server, MLLPServer)
         first = parse_ack(_mllp_exchange(server.port, ORM_NEW))
         again = parse_ack(_mllp_exchange(server.port, ORM_NEW))
@@ -239,10 +239,6 @@ def test_app_lifespan_listens_for_orders_over_mllp_and_answers_aa_then_ae_for_un
     assert ready["mllp"] == "ok"
     assert found["total"] == 1
     assert [k for k, _, _ in publisher.events] == [ORDER_RECEIVED]
-
-
-def create_app_for(settings: ReportingSettings, engine: Engine, publisher: RecordingPublisher) -> FastAPI:
-    return create_app(settings, engine=engine, start_consumer=False, start_mllp=True, publisher=publisher)
 
 
 # ---------------------------------------------------------------- ORU out
@@ -363,7 +359,11 @@ def test_preliminary_report_queues_one_oru_per_destination_and_a_redelivered_eve
     _store(engine).store(parse_order_message(ORM_NEW))
     results = ResultOutbox(engine=engine, destinations=[DEST, other], clock=clock)
     service = ReportingService(
-        engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+        results=results,
     )
     service.handle(findings_event("e1", STUDY + ".1.1"))
     # The same Kafka event again, and a new event id that rebuilds the same report version.
@@ -389,10 +389,19 @@ def test_sign_off_queues_final_then_amend_queues_corrected_with_the_same_filler_
     _store(engine).store(parse_order_message(ORM_NEW))
     results = ResultOutbox(engine=engine, destinations=[DEST], clock=clock)
     service = ReportingService(
-        engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+        results=results,
     )
     service.handle(findings_event("e1", STUDY + ".1.1"))
-    signoff = ReportSignOff(engine=engine, publisher=RecordingPublisher(), clock=clock, results=results)
+    signoff = ReportSignOff(
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        clock=clock,
+        results=results,
+    )
     report_id = service_report_id(engine)
 
     signoff.update(report_id=report_id, patch=PATCH_FINAL)
@@ -439,7 +448,11 @@ def test_worker_started_by_the_outbox_delivers_a_queued_oru_to_an_mllp_receiver(
             dest = MLLPDestination(host="127.0.0.1", port=server.port)
             results = ResultOutbox(engine=engine, destinations=[dest], clock=clock)
             service = ReportingService(
-                engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock, results=results
+                engine=engine,
+                relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+                consumer_group="g",
+                clock=clock,
+                results=results,
             )
             results.start()
             await asyncio.to_thread(service.handle, findings_event("e1", STUDY + ".1.1"))

@@ -17,16 +17,17 @@ from fhirpathpy import evaluate
 from fhirpathpy.models import models
 from sqlalchemy import select
 
-from radcds.adapters.db.tables import fhir_resources
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.resources import validate_resource
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.service_request import OrderDetails
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import fhir_resources
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.orders import store_order
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import ROOT, STUDY, RecordingPublisher, findings_event
 
@@ -87,12 +88,17 @@ def stored(engine, clock):
             authored_on="2026-01-01T09:00:00Z",
         ),
     )
-    service = ReportingService(engine=engine, publisher=RecordingPublisher(), consumer_group="g", clock=clock)
+    service = ReportingService(
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
+    )
     service.handle(findings_event("e1", STUDY + ".1.1", critical=True))
     service.handle(findings_event("e2", STUDY + ".1.2", reason="outside the validated envelope: colour image"))
     escalation = CriticalResults(
         engine=engine,
-        publisher=RecordingPublisher(),
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
         ack_timeout=timedelta(minutes=30),
         escalation_recipient="Practitioner/on-call",
         clock=clock,
@@ -101,7 +107,9 @@ def stored(engine, clock):
     assert len(escalation.escalate_overdue()) == 1
     with engine.connect() as conn:
         (dr,) = FhirRepository(conn).search("DiagnosticReport")[1]
-    ReportSignOff(engine=engine, publisher=RecordingPublisher(), clock=clock).update(
+    ReportSignOff(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), clock=clock
+    ).update(
         report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/rad-1"
     )
     with engine.connect() as conn:

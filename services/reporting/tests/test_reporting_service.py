@@ -9,13 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.codec import decode, encode
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, REPORT_STORED, EventKind, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
-from radcds_reporting.app import create_app
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.app import build_components, create_app
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.repository import FhirRepository
 from radcds_reporting.settings import ReportingSettings
 
 STUDY = "1.2.826.0.1.3680043.2.1125.1"
@@ -53,13 +54,15 @@ def _event(event_id: str, sop: str, *, reason: str = "", value: float = 40.0):
 @pytest.fixture
 def engine(tmp_path):
     e = make_engine(sqlite_url(tmp_path / "reporting.db"))
-    migrate(e)
+    migrate(e, chain="radcds_reporting.db")
     return e
 
 
 def test_findings_event_stores_preliminary_report_and_publishes_report_stored(engine):
     publisher = RecordingPublisher()
-    ReportingService(engine=engine, publisher=publisher, consumer_group="g").handle(_event("e1", STUDY + ".1.1"))
+    ReportingService(
+        engine=engine, relay=OutboxRelay(engine, publisher, name="reporting-outbox"), consumer_group="g"
+    ).handle(_event("e1", STUDY + ".1.1"))
     ((kind, payload, _),) = publisher.events
     assert kind is REPORT_STORED
     with engine.connect() as conn:
@@ -74,7 +77,9 @@ def test_findings_event_stores_preliminary_report_and_publishes_report_stored(en
 
 def test_same_event_twice_is_processed_once(engine):
     publisher = RecordingPublisher()
-    service = ReportingService(engine=engine, publisher=publisher, consumer_group="g")
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, publisher, name="reporting-outbox"), consumer_group="g"
+    )
     service.handle(_event("e1", STUDY + ".1.1"))
     service.handle(_event("e1", STUDY + ".1.1"))
     assert len(publisher.events) == 1
@@ -84,7 +89,9 @@ def test_same_event_twice_is_processed_once(engine):
 
 
 def test_two_instances_of_one_study_share_one_report_with_both_results(engine):
-    service = ReportingService(engine=engine, publisher=RecordingPublisher(), consumer_group="g")
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), consumer_group="g"
+    )
     service.handle(_event("e1", STUDY + ".1.1"))
     service.handle(_event("e2", STUDY + ".1.2", reason="not analysed: colour image"))
     with engine.connect() as conn:
@@ -97,14 +104,11 @@ def test_two_instances_of_one_study_share_one_report_with_both_results(engine):
 
 @pytest.fixture
 def client(tmp_path, engine):
-    ReportingService(engine=engine, publisher=RecordingPublisher(), consumer_group="g").handle(
-        _event("e1", STUDY + ".1.1")
-    )
-    app = create_app(
-        ReportingSettings(data_dir=tmp_path, fhir_base_url="http://testserver/fhir"),
-        engine=engine,
-        start_consumer=False,
-    )
+    ReportingService(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), consumer_group="g"
+    ).handle(_event("e1", STUDY + ".1.1"))
+    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url="http://testserver/fhir", mllp_enabled=False)
+    app = create_app(settings, components=build_components(settings, engine=engine, consume=False))
     with TestClient(app) as c:
         yield c
 

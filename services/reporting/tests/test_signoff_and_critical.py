@@ -5,12 +5,13 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED, DiagnosticReportStored
-from radcds.domain.service_request import OrderDetails
-from radcds_reporting.app import create_app
+from radcds_reporting.app import build_components, create_app
+from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.orders import store_order
 from radcds_reporting.settings import ReportingSettings
+from radcds_reporting.use_cases.orders import store_order
 
 from .conftest import STUDY, RecordingPublisher, findings_event
 
@@ -36,16 +37,24 @@ def make_client(engine, tmp_path, clock, publisher):
                     performers=("CareTeam/ed-team",),
                 ),
             )
-        service = ReportingService(engine=engine, publisher=publisher, consumer_group="g", clock=clock)
+        service = ReportingService(
+            engine=engine,
+            relay=OutboxRelay(engine, publisher, name="reporting-outbox"),
+            consumer_group="g",
+            clock=clock,
+        )
         service.handle(findings_event("e1", STUDY + ".1.1", critical=critical))
         settings = ReportingSettings(
             data_dir=tmp_path,
             fhir_base_url="http://testserver/fhir",
             critical_ack_timeout_s=1800,
             critical_escalation_recipient="Practitioner/on-call-radiologist",
+            mllp_enabled=False,
         )
-        app = create_app(settings, engine=engine, start_consumer=False, publisher=publisher, clock=clock)
-        return TestClient(app)
+        parts = build_components(settings, engine=engine, publisher=publisher, clock=clock, consume=False)
+        client = TestClient(create_app(settings, components=parts))
+        client.components = parts  # the typed container: the tests reach its use cases and relay
+        return client
 
     return build
 
@@ -178,7 +187,7 @@ def test_acknowledge_records_who_and_when_and_stops_escalation(make_client, cloc
         assert acked["status"] == "completed" and acked["received"].startswith("2026-01-02T12:05:00")
         assert acked["note"][-1]["authorReference"] == {"reference": "Practitioner/dr-order"}
         clock.advance(hours=2)
-        assert client.app.state.critical.escalate_overdue() == []
+        assert client.components.critical.escalate_overdue() == []
     assert all(kind is not CRITICAL_RESULT_ESCALATED for kind, _, _ in publisher.events)
 
 
@@ -201,7 +210,7 @@ def test_patch_communication_status_completed_acknowledges_as_the_token_user(mak
 
 def test_unacknowledged_critical_result_is_escalated_once_after_the_configured_time(make_client, clock, publisher):
     with make_client(critical=True) as client:
-        critical = client.app.state.critical
+        critical = client.components.critical
         clock.advance(minutes=29)
         assert critical.escalate_overdue() == []
         clock.advance(minutes=2)
@@ -237,7 +246,7 @@ def test_sign_off_while_the_broker_is_down_succeeds_and_its_event_goes_out_once_
         assert r.status_code == 200, r.text  # the radiologist's signature is not refused
         assert len(publisher.events) == before
         publisher.publish = real_publish
-        client.app.state.relay.drain()
+        client.components.relay.drain()
     kind, payload, _ = publisher.events[-1]
     assert kind is REPORT_STORED and payload["status"] == "final"
 

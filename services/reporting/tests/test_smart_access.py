@@ -13,8 +13,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from radcds.domain.smart_scopes import Context, Interaction, grant, parse_scopes
-from radcds_reporting.app import create_app
+from radcds.adapters.db.outbox import OutboxRelay
+from radcds_reporting.app import build_components, create_app
+from radcds_reporting.domain.smart_scopes import Context, Interaction, grant, parse_scopes
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 
@@ -34,7 +35,9 @@ def rsa_key():
 def client(engine, tmp_path, rsa_key):
     from radcds.domain.findings import StudyContext
 
-    service = ReportingService(engine=engine, publisher=RecordingPublisher(), consumer_group="g")
+    service = ReportingService(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), consumer_group="g"
+    )
     service.handle(findings_event("e1", STUDY + ".1.1"))
     other = StudyContext(patient_id="PID-OTHER", accession_number="ACC-9", modality="CT", study_date="20260105")
     service.handle(findings_event("e2", STUDY2 + ".1.1", context=other, study=STUDY2))
@@ -47,8 +50,11 @@ def client(engine, tmp_path, rsa_key):
         auth_mode="smart",
         smart_issuer=ISSUER,
         smart_public_key_file=key_file,
+        mllp_enabled=False,
     )
-    app = create_app(settings, engine=engine, start_consumer=False, publisher=RecordingPublisher())
+    app = create_app(
+        settings, components=build_components(settings, engine=engine, publisher=RecordingPublisher(), consume=False)
+    )
     with TestClient(app) as c:
         yield c
 
@@ -167,7 +173,7 @@ def test_verifier_fetches_keys_from_a_jwks_url_and_refuses_unknown_kid(rsa_key):
     import threading
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+    from radcds_reporting.adapters.auth.smart import InvalidToken, SmartTokenVerifier
 
     jwk = _json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(rsa_key.public_key()))
     body = _json.dumps({"keys": [jwk | {"kid": "k1", "use": "sig", "alg": "RS256"}]}).encode()
@@ -214,8 +220,10 @@ def test_smart_configuration_is_public_and_names_the_issuer_and_scopes(client):
 
 
 def test_smart_configuration_in_open_mode_is_a_404_operation_outcome(engine, tmp_path):
-    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url=AUDIENCE)
-    app = create_app(settings, engine=engine, start_consumer=False, publisher=RecordingPublisher())
+    settings = ReportingSettings(data_dir=tmp_path, fhir_base_url=AUDIENCE, mllp_enabled=False)
+    app = create_app(
+        settings, components=build_components(settings, engine=engine, publisher=RecordingPublisher(), consume=False)
+    )
     with TestClient(app) as c:
         r = c.get("/fhir/.well-known/smart-configuration")
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"

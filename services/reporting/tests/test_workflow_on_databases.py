@@ -12,14 +12,15 @@ from alembic.config import Config
 from sqlalchemy import insert
 
 from radcds.adapters.db.engine import make_engine, sqlite_url
-from radcds.adapters.db.tables import fhir_resources
-from radcds.adapters.fhir.search import Criterion, TokenValue
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED
 from radcds.domain.findings import StudyContext
-from radcds_reporting.critical import CriticalResults
+from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.db.tables import fhir_resources
 from radcds_reporting.handlers import ReportingService
-from radcds_reporting.repository import FhirRepository
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.use_cases.critical import CriticalResults
+from radcds_reporting.use_cases.signoff import ReportSignOff
 
 from .conftest import Clock, RecordingPublisher, findings_event
 
@@ -30,12 +31,15 @@ CTX = StudyContext(patient_id="PID-77", accession_number="ACC-77", modality="CT"
 def test_critical_result_escalates_and_report_signs_on_this_database(reporting_db):
     clock = Clock(datetime(2026, 3, 1, 8, 0, tzinfo=UTC))
     publisher = RecordingPublisher()
-    ReportingService(engine=reporting_db, publisher=publisher, consumer_group="wf", clock=clock).handle(
-        findings_event("wf-1", STUDY + ".1.1", critical=True, context=CTX, study=STUDY)
-    )
+    ReportingService(
+        engine=reporting_db,
+        relay=OutboxRelay(reporting_db, publisher, name="reporting-outbox"),
+        consumer_group="wf",
+        clock=clock,
+    ).handle(findings_event("wf-1", STUDY + ".1.1", critical=True, context=CTX, study=STUDY))
     critical = CriticalResults(
         engine=reporting_db,
-        publisher=publisher,
+        relay=OutboxRelay(reporting_db, publisher, name="reporting-outbox"),
         ack_timeout=timedelta(minutes=15),
         escalation_recipient="Practitioner/on-call",
         clock=clock,
@@ -47,9 +51,9 @@ def test_critical_result_escalates_and_report_signs_on_this_database(reporting_d
     with reporting_db.connect() as conn:
         criteria = [Criterion("identifier", "token", (TokenValue(None, "ACC-77"),))]
         (dr,) = FhirRepository(conn).search("DiagnosticReport", criteria=criteria)[1]
-    signed, written = ReportSignOff(engine=reporting_db, publisher=publisher, clock=clock).update(
-        report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/r"
-    )
+    signed, written = ReportSignOff(
+        engine=reporting_db, relay=OutboxRelay(reporting_db, publisher, name="reporting-outbox"), clock=clock
+    ).update(report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/r")
     assert written and signed["status"] == "final"
     kinds = [kind for kind, _, _ in publisher.events]
     assert kinds == [REPORT_STORED, CRITICAL_RESULT_ESCALATED, REPORT_STORED]

@@ -20,18 +20,6 @@ LEFT_OUT = ("radcds.adapters.db.migrations", "radcds.devstack")
 
 #: Kernel modules fewer than two services use, each to move into its service under issue #12 (the only user).
 NOT_SHARED_YET = {
-    # reporting
-    "radcds.adapters.auth.smart": "reporting",
-    "radcds.adapters.db.tables_fhir": "reporting",
-    "radcds.adapters.db.tables_hl7": "reporting",
-    "radcds.adapters.fhir.reporting": "reporting",
-    "radcds.adapters.fhir.search": "reporting",
-    "radcds.domain.orders": "reporting",
-    "radcds.domain.report_codes": "reporting",
-    "radcds.domain.report_status": "reporting",
-    "radcds.domain.results": "reporting",
-    "radcds.domain.service_request": "reporting",
-    "radcds.domain.smart_scopes": "reporting",
     # no service: development tools and benchmarks use them
     "radcds.adapters.dicom.storescu": "",
     "radcds.adapters.kafka.admin": "",

@@ -11,9 +11,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from radcds.adapters.db.idempotency import already_processed, mark_processed
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
+from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.fhir import report
-from radcds.adapters.fhir import reporting as fhir_reporting
 from radcds.adapters.kafka.codec import DecodedEvent
 from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
@@ -23,14 +22,15 @@ from radcds.domain.events import (
     DiagnosticReportStored,
     ImagingFindingsProduced,
 )
-from radcds.domain.ports import EventPublisher
-from radcds.domain.report_status import SIGNED, ReportStatus
-from radcds_reporting import critical
-from radcds_reporting.assessments import context_for, store_assessment
-from radcds_reporting.narrative import conclusion, content_of, models_used, presented_forms
-from radcds_reporting.orders import find_order
-from radcds_reporting.oru import ResultOutbox
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.assessments import context_for, store_assessment
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.narrative import conclusion, content_of, models_used, presented_forms
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
+from radcds_reporting.domain.ports import OutboxNotifier
+from radcds_reporting.domain.report_status import SIGNED, ReportStatus
+from radcds_reporting.use_cases import critical
+from radcds_reporting.use_cases.orders import find_order
+from radcds_reporting.use_cases.oru import ResultOutbox
 
 log = logging.getLogger(__name__)
 REPORT_EVENT_NAMESPACE = uuid.UUID("9a7e4f0c-1d2b-4c3a-8e5f-7b6a5c4d3e21")
@@ -65,18 +65,17 @@ class ReportingService:
         self,
         *,
         engine: Engine,
-        publisher: EventPublisher,
         consumer_group: str,
         default_recipient: str = DEFAULT_RECIPIENT,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         results: ResultOutbox | None = None,
-        relay: OutboxRelay | None = None,
+        relay: OutboxNotifier | None = None,
     ) -> None:
         self._engine = engine
         self._results = results
         self._clock = clock
-        #: Publishes the outbox after each commit (the app's shared relay; else one of our own).
-        self._relay = relay or OutboxRelay(engine, publisher, name="reporting-outbox")
+        #: Publishes the outbox after each commit (the app's one relay; None: events wait in the outbox).
+        self._relay = relay
         self._group = consumer_group
         self._default_recipient = default_recipient
 
@@ -247,7 +246,8 @@ class ReportingService:
         )
 
     def _notify(self) -> None:
-        self._relay.notify()
+        if self._relay is not None:
+            self._relay.notify()
         if self._results is not None:
             self._results.notify()
 

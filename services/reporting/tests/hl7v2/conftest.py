@@ -11,8 +11,8 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 
 from radcds.domain.codes import LOINC, SNOMED_CT, Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
-from radcds.domain.results import (
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.results import (
     ImagingResult,
     NumericResult,
     ReportSection,

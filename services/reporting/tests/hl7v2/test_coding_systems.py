@@ -12,7 +12,6 @@ from datetime import datetime
 import pytest
 
 from radcds.domain.codes import Coding
-from radcds.domain.results import ResultStatus
 from radcds_reporting.adapters.hl7v2.datatypes import (
     CODING_SYSTEMS,
     LOCAL_CODING_SYSTEM,
@@ -23,6 +22,7 @@ from radcds_reporting.adapters.hl7v2.datatypes import (
 )
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
 from radcds_reporting.adapters.hl7v2.tables import table_0396
+from radcds_reporting.domain.results import ResultStatus
 
 from .conftest import make_result
 

@@ -7,7 +7,7 @@ from datetime import datetime
 import pytest
 
 from radcds.domain.codes import Coding
-from radcds.domain.orders import (
+from radcds_reporting.domain.orders import (
     InvalidOrderError,
     OrderControl,
     OrderNumber,
@@ -15,7 +15,7 @@ from radcds.domain.orders import (
     PersonName,
     PlacedImagingOrder,
 )
-from radcds.domain.results import NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.domain.results import NumericResult, ReportSection, ReportSectionKind, ResultStatus
 
 from .conftest import make_result
 

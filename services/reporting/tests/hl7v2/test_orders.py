@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from radcds.domain.orders import OrderControl
 from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
+from radcds_reporting.domain.orders import OrderControl
 
 from .conftest import OMI_O23_NEW, ORM_O01_CANCEL, ORM_O01_NEW
 

@@ -10,8 +10,8 @@ from hl7apy.consts import VALIDATION_LEVEL
 from hl7apy.core import Message
 from hl7apy.parser import parse_field, parse_message
 
-from radcds.domain.results import ReportSection, ReportSectionKind, ResultStatus
 from radcds_reporting.adapters.hl7v2.oru import MessageHeader, TextLayout, build_oru_r01
+from radcds_reporting.domain.results import ReportSection, ReportSectionKind, ResultStatus
 
 from .conftest import make_result
 

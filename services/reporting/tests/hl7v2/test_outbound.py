@@ -20,9 +20,9 @@ from radcds_reporting.adapters.hl7v2.outbound import (
     OutboundQueue,
     QueueState,
     RetryPolicy,
-    SqlReceivedMessageLog,
     parked_message_counts,
 )
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 
 from .test_mllp import _AckAll
 
@@ -37,7 +37,7 @@ def _msg(control_id: str) -> str:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     eng = make_engine(sqlite_url(tmp_path / "hl7.db"))
-    migrate(eng)
+    migrate(eng, chain="radcds_reporting.db")
     yield eng
     eng.dispose()
 

@@ -1,18 +1,16 @@
-"""FastAPI dependencies of the reporting API (``Annotated`` aliases) and SMART access checks."""
+"""SMART access checks of the reporting API. The routes get the service's parts from the typed container
+(:class:`radcds_reporting.app.ReportingComponents`) when :func:`radcds_reporting.api.fhir.fhir_router` is built,
+not from untyped ``app.state`` lookups."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Annotated
 
-from fastapi import Depends, Request
-from sqlalchemy import Engine
+from fastapi import Request
 
-from radcds.adapters.auth.smart import InvalidToken, SmartTokenVerifier
-from radcds.domain.smart_scopes import Interaction, grant
-from radcds_reporting.critical import CriticalResults
-from radcds_reporting.signoff import ReportSignOff
+from radcds_reporting.adapters.auth.smart import InvalidToken, SmartTokenVerifier
+from radcds_reporting.domain.smart_scopes import Interaction, grant
 
 log = logging.getLogger(__name__)
 REALM = "radcds-fhir"
@@ -77,25 +75,3 @@ class Authorizer:
                 )
             return Access(patient=token.patient, user=token.fhir_user)
         return Access(user=token.fhir_user)
-
-
-def _engine(request: Request) -> Engine:
-    return request.app.state.engine  # type: ignore[no-any-return]
-
-
-def _authorizer(request: Request) -> Authorizer:
-    return request.app.state.authorizer  # type: ignore[no-any-return]
-
-
-def _signoff(request: Request) -> ReportSignOff:
-    return request.app.state.signoff  # type: ignore[no-any-return]
-
-
-def _critical(request: Request) -> CriticalResults:
-    return request.app.state.critical  # type: ignore[no-any-return]
-
-
-EngineDep = Annotated[Engine, Depends(_engine)]
-AuthorizerDep = Annotated[Authorizer, Depends(_authorizer)]
-SignOffDep = Annotated[ReportSignOff, Depends(_signoff)]
-CriticalDep = Annotated[CriticalResults, Depends(_critical)]

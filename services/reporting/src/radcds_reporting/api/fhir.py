@@ -14,23 +14,24 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy import Engine
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
 from radcds.adapters.fhir.resources import SUPPORTED_TYPES, US_CORE_PROFILES
-from radcds.adapters.fhir.search import (
+from radcds_reporting.adapters.fhir.entered_findings import InvalidFinding
+from radcds_reporting.adapters.fhir.search import (
     SEARCH_PARAMETERS,
     Criterion,
     SearchError,
     SearchRequest,
     parse_search,
 )
-from radcds.domain.report_status import AuthorRequired, IllegalTransition
-from radcds.domain.smart_scopes import Interaction
-from radcds_reporting.api.deps import Access, AccessDenied, AuthorizerDep, CriticalDep, EngineDep, SignOffDep
-from radcds_reporting.critical import NotACriticalResult
-from radcds_reporting.entered_findings import InvalidFinding
-from radcds_reporting.repository import FhirRepository, VersionConflict
-from radcds_reporting.signoff import InvalidChange, PatchError, ReportNotFound
+from radcds_reporting.adapters.repository import FhirRepository, VersionConflict
+from radcds_reporting.api.deps import Access, AccessDenied, Authorizer
+from radcds_reporting.domain.report_status import AuthorRequired, IllegalTransition
+from radcds_reporting.domain.smart_scopes import Interaction
+from radcds_reporting.use_cases.critical import CriticalResults, NotACriticalResult
+from radcds_reporting.use_cases.signoff import InvalidChange, PatchError, ReportNotFound, ReportSignOff
 
 JSON_PATCH = "application/json-patch+json"
 #: Types whose resources belong to one patient through ``subject`` (patient compartment).
@@ -187,9 +188,18 @@ def _if_match(request: Request) -> str | None:
 
 
 def fhir_router(
-    *, base_url: str, default_count: int = 50, max_count: int = 200, smart: dict[str, Any] | None = None
+    *,
+    engine: Engine,
+    auth: Authorizer,
+    signoff: ReportSignOff,
+    critical: CriticalResults,
+    base_url: str,
+    default_count: int = 50,
+    max_count: int = 200,
+    smart: dict[str, Any] | None = None,
 ) -> APIRouter:
-    """Routes under ``/fhir``; ``smart`` is the SMART configuration to publish (None in open mode)."""
+    """Routes under ``/fhir`` over reporting's database (reads), its SMART checks and its use cases (sign-off,
+    critical results); ``smart`` is the SMART configuration to publish (None in open mode)."""
     router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
     @router.get("/.well-known/smart-configuration")
@@ -199,7 +209,7 @@ def fhir_router(
         return JSONResponse(smart)
 
     def guarded(
-        request: Request, auth: AuthorizerDep, rtype: str, interaction: Interaction
+        request: Request, auth: Authorizer, rtype: str, interaction: Interaction
     ) -> tuple[Access | None, JSONResponse | None]:
         if rtype not in SUPPORTED_TYPES:
             return None, operation_outcome(404, "not-supported", f"resource type {rtype} is not supported")
@@ -209,13 +219,11 @@ def fhir_router(
             return None, _denied(exc)
 
     @router.get("/metadata")
-    def metadata(auth: AuthorizerDep) -> JSONResponse:
+    def metadata() -> JSONResponse:
         return JSONResponse(capability_statement(base_url, smart=not auth.open), media_type=FHIR_JSON)
 
     @router.get("/{resource_type}/{resource_id}/_history/{version_id}")
-    def vread(
-        resource_type: str, resource_id: str, version_id: str, request: Request, engine: EngineDep, auth: AuthorizerDep
-    ) -> Response:
+    def vread(resource_type: str, resource_id: str, version_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.READ)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
@@ -230,9 +238,7 @@ def fhir_router(
         return _resource_response(resource)
 
     @router.get("/{resource_type}/{resource_id}/_history")
-    def history(
-        resource_type: str, resource_id: str, request: Request, engine: EngineDep, auth: AuthorizerDep
-    ) -> Response:
+    def history(resource_type: str, resource_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.READ)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
@@ -260,9 +266,7 @@ def fhir_router(
         return JSONResponse(bundle, media_type=FHIR_JSON)
 
     @router.get("/{resource_type}/{resource_id}")
-    def read(
-        resource_type: str, resource_id: str, request: Request, engine: EngineDep, auth: AuthorizerDep
-    ) -> Response:
+    def read(resource_type: str, resource_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.READ)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
@@ -273,7 +277,7 @@ def fhir_router(
         return _resource_response(resource)
 
     @router.get("/{resource_type}")
-    def search(resource_type: str, request: Request, engine: EngineDep, auth: AuthorizerDep) -> Response:
+    def search(resource_type: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.SEARCH)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
@@ -303,9 +307,7 @@ def fhir_router(
         return JSONResponse(_searchset(request, req, total, page, included, base_url), media_type=FHIR_JSON)
 
     @router.put("/{resource_type}/{resource_id}")
-    async def update(
-        resource_type: str, resource_id: str, request: Request, auth: AuthorizerDep, signoff: SignOffDep
-    ) -> Response:
+    async def update(resource_type: str, resource_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.UPDATE)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
@@ -326,9 +328,6 @@ def fhir_router(
         resource_type: str,
         resource_id: str,
         request: Request,
-        auth: AuthorizerDep,
-        signoff: SignOffDep,
-        critical: CriticalDep,
     ) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.UPDATE)
         if error is not None or access is None:
@@ -357,7 +356,7 @@ def fhir_router(
         return _acknowledge(critical, resource_id, access.user, access)
 
     @router.post("/Communication/{resource_id}/$acknowledge")
-    async def acknowledge(resource_id: str, request: Request, auth: AuthorizerDep, critical: CriticalDep) -> Response:
+    async def acknowledge(resource_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, "Communication", Interaction.UPDATE)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")

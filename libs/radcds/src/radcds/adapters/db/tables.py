@@ -1,4 +1,6 @@
-"""Tables of every radcds service (SQLAlchemy Core). Alembic migrations create them."""
+"""The shared kernel's tables (SQLAlchemy Core): idempotency records and the transactional outbox, which every
+service with a database creates in its own database through its own migration chain (:func:`create_kernel_tables`).
+Each service's other tables are in ``radcds_<service>.db.tables``."""
 
 from __future__ import annotations
 
@@ -26,20 +28,6 @@ processed_events = Table(
     Column("event_id", String(128), nullable=False),
     Column("processed_at", DateTime(timezone=True), nullable=False),
     PrimaryKeyConstraint("consumer_group", "event_id"),
-)
-
-#: FHIR R4 resources served by reporting, stored as JSON with search columns.
-fhir_resources = Table(
-    "fhir_resources",
-    metadata,
-    Column("resource_type", String(64), nullable=False),
-    Column("id", String(64), nullable=False),
-    Column("version_id", Integer, nullable=False),
-    Column("last_updated", DateTime(timezone=True), nullable=False),
-    Column("subject", String(128), nullable=False, default="", index=True),
-    Column("study_instance_uid", String(64), nullable=False, default="", index=True),
-    Column("content", Text, nullable=False),
-    PrimaryKeyConstraint("resource_type", "id"),
 )
 
 #: Transactional outbox: events written in the same transaction as the state they describe, then

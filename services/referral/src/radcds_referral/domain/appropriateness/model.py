@@ -104,7 +104,7 @@ class SuggestionAction(enum.StrEnum):
 class DraftImagingOrder:
     """The imaging study being ordered, not yet signed (FHIR R4 ServiceRequest in CDS Hooks ``draftOrders``).
 
-    Not an order the RIS/EHR has placed over HL7 v2: that is :class:`radcds.domain.orders.PlacedImagingOrder`.
+    Not an order the RIS/EHR has placed over HL7 v2: that is :class:`radcds_reporting.domain.orders.PlacedImagingOrder`.
 
     ``codes`` come from ``ServiceRequest.code.coding`` (CPT, LOINC, SNOMED CT) and ``reason_codes``
     from ``ServiceRequest.reasonCode[].coding`` (ICD-10-CM, SNOMED CT).

@@ -11,9 +11,9 @@ from decimal import Decimal
 
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.orders import OrderNumber, PersonName, Practitioner
 from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, Delimiters, escape
 from radcds_reporting.adapters.hl7v2.tables import table_0396
+from radcds_reporting.domain.orders import OrderNumber, PersonName, Practitioner
 
 #: FHIR code system URI -> HL7 v2 coding system name (HL7 table 0396, checked by the tests against
 #: ``tables/hl7-table-0396.json``). CPT-4 is ``C4`` (``CPT4`` is not in table 0396). RadLex has no

@@ -1,4 +1,4 @@
-"""Parse HL7 v2 ORM^O01 and OMI^O23 order messages into :class:`~radcds.domain.orders.PlacedImagingOrder`.
+"""Parse HL7 v2 ORM^O01 and OMI^O23 order messages into :class:`~radcds_reporting.domain.orders.PlacedImagingOrder`.
 
 Both carry the patient in PID (3.4.2): PID-3 identifier (the ``MR`` repetition, else the first)
 with its assigning authority CX.4 (HD.1), PID-5 name, PID-7 birth date, PID-8 sex (table 0001).
@@ -25,16 +25,6 @@ from datetime import UTC, datetime, tzinfo
 import hl7
 
 from radcds.domain.codes import Coding
-from radcds.domain.orders import (
-    ADMINISTRATIVE_SEX,
-    InvalidOrderError,
-    OrderControl,
-    OrderNumber,
-    PatientIdentifier,
-    PersonName,
-    PlacedImagingOrder,
-    Practitioner,
-)
 from radcds_reporting.adapters.hl7v2.ack import (
     AckCode,
     ErrorCode,
@@ -44,6 +34,16 @@ from radcds_reporting.adapters.hl7v2.ack import (
     parse_msh,
 )
 from radcds_reporting.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
+from radcds_reporting.domain.orders import (
+    ADMINISTRATIVE_SEX,
+    InvalidOrderError,
+    OrderControl,
+    OrderNumber,
+    PatientIdentifier,
+    PersonName,
+    PlacedImagingOrder,
+    Practitioner,
+)
 
 ORM_O01 = ("ORM", "O01")
 OMI_O23 = ("OMI", "O23")

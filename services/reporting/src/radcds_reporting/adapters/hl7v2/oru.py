@@ -18,15 +18,15 @@ from datetime import datetime
 from enum import StrEnum
 
 from radcds.domain.codes import UCUM, Coding
-from radcds.domain.results import (
+from radcds_reporting.adapters.hl7v2.datatypes import ce, ei, format_dtm, format_nm, ndl, xcn, xpn
+from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, escape
+from radcds_reporting.domain.results import (
     SECTION_HEADINGS,
     SECTION_IMPRESSION,
     SECTION_WHOLE_REPORT,
     ImagingResult,
     ResultStatus,
 )
-from radcds_reporting.adapters.hl7v2.datatypes import ce, ei, format_dtm, format_nm, ndl, xcn, xpn
-from radcds_reporting.adapters.hl7v2.escaping import DEFAULT_DELIMITERS, escape
 
 VERSION = "2.5.1"
 SEGMENT_SEPARATOR = "\r"

@@ -1,4 +1,5 @@
-"""The persisted outbound HL7 v2 queue and its delivery worker (HL7 v2.5.1 2.10.1 sequencing).
+"""The persisted outbound HL7 v2 queue and its delivery worker (HL7 v2.5.1 2.10.1 sequencing); the log of
+received messages is :mod:`radcds_reporting.adapters.hl7v2.received`.
 
 Each message is stored once per destination with its MSH-10 fixed, then sent unchanged until it
 is delivered or parked:
@@ -32,9 +33,9 @@ from enum import StrEnum
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
-from radcds.adapters.db.tables_hl7 import hl7_delivery_leases, hl7_inbound_messages, hl7_outbound_messages
 from radcds_reporting.adapters.hl7v2.ack import parse_msh
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
+from radcds_reporting.db.tables import hl7_delivery_leases, hl7_outbound_messages
 
 logger = logging.getLogger(__name__)
 
@@ -440,44 +441,3 @@ class DeliveryWorker:
                 release_lease, self._queue.engine, destination=self._destination, holder=self._holder
             )
             self._lease_until = 0.0
-
-
-class SqlReceivedMessageLog:
-    """A :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog` in the database (survives restarts)."""
-
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
-        self._engine = engine
-        self._clock = clock
-
-    def was_accepted(self, *, sender: str, control_id: str) -> bool:
-        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
-        t = hl7_inbound_messages
-        with self._engine.connect() as conn:
-            found = conn.execute(
-                select(t.c.control_id).where(t.c.sender == sender[:255], t.c.control_id == control_id[:199])
-            ).first()
-        return found is not None
-
-    def record_accepted_in(self, conn: Connection, *, sender: str, control_id: str) -> bool:
-        """Record the message inside the caller's transaction; False when it was already recorded.
-
-        An application that stores the message's content in the same transaction gets exactly-once
-        processing: a crash before the commit keeps neither, a duplicate finds the record.
-        """
-        t = hl7_inbound_messages
-        found = conn.execute(
-            select(t.c.control_id).where(t.c.sender == sender[:255], t.c.control_id == control_id[:199])
-        ).first()
-        if found is not None:
-            return False
-        conn.execute(insert(t).values(sender=sender[:255], control_id=control_id[:199], accepted_at=self._clock()))
-        return True
-
-    def record_accepted(self, *, sender: str, control_id: str) -> None:
-        """See :class:`~radcds_reporting.adapters.hl7v2.inbound.ReceivedMessageLog`."""
-        with contextlib.suppress(IntegrityError), self._engine.begin() as conn:
-            conn.execute(
-                insert(hl7_inbound_messages).values(
-                    sender=sender[:255], control_id=control_id[:199], accepted_at=self._clock()
-                )
-            )

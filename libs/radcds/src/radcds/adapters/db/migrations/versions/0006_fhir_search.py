@@ -79,14 +79,14 @@ def upgrade() -> None:
 
 def _backfill() -> None:
     """History and index rows for the resources stored before this revision."""
-    from radcds.adapters.db.tables import fhir_resources
-    from radcds.adapters.db.tables_fhir import (
+    from radcds_reporting.adapters.fhir.search import index_rows
+    from radcds_reporting.db.tables import (
         fhir_resource_versions,
+        fhir_resources,
         fhir_search_dates,
         fhir_search_references,
         fhir_search_tokens,
     )
-    from radcds.adapters.fhir.search import index_rows
 
     conn = op.get_bind()
     t = fhir_resources.c

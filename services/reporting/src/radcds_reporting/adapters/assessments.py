@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy import Connection, insert, select, update
 
-from radcds.adapters.db.tables_fhir import report_context_assessments
+from radcds_reporting.db.tables import report_context_assessments
 
 #: What a section says when the assessment has nothing for it.
 NO_COMPARISON = "No measured finding to compare with a prior."

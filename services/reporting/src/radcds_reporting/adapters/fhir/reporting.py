@@ -1,6 +1,6 @@
 """FHIR R4 resources of the reporting workflow: order, report, sign-off, critical-result messages.
 
-- ServiceRequest from an :class:`~radcds.domain.service_request.OrderDetails` (HL7 v2-to-FHIR
+- ServiceRequest from an :class:`~radcds_reporting.domain.service_request.OrderDetails` (HL7 v2-to-FHIR
   ORC/OBR -> ServiceRequest: placer ``PLAC``, filler ``FILL``, accession ``ACSN``).
 - Patient from the order's PID demographics (HL7 v2-to-FHIR PID -> Patient), :func:`order_patient`.
 - DiagnosticReport per US Core DiagnosticReport Profile for Report and Note exchange.
@@ -17,9 +17,9 @@ from radcds.adapters.fhir import report
 from radcds.adapters.fhir.report import RULE_CRITICAL_RESULT, coding, operator_reference, resource_id
 from radcds.domain import codes
 from radcds.domain.findings import StudyContext
-from radcds.domain.orders import PatientDemographics
-from radcds.domain.report_codes import report_code
-from radcds.domain.service_request import OrderDetails
+from radcds_reporting.domain.orders import PatientDemographics
+from radcds_reporting.domain.report_codes import report_code
+from radcds_reporting.domain.service_request import OrderDetails
 
 #: Extension carrying the DICOM Study Instance UID on a ServiceRequest (IHE RAD / v2 ZDS-1, IPC-3).
 STUDY_INSTANCE_UID_EXTENSION = "https://radcds.example.org/fhir/StructureDefinition/study-instance-uid"

@@ -4,7 +4,7 @@ Both forms carry the same content (US Core DiagnosticReport for Report and Note 
 ``presentedForm``): a statement that the report is AI-generated and preliminary, the
 measurements, the models and versions that produced them, each study a model declined because
 it was outside its validated envelope, and the three sections fusion's assessment fills
-(comparison with priors, recommendations, missing clinical context: :mod:`radcds_reporting.assessments`),
+(comparison with priors, recommendations, missing clinical context: :mod:`radcds_reporting.adapters.assessments`),
 marked as pending until it arrives.
 """
 
@@ -21,8 +21,8 @@ from reportlab.lib.pagesizes import A4
 from reportlab.lib.styles import getSampleStyleSheet
 from reportlab.platypus import Paragraph, SimpleDocTemplate, Spacer, Table
 
-from radcds_reporting.assessments import PENDING, ReportContext
-from radcds_reporting.entered_findings import is_radiologist_entered
+from radcds_reporting.adapters.assessments import PENDING, ReportContext
+from radcds_reporting.adapters.fhir.entered_findings import is_radiologist_entered
 
 DISCLAIMER = (
     "AI-generated PRELIMINARY report produced by radcds quantitative algorithms. "

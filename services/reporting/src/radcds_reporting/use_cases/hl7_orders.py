@@ -23,18 +23,19 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine
 
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.fhir import reporting as fhir_reporting
+from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.fhir.report import resource_id
-from radcds.adapters.fhir.search import Criterion, TokenValue
 from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
-from radcds.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
-from radcds.domain.service_request import OrderDetails
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
 from radcds_reporting.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7MessageError
 from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
-from radcds_reporting.adapters.hl7v2.outbound import SqlReceivedMessageLog
-from radcds_reporting.orders import store_order_in
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
+from radcds_reporting.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
+from radcds_reporting.domain.ports import OutboxNotifier
+from radcds_reporting.domain.service_request import OrderDetails
+from radcds_reporting.use_cases.orders import store_order_in
 
 log = logging.getLogger(__name__)
 #: Namespace of the order events' ids: one event per accepted message (sender + MSH-10).
@@ -51,7 +52,7 @@ def practitioner_reference(person: Practitioner) -> str:
 
 
 def person_display(name: PersonName) -> str:
-    """``FAMILY, GIVEN MIDDLE`` (read back by :func:`radcds_reporting.oru.person_name`)."""
+    """``FAMILY, GIVEN MIDDLE`` (read back by :func:`radcds_reporting.use_cases.oru.person_name`)."""
     given = " ".join(p for p in (name.given, name.middle) if p)
     return f"{name.family}, {given}" if given else name.family
 
@@ -116,7 +117,7 @@ class OrderStore:
         *,
         engine: Engine,
         log: SqlReceivedMessageLog,
-        relay: OutboxRelay | None = None,
+        relay: OutboxNotifier | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._engine = engine

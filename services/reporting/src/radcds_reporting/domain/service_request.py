@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from radcds.domain.codes import Coding
-from radcds.domain.orders import OrderControl
+from radcds_reporting.domain.orders import OrderControl
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,7 @@
 """Use case: store an imaging order as a FHIR ServiceRequest (HL7 v2-to-FHIR ORC/OBR -> ServiceRequest).
 
 The HL7 v2 listener (ORM^O01 NW/XO/CA, OMI^O23) builds an
-:class:`~radcds.domain.service_request.OrderDetails` and calls :func:`store_order`. The
+:class:`~radcds_reporting.domain.service_request.OrderDetails` and calls :func:`store_order`. The
 ServiceRequest is keyed by the placer order number (else filler, else accession), so a change
 (XO) or cancel (CA) of the same order updates it (status ``revoked`` on cancel) and keeps the
 history. Reports that follow find it by accession number (``DiagnosticReport.basedOn``).
@@ -15,12 +15,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 
 from radcds.adapters.fhir import report
-from radcds.adapters.fhir import reporting as fhir_reporting
-from radcds.adapters.fhir.search import Criterion, TokenValue
 from radcds.domain.findings import StudyContext
-from radcds.domain.orders import PatientDemographics
-from radcds.domain.service_request import OrderDetails
-from radcds_reporting.repository import FhirRepository
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.domain.orders import PatientDemographics
+from radcds_reporting.domain.service_request import OrderDetails
 
 
 def store_order(
@@ -45,7 +45,7 @@ def store_order_in(
     """:func:`store_order` inside the caller's transaction (for callers that also record idempotency).
 
     With ``demographics`` (an HL7 v2 order's PID) the Patient is created or updated with them:
-    EHR order demographics are authoritative (:func:`radcds.adapters.fhir.reporting.order_patient`).
+    EHR order demographics are authoritative (:func:`radcds_reporting.adapters.fhir.reporting.order_patient`).
     Without, a missing Patient is created with the identifier only.
     """
     repo = FhirRepository(conn)

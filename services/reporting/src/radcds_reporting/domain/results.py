@@ -18,7 +18,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from radcds.domain.codes import LOINC, Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
 
 
 class ResultStatus(StrEnum):

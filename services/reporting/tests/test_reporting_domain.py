@@ -7,7 +7,6 @@ from datetime import UTC, datetime
 
 import pytest
 
-from radcds.adapters.fhir.search import SearchError, date_range
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain import codes
 from radcds.domain.codes import Coding
@@ -17,16 +16,17 @@ from radcds.domain.events import (
     DiagnosticReportStored,
     ImagingFindingsProduced,
 )
-from radcds.domain.orders import OrderControl
-from radcds.domain.report_codes import report_code
-from radcds.domain.report_status import (
+from radcds_reporting.adapters.fhir.search import SearchError, date_range
+from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.report_codes import report_code
+from radcds_reporting.domain.report_status import (
     AuthorRequired,
     IllegalTransition,
     ReportStatus,
     next_status,
     require_author,
 )
-from radcds.domain.service_request import OrderDetails
+from radcds_reporting.domain.service_request import OrderDetails
 
 S = ReportStatus
 

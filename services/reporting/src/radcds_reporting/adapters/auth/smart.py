@@ -21,7 +21,7 @@ from typing import Any
 
 import jwt
 
-from radcds.domain.smart_scopes import ClinicalScope, parse_scopes
+from radcds_reporting.domain.smart_scopes import ClinicalScope, parse_scopes
 
 _MAX_TOKEN_CHARS = 16 * 1024
 ASYMMETRIC = frozenset({"RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "PS384", "PS512"})

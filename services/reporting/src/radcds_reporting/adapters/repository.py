@@ -2,7 +2,7 @@
 
 The current version of each resource is in ``fhir_resources``; every version is in
 ``fhir_resource_versions`` (FHIR R4 3.1.0.9 history); search values are in the index tables
-of :mod:`radcds.adapters.db.tables_fhir`, rewritten with each version, and searches are SQL
+of :mod:`radcds_reporting.db.tables`, rewritten with each version, and searches are SQL
 over those indexes (FHIR R4 3.1.1).
 """
 
@@ -14,15 +14,15 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, delete, false, func, insert, or_, select, update
 
-from radcds.adapters.db.tables import fhir_resources
-from radcds.adapters.db.tables_fhir import (
+from radcds.adapters.fhir.resources import validate_resource, with_narrative
+from radcds_reporting.adapters.fhir.search import Criterion, DateValue, TokenValue, index_rows
+from radcds_reporting.db.tables import (
     fhir_resource_versions,
+    fhir_resources,
     fhir_search_dates,
     fhir_search_references,
     fhir_search_tokens,
 )
-from radcds.adapters.fhir.resources import validate_resource, with_narrative
-from radcds.adapters.fhir.search import Criterion, DateValue, TokenValue, index_rows
 
 
 class VersionConflict(Exception):

@@ -1,10 +1,10 @@
 """Use case: every DiagnosticReport version that should go out becomes one ORU^R01 per destination.
 
 Trigger points: the preliminary report built from findings (:mod:`radcds_reporting.handlers`) and
-each sign-off, amendment or correction (:mod:`radcds_reporting.signoff`). In the transaction that
+each sign-off, amendment or correction (:mod:`radcds_reporting.use_cases.signoff`). In the transaction that
 stores the report version, :meth:`ResultOutbox.enqueue_in` reads the report, its Observations,
 its ServiceRequest and the Patient (the order's, else the report's subject; PID-3/5/7/8),
-builds an :class:`~radcds.domain.results.ImagingResult`
+builds an :class:`~radcds_reporting.domain.results.ImagingResult`
 (:func:`result_from_report`) and puts one HL7 v2.5.1 ORU^R01 per configured destination into
 the persisted outbound queue. MSH-10 is derived from (report id, version id, destination)
 (:func:`control_id_for`): the same report version never queues a second message, even when the
@@ -32,15 +32,15 @@ from sqlalchemy import Connection, Engine
 
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
-from radcds.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
+from radcds_reporting.adapters.assessments import ReportContext, context_for
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.adapters.hl7v2.mllp import MLLPSender
 from radcds_reporting.adapters.hl7v2.oru import build_oru_r01
 from radcds_reporting.adapters.hl7v2.outbound import DeliveryWorker, OutboundQueue, QueueState
-from radcds_reporting.assessments import ReportContext, context_for
-from radcds_reporting.narrative import content_of
-from radcds_reporting.repository import FhirRepository
+from radcds_reporting.adapters.narrative import content_of
+from radcds_reporting.adapters.repository import FhirRepository
+from radcds_reporting.domain.orders import OrderNumber, PatientIdentifier, PersonName, Practitioner
+from radcds_reporting.domain.results import ImagingResult, NumericResult, ReportSection, ReportSectionKind, ResultStatus
 
 log = logging.getLogger(__name__)
 

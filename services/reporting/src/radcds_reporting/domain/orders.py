@@ -45,7 +45,7 @@ class OrderControl(StrEnum):
     """ORC-1 order control codes radcds accepts and stores (HL7 v2.5.1 table 0119).
 
     The HL7 v2 order (:class:`PlacedImagingOrder`) carries it, and so does the stored order
-    (:class:`radcds.domain.service_request.OrderDetails`): a cancel (CA) makes the ServiceRequest ``revoked``.
+    (:class:`radcds_reporting.domain.service_request.OrderDetails`): a cancel (CA) makes the ServiceRequest ``revoked``.
     """
 
     NEW = "NW"

@@ -1,6 +1,6 @@
 """Use case: a radiologist signs, amends or corrects a DiagnosticReport (PUT or JSON Patch).
 
-FHIR R4 DiagnosticReport.status life cycle (:mod:`radcds.domain.report_status`): ``final``
+FHIR R4 DiagnosticReport.status life cycle (:mod:`radcds_reporting.domain.report_status`): ``final``
 needs the signing radiologist as ``resultsInterpreter`` (or ``performer``) referencing a
 Practitioner, from the request or from the token's ``fhirUser``; a change to a signed report is
 stored as ``amended`` (or ``corrected`` when asked); every version stays in the history. Each
@@ -18,17 +18,17 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.fhir import reporting as fhir_reporting
+from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.fhir.resources import InvalidResource
 from radcds.domain.events import REPORT_STORED, DiagnosticReportStored
-from radcds.domain.ports import EventPublisher
-from radcds.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
-from radcds_reporting import entered_findings
-from radcds_reporting.assessments import ReportContext, context_for
-from radcds_reporting.narrative import conclusion, content_of, presented_forms
-from radcds_reporting.oru import ResultOutbox
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.assessments import ReportContext, context_for
+from radcds_reporting.adapters.fhir import entered_findings
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.narrative import conclusion, content_of, presented_forms
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
+from radcds_reporting.domain.ports import OutboxNotifier
+from radcds_reporting.domain.report_status import SIGNED, AuthorRequired, ReportStatus, next_status, require_author
+from radcds_reporting.use_cases.oru import ResultOutbox
 
 SIGNOFF_EVENT_NAMESPACE = uuid.UUID("2b8d6e4f-7a1c-4e3b-9d5f-6c8a0b2e4d71")
 _AUTHOR_TYPES = ("Practitioner/", "PractitionerRole/")
@@ -176,14 +176,13 @@ class ReportSignOff:
         self,
         *,
         engine: Engine,
-        publisher: EventPublisher | None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         results: ResultOutbox | None = None,
-        relay: OutboxRelay | None = None,
+        relay: OutboxNotifier | None = None,
     ) -> None:
         self._engine = engine
-        #: Publishes the status event after the commit (the app's shared relay; else one of our own).
-        self._relay = relay or (OutboxRelay(engine, publisher, name="reporting-outbox") if publisher else None)
+        #: Publishes the status event after the commit (the app's one relay; None: it waits in the outbox).
+        self._relay = relay
         self._clock = clock
         self._results = results
 

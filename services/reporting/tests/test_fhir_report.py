@@ -127,8 +127,8 @@ def test_dicom_date_and_time_map_to_fhir_datetime(date, time, expected):
 
 
 def test_critical_coded_finding_becomes_a_present_snomed_observation_interpreted_critical():
-    from radcds.adapters.fhir import reporting
     from radcds.domain.findings import ImageLocation, KeyImageReference
+    from radcds_reporting.adapters.fhir import reporting
 
     analysis = _analysis(
         measurements=(Measurement(codes.MEAN_PIXEL_VALUE, 1.0, "1"),),

@@ -25,13 +25,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
-from radcds.adapters.db.outbox import OutboxRelay, enqueue
-from radcds.adapters.db.tables_fhir import critical_result_alerts
-from radcds.adapters.fhir import reporting as fhir_reporting
+from radcds.adapters.db.outbox import enqueue
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, CriticalResultEscalated
-from radcds.domain.ports import EventPublisher
-from radcds_reporting.narrative import is_critical
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.fhir import reporting as fhir_reporting
+from radcds_reporting.adapters.narrative import is_critical
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
+from radcds_reporting.db.tables import critical_result_alerts
+from radcds_reporting.domain.ports import OutboxNotifier
 
 log = logging.getLogger(__name__)
 ESCALATION_EVENT_NAMESPACE = uuid.UUID("5f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f")
@@ -111,15 +111,14 @@ class CriticalResults:
         self,
         *,
         engine: Engine,
-        publisher: EventPublisher | None,
         ack_timeout: timedelta,
         escalation_recipient: str,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        relay: OutboxRelay | None = None,
+        relay: OutboxNotifier | None = None,
     ) -> None:
         self._engine = engine
-        #: Publishes escalation events after the commit (the app's shared relay; else one of our own).
-        self._relay = relay or (OutboxRelay(engine, publisher, name="reporting-outbox") if publisher else None)
+        #: Publishes escalation events after the commit (the app's one relay; None: they wait in the outbox).
+        self._relay = relay
         self._timeout = ack_timeout
         self._recipient = escalation_recipient
         self._clock = clock

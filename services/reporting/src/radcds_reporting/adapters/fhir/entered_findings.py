@@ -38,7 +38,7 @@ from radcds.adapters.fhir.resources import InvalidResource, validate_resource
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_ENTERED, EnteredNodule, StructuredFindingsEntered
-from radcds_reporting.repository import FhirRepository, fhir_instant
+from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
 
 FINDINGS_EVENT_NAMESPACE = uuid.UUID("6f1d3c2a-8b4e-4a7d-9e21-3c5b7a9d0f64")
 _FINDINGS = {c.code: c for c in codes.NODULE_FINDINGS}

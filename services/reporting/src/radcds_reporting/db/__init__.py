@@ -1,0 +1,1 @@
+"""reporting's own tables and migration chain (version table ``alembic_version_reporting``)."""

@@ -25,11 +25,11 @@ $(UV):
 	@mkdir -p $(CACHE)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target $(CACHE)/uv uv==$(UV_VERSION)
 
-$(STAMP)/venv: requirements.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml) | $(UV)
+$(STAMP)/venv: requirements.lock $(wildcard libs/*/pyproject.toml services/*/pyproject.toml tools/*/pyproject.toml) | $(UV)
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet requirements.lock
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting -e services/referral -e services/fusion
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting -e services/referral -e services/fusion -e tools/devstack
 	@touch $@
 
 $(STAMP)/mvn-%: deploy/local/%/pom.xml
@@ -58,19 +58,19 @@ lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one
 
 # ---- the local stack ------------------------------------------------------------------
 run: deps ## Start the stack, replay the demo (chest CR over STOW-RS -> DiagnosticReport), serve until Ctrl-C
-	$(PY) -m radcds.devstack run
+	$(PY) -m radcds_devstack run
 
 up: deps ## Start the stack in the background and wait until every component is ready
-	$(PY) -m radcds.devstack up
+	$(PY) -m radcds_devstack up
 
 down: ## Stop the stack: no process and no port left behind
-	@if [ -x $(PY) ]; then $(PY) -m radcds.devstack down; else echo "nothing to stop"; fi
+	@if [ -x $(PY) ]; then $(PY) -m radcds_devstack down; else echo "nothing to stop"; fi
 
 status: ## Show which components of the stack run
-	@$(PY) -m radcds.devstack status
+	@$(PY) -m radcds_devstack status
 
 demo: ## Replay the demo against a running stack (make up first)
-	$(PY) -m radcds.devstack demo
+	$(PY) -m radcds_devstack demo
 
 # ---- quality --------------------------------------------------------------------------
 test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL
@@ -85,7 +85,7 @@ test-integration: deps ## Integration tests only
 lint: python-deps ## ruff, mypy and the import-layer contract, as CI runs them
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src services/referral/src services/fusion/src
+	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src services/referral/src services/fusion/src tools/devstack/src
 	$(VENV)/bin/lint-imports
 
 format: python-deps ## Apply ruff's formatting and safe fixes

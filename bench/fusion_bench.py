@@ -76,7 +76,7 @@ def main(repeat: int = 60) -> str:
 
     from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
     from radcds.adapters.db.outbox import OutboxRelay
-    from radcds.devstack.testing import RecordingPublisher
+    from radcds_devstack.testing import RecordingPublisher
     from radcds_fusion.app import build_components, no_ehr_context
     from radcds_fusion.settings import FusionSettings
     from radcds_reporting.handlers import ReportingService

@@ -146,8 +146,8 @@ def _timings(stack: Any, recorder: _Recorder, study: str, t0: int, timeout_s: fl
 def run(studies: int = 25) -> str:
     from kafka import KafkaProducer
 
-    from radcds.devstack.stack import LocalStack, Ports
     from radcds.domain.events import FINDINGS_PRODUCED
+    from radcds_devstack.stack import LocalStack, Ports
 
     server = _EhrServer(("127.0.0.1", 0), _Ehr)
     threading.Thread(target=server.serve_forever, daemon=True).start()

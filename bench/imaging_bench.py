@@ -232,7 +232,7 @@ def table(results: list[Result], templates: list[pydicom.Dataset], wall_s: float
 
 
 def run() -> str:
-    from radcds.devstack.stack import LocalStack, Ports
+    from radcds_devstack.stack import LocalStack, Ports
 
     orthanc_mod = _orthanc_module()
     t_start = time.perf_counter()

@@ -51,7 +51,7 @@ def _free_ports(n: int) -> list[int]:
 
 
 def _load(name: str) -> Any:
-    from radcds.devstack.testing import model_code
+    from radcds_devstack.testing import model_code
 
     return model_code(ROOT / "models", name)
 
@@ -137,8 +137,8 @@ async def bench_triton(
 
 def main(argv: list[str] | None = None) -> str:
     """Start tritonserver, measure every (model, concurrency, shared memory) cell, print and return the table."""
-    from radcds.devstack import processes
-    from radcds.devstack.stack import LocalStack, Ports
+    from radcds_devstack import processes
+    from radcds_devstack.stack import LocalStack, Ports
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=48, help="requests per cell (default 48)")

@@ -110,9 +110,9 @@ def run() -> str:
 
 
 def run_with(*, workers: int) -> str:
-    from radcds.devstack.stack import LocalStack, Ports
-    from radcds_referral import scenarios
-    from radcds_referral.devkeys import sign_client_jwt
+    from radcds_devstack import scenarios
+    from radcds_devstack.devkeys import sign_client_jwt
+    from radcds_devstack.stack import LocalStack, Ports
 
     run_dir = ROOT / ".run" / "bench-referral"
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -13,11 +13,11 @@
 - dcmtk ``dsrdump -v +Pt FILE``: dcmtk's SR reader; ``W:``/``E:``/``F:`` lines on stderr are findings.
 
 Inputs, produced by the real code path: each model's numeric core in process
-(``radcds.devstack.testing.model_code``) behind the inference service's own pipeline
+(``radcds_devstack.testing.model_code``) behind the inference service's own pipeline
 (``InferenceService.analyse_series``: preprocessing, interpretation, ``measurement_report``), on
 pydicom-data's real PA chest CR RG1_UNCI.dcm (chest_ctr), the real head CT slice 693_UNCI.dcm
 (head_ct_hyperdensity, negative) and the positive DERIVED from it by inserting a 7 mm disc of 60-76 HU
-(``radcds.devstack.samples.head_ct_with_hyperdense_disc``).
+(``radcds_devstack.samples.head_ct_with_hyperdense_disc``).
 
 Warnings: PixelMed and dsrdump, none allowed. dciodvfy, only the warnings listed in ``DCIODVFY_KNOWN``
 (each explained there and in docs/models.md); any other warning fails, so a new one is looked at.
@@ -43,8 +43,8 @@ from pydicom import Dataset
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
-from radcds.devstack.testing import model_code
+from radcds_devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.sr import DEIDENTIFICATION_METHOD_NOT_STATED, part10_bytes
 from radcds_inference.adapters.triton.manifest import load_manifest
 

@@ -962,7 +962,7 @@ def test_imaging_s3_storage_settings_and_credentials_secret_reach_the_imaging_co
 
 
 def test_chart_topics_are_exactly_the_topics_the_services_use() -> None:
-    from radcds.adapters.kafka.admin import radcds_topics
+    from radcds_devstack.kafka_admin import radcds_topics
 
     assert {t.name: t.partitions for t in radcds_topics()} == TOPICS
 

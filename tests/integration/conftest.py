@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from radcds.devstack.stack import SERVICES, LocalStack, Ports
+from radcds_devstack.stack import SERVICES, LocalStack, Ports
 
 from .helpers import HOSPITAL_MRN_SYSTEM
 from .peers import Hapi, IntegrationEngine, run_hapi

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 from kafka import KafkaConsumer, KafkaProducer
 
-from radcds.devstack.stack import LocalStack
+from radcds_devstack.stack import LocalStack
 
 T = TypeVar("T")
 #: The hospital's MRN identifier system in the test stack: the test EHR's Patients carry it (fhir/ehr_patients.py),

@@ -28,7 +28,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
-from radcds.devstack.testing import free_port
+from radcds_devstack.testing import free_port
 from radcds_reporting.adapters.hl7v2.ack import parse_ack
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -11,11 +11,11 @@ import pytest
 
 from radcds.adapters.kafka.codec import encode
 from radcds.adapters.kafka.consumer import DLT_ERROR, DLT_ERROR_CLASS, DLT_GROUP, DLT_OFFSET, DLT_PARTITION, DLT_TOPIC
-from radcds.devstack import processes
-from radcds.devstack.demo import event_trail
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, REPORT_STORED, ImagingFindingsProduced, dead_letter_topic
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_devstack import processes
+from radcds_devstack.demo import event_trail
 
 from .helpers import eventually, fhir, producer, read_topic
 

@@ -1,7 +1,7 @@
 """A CDS Hooks order-sign closes fusion's follow-up recommendation, in the real stack (Kafka, PostgreSQL, imaging,
 referral, fusion).
 
-A TID 1500 measurement SR (radcds.devstack.samples.nodule_measurement_sr: highdicom on pydicom's real CT_small.dcm)
+A TID 1500 measurement SR (radcds_devstack.samples.nodule_measurement_sr: highdicom on pydicom's real CT_small.dcm)
 measuring an 8 mm solid nodule -> STOW-RS into imaging -> fusion's Fleischner recommendation of a chest CT. The EHR
 then calls referral's order-sign, signed with the development EHR key, for a CT chest without contrast (CPT 71250):
 the Patient in the prefetch is the EHR's (its own id) with the MRN in the hospital's MRN system, which the test stack
@@ -24,9 +24,9 @@ import pytest
 from kafka import TopicPartition
 from kafka.admin import KafkaAdminClient
 
-from radcds.devstack.demo import call_referral, event_trail, stow
-from radcds.devstack.samples import chest_ct, nodule_measurement_sr, part10
 from radcds.domain.events import ASSESSMENT_PRODUCED, ORDER_EVALUATED, RECOMMENDATION_CHANGED
+from radcds_devstack.demo import call_referral, event_trail, stow
+from radcds_devstack.samples import chest_ct, nodule_measurement_sr, part10
 
 from .helpers import HOSPITAL_MRN_SYSTEM, eventually, read_topic
 
@@ -36,7 +36,7 @@ FUSION_GROUP = "radcds-fusion"
 
 def ct_chest_order(*, ehr_patient_id: str, mrn: str, order_id: str, hook: str = "order-sign") -> dict[str, Any]:
     """The EHR's call for a draft CT chest without contrast for a solitary pulmonary nodule (synthetic values)."""
-    from radcds_referral import scenarios
+    from radcds_devstack import scenarios
 
     patient = scenarios.patient(66, patient_id=ehr_patient_id)
     patient["identifier"] = [{"system": HOSPITAL_MRN_SYSTEM, "value": mrn}]

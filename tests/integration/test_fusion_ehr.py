@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from radcds.devstack.testing import free_port
+from radcds_devstack.testing import free_port
 from radcds_fusion.adapters.ehr import EhrContextReader, HttpFhirReader
 from radcds_fusion.adapters.ehr_auth import (
     CLIENT_ASSERTION_TYPE,

@@ -3,7 +3,7 @@
 (a) Two chest radiographs of one patient (the real RG1_UNCI.dcm, fresh UIDs, a new Patient ID, the first dated
 six months earlier: header DERIVED, pixels untouched) -> inference's CTR for each -> fusion compares the second
 with the first: an ``assessment.produced`` event whose comparison line names the prior CTR and its date.
-(b) A TID 1500 measurement SR (radcds.devstack.samples.nodule_measurement_sr: highdicom on pydicom's real
+(b) A TID 1500 measurement SR (radcds_devstack.samples.nodule_measurement_sr: highdicom on pydicom's real
 CT_small.dcm, as another AI product would store it) measuring an 8 mm solid nodule -> STOW-RS into imaging ->
 fusion reads it over WADO-RS -> a Fleischner recommendation, readable as a FHIR ServiceRequest at fusion's API;
 then a chest CT of the same patient arrives (study.available) and closes it.
@@ -21,10 +21,10 @@ import httpx
 import pytest
 
 from radcds.adapters.fhir.report import patient_id_for
-from radcds.devstack.demo import event_trail, stow
-from radcds.devstack.samples import chest_cr, chest_ct, nodule_measurement_sr, part10
 from radcds.domain.events import ASSESSMENT_PRODUCED, RECOMMENDATION_CHANGED
 from radcds.domain.findings import StudyContext
+from radcds_devstack.demo import event_trail, stow
+from radcds_devstack.samples import chest_cr, chest_ct, nodule_measurement_sr, part10
 
 from .helpers import HOSPITAL_MRN_SYSTEM, eventually, read_topic
 
@@ -84,7 +84,7 @@ def test_measurement_sr_in_imaging_gives_a_recommendation_that_a_later_chest_ct_
 
 def _patient_view(patient_mrn: str) -> dict[str, Any]:
     """A patient-view call as an EHR sends it: the EHR's own Patient (with the MRN) and no chest CT on file."""
-    from radcds_referral import scenarios
+    from radcds_devstack import scenarios
 
     pat = scenarios.patient(66, patient_id="ehr-patient-1")
     pat["identifier"] = [{"system": HOSPITAL_MRN_SYSTEM, "value": patient_mrn}]
@@ -104,7 +104,7 @@ def _patient_view(patient_mrn: str) -> dict[str, Any]:
 
 
 def test_overdue_recommendation_shows_as_a_patient_view_card_until_a_chest_ct_closes_it(stack):
-    from radcds.devstack.demo import call_referral
+    from radcds_devstack.demo import call_referral
 
     patient = f"FUS-{uuid.uuid4().hex[:8]}"
     # the recommended follow-up (6-12 months) of a study of 2024-01-05 is long past due

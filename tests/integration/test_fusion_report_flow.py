@@ -38,10 +38,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from radcds.adapters.fhir.report import diagnostic_report_id
-from radcds.devstack.demo import event_trail, stow
-from radcds.devstack.samples import chest_ct, nodule_measurement_sr, part10
-from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED
+from radcds_devstack.demo import event_trail, stow
+from radcds_devstack.samples import chest_ct, nodule_measurement_sr, part10
+from radcds_devstack.testing import html_section, presented_html
 from radcds_reporting.adapters.hl7v2.ack import AckCode
 
 from .conftest import EHR_GATEWAY_PORT, EHR_READ_TIMEOUT_S

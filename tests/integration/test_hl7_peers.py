@@ -31,8 +31,8 @@ from hl7.mllp import start_hl7_server
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.devstack.testing import InMemoryReceivedMessageLog, free_port
 from radcds.domain.codes import Coding
+from radcds_devstack.testing import InMemoryReceivedMessageLog, free_port
 from radcds_reporting.adapters.hl7v2.ack import AckCode, parse_ack
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer

@@ -20,7 +20,7 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
-from radcds.devstack.demo import stow, with_fresh_uids
+from radcds_devstack.demo import stow, with_fresh_uids
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka]
 

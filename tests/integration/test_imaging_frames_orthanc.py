@@ -25,8 +25,8 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
-from radcds.devstack.demo import stow
-from radcds.devstack.stack import LocalStack
+from radcds_devstack.demo import stow
+from radcds_devstack.stack import LocalStack
 
 from .orthanc import OrthancServer, orthanc_binary
 

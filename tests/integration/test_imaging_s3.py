@@ -21,10 +21,10 @@ from botocore.config import Config
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.dicomweb.multipart import build_related
-from radcds.devstack import processes
-from radcds.devstack.demo import with_fresh_uids
-from radcds.devstack.stack import S3_DEV_CREDENTIALS, LocalStack
 from radcds.domain.events import INSTANCE_STORED
+from radcds_devstack import processes
+from radcds_devstack.demo import with_fresh_uids
+from radcds_devstack.stack import S3_DEV_CREDENTIALS, LocalStack
 
 from .helpers import eventually, read_topic
 

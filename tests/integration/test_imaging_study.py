@@ -10,8 +10,8 @@ import pydicom
 import pytest
 
 from radcds.adapters.fhir.report import imaging_study_id
-from radcds.devstack.demo import chest_radiograph, stow, wait_for_event, with_fresh_uids
 from radcds.domain.events import STUDY_AVAILABLE
+from radcds_devstack.demo import chest_radiograph, stow, wait_for_event, with_fresh_uids
 from radcds_imaging.domain.assembly import announcement_event_id
 
 from .helpers import eventually, fhir

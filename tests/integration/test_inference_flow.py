@@ -3,7 +3,7 @@
 STOW-RS → imaging → study.available (quiet period 1 s) → inference: envelope, WADO-RS, Triton,
 findings event + TID 1500 SR stored back in imaging (STOW-RS), and AnalyzeStudy over gRPC.
 
-Studies (each with fresh UIDs, radcds.devstack.samples):
+Studies (each with fresh UIDs, radcds_devstack.samples):
 (a) the real PA chest CR RG1_UNCI.dcm → CTR; (b) the real head CT slice 693_UNCI.dcm → negative;
 (c) DERIVED from 693_UNCI.dcm with an inserted 7 mm disc of 60-76 HU → critical hemorrhage
 candidate; (d) RG1_UNCI.dcm with View Position set to AP (DERIVED header) → "not analysed: ...".
@@ -21,10 +21,10 @@ import pytest
 from kafka import KafkaConsumer, TopicPartition
 
 from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
-from radcds.devstack.demo import event_trail, stow, wait_for_event
-from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE
+from radcds_devstack.demo import event_trail, stow, wait_for_event
+from radcds_devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
 from radcds_imaging.domain.assembly import announcement_event_id
 from radcds_inference.adapters.grpc.gen import inference_pb2, inference_pb2_grpc
 

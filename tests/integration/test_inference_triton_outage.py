@@ -1,7 +1,7 @@
 """Stopping Triton mid-stream loses no study: events wait unacknowledged, nothing is dead-lettered,
 and the backlog drains once Triton is back (circuit breaker, RetryableError, at-least-once consumer).
 
-Uses the session stack's own Triton (radcds.devstack.stack.LocalStack): stops it, sends studies,
+Uses the session stack's own Triton (radcds_devstack.stack.LocalStack): stops it, sends studies,
 starts it again. Studies: the real head CT slice 693_UNCI.dcm (pydicom-data) with fresh UIDs.
 """
 
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from radcds.devstack import processes
-from radcds.devstack.demo import stow, wait_for_event
-from radcds.devstack.samples import head_ct, part10
 from radcds.domain.events import EVENT_KINDS, FINDINGS_PRODUCED, STUDY_AVAILABLE, dead_letter_topic
+from radcds_devstack import processes
+from radcds_devstack.demo import stow, wait_for_event
+from radcds_devstack.samples import head_ct, part10
 from radcds_imaging.domain.assembly import announcement_event_id
 
 from .helpers import eventually, read_topic

@@ -24,9 +24,9 @@ import pytest
 import tritonclient.grpc as grpcclient
 from pydicom.data import get_testdata_file
 
-from radcds.devstack import processes
-from radcds.devstack.stack import LocalStack, Ports
-from radcds.devstack.testing import model_code
+from radcds_devstack import processes
+from radcds_devstack.stack import LocalStack, Ports
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.preprocess import PreparedSeries, prepare_series
 from radcds_inference.adapters.triton.manifest import load_manifest
 

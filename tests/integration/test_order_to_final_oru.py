@@ -26,8 +26,8 @@ import pydicom
 import pytest
 from pydicom.uid import generate_uid
 
-from radcds.devstack.demo import chest_radiograph, stow
 from radcds.domain.events import ORDER_RECEIVED
+from radcds_devstack.demo import chest_radiograph, stow
 from radcds_reporting.adapters.hl7v2.ack import AckCode
 
 from .conftest import ORU_PEER_PORT
@@ -158,8 +158,8 @@ def test_reporting_killed_with_orus_queued_delivers_every_one_after_restart_in_o
     ORU arrives exactly once, each order's Ps before its F."""
     import signal
 
-    from radcds.devstack import processes
     from radcds.domain.events import FINDINGS_PRODUCED
+    from radcds_devstack import processes
 
     from .helpers import producer
 

@@ -23,7 +23,7 @@ import pytest
 from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
-from radcds.devstack.stack import LocalStack
+from radcds_devstack.stack import LocalStack
 
 from .helpers import eventually
 from .orthanc import OrthancServer, orthanc_binary

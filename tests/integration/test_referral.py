@@ -7,10 +7,10 @@ import json
 import httpx
 import pytest
 
-from radcds.devstack.demo import call_referral, wait_for_event
 from radcds.domain.events import ORDER_EVALUATED
-from radcds_referral import scenarios
-from radcds_referral.devkeys import sign_client_jwt
+from radcds_devstack import scenarios
+from radcds_devstack.demo import call_referral, wait_for_event
+from radcds_devstack.devkeys import sign_client_jwt
 
 from .helpers import read_topic
 

@@ -2,7 +2,7 @@
 
 Orthanc and dcmtk are Debian packages (tests/integration/orthanc.py starts a throwaway Orthanc).
 The SR holds the chest_ctr result computed in process on the real PA chest CR RG1_UNCI.dcm
-(pydicom-data). It is sent twice: by our pynetdicom SCU (radcds.adapters.dicom.storescu) and by
+(pydicom-data). It is sent twice: by our pynetdicom SCU (radcds_devstack.storescu) and by
 dcmtk's storescu, an independent peer; then fetched back from Orthanc's REST API and read with
 pydicom and dcmtk's dsrdump.
 """
@@ -18,9 +18,9 @@ import httpx
 import pydicom
 import pytest
 
-from radcds.adapters.dicom.storescu import c_store
-from radcds.devstack.samples import chest_cr, part10
-from radcds.devstack.testing import model_code
+from radcds_devstack.samples import chest_cr, part10
+from radcds_devstack.storescu import c_store
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.sr import part10_bytes
 from radcds_inference.adapters.triton.manifest import load_manifest
 

@@ -18,8 +18,8 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.devstack import processes
-from radcds.devstack.stack import LocalStack, Ports
+from radcds_devstack import processes
+from radcds_devstack.stack import LocalStack, Ports
 from radcds_inference.adapters.dicom.preprocess import prepare_series
 from radcds_inference.adapters.triton.aio import AsyncTritonModels
 from radcds_inference.adapters.triton.breaker import BreakerState, CircuitBreaker

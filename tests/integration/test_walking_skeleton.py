@@ -13,9 +13,9 @@ from pathlib import Path
 import pydicom
 import pytest
 
-from radcds.devstack.demo import chest_radiograph, event_trail, stow
-from radcds.devstack.testing import model_code
 from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, REPORT_STORED, STUDY_AVAILABLE
+from radcds_devstack.demo import chest_radiograph, event_trail, stow
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.preprocess import prepare_series
 from radcds_inference.adapters.triton.manifest import load_manifest
 

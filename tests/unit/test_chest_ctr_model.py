@@ -19,7 +19,7 @@ import pydicom
 import pytest
 from pydicom.data import get_testdata_file
 
-from radcds.devstack.testing import model_code
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.preprocess import prepare_series
 from radcds_inference.domain.envelope import PreprocessingSpec
 

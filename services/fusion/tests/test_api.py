@@ -12,8 +12,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radcds.adapters.db.engine import make_engine, sqlite_url
-from radcds.devstack.testing import RecordingPublisher
 from radcds.domain.events import ASSESSMENT_PRODUCED, RECOMMENDATION_CHANGED
+from radcds_devstack.testing import RecordingPublisher
 from radcds_fusion.adapters.sr_nodules import ReportedNodule
 from radcds_fusion.app import FusionComponents, build_components, create_app
 from radcds_fusion.domain.context import PatientRef

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from radcds.adapters.db.engine import migrate
-from radcds.devstack.testing import migrated_engine
+from radcds_devstack.testing import migrated_engine
 
 ROOT = Path(__file__).resolve().parents[3]
 EXPECTED = {

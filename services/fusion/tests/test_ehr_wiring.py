@@ -17,8 +17,8 @@ from sqlalchemy import select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.tables import event_outbox
-from radcds.devstack.testing import RecordingPublisher, free_port
 from radcds.domain.events import ASSESSMENT_PRODUCED, ORDER_EVALUATED
+from radcds_devstack.testing import RecordingPublisher, free_port
 from radcds_fusion.adapters.sr_nodules import ReportedNodule
 from radcds_fusion.app import build_components
 from radcds_fusion.db.tables import fusion_recommendations

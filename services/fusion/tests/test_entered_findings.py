@@ -10,7 +10,6 @@ from datetime import UTC, date, datetime
 import pytest
 
 from radcds.adapters.kafka.codec import DecodedEvent, validate_payload
-from radcds.devstack.testing import migrated_engine
 from radcds.domain import codes
 from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
@@ -19,6 +18,7 @@ from radcds.domain.events import (
     EnteredNodule,
     StructuredFindingsEntered,
 )
+from radcds_devstack.testing import migrated_engine
 from radcds_fusion.adapters.entered_findings import ImpossibleFinding, entered_findings
 from radcds_fusion.domain.context import ClinicalContext, SmokingStatus
 from radcds_fusion.domain.nodules import Composition

@@ -14,7 +14,6 @@ from sqlalchemy import select
 
 from radcds.adapters.db.tables import event_outbox
 from radcds.adapters.kafka.codec import DecodedEvent, load_schema
-from radcds.devstack.testing import migrated_engine
 from radcds.domain import codes
 from radcds.domain.events import (
     ASSESSMENT_PRODUCED,
@@ -24,6 +23,7 @@ from radcds.domain.events import (
     ImagingFindingsProduced,
 )
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_devstack.testing import migrated_engine
 from radcds_fusion.adapters.sr_nodules import ReportedNodule
 from radcds_fusion.domain.context import ClinicalContext, PatientRef, SmokingStatus
 from radcds_fusion.domain.nodules import Composition, Nodule

@@ -13,7 +13,7 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.devstack.testing import RecordingPublisher, migrated_engine
+from radcds_devstack.testing import RecordingPublisher, migrated_engine
 from radcds_imaging.adapters.db.instances import InstanceQueries
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.wado import wado_router

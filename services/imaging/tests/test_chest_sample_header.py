@@ -15,9 +15,9 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
-from radcds.devstack.demo import chest_radiograph, with_fresh_uids
-from radcds.devstack.samples import chest_cr, drop_zero_pixel_spacing
-from radcds.devstack.testing import model_code
+from radcds_devstack.demo import chest_radiograph, with_fresh_uids
+from radcds_devstack.samples import chest_cr, drop_zero_pixel_spacing
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.preprocess import pixel_spacing_mm, prepare_series
 from radcds_inference.adapters.triton.manifest import load_manifest
 

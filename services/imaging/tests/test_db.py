@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, insert, inspect, select, text
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.devstack.testing import migrated_engine
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN, migrated_engine
 from radcds_imaging.db.tables import IMAGING_TABLES, dicom_instances
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -36,7 +36,7 @@ def imaging_own_db(request, tmp_path):
 def legacy_db(tmp_path) -> Engine:
     """An SQLite database the legacy shared chain migrated (every service's tables; version table alembic_version)."""
     engine = make_engine(sqlite_url(tmp_path / "legacy.db"))
-    migrate(engine)
+    migrate(engine, chain=LEGACY_SHARED_CHAIN)
     return engine
 
 

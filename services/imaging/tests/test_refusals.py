@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.dicomweb.multipart import build_related
-from radcds.devstack.testing import RecordingPublisher
+from radcds_devstack.testing import RecordingPublisher
 from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dicomweb import dicomweb_router

@@ -1,7 +1,7 @@
 """Circuit breaker states, the DICOM SR (TID 1500) read back by dcmtk's dsrdump, and the findings payload.
 
 The SR is built from the real head CT slice 693_UNCI.dcm (pydicom-data) with a DERIVED positive
-result (a disc of 60-76 HU inserted by radcds.devstack.samples).
+result (a disc of 60-76 HU inserted by radcds_devstack.samples).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import jsonschema
 import pydicom
 import pytest
 
-from radcds.devstack.samples import head_ct_with_hyperdense_disc
 from radcds.domain import codes
 from radcds.domain.events import ImagingFindingsProduced
 from radcds.domain.findings import (
@@ -29,6 +28,7 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
+from radcds_devstack.samples import head_ct_with_hyperdense_disc
 from radcds_inference.adapters.dicom.sr import (
     DEIDENTIFICATION_METHOD_NOT_STATED,
     NOT_FOR_DIAGNOSTIC_USE,

@@ -3,7 +3,7 @@
 The model fake runs each model's own numeric core (models/<name>/1/model.py) in process, so the
 values are the algorithms' real outputs on real images. Images: pydicom-data's RG1_UNCI.dcm (PA
 chest CR) and 693_UNCI.dcm (head CT slice); the positive head CT is DERIVED from 693_UNCI.dcm by
-inserting a 7 mm disc of 60-76 HU (radcds.devstack.samples.head_ct_with_hyperdense_disc).
+inserting a 7 mm disc of 60-76 HU (radcds_devstack.samples.head_ct_with_hyperdense_disc).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 
 from radcds.adapters.kafka.codec import decode, encode
 from radcds.adapters.kafka.consumer import RetryableError
-from radcds.devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
-from radcds.devstack.testing import model_code
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced
+from radcds_devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
+from radcds_devstack.testing import model_code
 from radcds_inference.adapters.dicom.preprocess import prepare_series
 from radcds_inference.adapters.triton.errors import TritonUnavailable
 from radcds_inference.adapters.triton.manifest import load_manifest

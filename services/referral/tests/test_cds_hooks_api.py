@@ -13,9 +13,9 @@ from fastapi.testclient import TestClient
 
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_EVALUATED, EventKind
-from radcds_referral import scenarios
+from radcds_devstack import scenarios
+from radcds_devstack.devkeys import sign_client_jwt, write_dev_issuer
 from radcds_referral.app import build_components, create_app
-from radcds_referral.devkeys import sign_client_jwt, write_dev_issuer
 from radcds_referral.settings import ReferralSettings
 
 ISS = "https://ehr.example.org/cds-client"

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import insert, inspect, select, text
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.devstack.testing import migrated_engine
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN, migrated_engine
 from radcds_referral.db.tables import cds_consultations
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -31,7 +31,7 @@ def referral_db(request, tmp_path):
 def legacy_db(tmp_path):
     """A SQLite database migrated by the legacy shared chain to its head (every service's tables)."""
     engine = make_engine(sqlite_url(tmp_path / "legacy.db"))
-    migrate(engine)
+    migrate(engine, chain=LEGACY_SHARED_CHAIN)
     try:
         yield engine
     finally:

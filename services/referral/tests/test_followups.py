@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from radcds.devstack.testing import free_port
+from radcds_devstack.testing import free_port
 from radcds_referral.adapters.followups import FusionFollowUps
 
 RECOMMENDATION = {

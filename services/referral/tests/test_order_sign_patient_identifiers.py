@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from radcds_referral import scenarios
+from radcds_devstack import scenarios
 from radcds_referral.handlers import patient_identifiers
 
 from . import test_cds_hooks_api

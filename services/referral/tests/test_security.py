@@ -1,6 +1,6 @@
 """CDS Client JWT verification (CDS Hooks 2.0, "Trusting CDS Clients").
 
-Keys are generated per test module with radcds_referral.devkeys; remote JWK Sets are served by a real
+Keys are generated per test module with radcds_devstack.devkeys; remote JWK Sets are served by a real
 http.server on 127.0.0.1 (an ephemeral port), not by a mock of httpx.
 """
 
@@ -26,19 +26,19 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from radcds_devstack.devkeys import (
+    generate_es384_key,
+    generate_rs384_key,
+    jwk_thumbprint,
+    sign_client_jwt,
+    write_dev_issuer,
+)
 from radcds_referral.adapters.security import (
     CdsClientAuthenticator,
     TrustedIssuer,
     Unauthorized,
     VerifiedClient,
     load_trusted_issuers,
-)
-from radcds_referral.devkeys import (
-    generate_es384_key,
-    generate_rs384_key,
-    jwk_thumbprint,
-    sign_client_jwt,
-    write_dev_issuer,
 )
 
 ISS = "https://ehr.example.org/cds-client"

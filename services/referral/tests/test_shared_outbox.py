@@ -16,6 +16,7 @@ from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds.adapters.db.outbox import pending_count
 from radcds.adapters.db.tables import event_outbox
 from radcds.domain.events import ORDER_EVALUATED
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN
 from radcds_referral.db.tables import cds_consultations
 
 
@@ -39,7 +40,7 @@ def _consultation(cid: str, *, published: bool) -> dict:
 def test_migration_0008_moves_consultation_events_not_yet_published_into_the_outbox(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "referral.db"))
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("radcds.adapters.db").joinpath("migrations")))
+    cfg.set_main_option("script_location", str(resources.files(LEGACY_SHARED_CHAIN).joinpath("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0007")

@@ -13,11 +13,11 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode, validate_payload
-from radcds.devstack.testing import migrated_engine
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_PRODUCED, EventKind, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_devstack.testing import migrated_engine
 
 ROOT = Path(__file__).resolve().parents[3]
 STUDY = "1.2.826.0.1.3680043.2.1125.1"

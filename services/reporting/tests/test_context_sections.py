@@ -12,8 +12,8 @@ from sqlalchemy import Engine, select
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import diagnostic_report_id, imaging_study_id
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
-from radcds.devstack.testing import html_section, presented_html
 from radcds.domain.events import ASSESSMENT_PRODUCED, REPORT_STORED, STUDY_AVAILABLE
+from radcds_devstack.testing import html_section, presented_html
 from radcds_reporting.adapters.assessments import NO_MISSING_CONTEXT, PENDING
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.adapters.repository import FhirRepository

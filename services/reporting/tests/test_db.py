@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, inspect, text
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.devstack.testing import migrated_engine
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN, migrated_engine
 
 ROOT = Path(__file__).resolve().parents[3]
 CHAIN = "radcds_reporting.db"
@@ -39,7 +39,7 @@ def reporting_db(request, tmp_path):
 @pytest.fixture
 def legacy_db(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "legacy.db"))
-    migrate(engine)
+    migrate(engine, chain=LEGACY_SHARED_CHAIN)
     yield engine
     engine.dispose()
 

@@ -11,9 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radcds.adapters.db.outbox import OutboxRelay
-from radcds.devstack.testing import presented_html
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_ENTERED, REPORT_STORED, StructuredFindingsEntered
+from radcds_devstack.testing import presented_html
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings

@@ -15,6 +15,7 @@ from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED
 from radcds.domain.findings import StudyContext
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN
 from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.db.tables import fhir_resources
@@ -64,10 +65,10 @@ def test_critical_result_escalates_and_report_signs_on_this_database(reporting_d
     assert finals[0] >= 1
 
 
-def test_migration_0006_indexes_resources_stored_before_it(tmp_path):
+def test_legacy_shared_migration_0006_indexes_resources_stored_before_it(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "old.db"))
     cfg = Config()
-    cfg.set_main_option("script_location", str(resources.files("radcds.adapters.db").joinpath("migrations")))
+    cfg.set_main_option("script_location", str(resources.files(LEGACY_SHARED_CHAIN).joinpath("migrations")))
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, "0003")

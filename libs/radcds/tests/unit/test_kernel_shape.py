@@ -5,7 +5,7 @@ service when the service imports it, directly or through other kernel modules. I
 by one service (or none) into that service; until each moves, it is listed in ``NOT_SHARED_YET``. The test is a
 ratchet: a new kernel module that fewer than two services use fails it, and so does a listed module that has
 moved or become shared (take it off the list, so the list only shrinks). The shared migration chain and the
-development package (``radcds.devstack``) are issue #12's later steps and are left out here.
+development package (``radcds_devstack``) are issue #12's later steps and are left out here.
 """
 
 from __future__ import annotations
@@ -16,14 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[4]
 KERNEL = ROOT / "libs" / "radcds" / "src"
-LEFT_OUT = ("radcds.adapters.db.migrations", "radcds.devstack")
-
-#: Kernel modules fewer than two services use, each to move into its service under issue #12 (the only user).
-NOT_SHARED_YET = {
-    # no service: development tools and benchmarks use them
-    "radcds.adapters.dicom.storescu": "",
-    "radcds.adapters.kafka.admin": "",
-}
+LEFT_OUT = ("radcds_devstack.legacy.migrations", "radcds_devstack")
 
 
 def _kernel_modules() -> dict[str, Path]:
@@ -32,9 +25,7 @@ def _kernel_modules() -> dict[str, Path]:
     for path in KERNEL.rglob("*.py"):
         if path.name == "__init__.py":
             continue
-        name = ".".join(path.relative_to(KERNEL).with_suffix("").parts)
-        if not name.startswith(LEFT_OUT):
-            out[name] = path
+        out[".".join(path.relative_to(KERNEL).with_suffix("").parts)] = path
     return out
 
 
@@ -70,17 +61,13 @@ def _users() -> dict[str, set[str]]:
     return users
 
 
-def test_every_kernel_module_is_shared_by_two_services_or_listed_to_move_into_its_one_user():
+def test_every_kernel_module_is_imported_by_two_services_or_more():
     users = _users()
-    single = {name: sorted(who) for name, who in users.items() if len(who) < 2}
-    unlisted = {name: who for name, who in single.items() if name not in NOT_SHARED_YET}
-    assert unlisted == {}, "kernel modules fewer than two services use: move each into its service"
-    expected = {name: [owner] if owner else [] for name, owner in NOT_SHARED_YET.items()}
-    wrong_owner = {name: who for name, who in single.items() if name in expected and who != expected[name]}
-    assert wrong_owner == {}, "the listed user is not the one service that imports the module"
+    single = {name: sorted(who) for name, who in sorted(users.items()) if len(who) < 2}
+    assert single == {}, "kernel modules fewer than two services use: move each into its one user (or tools/devstack)"
 
 
-def test_modules_listed_to_move_are_still_single_service_kernel_modules():
+def test_the_proof_sees_the_kernel_modules_every_service_uses():
     users = _users()
-    stale = sorted(name for name in NOT_SHARED_YET if name not in users or len(users[name]) >= 2)
-    assert stale == [], "moved or now shared: take these off NOT_SHARED_YET"
+    assert users["radcds.domain.events"] == {"fusion", "imaging", "inference", "referral", "reporting"}
+    assert users["radcds.adapters.db.outbox"] >= {"fusion", "imaging", "referral", "reporting"}

@@ -8,8 +8,9 @@ from typing import Any
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 
-from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay, enqueue, pending_count
+from radcds.adapters.db.tables import create_kernel_tables
 from radcds.domain.events import FINDINGS_PRODUCED, INSTANCE_STORED, EventKind
 
 
@@ -35,7 +36,8 @@ class BatchPublisher:
 
 def _engine(tmp_path):
     engine = make_engine(sqlite_url(tmp_path / "outbox.db"))
-    migrate(engine)
+    with engine.begin() as conn:
+        create_kernel_tables(conn)
     return engine
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime
 
-from radcds.devstack.testing import InMemoryReceivedMessageLog
+from radcds_devstack.testing import InMemoryReceivedMessageLog
 from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import BrokenFrame, FramingProblem

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from radcds.devstack.testing import InMemoryReceivedMessageLog
+from radcds_devstack.testing import InMemoryReceivedMessageLog
 from radcds_reporting.adapters.hl7v2.inbound import OrderInbox
 from radcds_reporting.adapters.hl7v2.mllp import (
     BrokenFrame,

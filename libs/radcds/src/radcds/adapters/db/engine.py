@@ -36,10 +36,9 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
 
 
-def migrate(engine: Engine, *, chain: str = "radcds.adapters.db") -> None:
-    """Bring the schema to the newest Alembic revision of ``chain``: the package holding a ``migrations``
-    folder (the shared chain by default; a service with its own chain, such as fusion, names its package and
-    keeps its own version table)."""
+def migrate(engine: Engine, *, chain: str) -> None:
+    """Bring the schema to the newest Alembic revision of ``chain``: the package holding a service's
+    ``migrations`` folder (``radcds_<service>.db``; each chain keeps its own version table)."""
     script_location = str(resources.files(chain).joinpath("migrations"))
     cfg = Config()
     cfg.set_main_option("script_location", script_location)

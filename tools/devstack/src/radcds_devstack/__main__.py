@@ -1,4 +1,4 @@
-"""``python -m radcds.devstack {up,down,status,demo,run}`` (used by the Makefile)."""
+"""``python -m radcds_devstack {up,down,status,demo,run}`` (used by the Makefile)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 import threading
 from pathlib import Path
 
-from radcds.devstack import processes
-from radcds.devstack.stack import SERVICES, LocalStack, Ports
+from radcds_devstack import processes
+from radcds_devstack.stack import SERVICES, LocalStack, Ports
 
 
 def _stack(args: argparse.Namespace) -> LocalStack:
@@ -22,7 +22,7 @@ def _stack(args: argparse.Namespace) -> LocalStack:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and act on the local stack."""
-    parser = argparse.ArgumentParser(prog="radcds.devstack", description=__doc__)
+    parser = argparse.ArgumentParser(prog="radcds_devstack", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "demo", "run"])
     parser.add_argument("--root", default=".", help="repository root")
     parser.add_argument("--run-dir", default=None, help="logs, pids and data (default ROOT/.run)")
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<10} {'running pid ' + str(pid) if pid else 'stopped'}")
         return 0
     if args.command == "demo":
-        from radcds.devstack.demo import run_all
+        from radcds_devstack.demo import run_all
 
         run_all(stack)
         return 0
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
-        from radcds.devstack.demo import run_all
+        from radcds_devstack.demo import run_all
 
         run_all(stack)
         print("\nServing. Press Ctrl-C to stop everything.", flush=True)

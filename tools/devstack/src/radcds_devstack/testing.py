@@ -20,6 +20,10 @@ from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import EventKind
 
+#: The shared migration chain of the releases before issue #12, frozen here for the upgrade tests (every service's
+#: tables in one database; see :mod:`radcds.adapters.db.legacy`).
+LEGACY_SHARED_CHAIN = "radcds_devstack.legacy"
+
 
 def free_port() -> int:
     """A TCP port free on loopback right now."""
@@ -30,7 +34,7 @@ def free_port() -> int:
 
 @contextmanager
 def migrated_engine(
-    service: str, backend: str, *, root: Path, scratch: Path, label: str, chain: str = "radcds.adapters.db"
+    service: str, backend: str, *, root: Path, scratch: Path, label: str, chain: str
 ) -> Iterator[Engine]:
     """A database of ``service`` migrated by ``chain``: SQLite under ``scratch``, or (``backend="postgresql"``) a
     throwaway PostgreSQL cluster under ``root/.run`` on a free port, removed afterwards."""
@@ -42,7 +46,7 @@ def migrated_engine(
         finally:
             engine.dispose()
         return
-    from radcds.devstack.stack import LocalStack, Ports
+    from radcds_devstack.stack import LocalStack, Ports
 
     run_dir = root / ".run" / f"{service}-db-test-{os.getpid()}-{label}"
     stack = LocalStack(root=root, run_dir=run_dir, ports=Ports(postgres=free_port()), postgres=True)

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from radcds.devstack import processes
+from radcds_devstack import processes
 
 SERVER_PROPERTIES = (
     "process.roles=broker,controller",
@@ -121,7 +121,7 @@ class KafkaBroker:
 
     def wait(self, timeout_s: float = 120.0) -> None:
         """Wait for DescribeCluster to answer, then create the radcds topics."""
-        from radcds.adapters.kafka.admin import ensure_topics, radcds_topics, wait_for_cluster
+        from radcds_devstack.kafka_admin import ensure_topics, radcds_topics, wait_for_cluster
 
         processes.wait_until(
             lambda: processes.port_open(self.host, self.port),

@@ -18,8 +18,6 @@ from pydicom.uid import generate_uid
 
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds.adapters.kafka.codec import InvalidEvent, decode
-from radcds.devstack.samples import drop_zero_pixel_spacing
-from radcds.devstack.stack import LocalStack
 from radcds.domain.events import (
     EVENT_KINDS,
     FINDINGS_PRODUCED,
@@ -29,6 +27,8 @@ from radcds.domain.events import (
     STUDY_AVAILABLE,
     dead_letter_topic,
 )
+from radcds_devstack.samples import drop_zero_pixel_spacing
+from radcds_devstack.stack import LocalStack
 
 
 def chest_radiograph() -> Path:
@@ -166,7 +166,7 @@ def call_referral(
     stack: LocalStack, call: dict[str, Any], *, service: str = "radcds-imaging-order-sign"
 ) -> dict[str, Any]:
     """POST a CDS Hooks call to referral, signed by the development EHR key as an EHR would."""
-    from radcds_referral.devkeys import sign_client_jwt
+    from radcds_devstack.devkeys import sign_client_jwt
 
     key_path, issuers_path = stack.dev_issuer()
     issuer = json.loads(issuers_path.read_text())[0]
@@ -180,7 +180,7 @@ def call_referral(
 
 def run_referral_demo(stack: LocalStack, *, out: Any = print) -> dict[str, Any]:
     """order-sign for a CT head after a low-risk minor head injury: card, rating and the Kafka event."""
-    from radcds_referral.scenarios import low_risk_minor_head_injury
+    from radcds_devstack.scenarios import low_risk_minor_head_injury
 
     out("5. CDS Hooks order-sign (signed ES384 JWT): CT head for a low-risk minor head injury ...")
     response = call_referral(stack, low_risk_minor_head_injury())
@@ -273,8 +273,8 @@ def seed_prior_ctr(stack: LocalStack, *, ctr: float = 0.44, months_before: int =
 def run_fusion_demo(stack: LocalStack, *, chest_study_uid: str, prior_date: str, out: Any = print) -> dict[str, Any]:
     """fusion: the demo chest radiograph compared with the seeded prior CTR, and a nodule measured by an
     (example) AI product's TID 1500 SR six months apart: comparison, Fleischner recommendation, ServiceRequest."""
-    from radcds.devstack.samples import chest_ct, nodule_measurement_sr, part10
     from radcds.domain.events import ASSESSMENT_PRODUCED
+    from radcds_devstack.samples import chest_ct, nodule_measurement_sr, part10
 
     out(f"6. fusion: the chest radiograph in context (prior CTR 0.44 of {prior_date} SEEDED by the demo) ...")
     trail = event_trail(stack, chest_study_uid, until_types={ASSESSMENT_PRODUCED.type}, timeout_s=120)

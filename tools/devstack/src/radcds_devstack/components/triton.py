@@ -10,7 +10,7 @@ import sysconfig
 from dataclasses import dataclass
 from pathlib import Path
 
-from radcds.devstack import processes
+from radcds_devstack import processes
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The local stack: the infrastructure components (:mod:`radcds.devstack.components`) and the radcds services,
+"""The local stack: the infrastructure components (:mod:`radcds_devstack.components`) and the radcds services,
 started, probed and stopped together under one run folder."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from radcds.devstack import processes
-from radcds.devstack.components.kafka import KafkaBroker
-from radcds.devstack.components.postgres import PostgresCluster
-from radcds.devstack.components.s3proxy import S3_DEV_CREDENTIALS, S3Proxy
-from radcds.devstack.components.triton import TritonServer
+from radcds_devstack import processes
+from radcds_devstack.components.kafka import KafkaBroker
+from radcds_devstack.components.postgres import PostgresCluster
+from radcds_devstack.components.s3proxy import S3_DEV_CREDENTIALS, S3Proxy
+from radcds_devstack.components.triton import TritonServer
 
 SERVICES = ("imaging", "inference", "reporting", "referral", "fusion")
 #: One database per service: each service's own migration chain creates its tables there.
@@ -183,7 +183,7 @@ class LocalStack:
 
     def dev_issuer(self) -> tuple[Path, Path]:
         """The development EHR's private key and the trusted-issuers file naming it (made once)."""
-        from radcds_referral.devkeys import DEV_ISSUERS_FILE_NAME, DEV_KEY_FILE_NAME, write_dev_issuer
+        from radcds_devstack.devkeys import DEV_ISSUERS_FILE_NAME, DEV_KEY_FILE_NAME, write_dev_issuer
 
         directory = self.run_dir / "dev-issuer"
         key, issuers = directory / DEV_KEY_FILE_NAME, directory / DEV_ISSUERS_FILE_NAME

@@ -78,19 +78,29 @@ def upgrade() -> None:
 
 
 def _backfill() -> None:
-    """History and index rows for the resources stored before this revision."""
+    """History and index rows for the resources stored before this revision. (Frozen with the shared chain: the
+    tables and the indexer it needs are reporting's now, imported only when there are rows to backfill.)"""
+    conn = op.get_bind()
+    stored = sa.table(
+        "fhir_resources",
+        sa.column("resource_type", sa.String),
+        sa.column("id", sa.String),
+        sa.column("version_id", sa.Integer),
+        sa.column("last_updated", sa.DateTime(timezone=True)),
+        sa.column("content", sa.Text),
+    )
+    t = stored.c
+    rows = conn.execute(sa.select(t.resource_type, t.id, t.version_id, t.last_updated, t.content)).all()
+    if not rows:
+        return
     from radcds_reporting.adapters.fhir.search import index_rows
     from radcds_reporting.db.tables import (
         fhir_resource_versions,
-        fhir_resources,
         fhir_search_dates,
         fhir_search_references,
         fhir_search_tokens,
     )
 
-    conn = op.get_bind()
-    t = fhir_resources.c
-    rows = conn.execute(sa.select(t.resource_type, t.id, t.version_id, t.last_updated, t.content)).all()
     for rtype, rid, version, last_updated, content in rows:
         conn.execute(
             fhir_resource_versions.insert().values(

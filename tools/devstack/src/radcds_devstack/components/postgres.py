@@ -11,7 +11,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from radcds.devstack import processes
+from radcds_devstack import processes
 
 
 @dataclass(frozen=True)

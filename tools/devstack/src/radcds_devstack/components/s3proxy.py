@@ -8,7 +8,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from radcds.devstack import processes
+from radcds_devstack import processes
 
 #: Access key and secret of the local S3Proxy (development and tests only; never used elsewhere).
 S3_DEV_CREDENTIALS = ("radcds-dev", "radcds-dev-secret")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pydicom.data
 
-from radcds.devstack.samples import HEAD_CT_DEIDENTIFICATION_METHOD, head_ct, head_ct_with_hyperdense_disc
+from radcds_devstack.samples import HEAD_CT_DEIDENTIFICATION_METHOD, head_ct, head_ct_with_hyperdense_disc
 
 
 def test_head_ct_sample_has_a_frame_of_reference_uid_distinct_per_call():

@@ -1,1 +1,0 @@
-"""DICOM adapters: where radcds reads DICOM objects and their pixels with pydicom."""

@@ -26,6 +26,7 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import JPEG2000Lossless
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import INSTANCE_STORED, EventKind
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
@@ -71,7 +72,7 @@ def scp(tmp_path: Path) -> Iterator[tuple[DimseServer, ImagingService, Recording
     service = ImagingService(
         engine=engine,
         store=FilesystemInstanceStore(tmp_path / "store"),
-        publisher=publisher,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
         public_base_url="http://imaging.test",
     )
     config = DimseConfig(

@@ -13,6 +13,7 @@ from pydicom.data import get_testdata_file
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds_devstack.testing import RecordingPublisher, migrated_engine
 from radcds_imaging.adapters.db.instances import InstanceQueries
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
@@ -42,7 +43,12 @@ def wado_client(root: Path, *files: bytes) -> TestClient:
     engine = make_engine(sqlite_url(root / "imaging.db"))
     migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(root / "store")
-    service = ImagingService(engine=engine, store=store, publisher=RecordingPublisher(), public_base_url=BASE)
+    service = ImagingService(
+        engine=engine,
+        store=store,
+        outbox=OutboxRelay(engine, RecordingPublisher(), name="imaging-outbox"),
+        public_base_url=BASE,
+    )
     outcome = service.store_instances(parts=list(files))
     assert len(outcome.stored) == len(files) and not outcome.failed
     app = FastAPI()

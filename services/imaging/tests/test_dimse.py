@@ -22,7 +22,7 @@ from pynetdicom.association import Association
 from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[attr-defined]
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.db.outbox import pending_count
+from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.domain.events import INSTANCE_STORED, EventKind
 from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
@@ -73,9 +73,12 @@ def _service(tmp_path: Path) -> tuple[ImagingService, RecordingPublisher]:
     migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
-    return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://imaging.test"), (
-        publisher
-    )
+    return ImagingService(
+        engine=engine,
+        store=store,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+        public_base_url="http://imaging.test",
+    ), (publisher)
 
 
 def _config(**overrides: Any) -> DimseConfig:
@@ -263,7 +266,12 @@ def test_instance_received_while_the_broker_is_down_is_stored_and_announced_once
     migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
-    service = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
+    service = ImagingService(
+        engine=engine,
+        store=store,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+        public_base_url="http://x",
+    )
     with DimseServer(_config(), store=store_port(service)) as server:
         assoc = _scu().associate("127.0.0.1", server.address[1], ae_title=OUR_AET)
         status = assoc.send_c_store(pydicom.dcmread(CT_SMALL))
@@ -289,7 +297,10 @@ def test_instance_on_full_disk_answers_a700_and_nothing_is_announced(tmp_path):
     migrate(engine, chain="radcds_imaging.db")
     publisher = RecordingPublisher()
     service = ImagingService(
-        engine=engine, store=FullDiskStore(tmp_path / "store"), publisher=publisher, public_base_url="http://x"
+        engine=engine,
+        store=FullDiskStore(tmp_path / "store"),
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+        public_base_url="http://x",
     )
     with DimseServer(_config(), store=store_port(service)) as server:
         assoc = _scu().associate("127.0.0.1", server.address[1], ae_title=OUR_AET)

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from pydicom.data import get_testdata_file
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.db.outbox import pending_count
+from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
 from radcds.domain.events import INSTANCE_STORED, EventKind
 from radcds_imaging.adapters.part10 import (
@@ -50,7 +50,12 @@ def service(tmp_path):
     publisher = RecordingPublisher()
     store = FilesystemInstanceStore(tmp_path / "store")
     return (
-        ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://imaging.test"),
+        ImagingService(
+            engine=engine,
+            store=store,
+            outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+            public_base_url="http://imaging.test",
+        ),
         publisher,
         tmp_path / "store",
     )
@@ -99,7 +104,12 @@ def test_instance_stored_while_the_broker_is_down_is_kept_and_announced_when_it_
     migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
     publisher = RecordingPublisher(fail=True)
-    svc = ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
+    svc = ImagingService(
+        engine=engine,
+        store=store,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+        public_base_url="http://x",
+    )
     outcome = svc.store_instances(parts=[CT_SMALL.read_bytes()])
     assert len(outcome.stored) == 1 and not outcome.failed
     ds = pydicom.dcmread(CT_SMALL)
@@ -194,7 +204,7 @@ def test_complete_study_is_announced_once_with_its_imaging_study_and_late_instan
     service = ImagingService(
         engine=engine,
         store=FilesystemInstanceStore(tmp_path / "store"),
-        publisher=publisher,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
         public_base_url="http://imaging.test",
     )
     clock = [datetime.now(UTC)]
@@ -240,7 +250,7 @@ def test_store_when_disk_is_nearly_full_fails_with_a700_and_stores_nothing(tmp_p
     service = ImagingService(
         engine=engine,
         store=FilesystemInstanceStore(tmp_path / "store"),
-        publisher=publisher,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
         public_base_url="http://x",
         guard=full,
     )
@@ -334,7 +344,12 @@ def _batch_service(tmp_path: Path, publisher: RecordingPublisher) -> ImagingServ
     engine = make_engine(sqlite_url(tmp_path / "batch.db"))
     migrate(engine, chain="radcds_imaging.db")
     store = FilesystemInstanceStore(tmp_path / "store")
-    return ImagingService(engine=engine, store=store, publisher=publisher, public_base_url="http://x")
+    return ImagingService(
+        engine=engine,
+        store=store,
+        outbox=OutboxRelay(engine, publisher, name="imaging-outbox"),
+        public_base_url="http://x",
+    )
 
 
 def test_request_of_several_parts_is_stored_in_one_batch_with_results_in_part_order(tmp_path):

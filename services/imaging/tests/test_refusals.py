@@ -26,7 +26,7 @@ from pynetdicom.sop_class import CTImageStorage  # type: ignore[attr-defined]
 from sqlalchemy import func, select
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.db.outbox import pending_count
+from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds_devstack.testing import RecordingPublisher
 from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND, FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS
@@ -81,7 +81,7 @@ class Imaging:
         self.service = ImagingService(
             engine=self.engine,
             store=FilesystemInstanceStore(self.store_root),
-            publisher=self.publisher,
+            outbox=OutboxRelay(self.engine, self.publisher, name="imaging-outbox"),
             public_base_url=BASE,
         )
 

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
+from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
 from radcds.domain.events import INSTANCE_STORED, SOURCE_IMAGING
 from radcds.domain.ports import EventPublisher
@@ -47,6 +48,8 @@ class ImagingComponents:
     engine: Engine
     store: InstanceStore
     publisher: EventPublisher
+    #: Publishes what the store transactions wrote to the outbox.
+    relay: OutboxRelay
     service: ImagingService
     instances: InstanceQueries
     qido: QidoQueries
@@ -65,7 +68,7 @@ class ImagingComponents:
             self.kafka.warm_up(INSTANCE_STORED.topic)
         if isinstance(self.store, S3InstanceStore) and self.settings.s3_create_bucket:
             self.store.ensure_bucket()
-        self.service.outbox.start()
+        self.relay.start()
         self.started.append("relay")
         self.announcer.start()
         self.started.append("announcer")
@@ -78,7 +81,7 @@ class ImagingComponents:
         if "announcer" in self.started:
             self.announcer.stop()
         if "relay" in self.started:
-            self.service.outbox.stop()
+            self.relay.stop()
         if "dimse" in self.started and self.dimse is not None:
             self.dimse.stop()
         if self.kafka is not None:
@@ -118,10 +121,11 @@ def build_components(
         if isinstance(store, FilesystemInstanceStore)
         else None
     )
+    relay = OutboxRelay(engine, publisher, name="imaging-outbox")
     service = ImagingService(
         engine=engine,
         store=store,
-        publisher=publisher,
+        outbox=relay,
         public_base_url=settings.public_base_url,
         guard=guard,
         transfer_syntaxes=frozenset(settings.dimse_transfer_syntaxes or DEFAULT_TRANSFER_SYNTAXES),
@@ -143,6 +147,7 @@ def build_components(
         engine=engine,
         store=store,
         publisher=publisher,
+        relay=relay,
         service=service,
         instances=InstanceQueries(engine),
         qido=QidoQueries(engine, public_base_url=settings.public_base_url),

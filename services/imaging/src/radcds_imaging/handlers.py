@@ -16,7 +16,6 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import INSTANCE_STORED, EventKind, ImagingInstanceStored
-from radcds.domain.ports import EventPublisher
 from radcds_imaging.adapters.db.indexing import attribute_row
 from radcds_imaging.adapters.db.instances import DuplicateInstanceError, InstanceQueries, SqlInstanceRepository
 from radcds_imaging.adapters.diskguard import DiskSpaceGuard
@@ -107,7 +106,7 @@ class ImagingService:
         *,
         engine: Engine,
         store: InstanceStore,
-        publisher: EventPublisher,
+        outbox: OutboxRelay,
         public_base_url: str,
         guard: DiskSpaceGuard | None = None,
         transfer_syntaxes: frozenset[str] | None = None,
@@ -115,8 +114,9 @@ class ImagingService:
         self._store = store
         self._repository: InstanceRepository = SqlInstanceRepository(engine)
         self._instances = InstanceQueries(engine)
-        #: Publishes ``instance.stored`` after each commit; the app runs it as a thread (``outbox.start()``).
-        self.outbox = OutboxRelay(engine, publisher, name="imaging-outbox")
+        #: Publishes ``instance.stored`` after each commit (woken by :meth:`OutboxRelay.notify`); handed in by the
+        #: composition root, which starts and stops it.
+        self.outbox = outbox
         self._writer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="imaging-store")
         self._base = public_base_url.rstrip("/")
         self._guard = guard

@@ -28,8 +28,8 @@ def app_and_events(tmp_path: Path):
     events = RecordingPublisher()
     settings = FusionSettings(environment="test", data_dir=tmp_path, ehr_patient_identifier_system="urn:oid:1.2.3")
     engine = make_engine(sqlite_url(tmp_path / "fusion.db"))
-    parts = build_components(settings, engine=engine, publisher=events)
-    app = create_app(settings, components=parts, consume=False)
+    parts = build_components(settings, engine=engine, publisher=events, consume=False)
+    app = create_app(settings, components=parts)
     with TestClient(app) as client:
         yield parts, client, events
 

@@ -108,14 +108,17 @@ class FusionComponents:
     consumer: EventConsumer | None = None
     sweep: OverdueSweep | None = None
     topics: tuple[str, ...] = CONSUMED_TOPICS
+    #: Consume Kafka (False: serve the API and relay the outbox only, e.g. a read replica or a test).
+    consume: bool = True
     #: The HTTP client of the WADO-RS adapter, when fusion built it (closed on stop).
     http: httpx.Client | None = None
     #: The EHR context source, when fusion built it (closed on stop).
     ehr: EhrContextSource | None = None
     started: list[str] = field(default_factory=list)
 
-    def start(self, *, consume: bool) -> None:
-        """Migrate the database, then start the relay, the consumer and the sweep."""
+    def start(self) -> None:
+        """Migrate the database, then start the relay, the consumer (when :attr:`consume`) and the sweep."""
+        consume = self.consume
         migrate(self.engine, chain=MIGRATION_CHAIN)
         if self.publisher is None or consume:
             self.kafka = publisher_for(self.settings, service="fusion", source=SOURCE_FUSION)
@@ -205,6 +208,7 @@ def build_components(
     publisher: BatchEventPublisher | None = None,
     context: Callable[[PatientRef], ClinicalContext] | None = None,
     instances: ImagingInstances | None = None,
+    consume: bool = True,
 ) -> FusionComponents:
     """Wire fusion's adapters and use cases (knowledge checked here: a bad file stops the service); nothing
     starts before :meth:`FusionComponents.start`."""
@@ -235,22 +239,22 @@ def build_components(
         topics=CONSUMED_TOPICS + (SR_TOPICS if instances is not None else ()),
         http=http,
         ehr=ehr,
+        consume=consume,
     )
     holder.append(components)
     return components
 
 
-def create_app(
-    settings: FusionSettings, *, components: FusionComponents | None = None, consume: bool = True
-) -> FastAPI:
+def create_app(settings: FusionSettings, *, components: FusionComponents | None = None) -> FastAPI:
     """Build the fusion app over ``components`` (the real ones by default); the lifespan starts and stops them."""
     components = components or build_components(settings)
+    consume = components.consume
     engine = components.engine
     service = components.service
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        components.start(consume=consume)
+        components.start()
         try:
             yield
         finally:

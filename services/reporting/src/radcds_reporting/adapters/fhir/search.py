@@ -314,12 +314,16 @@ DATE_PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le")
 
 @dataclass(frozen=True, slots=True)
 class TokenValue:
+    """One token search value, ``[system|]code`` (FHIR R4 3.1.1.5.9)."""
+
     system: str | None  # None: any system; "": no system
     code: str | None  # None: any code of the system
 
 
 @dataclass(frozen=True, slots=True)
 class DateValue:
+    """One date search value with its prefix, as the interval it covers (FHIR R4 3.1.1.5.7, 3.1.1.4.2)."""
+
     prefix: str
     low: datetime
     high: datetime

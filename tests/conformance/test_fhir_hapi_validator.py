@@ -34,6 +34,7 @@ from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.api.fhir import capability_statement
 from radcds_reporting.db.tables import fhir_resource_versions
@@ -161,11 +162,6 @@ def _findings(event_id: str, sop: str, *, critical: bool = False, reason: str = 
     return decode(list(msg.headers.items()), None, msg.value)
 
 
-class _Publisher:
-    def publish(self, kind: Any, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        """Our EventPublisher port; these tests read the database, not the events."""
-
-
 @pytest.fixture(scope="module")
 def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
     """Every version of every resource one critical CT head study leaves in the reporting database."""
@@ -189,21 +185,26 @@ def stored_versions(tmp_path_factory) -> list[dict[str, Any]]:
         now=now[0],
     )
     service = ReportingService(
-        engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), consumer_group="g", clock=clock
+        engine=engine,
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
+        consumer_group="g",
+        clock=clock,
     )
     service.handle(_findings("e1", STUDY + ".1.1", critical=True))
     service.handle(_findings("e2", STUDY + ".1.2", reason="outside the validated envelope: colour image"))
     now[0] += timedelta(hours=1)
     CriticalResults(
         engine=engine,
-        relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"),
+        relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"),
         ack_timeout=timedelta(minutes=30),
         escalation_recipient="Practitioner/on-call",
         clock=clock,
     ).escalate_overdue()
     with engine.connect() as conn:
         (dr,) = FhirRepository(conn).search("DiagnosticReport")[1]
-    ReportSignOff(engine=engine, relay=OutboxRelay(engine, _Publisher(), name="reporting-outbox"), clock=clock).update(
+    ReportSignOff(
+        engine=engine, relay=OutboxRelay(engine, RecordingPublisher(), name="reporting-outbox"), clock=clock
+    ).update(
         report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/rad-1"
     )
     with engine.connect() as conn:

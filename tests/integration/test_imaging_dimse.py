@@ -18,7 +18,6 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pytest
@@ -27,7 +26,8 @@ from pydicom.uid import JPEG2000Lossless
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay
-from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds.domain.events import INSTANCE_STORED
+from radcds_devstack.testing import RecordingPublisher
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dimse import DimseConfig, DimseServer, store_port
 from radcds_imaging.handlers import ImagingService
@@ -38,16 +38,6 @@ OUR_AET = "RADCDS"
 CALLER = "RADCDS_TEST"
 UNCOMPRESSED = ("RG1_UNCI.dcm", "693_UNCI.dcm", "CT_small.dcm")
 JPEG2000_FILE = "RG1_J2KR.dcm"
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        self.events.append((kind, payload, event_id, subject))
 
 
 def _dcmtk(tool: str) -> str:

@@ -23,7 +23,8 @@ from pynetdicom.sop_class import CTImageStorage, Verification  # type: ignore[at
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
-from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds.domain.events import INSTANCE_STORED
+from radcds_devstack.testing import RecordingPublisher
 from radcds_imaging.adapters.part10 import FAILURE_CANNOT_UNDERSTAND
 from radcds_imaging.adapters.storage import FilesystemInstanceStore
 from radcds_imaging.api.dimse import (
@@ -41,19 +42,6 @@ CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
 OUR_AET = "RADCDS"
 CALLER = "RADCDS_TEST"
 TIMEOUT_S = 10.0
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-        self.fail = fail
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.events.append((kind, payload, event_id, subject))
 
 
 @dataclass

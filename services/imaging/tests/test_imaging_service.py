@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 import pydicom
 import pydicom.uid
@@ -15,7 +14,8 @@ from pydicom.data import get_testdata_file
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.adapters.dicomweb.multipart import build_related, parse_content_type, split_parts
-from radcds.domain.events import INSTANCE_STORED, EventKind
+from radcds.domain.events import INSTANCE_STORED
+from radcds_devstack.testing import RecordingPublisher
 from radcds_imaging.adapters.part10 import (
     FAILURE_CANNOT_UNDERSTAND,
     FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
@@ -28,19 +28,6 @@ from radcds_imaging.settings import ImagingSettings
 
 # pydicom's CT_small.dcm: a 128x128 CT slice (pydicom test files).
 CT_SMALL = Path(get_testdata_file("CT_small.dcm"))
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self, fail: bool = False) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-        self.fail = fail
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        if self.fail:
-            raise ConnectionError("broker down")
-        self.events.append((kind, payload, event_id, subject))
 
 
 @pytest.fixture
@@ -309,24 +296,6 @@ def test_stow_of_a_transfer_syntax_outside_the_accepted_list_fails_with_c122(cli
     assert r.json()["00081198"]["Value"][0]["00081197"]["Value"] == [0xC122]
 
 
-class BatchPublisher(RecordingPublisher):
-    """Fake of our BatchEventPublisher port that acknowledges only the first ``ack_limit`` events of a batch."""
-
-    def __init__(self, ack_limit: int | None = None) -> None:
-        super().__init__()
-        self.ack_limit = ack_limit
-        self.batches = 0
-
-    def publish_many(
-        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
-    ) -> list[str]:
-        self.batches += 1
-        acked = items if self.ack_limit is None else items[: self.ack_limit]
-        for payload, event_id, subject in acked:
-            self.events.append((kind, payload, event_id, subject))
-        return [event_id for _, event_id, _ in acked]
-
-
 def _fresh_copies(n: int, tmp_path: Path) -> list[bytes]:
     """``n`` copies of CT_small.dcm, each with its own SOP Instance UID (same study and series)."""
     out = []
@@ -353,7 +322,7 @@ def _batch_service(tmp_path: Path, publisher: RecordingPublisher) -> ImagingServ
 
 
 def test_request_of_several_parts_is_stored_in_one_batch_with_results_in_part_order(tmp_path):
-    publisher = BatchPublisher()
+    publisher = RecordingPublisher()
     svc = _batch_service(tmp_path, publisher)
     parts = _fresh_copies(3, tmp_path)
     outcome = svc.store_instances(parts=[parts[0], b"not DICOM", parts[1], parts[2]])
@@ -365,7 +334,7 @@ def test_request_of_several_parts_is_stored_in_one_batch_with_results_in_part_or
 
 
 def test_batch_with_an_already_stored_and_a_repeated_instance_reports_both_as_duplicates(tmp_path):
-    publisher = BatchPublisher()
+    publisher = RecordingPublisher()
     svc = _batch_service(tmp_path, publisher)
     first, second = _fresh_copies(2, tmp_path)
     svc.store_instances(parts=[first])
@@ -376,7 +345,7 @@ def test_batch_with_an_already_stored_and_a_repeated_instance_reports_both_as_du
 
 
 def test_batch_whose_events_are_only_partly_acknowledged_keeps_the_rest_pending_in_order(tmp_path):
-    publisher = BatchPublisher(ack_limit=1)
+    publisher = RecordingPublisher(ack_limit=1)
     svc = _batch_service(tmp_path, publisher)
     parts = _fresh_copies(3, tmp_path)
     outcome = svc.store_instances(parts=parts)

@@ -22,7 +22,7 @@ from radcds.adapters.kafka.consumer import RetryableError
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_PRODUCED, STUDY_AVAILABLE, ImagingFindingsProduced
 from radcds_devstack.samples import chest_cr, head_ct, head_ct_with_hyperdense_disc, part10
-from radcds_devstack.testing import model_code
+from radcds_devstack.testing import RecordingPublisher, model_code
 from radcds_inference.adapters.dicom.preprocess import prepare_series
 from radcds_inference.adapters.triton.errors import TritonUnavailable
 from radcds_inference.adapters.triton.manifest import load_manifest
@@ -93,14 +93,6 @@ class FakeDicomWeb:
 
     async def store(self, data: bytes, *, study_instance_uid: str) -> None:
         self.stored.append(data)
-
-
-class RecordingPublisher:
-    def __init__(self) -> None:
-        self.events: list[tuple[Any, dict[str, Any], str, str]] = []
-
-    def publish(self, kind, payload, *, event_id, subject):
-        self.events.append((kind, payload, event_id, subject))
 
 
 def _series(*datasets: pydicom.Dataset, modality: str | None = None) -> SeriesLocator:

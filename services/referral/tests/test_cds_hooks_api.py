@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from radcds.adapters.kafka.codec import validate_payload
-from radcds.domain.events import ORDER_EVALUATED, EventKind
+from radcds.domain.events import ORDER_EVALUATED
 from radcds_devstack import scenarios
 from radcds_devstack.devkeys import sign_client_jwt, write_dev_issuer
+from radcds_devstack.testing import RecordingPublisher
 from radcds_referral.app import build_components, create_app
 from radcds_referral.settings import ReferralSettings
 
@@ -22,24 +22,6 @@ ISS = "https://ehr.example.org/cds-client"
 BASE = "http://testserver"
 SIGN = "radcds-imaging-order-sign"
 UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        validate_payload(kind, payload)
-        self.events.append((kind, payload, event_id, subject))
-
-    def publish_many(
-        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
-    ) -> list[str]:
-        for payload, event_id, subject in items:
-            self.publish(kind, payload, event_id=event_id, subject=subject)
-        return [event_id for _, event_id, _ in items]
 
 
 @pytest.fixture

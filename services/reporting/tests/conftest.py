@@ -6,16 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
-from radcds.adapters.kafka.codec import DecodedEvent, decode, encode, validate_payload
+from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.domain import codes
 from radcds.domain.codes import Coding
-from radcds.domain.events import FINDINGS_PRODUCED, EventKind, ImagingFindingsProduced
+from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
 from radcds_devstack.testing import migrated_engine
 
@@ -32,17 +31,6 @@ CTX = StudyContext(
 )
 #: SNOMED CT 1386000 "Intracranial hemorrhage" (standards.md), as a model would report it.
 INTRACRANIAL_HEMORRHAGE = Coding(codes.SNOMED_CT, "1386000", "Intracranial hemorrhage")
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port; validates each payload against its JSON Schema."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        validate_payload(kind, payload)
-        self.events.append((kind, payload, event_id))
 
 
 class Clock:

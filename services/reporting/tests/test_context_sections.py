@@ -13,7 +13,7 @@ from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import diagnostic_report_id, imaging_study_id
 from radcds.adapters.kafka.codec import DecodedEvent, decode, encode
 from radcds.domain.events import ASSESSMENT_PRODUCED, REPORT_STORED, STUDY_AVAILABLE
-from radcds_devstack.testing import html_section, presented_html
+from radcds_devstack.testing import RecordingPublisher, html_section, presented_html
 from radcds_reporting.adapters.assessments import NO_MISSING_CONTEXT, PENDING
 from radcds_reporting.adapters.hl7v2.config import MLLPDestination
 from radcds_reporting.adapters.repository import FhirRepository
@@ -22,7 +22,7 @@ from radcds_reporting.handlers import ReportingService
 from radcds_reporting.use_cases.oru import ResultOutbox
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
-from .conftest import STUDY, Clock, RecordingPublisher, findings_event
+from .conftest import STUDY, Clock, findings_event
 
 DEST = MLLPDestination(host="127.0.0.1", port=6671)
 COMPARISON = "Solid nodule, right upper lobe 8.0 mm, previously 6.0 mm on 2025-06-01: increased by 2.0 mm in 183 days."

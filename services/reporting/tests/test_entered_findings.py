@@ -13,12 +13,12 @@ from fastapi.testclient import TestClient
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain import codes
 from radcds.domain.events import FINDINGS_ENTERED, REPORT_STORED, StructuredFindingsEntered
-from radcds_devstack.testing import presented_html
+from radcds_devstack.testing import RecordingPublisher, presented_html
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 
-from .conftest import STUDY, RecordingPublisher, findings_event
+from .conftest import STUDY, findings_event
 
 RADIOLOGIST = "Practitioner/rad-1"
 MM = {"unit": "mm", "system": codes.UCUM, "code": "mm"}
@@ -97,7 +97,7 @@ def _report(client: TestClient) -> dict[str, Any]:
 
 
 def _entered(publisher: RecordingPublisher) -> list[StructuredFindingsEntered]:
-    return [StructuredFindingsEntered.from_payload(p) for k, p, _ in publisher.events if k is FINDINGS_ENTERED]
+    return [StructuredFindingsEntered.from_payload(p) for k, p, _, _ in publisher.events if k is FINDINGS_ENTERED]
 
 
 def test_signed_report_with_a_contained_nodule_stores_the_radiologists_observation_and_enqueues_the_event(
@@ -138,7 +138,7 @@ def test_signed_report_with_a_contained_nodule_stores_the_radiologists_observati
     assert f"{len(dr['result'])} algorithm measurement(s)" in stored["conclusion"]
     # but the signed readable report lists it, as the radiologist's
     assert "<td>7 mm</td><td>radiologist</td>" in presented_html(stored)
-    assert [k for k, _, _ in publisher.events][-2:] == [REPORT_STORED, FINDINGS_ENTERED]
+    assert [k for k, _, _, _ in publisher.events][-2:] == [REPORT_STORED, FINDINGS_ENTERED]
 
 
 def test_part_solid_nodule_with_its_solid_part_is_stored_in_millimetres(client, publisher):

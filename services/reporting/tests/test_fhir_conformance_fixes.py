@@ -20,6 +20,7 @@ from radcds.adapters.fhir.resources import with_narrative
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
 from radcds.domain.findings import StudyContext
+from radcds_devstack.testing import RecordingPublisher
 from radcds_inference.handlers import study_context
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.domain.service_request import OrderDetails
@@ -27,7 +28,7 @@ from radcds_reporting.handlers import ReportingService
 from radcds_reporting.use_cases.orders import store_order
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
-from .conftest import CTX, STUDY, RecordingPublisher, findings_event
+from .conftest import CTX, STUDY, findings_event
 
 #: The header's Patient module of a synthetic patient (invented values).
 HEADER = replace(

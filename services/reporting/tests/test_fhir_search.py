@@ -12,6 +12,7 @@ from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain import codes
 from radcds.domain.codes import Coding
 from radcds.domain.findings import StudyContext
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.domain.orders import OrderControl
 from radcds_reporting.domain.service_request import OrderDetails
@@ -19,7 +20,7 @@ from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 from radcds_reporting.use_cases.orders import store_order
 
-from .conftest import CTX, STUDY, RecordingPublisher, findings_event
+from .conftest import CTX, STUDY, findings_event
 
 STUDY2 = "1.2.826.0.1.3680043.2.1125.2"
 CTX2 = StudyContext(

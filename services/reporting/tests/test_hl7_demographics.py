@@ -15,6 +15,7 @@ import pytest
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.adapters.hl7v2.ack import ErrorCode, HL7MessageError
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions
 from radcds_reporting.adapters.hl7v2.orders import parse_order_message
@@ -23,7 +24,7 @@ from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.use_cases.oru import ResultOutbox, result_from_report
 
-from .conftest import STUDY, RecordingPublisher, findings_event
+from .conftest import STUDY, findings_event
 from .test_hl7_wiring import DEST, OBSERVATIONS, ORDER, ORM_NEW, _queued, _report, _store
 
 ORDER_PATIENT_ID = patient_id_for(StudyContext(patient_id="PID-1", issuer_of_patient_id="HOSP"))

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, select
 from radcds.adapters.db.outbox import OutboxRelay, pending_count
 from radcds.adapters.kafka.codec import validate_payload
 from radcds.domain.events import ORDER_RECEIVED
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.adapters.hl7v2.ack import AckCode, ErrorCode, HL7MessageError, parse_ack
 from radcds_reporting.adapters.hl7v2.config import DestinationOptions, MLLPDestination
 from radcds_reporting.adapters.hl7v2.mllp import START_BLOCK, TRAILER, MLLPServer
@@ -45,7 +46,7 @@ from radcds_reporting.use_cases.orders import find_order
 from radcds_reporting.use_cases.oru import OutboundQueueCollector, ResultOutbox, control_id_for, result_from_report
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
-from .conftest import CTX, STUDY, RecordingPublisher, findings_event
+from .conftest import CTX, STUDY, findings_event
 
 #: A new order (ORC-1 NW) with ZDS Study Instance UID, ORC-12 ordering provider and OBR-31 reason;
 #: the accession ACC-1 and study are those of conftest's findings events.
@@ -151,7 +152,7 @@ def test_accepted_order_is_stored_as_service_request_with_one_order_event_withou
         found = find_order(conn, accession_number="ACC-1", study_instance_uid="")
     assert found is not None and found["id"] == stored["id"]
     assert found["requester"] == {"reference": "Practitioner/1234", "display": "SMITH, JOHN Q"}
-    (kind, payload, _), *rest = publisher.events
+    (kind, payload, _, _), *rest = publisher.events
     assert kind is ORDER_RECEIVED and not rest
     validate_payload(ORDER_RECEIVED, payload)
     assert payload == {
@@ -205,7 +206,7 @@ def test_cancel_of_known_order_revokes_the_service_request_and_announces_ca(engi
 
     assert created is not None and cancelled is not None
     assert cancelled["id"] == created["id"] and cancelled["status"] == "revoked"
-    assert [p["orderControl"] for _, p, _ in publisher.events] == ["NW", "CA"]
+    assert [p["orderControl"] for _, p, _, _ in publisher.events] == ["NW", "CA"]
     assert publisher.events[1][1]["status"] == "revoked"
 
 
@@ -238,7 +239,7 @@ def test_app_lifespan_listens_for_orders_over_mllp_and_answers_aa_then_ae_for_un
     assert refused.error_location.startswith("ORC")
     assert ready["mllp"] == "ok"
     assert found["total"] == 1
-    assert [k for k, _, _ in publisher.events] == [ORDER_RECEIVED]
+    assert [k for k, _, _, _ in publisher.events] == [ORDER_RECEIVED]
 
 
 # ---------------------------------------------------------------- ORU out

@@ -21,6 +21,7 @@ from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.fhir.resources import validate_resource
 from radcds.domain import codes
 from radcds.domain.codes import Coding
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.db.tables import fhir_resources
 from radcds_reporting.domain.service_request import OrderDetails
@@ -29,7 +30,7 @@ from radcds_reporting.use_cases.critical import CriticalResults
 from radcds_reporting.use_cases.orders import store_order
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
-from .conftest import ROOT, STUDY, RecordingPublisher, findings_event
+from .conftest import ROOT, STUDY, findings_event
 
 R4 = models["r4"]
 #: FHIRPath invariants: US Core DiagnosticReport for Report and Note exchange (us-core-10 and the

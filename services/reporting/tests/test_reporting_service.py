@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,8 +11,9 @@ from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.adapters.kafka.codec import decode, encode
 from radcds.domain import codes
-from radcds.domain.events import FINDINGS_PRODUCED, REPORT_STORED, EventKind, ImagingFindingsProduced
+from radcds.domain.events import FINDINGS_PRODUCED, REPORT_STORED, ImagingFindingsProduced
 from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.handlers import ReportingService
@@ -21,16 +21,6 @@ from radcds_reporting.settings import ReportingSettings
 
 STUDY = "1.2.826.0.1.3680043.2.1125.1"
 CTX = StudyContext(patient_id="PID-1", accession_number="ACC-1", modality="CT", study_date="20260102")
-
-
-class RecordingPublisher:
-    """Fake of our EventPublisher port."""
-
-    def __init__(self) -> None:
-        self.events: list[tuple[EventKind, dict[str, Any], str]] = []
-
-    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        self.events.append((kind, payload, event_id))
 
 
 def _event(event_id: str, sop: str, *, reason: str = "", value: float = 40.0):
@@ -63,7 +53,7 @@ def test_findings_event_stores_preliminary_report_and_publishes_report_stored(en
     ReportingService(
         engine=engine, relay=OutboxRelay(engine, publisher, name="reporting-outbox"), consumer_group="g"
     ).handle(_event("e1", STUDY + ".1.1"))
-    ((kind, payload, _),) = publisher.events
+    ((kind, payload, _, _),) = publisher.events
     assert kind is REPORT_STORED
     with engine.connect() as conn:
         dr = FhirRepository(conn).read("DiagnosticReport", payload["diagnosticReportId"])

@@ -7,13 +7,14 @@ from fastapi.testclient import TestClient
 
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED, DiagnosticReportStored
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 from radcds_reporting.use_cases.orders import store_order
 
-from .conftest import STUDY, RecordingPublisher, findings_event
+from .conftest import STUDY, findings_event
 
 PATCH = {"Content-Type": "application/json-patch+json"}
 
@@ -93,7 +94,7 @@ def test_patch_to_final_with_interpreter_signs_records_provenance_and_publishes_
         prov = client.get("/fhir/Provenance", params={"agent": "Practitioner/rad-1"}).json()
         assert prov["total"] == 1
         assert prov["entry"][0]["resource"]["target"][0]["reference"].endswith("/_history/2")
-    kind, payload, _ = publisher.events[-1]
+    kind, payload, _, _ = publisher.events[-1]
     event = DiagnosticReportStored.from_payload(payload)
     assert kind is REPORT_STORED
     assert (event.status, event.previous_status, event.version_id) == ("final", "preliminary", "2")
@@ -164,7 +165,7 @@ def test_critical_finding_creates_stat_communication_to_the_ordering_team_and_ev
     assert comm["priority"] == "stat"
     assert {"reference": f"DiagnosticReport/{dr['id']}"} in comm["about"]
     assert {r["reference"] for r in comm["recipient"]} == {"Practitioner/dr-order", "CareTeam/ed-team"}
-    ((kind, payload, _),) = publisher.events
+    ((kind, payload, _, _),) = publisher.events
     assert kind is REPORT_STORED and payload["critical"] is True
     assert payload["communicationIds"] == [comm["id"]]
 
@@ -188,7 +189,7 @@ def test_acknowledge_records_who_and_when_and_stops_escalation(make_client, cloc
         assert acked["note"][-1]["authorReference"] == {"reference": "Practitioner/dr-order"}
         clock.advance(hours=2)
         assert client.components.critical.escalate_overdue() == []
-    assert all(kind is not CRITICAL_RESULT_ESCALATED for kind, _, _ in publisher.events)
+    assert all(kind is not CRITICAL_RESULT_ESCALATED for kind, _, _, _ in publisher.events)
 
 
 def test_acknowledge_without_who_returns_422(make_client):
@@ -221,7 +222,7 @@ def test_unacknowledged_critical_result_is_escalated_once_after_the_configured_t
     assert escalation["recipient"] == [{"reference": "Practitioner/on-call-radiologist"}]
     assert escalation["partOf"] == [{"reference": f"Communication/{done.communication_id}"}]
     assert "escalated" in original["note"][-1]["text"]
-    escalated = [p for kind, p, _ in publisher.events if kind is CRITICAL_RESULT_ESCALATED]
+    escalated = [p for kind, p, _, _ in publisher.events if kind is CRITICAL_RESULT_ESCALATED]
     assert len(escalated) == 1 and escalated[0]["escalatedAt"] == "2026-01-02T12:31:00.000Z"
 
 
@@ -247,7 +248,7 @@ def test_sign_off_while_the_broker_is_down_succeeds_and_its_event_goes_out_once_
         assert len(publisher.events) == before
         publisher.publish = real_publish
         client.components.relay.drain()
-    kind, payload, _ = publisher.events[-1]
+    kind, payload, _, _ = publisher.events[-1]
     assert kind is REPORT_STORED and payload["status"] == "final"
 
 

@@ -14,12 +14,13 @@ from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from radcds.adapters.db.outbox import OutboxRelay
+from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.domain.smart_scopes import Context, Interaction, grant, parse_scopes
 from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 
-from .conftest import STUDY, RecordingPublisher, findings_event
+from .conftest import STUDY, findings_event
 
 ISSUER = "https://auth.example.org"
 AUDIENCE = "http://testserver/fhir"

@@ -15,7 +15,7 @@ from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds.adapters.db.outbox import OutboxRelay
 from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED
 from radcds.domain.findings import StudyContext
-from radcds_devstack.testing import LEGACY_SHARED_CHAIN
+from radcds_devstack.testing import LEGACY_SHARED_CHAIN, RecordingPublisher
 from radcds_reporting.adapters.fhir.search import Criterion, TokenValue
 from radcds_reporting.adapters.repository import FhirRepository
 from radcds_reporting.db.tables import fhir_resources
@@ -23,7 +23,7 @@ from radcds_reporting.handlers import ReportingService
 from radcds_reporting.use_cases.critical import CriticalResults
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
-from .conftest import Clock, RecordingPublisher, findings_event
+from .conftest import Clock, findings_event
 
 STUDY = "1.2.826.0.1.3680043.2.1125.77"
 CTX = StudyContext(patient_id="PID-77", accession_number="ACC-77", modality="CT", study_date="20260301")
@@ -56,7 +56,7 @@ def test_critical_result_escalates_and_report_signs_on_this_database(reporting_d
         engine=reporting_db, relay=OutboxRelay(reporting_db, publisher, name="reporting-outbox"), clock=clock
     ).update(report_id=dr["id"], patch=[{"op": "replace", "path": "/status", "value": "final"}], user="Practitioner/r")
     assert written and signed["status"] == "final"
-    kinds = [kind for kind, _, _ in publisher.events]
+    kinds = [kind for kind, _, _, _ in publisher.events]
     assert kinds == [REPORT_STORED, CRITICAL_RESULT_ESCALATED, REPORT_STORED]
     with reporting_db.connect() as conn:
         finals = FhirRepository(conn).search(

@@ -103,3 +103,26 @@ def test_published_events_are_removed_after_the_retention_period(tmp_path):
 
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(event_outbox)).scalar_one() == 0
+
+
+class OneByOnePublisher:
+    """Fake of our EventPublisher port without batches: records each event with the trace it is published in."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
+        span = trace.get_current_span().get_span_context()
+        self.sent.append((event_id, format(span.trace_id, "032x")))
+
+
+def test_publisher_without_batches_gets_each_event_in_order_inside_the_trace_that_wrote_it(tmp_path):
+    engine = _engine(tmp_path)
+    tracer = TracerProvider().get_tracer("test")
+    with tracer.start_as_current_span("write") as span, engine.begin() as conn:
+        enqueue(conn, INSTANCE_STORED, [({}, "a", "s"), ({}, "b", "s")])
+        written_in = format(span.get_span_context().trace_id, "032x")
+    publisher = OneByOnePublisher()
+
+    assert OutboxRelay(engine, publisher).drain() == 2
+    assert publisher.sent == [("a", written_in), ("b", written_in)]

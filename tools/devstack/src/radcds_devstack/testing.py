@@ -84,16 +84,33 @@ def model_code(models_dir: Path, name: str, version: str = "1") -> types.ModuleT
 
 
 class RecordingPublisher:
-    """Fake of our EventPublisher port for tests: validates each payload against its JSON Schema and keeps
-    ``(kind, payload, event_id, subject)`` in order."""
+    """The one fake of our EventPublisher and BatchEventPublisher ports for tests: validates each payload against its
+    JSON Schema and keeps ``(kind, payload, event_id, subject)`` in order. ``fail``: every publish raises
+    ``ConnectionError`` (the broker is down); ``ack_limit``: a batch acknowledges only its first ``ack_limit``
+    events (a partial batch, as a broker may answer); ``batches`` counts the batches."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fail: bool = False, ack_limit: int | None = None) -> None:
         self.events: list[tuple[EventKind, dict[str, Any], str, str]] = []
+        self.fail = fail
+        self.ack_limit = ack_limit
+        self.batches = 0
 
     def publish(self, kind: EventKind, payload: dict[str, Any], *, event_id: str, subject: str) -> None:
-        """Record one event."""
+        """Record one event (or raise ``ConnectionError`` when ``fail``)."""
+        if self.fail:
+            raise ConnectionError("broker down")
         validate_payload(kind, payload)
         self.events.append((kind, payload, event_id, subject))
+
+    def publish_many(
+        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
+    ) -> list[str]:
+        """Record a batch of ``(payload, event_id, subject)``; returns the acknowledged event ids."""
+        self.batches += 1
+        acked = items if self.ack_limit is None else items[: self.ack_limit]
+        for payload, event_id, subject in acked:
+            self.publish(kind, payload, event_id=event_id, subject=subject)
+        return [event_id for _, event_id, _ in acked]
 
     def of(self, kind: EventKind) -> list[dict[str, Any]]:
         """The payloads of ``kind``, in order."""

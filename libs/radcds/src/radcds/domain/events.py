@@ -9,8 +9,9 @@ The partition key is the Study Instance UID so one study's events stay in order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from radcds.domain import wire
 from radcds.domain.codes import Coding
 from radcds.domain.findings import (
     ImageAnalysis,
@@ -21,6 +22,16 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
+from radcds.domain.wire import fhir_resource, fmt, length, minimum, pattern
+
+#: Where the payload schemas are published: a schema's ``$id`` and an event's ``dataschema`` attribute.
+SCHEMA_BASE_URL = "https://radcds.example.org/schemas/"
+#: DICOM UI value representation (PS3.5 6.2, 9.1): digits in dot-separated components, at most 64 characters.
+DICOM_UID = pattern(r"^[0-9]+(\.[0-9]+)*$") & length(max=64)
+#: FHIR R4 ``id`` datatype (2.24.0.1): 1 to 64 letters, digits, ``-`` and ``.``.
+FHIR_ID = pattern(r"^[A-Za-z0-9\-\.]{1,64}$")
+#: RFC 3339 date-time (JSON Schema Validation draft-07, 7.3.1).
+DATE_TIME = fmt("date-time")
 
 SOURCE_IMAGING = "/radcds/imaging"
 SOURCE_INFERENCE = "/radcds/inference"
@@ -157,32 +168,22 @@ class ImagingStudyAvailable:
     Version 1 is the first announcement; a later version (``is_update``) follows late instances.
     """
 
-    study_instance_uid: str
-    version: int
+    study_instance_uid: Annotated[str, DICOM_UID]
+    version: Annotated[int, minimum(1)]
     is_update: bool
-    number_of_instances: int
-    imaging_study: dict[str, Any]
+    number_of_instances: Annotated[int, minimum(1)]
+    imaging_study: Annotated[
+        dict[str, Any], fhir_resource("ImagingStudy", required=("resourceType", "id", "status", "subject"))
+    ]
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-study-available.v1)."""
-        return {
-            "studyInstanceUid": self.study_instance_uid,
-            "version": self.version,
-            "isUpdate": self.is_update,
-            "numberOfInstances": self.number_of_instances,
-            "imagingStudy": self.imaging_study,
-        }
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ImagingStudyAvailable:
         """Build from a schema-validated payload."""
-        return cls(
-            study_instance_uid=payload["studyInstanceUid"],
-            version=int(payload["version"]),
-            is_update=bool(payload["isUpdate"]),
-            number_of_instances=int(payload["numberOfInstances"]),
-            imaging_study=payload["imagingStudy"],
-        )
+        return wire.from_json(cls, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,38 +397,22 @@ class CriticalResultEscalated:
     ``recipient``.
     """
 
-    communication_id: str
-    escalation_communication_id: str
-    diagnostic_report_id: str
-    study_instance_uid: str
-    recipient: str
-    sent_at: str
-    escalated_at: str
+    communication_id: Annotated[str, FHIR_ID]
+    escalation_communication_id: Annotated[str, FHIR_ID]
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    recipient: Annotated[str, length(min=1, max=256)]
+    sent_at: Annotated[str, DATE_TIME]
+    escalated_at: Annotated[str, DATE_TIME]
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema critical-result-escalated.v1)."""
-        return {
-            "communicationId": self.communication_id,
-            "escalationCommunicationId": self.escalation_communication_id,
-            "diagnosticReportId": self.diagnostic_report_id,
-            "studyInstanceUid": self.study_instance_uid,
-            "recipient": self.recipient,
-            "sentAt": self.sent_at,
-            "escalatedAt": self.escalated_at,
-        }
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CriticalResultEscalated:
         """Build from a schema-validated payload."""
-        return cls(
-            communication_id=payload["communicationId"],
-            escalation_communication_id=payload["escalationCommunicationId"],
-            diagnostic_report_id=payload["diagnosticReportId"],
-            study_instance_uid=payload["studyInstanceUid"],
-            recipient=payload["recipient"],
-            sent_at=payload["sentAt"],
-            escalated_at=payload["escalatedAt"],
-        )
+        return wire.from_json(cls, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -601,3 +586,49 @@ def _context_from(p: dict[str, Any]) -> StudyContext:
         patient_sex=p.get("patientSex", ""),
         patient_birth_date=p.get("patientBirthDate", ""),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadContract:
+    """An event kind bound to its payload declaration and the texts of its JSON Schema.
+
+    The schema file ``radcds/schemas/<kind.schema>`` is generated from the declaration (``make schemas``) and a
+    unit test fails when the committed file differs, so the wire contract cannot drift from the code.
+    """
+
+    kind: EventKind
+    declaration: type
+    title: str
+    description: str
+
+    @property
+    def schema_id(self) -> str:
+        """The schema's ``$id`` (and every such event's CloudEvents ``dataschema``)."""
+        return SCHEMA_BASE_URL + self.kind.schema
+
+    def schema(self) -> dict[str, Any]:
+        """The payload's JSON Schema (draft-07), derived from the declaration."""
+        return wire.schema_document(
+            self.declaration, schema_id=self.schema_id, title=self.title, description=self.description
+        )
+
+
+#: Every event kind whose payload is declared here; the other kinds' schemas are still written by hand.
+PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
+    PayloadContract(
+        STUDY_AVAILABLE,
+        ImagingStudyAvailable,
+        "ImagingStudyAvailable",
+        "CloudEvent org.radcds.imaging.study.available.v1 on radcds.imaging.studies.v1 (key: Study Instance UID): "
+        "a study is complete (no new instance for the quiet period). version 1 is the first announcement; a later "
+        "version (isUpdate true) follows late instances. The payload carries the FHIR R4 ImagingStudy.",
+    ),
+    PayloadContract(
+        CRITICAL_RESULT_ESCALATED,
+        CriticalResultEscalated,
+        "CriticalResultEscalated",
+        "CloudEvent org.radcds.reporting.critical-result.escalated.v1 on radcds.reporting.reports.v1: a "
+        "critical-result FHIR Communication was not acknowledged in time; a new Communication went to the "
+        "escalation recipient.",
+    ),
+)

@@ -117,7 +117,8 @@ class _Flag:
     name: str
 
 
-#: The field is left out of the JSON while it has its default (and decodes to the default when absent).
+#: The field is optional and left out of the JSON while it has its default (absent, it decodes to the default); a
+#: field without a default then has the empty value of its type as default ("", 0, False, (), None).
 OMIT_EMPTY = _Flag("omit-empty")
 #: The schema states the field's default as the ``default`` annotation (draft-07 validation, 10.2).
 SHOW_DEFAULT = _Flag("show-default")
@@ -190,11 +191,13 @@ def _read_fields(cls: type) -> tuple[_Field, ...]:
     hints = typing.get_type_hints(cls, include_extras=True)
     out = []
     for f in dataclasses.fields(cls):
-        hint, metadata, _ = _strip(hints[f.name])
+        hint, metadata, optional = _strip(hints[f.name])
         if f.default is not dataclasses.MISSING:
             default: Any = f.default
         elif f.default_factory is not dataclasses.MISSING:
             default = f.default_factory()
+        elif OMIT_EMPTY in metadata:
+            default = _empty(hint, optional)
         else:
             default = _MISSING
         keys = [m.name for m in metadata if isinstance(m, Key)]
@@ -211,9 +214,37 @@ def _read_fields(cls: type) -> tuple[_Field, ...]:
             show_default=SHOW_DEFAULT in metadata,
         )
         if field.required and (field.omit_empty or field.show_default):
-            raise TypeError(f"{cls.__name__}.{f.name}: OMIT_EMPTY and SHOW_DEFAULT need a default")
+            raise TypeError(f"{cls.__name__}.{f.name}: SHOW_DEFAULT needs a default")
         out.append(field)
     return tuple(out)
+
+
+def _empty(hint: Any, optional: bool) -> Any:
+    if optional:
+        return None
+    if typing.get_origin(hint) is tuple:
+        return ()
+    if hint in (str, int, float, bool):
+        return hint()
+    raise TypeError(f"{hint!r} has no empty value: give the field a default")
+
+
+def mirror(domain: type[D], payload: type[W]) -> As[D, W]:
+    """An :class:`As` between a domain dataclass and a payload declaration with the same field names.
+
+    The payload declaration adds the wire rules; raises :class:`TypeError` when the field names differ.
+    """
+    names = tuple(f.name for f in dataclasses.fields(payload))  # type: ignore[arg-type]
+    if set(names) != {f.name for f in dataclasses.fields(domain)}:  # type: ignore[arg-type]
+        raise TypeError(f"{payload.__name__} does not mirror the fields of {domain.__name__}")
+
+    def encode(value: D) -> W:
+        return payload(**{n: getattr(value, n) for n in names})
+
+    def decode(value: W) -> D:
+        return domain(**{n: getattr(value, n) for n in names})
+
+    return As(payload, encode, decode)
 
 
 # ---- the codec ---------------------------------------------------------------------------------

@@ -15,7 +15,7 @@ MAVEN_PEERS := $(patsubst deploy/local/%/pom.xml,%,$(wildcard deploy/local/*/pom
 NPM_PEERS := $(patsubst deploy/local/%/package.json,%,$(wildcard deploy/local/*/package.json))
 PYTEST_ARGS ?=
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto lock clean
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -100,6 +100,9 @@ proto: python-deps ## Generate Python code from proto/ (one source for every ser
 		--python_out=services/inference/src --grpc_python_out=services/inference/src \
 		--pyi_out=services/inference/src \
 		$$(find proto -name '*.proto' | sort)
+
+schemas: python-deps ## Generate the events' JSON Schemas (libs/radcds/src/radcds/schemas) from their payload declarations
+	$(PY) -m radcds_devstack.schemas
 
 clean: down ## Remove the run folder (logs, data) — keeps the caches
 	@if [ -L .run/postgres ]; then rm -rf "$$(readlink .run/postgres)"; fi

@@ -9,8 +9,9 @@ The partition key is the Study Instance UID so one study's events stay in order.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
+from radcds.domain import wire
 from radcds.domain.codes import Coding
 from radcds.domain.findings import (
     ImageAnalysis,
@@ -21,6 +22,16 @@ from radcds.domain.findings import (
     ModelIdentity,
     StudyContext,
 )
+from radcds.domain.wire import OMIT_EMPTY, SHOW_DEFAULT, Key, doc, fhir_resource, fmt, length, minimum, one_of, pattern
+
+#: Where the payload schemas are published: a schema's ``$id`` and an event's ``dataschema`` attribute.
+SCHEMA_BASE_URL = "https://radcds.example.org/schemas/"
+#: DICOM UI value representation (PS3.5 6.2, 9.1): digits in dot-separated components, at most 64 characters.
+DICOM_UID = pattern(r"^[0-9]+(\.[0-9]+)*$") & length(max=64)
+#: FHIR R4 ``id`` datatype (2.24.0.1): 1 to 64 letters, digits, ``-`` and ``.``.
+FHIR_ID = pattern(r"^[A-Za-z0-9\-\.]{1,64}$")
+#: RFC 3339 date-time (JSON Schema Validation draft-07, 7.3.1).
+DATE_TIME = fmt("date-time")
 
 SOURCE_IMAGING = "/radcds/imaging"
 SOURCE_INFERENCE = "/radcds/inference"
@@ -118,36 +129,91 @@ def dead_letter_topic(topic: str) -> str:
     return topic + DEAD_LETTER_SUFFIX
 
 
+#: FHIR R4 DiagnosticReport.status (value set diagnostic-report-status, DiagnosticReport 8.1.5).
+REPORT_STATUS = one_of(
+    "registered",
+    "partial",
+    "preliminary",
+    "final",
+    "amended",
+    "corrected",
+    "appended",
+    "cancelled",
+    "entered-in-error",
+)
+#: ISO 8601 calendar date ``YYYY-MM-DD`` (FHIR R4 ``date`` with day precision).
+ISO_DATE = pattern(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+#: A positive size in millimetres.
+SIZE_MM = minimum(0, exclusive=True)
+
+
+# ---- wire shapes of shared value objects (the payload declarations reach them through wire.mirror) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class InstancePayload:
+    """:class:`~radcds.domain.findings.InstanceReference` on the wire: four DICOM UIDs (PS3.3 C.12.1, C.7.3.1)."""
+
+    study_instance_uid: Annotated[str, DICOM_UID]
+    series_instance_uid: Annotated[str, DICOM_UID]
+    sop_instance_uid: Annotated[str, DICOM_UID]
+    sop_class_uid: Annotated[str, DICOM_UID]
+
+
+@dataclass(frozen=True, slots=True)
+class StudyContextPayload:
+    """:class:`~radcds.domain.findings.StudyContext` on the wire, with the DICOM value lengths (PS3.5 6.2: LO 64,
+    SH 16, CS 16, DA, TM, PN 64 per component group). The demographic fields were added later: left out when empty."""
+
+    patient_id: Annotated[str, length(max=64)]
+    issuer_of_patient_id: Annotated[str, length(max=64)] = ""
+    accession_number: Annotated[str, length(max=16)] = ""
+    modality: Annotated[str, length(max=16)] = ""
+    study_date: Annotated[str, pattern(r"^([0-9]{8})?$")] = ""
+    study_time: Annotated[str, length(max=16)] = ""
+    study_description: Annotated[str, length(max=64)] = ""
+    patient_name: Annotated[
+        str,
+        doc(
+            "Patient's Name (0010,0010), PN alphabetic component group family^given^middle^prefix^suffix "
+            "(optional, added backward-compatibly)."
+        ),
+        length(max=324),
+        OMIT_EMPTY,
+    ] = ""
+    patient_sex: Annotated[
+        str,
+        doc("Patient's Sex (0010,0040): M, F or O (optional; absent means unknown)."),
+        one_of("M", "F", "O"),
+        OMIT_EMPTY,
+    ] = ""
+    patient_birth_date: Annotated[
+        str, doc("Patient's Birth Date (0010,0030), DICOM DA YYYYMMDD (optional)."), pattern(r"^[0-9]{8}$"), OMIT_EMPTY
+    ] = ""
+
+
+INSTANCE = wire.mirror(InstanceReference, InstancePayload)
+STUDY_CONTEXT = wire.mirror(StudyContext, StudyContextPayload)
+
+
 @dataclass(frozen=True, slots=True)
 class ImagingInstanceStored:
-    """A DICOM instance was stored by imaging and can be retrieved over WADO-RS."""
+    """A DICOM instance was stored by imaging and can be retrieved over WADO-RS (PS3.18 10.4)."""
 
-    instance: InstanceReference
-    context: StudyContext
-    transfer_syntax_uid: str
-    retrieve_url: str
-    size_bytes: int
+    instance: Annotated[InstanceReference, INSTANCE]
+    context: Annotated[StudyContext, STUDY_CONTEXT]
+    transfer_syntax_uid: Annotated[str, DICOM_UID]
+    retrieve_url: Annotated[str, fmt("uri") & pattern("^https?://")]
+    size_bytes: Annotated[int, minimum(1)]
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-instance-stored.v1)."""
-        return {
-            "instance": _instance_payload(self.instance),
-            "context": _context_payload(self.context),
-            "transferSyntaxUid": self.transfer_syntax_uid,
-            "retrieveUrl": self.retrieve_url,
-            "sizeBytes": self.size_bytes,
-        }
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ImagingInstanceStored:
         """Build from a schema-validated payload."""
-        return cls(
-            instance=_instance_from(payload["instance"]),
-            context=_context_from(payload["context"]),
-            transfer_syntax_uid=payload["transferSyntaxUid"],
-            retrieve_url=payload["retrieveUrl"],
-            size_bytes=int(payload["sizeBytes"]),
-        )
+        return wire.from_json(cls, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,32 +223,114 @@ class ImagingStudyAvailable:
     Version 1 is the first announcement; a later version (``is_update``) follows late instances.
     """
 
-    study_instance_uid: str
-    version: int
+    study_instance_uid: Annotated[str, DICOM_UID]
+    version: Annotated[int, minimum(1)]
     is_update: bool
-    number_of_instances: int
-    imaging_study: dict[str, Any]
+    number_of_instances: Annotated[int, minimum(1)]
+    imaging_study: Annotated[
+        dict[str, Any], fhir_resource("ImagingStudy", required=("resourceType", "id", "status", "subject"))
+    ]
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-study-available.v1)."""
-        return {
-            "studyInstanceUid": self.study_instance_uid,
-            "version": self.version,
-            "isUpdate": self.is_update,
-            "numberOfInstances": self.number_of_instances,
-            "imagingStudy": self.imaging_study,
-        }
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ImagingStudyAvailable:
         """Build from a schema-validated payload."""
-        return cls(
-            study_instance_uid=payload["studyInstanceUid"],
-            version=int(payload["version"]),
-            is_update=bool(payload["isUpdate"]),
-            number_of_instances=int(payload["numberOfInstances"]),
-            imaging_study=payload["imagingStudy"],
-        )
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelPayload:
+    """:class:`~radcds.domain.findings.ModelIdentity` on the wire."""
+
+    name: Annotated[str, length(min=1)]
+    version: Annotated[str, length(min=1)]
+
+
+@dataclass(frozen=True, slots=True)
+class MeasurementPayload:
+    """One :class:`~radcds.domain.findings.Measurement` on the wire: its code flattened beside value and unit."""
+
+    system: Annotated[str, length(min=1)]
+    code: Annotated[str, length(min=1)]
+    display: str
+    value: float
+    unit: Annotated[str, length(min=1)]
+    critical: Annotated[
+        bool,
+        doc("A critical result that needs timely communication (optional, default false)."),
+        OMIT_EMPTY,
+    ] = False
+
+
+@dataclass(frozen=True, slots=True)
+class FindingCodingPayload:
+    """A coded finding (SNOMED CT; FHIR R4 Coding, 2.24.0.3) with every part given."""
+
+    system: Annotated[str, length(min=1)]
+    code: Annotated[str, length(min=1)]
+    display: str
+
+
+@dataclass(frozen=True, slots=True)
+class PointPayload:
+    """A (row, column) point on the source image grid (PS3.3 C.18.6.1.1)."""
+
+    row: float
+    column: float
+
+
+@dataclass(frozen=True, slots=True)
+class LocationPayload:
+    """:class:`~radcds.domain.findings.ImageLocation` on the wire."""
+
+    description: Annotated[str, length(min=1)]
+    points: tuple[PointPayload, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyImagePayload:
+    """:class:`~radcds.domain.findings.KeyImageReference` on the wire (PS3.3 C.17.3.2.1)."""
+
+    sop_instance_uid: Annotated[str, DICOM_UID]
+    sop_class_uid: Annotated[str, DICOM_UID]
+    frame_number: Annotated[int, minimum(1), SHOW_DEFAULT] = 1
+
+
+MODEL = wire.mirror(ModelIdentity, ModelPayload)
+KEY_IMAGE = wire.mirror(KeyImageReference, KeyImagePayload)
+FINDING_CODING = wire.mirror(Coding, FindingCodingPayload)
+
+
+@dataclass(frozen=True, slots=True)
+class ImagingFindingsProducedPayload:
+    """The payload of :class:`ImagingFindingsProduced`: the :class:`ImageAnalysis` flattened to the wire."""
+
+    instance: Annotated[InstanceReference, INSTANCE]
+    context: Annotated[StudyContext, STUDY_CONTEXT]
+    model: Annotated[ModelIdentity, MODEL]
+    measurements: tuple[MeasurementPayload, ...]
+    not_analysed_reason: Annotated[str, length(min=1), OMIT_EMPTY] = ""
+    findings: Annotated[
+        tuple[FindingCodingPayload, ...], doc("Coded findings (SNOMED CT) raised by the model's rules."), OMIT_EMPTY
+    ] = ()
+    critical: Annotated[
+        bool, doc("Priority flag: a critical finding (e.g. intracranial hemorrhage candidate)."), SHOW_DEFAULT
+    ] = False
+    location: Annotated[
+        LocationPayload | None,
+        doc("Where on the key image: words, and (row, column) points on the source image grid."),
+    ] = None
+    key_image: Annotated[
+        KeyImageReference | None, KEY_IMAGE, doc("The image that best shows the result (SOP Instance UID and frame).")
+    ] = None
+    structured_report: Annotated[
+        InstanceReference | None,
+        INSTANCE,
+        doc("The DICOM SR (TID 1500 Comprehensive 3D SR) stored in imaging with the same result."),
+    ] = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +339,7 @@ class ImagingFindingsProduced:
 
     Fields added after the first release (``findings``, ``critical``, ``location``, ``keyImage``,
     ``structuredReport``) are optional in the schema and default to empty, so older payloads
-    still parse and older consumers may ignore them.
+    still parse and older consumers may ignore them. Declared by :class:`ImagingFindingsProducedPayload`.
     """
 
     analysis: ImageAnalysis
@@ -199,57 +347,50 @@ class ImagingFindingsProduced:
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-findings-produced.v1)."""
         a = self.analysis
-        payload: dict[str, Any] = {
-            "instance": _instance_payload(a.instance),
-            "context": _context_payload(a.context),
-            "model": {"name": a.model.name, "version": a.model.version},
-            "measurements": [_measurement_payload(m) for m in a.measurements],
-        }
-        if a.not_analysed_reason:
-            payload["notAnalysedReason"] = a.not_analysed_reason
-        if a.findings:
-            payload["findings"] = [{"system": c.system, "code": c.code, "display": c.display} for c in a.findings]
-        payload["critical"] = a.critical
+        location = None
         if a.location is not None:
-            payload["location"] = {
-                "description": a.location.description,
-                "points": [{"row": r, "column": c} for r, c in a.location.points],
-            }
-        if a.key_image is not None:
-            payload["keyImage"] = {
-                "sopInstanceUid": a.key_image.sop_instance_uid,
-                "sopClassUid": a.key_image.sop_class_uid,
-                "frameNumber": a.key_image.frame_number,
-            }
-        if a.structured_report is not None:
-            payload["structuredReport"] = _instance_payload(a.structured_report)
-        return payload
+            location = LocationPayload(a.location.description, tuple(PointPayload(r, c) for r, c in a.location.points))
+        return wire.to_json(
+            ImagingFindingsProducedPayload(
+                instance=a.instance,
+                context=a.context,
+                model=a.model,
+                measurements=tuple(
+                    MeasurementPayload(m.code.system, m.code.code, m.code.display, m.value, m.unit, m.critical)
+                    for m in a.measurements
+                ),
+                not_analysed_reason=a.not_analysed_reason,
+                findings=tuple(FINDING_CODING.encode(c) for c in a.findings),
+                critical=a.critical,
+                location=location,
+                key_image=a.key_image,
+                structured_report=a.structured_report,
+            )
+        )
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ImagingFindingsProduced:
         """Build from a schema-validated payload."""
+        p = wire.from_json(ImagingFindingsProducedPayload, payload)
         return cls(
             ImageAnalysis(
-                instance=_instance_from(payload["instance"]),
-                context=_context_from(payload["context"]),
-                model=ModelIdentity(payload["model"]["name"], payload["model"]["version"]),
+                instance=p.instance,
+                context=p.context,
+                model=p.model,
                 measurements=tuple(
-                    Measurement(
-                        Coding(m["system"], m["code"], m["display"]),
-                        float(m["value"]),
-                        m["unit"],
-                        critical=bool(m.get("critical", False)),
-                    )
-                    for m in payload["measurements"]
+                    Measurement(Coding(m.system, m.code, m.display), m.value, m.unit, critical=m.critical)
+                    for m in p.measurements
                 ),
-                not_analysed_reason=payload.get("notAnalysedReason", ""),
-                findings=tuple(Coding(c["system"], c["code"], c["display"]) for c in payload.get("findings", [])),
-                critical=bool(payload.get("critical", False)),
-                location=_location_from(payload.get("location")),
-                key_image=_key_image_from(payload.get("keyImage")),
-                structured_report=(
-                    _instance_from(payload["structuredReport"]) if payload.get("structuredReport") else None
+                not_analysed_reason=p.not_analysed_reason,
+                findings=tuple(FINDING_CODING.decode(c) for c in p.findings),
+                critical=p.critical,
+                location=(
+                    ImageLocation(p.location.description, tuple((pt.row, pt.column) for pt in p.location.points))
+                    if p.location is not None
+                    else None
                 ),
+                key_image=p.key_image,
+                structured_report=p.structured_report,
             )
         )
 
@@ -264,59 +405,50 @@ class DiagnosticReportStored:
     first version of the schema keep decoding the events they knew.
     """
 
-    diagnostic_report_id: str
-    study_instance_uid: str
-    status: str
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    status: Annotated[str, REPORT_STATUS]
     observation_ids: tuple[str, ...]
     #: ``meta.versionId`` of the stored version.
-    version_id: str = ""
+    version_id: Annotated[str, pattern(r"^[0-9]+$"), OMIT_EMPTY] = ""
     #: Status before this change ("" for a new report or a change that kept the status).
-    previous_status: str = ""
+    previous_status: Annotated[str, REPORT_STATUS, OMIT_EMPTY] = ""
     #: ServiceRequest ids the report is ``basedOn`` (the order).
-    service_request_ids: tuple[str, ...] = ()
-    accession_number: str = ""
+    service_request_ids: Annotated[tuple[Annotated[str, FHIR_ID], ...], OMIT_EMPTY] = ()
+    accession_number: Annotated[str, length(max=64), OMIT_EMPTY] = ""
     #: Practitioner reference of the radiologist who signed or amended the report.
-    results_interpreter: str = ""
+    results_interpreter: Annotated[str, length(max=256), OMIT_EMPTY] = ""
     #: True when the report holds a critical result; its Communications are listed.
-    critical: bool = False
-    communication_ids: tuple[str, ...] = ()
+    critical: Annotated[bool, OMIT_EMPTY] = False
+    communication_ids: Annotated[tuple[Annotated[str, FHIR_ID], ...], OMIT_EMPTY] = ()
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema diagnostic-report-stored.v1)."""
-        payload: dict[str, Any] = {
-            "diagnosticReportId": self.diagnostic_report_id,
-            "studyInstanceUid": self.study_instance_uid,
-            "status": self.status,
-            "observationIds": list(self.observation_ids),
-        }
-        optional: dict[str, Any] = {
-            "versionId": self.version_id,
-            "previousStatus": self.previous_status,
-            "serviceRequestIds": list(self.service_request_ids),
-            "accessionNumber": self.accession_number,
-            "resultsInterpreter": self.results_interpreter,
-            "critical": self.critical,
-            "communicationIds": list(self.communication_ids),
-        }
-        payload.update({k: v for k, v in optional.items() if v})
-        return payload
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> DiagnosticReportStored:
         """Build from a schema-validated payload (either version of its content)."""
-        return cls(
-            diagnostic_report_id=payload["diagnosticReportId"],
-            study_instance_uid=payload["studyInstanceUid"],
-            status=payload["status"],
-            observation_ids=tuple(payload["observationIds"]),
-            version_id=payload.get("versionId", ""),
-            previous_status=payload.get("previousStatus", ""),
-            service_request_ids=tuple(payload.get("serviceRequestIds", ())),
-            accession_number=payload.get("accessionNumber", ""),
-            results_interpreter=payload.get("resultsInterpreter", ""),
-            critical=bool(payload.get("critical", False)),
-            communication_ids=tuple(payload.get("communicationIds", ())),
-        )
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ProcedureCodePayload:
+    """OBR-4 / ServiceRequest.code on the wire: a code and its system, no display."""
+
+    system: str = ""
+    code: Annotated[str, length(min=1, max=64)]
+
+
+def _procedure_code_to_wire(code: Coding) -> ProcedureCodePayload:
+    return ProcedureCodePayload(system=code.system, code=code.code)
+
+
+def _procedure_code_from_wire(code: ProcedureCodePayload) -> Coding:
+    return Coding(code.system, code.code, "")
+
+
+PROCEDURE_CODE = wire.As(ProcedureCodePayload, _procedure_code_to_wire, _procedure_code_from_wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -328,62 +460,35 @@ class ImagingOrderReceived:
     It carries the order's keys only: no patient name or other demographics.
     """
 
-    service_request_id: str
+    service_request_id: Annotated[str, FHIR_ID]
     #: FHIR ServiceRequest.status after the message: ``active``, or ``revoked`` after a cancel.
-    status: str
+    status: Annotated[str, one_of("active", "revoked")]
     #: ORC-1 (HL7 table 0119): NW, XO or CA.
-    order_control: str
-    placer_order_number: str = ""
-    placer_assigning_authority: str = ""
-    filler_order_number: str = ""
-    filler_assigning_authority: str = ""
+    order_control: Annotated[str, one_of("NW", "XO", "CA")]
+    placer_order_number: Annotated[str, length(min=1, max=199), OMIT_EMPTY] = ""
+    placer_assigning_authority: Annotated[str, length(max=199), OMIT_EMPTY] = ""
+    filler_order_number: Annotated[str, length(min=1, max=199), OMIT_EMPTY] = ""
+    filler_assigning_authority: Annotated[str, length(max=199), OMIT_EMPTY] = ""
     #: OBR-18 / IPC-1, DICOM Accession Number (0008,0050).
-    accession_number: str = ""
+    accession_number: Annotated[str, length(min=1, max=16), OMIT_EMPTY] = ""
     #: ZDS-1 / IPC-3, DICOM Study Instance UID (0020,000D).
-    study_instance_uid: str = ""
+    study_instance_uid: Annotated[str, DICOM_UID, OMIT_EMPTY] = ""
     #: The ServiceRequest's subject (radcds's Patient id) and its code (OBR-4): added later, optional.
-    patient_id: str = ""
-    procedure_code: Coding | None = None
+    patient_id: Annotated[
+        str, FHIR_ID, doc("The ServiceRequest's subject: radcds's Patient id (added later; optional)."), OMIT_EMPTY
+    ] = ""
+    procedure_code: Annotated[
+        Coding | None, PROCEDURE_CODE, doc("OBR-4 / the ServiceRequest's code (added later; optional).")
+    ] = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-order-received.v1); empty optional fields are left out."""
-        payload: dict[str, Any] = {
-            "serviceRequestId": self.service_request_id,
-            "status": self.status,
-            "orderControl": self.order_control,
-        }
-        optional = {
-            "placerOrderNumber": self.placer_order_number,
-            "placerAssigningAuthority": self.placer_assigning_authority,
-            "fillerOrderNumber": self.filler_order_number,
-            "fillerAssigningAuthority": self.filler_assigning_authority,
-            "accessionNumber": self.accession_number,
-            "studyInstanceUid": self.study_instance_uid,
-            "patientId": self.patient_id,
-        }
-        payload.update({k: v for k, v in optional.items() if v})
-        if self.procedure_code is not None:
-            payload["procedureCode"] = {"system": self.procedure_code.system, "code": self.procedure_code.code}
-        return payload
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> ImagingOrderReceived:
         """Build from a schema-validated payload."""
-        return cls(
-            service_request_id=payload["serviceRequestId"],
-            status=payload["status"],
-            order_control=payload["orderControl"],
-            placer_order_number=payload.get("placerOrderNumber", ""),
-            placer_assigning_authority=payload.get("placerAssigningAuthority", ""),
-            filler_order_number=payload.get("fillerOrderNumber", ""),
-            filler_assigning_authority=payload.get("fillerAssigningAuthority", ""),
-            accession_number=payload.get("accessionNumber", ""),
-            study_instance_uid=payload.get("studyInstanceUid", ""),
-            patient_id=payload.get("patientId", ""),
-            procedure_code=Coding(payload["procedureCode"].get("system", ""), payload["procedureCode"]["code"], "")
-            if "procedureCode" in payload
-            else None,
-        )
+        return wire.from_json(cls, payload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -396,38 +501,34 @@ class CriticalResultEscalated:
     ``recipient``.
     """
 
-    communication_id: str
-    escalation_communication_id: str
-    diagnostic_report_id: str
-    study_instance_uid: str
-    recipient: str
-    sent_at: str
-    escalated_at: str
+    communication_id: Annotated[str, FHIR_ID]
+    escalation_communication_id: Annotated[str, FHIR_ID]
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    recipient: Annotated[str, length(min=1, max=256)]
+    sent_at: Annotated[str, DATE_TIME]
+    escalated_at: Annotated[str, DATE_TIME]
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema critical-result-escalated.v1)."""
-        return {
-            "communicationId": self.communication_id,
-            "escalationCommunicationId": self.escalation_communication_id,
-            "diagnosticReportId": self.diagnostic_report_id,
-            "studyInstanceUid": self.study_instance_uid,
-            "recipient": self.recipient,
-            "sentAt": self.sent_at,
-            "escalatedAt": self.escalated_at,
-        }
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CriticalResultEscalated:
         """Build from a schema-validated payload."""
-        return cls(
-            communication_id=payload["communicationId"],
-            escalation_communication_id=payload["escalationCommunicationId"],
-            diagnostic_report_id=payload["diagnosticReportId"],
-            study_instance_uid=payload["studyInstanceUid"],
-            recipient=payload["recipient"],
-            sent_at=payload["sentAt"],
-            escalated_at=payload["escalatedAt"],
-        )
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NoduleCodingPayload:
+    """A code of an entered nodule (FHIR R4 Coding, 2.24.0.3): system and code given, display optional."""
+
+    system: Annotated[str, length(min=1)]
+    code: Annotated[str, length(min=1, max=64)]
+    display: str = ""
+
+
+NODULE_CODING = wire.mirror(Coding, NoduleCodingPayload)
 
 
 @dataclass(frozen=True, slots=True)
@@ -435,42 +536,42 @@ class EnteredNodule:
     """A pulmonary nodule as a radiologist entered it (one FHIR Observation of the report), in neutral terms:
     codes, sizes in millimetres, composition ``solid``, ``part-solid`` or ``ground-glass``."""
 
-    observation_id: str
-    finding: Coding
-    body_site: Coding
-    long_axis_mm: float
-    composition: str
-    short_axis_mm: float | None = None
+    observation_id: Annotated[str, FHIR_ID]
+    finding: Annotated[Coding, NODULE_CODING, Key("code")]
+    body_site: Annotated[Coding, NODULE_CODING]
+    long_axis_mm: Annotated[float, SIZE_MM]
+    composition: Annotated[str, one_of("solid", "part-solid", "ground-glass")]
+    short_axis_mm: Annotated[float | None, SIZE_MM] = None
     #: The mean diameter of the solid part of a part-solid nodule.
-    solid_part_mm: float | None = None
+    solid_part_mm: Annotated[float | None, SIZE_MM] = None
 
     def to_payload(self) -> dict[str, Any]:
         """One item of ``findings`` (schema report-findings-entered.v1)."""
-        out: dict[str, Any] = {
-            "observationId": self.observation_id,
-            "code": _coding_payload(self.finding),
-            "bodySite": _coding_payload(self.body_site),
-            "longAxisMm": self.long_axis_mm,
-            "composition": self.composition,
-        }
-        if self.short_axis_mm is not None:
-            out["shortAxisMm"] = self.short_axis_mm
-        if self.solid_part_mm is not None:
-            out["solidPartMm"] = self.solid_part_mm
-        return out
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, p: dict[str, Any]) -> EnteredNodule:
         """Build from one schema-validated item."""
-        return cls(
-            observation_id=p["observationId"],
-            finding=Coding(p["code"]["system"], p["code"]["code"], p["code"].get("display", "")),
-            body_site=Coding(p["bodySite"]["system"], p["bodySite"]["code"], p["bodySite"].get("display", "")),
-            long_axis_mm=float(p["longAxisMm"]),
-            composition=p["composition"],
-            short_axis_mm=float(p["shortAxisMm"]) if "shortAxisMm" in p else None,
-            solid_part_mm=float(p["solidPartMm"]) if "solidPartMm" in p else None,
-        )
+        return wire.from_json(cls, p)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PatientIdentifierPayload:
+    """A FHIR R4 Identifier (2.24.0.12) reduced to system and value."""
+
+    system: str = ""
+    value: Annotated[str, length(min=1, max=128)]
+
+
+def _identifier_to_wire(identifier: tuple[str, str]) -> PatientIdentifierPayload:
+    return PatientIdentifierPayload(system=identifier[0], value=identifier[1])
+
+
+def _identifier_from_wire(identifier: PatientIdentifierPayload) -> tuple[str, str]:
+    return (identifier.system, identifier.value)
+
+
+PATIENT_IDENTIFIER = wire.As(PatientIdentifierPayload, _identifier_to_wire, _identifier_from_wire)
 
 
 @dataclass(frozen=True, slots=True)
@@ -481,123 +582,126 @@ class StructuredFindingsEntered:
     ``patient_identifier`` (system, value) the Patient's MRN, which the findings events already carry (DICOM
     Patient ID), for reading the patient's EHR context."""
 
-    diagnostic_report_id: str
-    version_id: str
-    report_status: str
-    study_instance_uid: str
-    patient_id: str
-    #: The radiologist who entered them ("" when unknown: a version that only dropped findings).
-    entered_by: str
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    version_id: Annotated[str, pattern(r"^[0-9]+$")]
+    report_status: Annotated[str, REPORT_STATUS]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    patient_id: Annotated[str, FHIR_ID, doc("radcds's Patient id (the report's subject).")]
     findings: tuple[EnteredNodule, ...]
-    study_date: str = ""
-    modalities: tuple[str, ...] = ()
-    patient_identifier: tuple[str, str] | None = None
+    #: The radiologist who entered them ("" when unknown: a version that only dropped findings).
+    entered_by: Annotated[
+        str,
+        pattern(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-\.]{1,64}$"),
+        doc("The radiologist who entered the findings (the Observations' performer)."),
+        OMIT_EMPTY,
+    ]
+    study_date: Annotated[str, ISO_DATE, OMIT_EMPTY] = ""
+    modalities: Annotated[
+        tuple[Annotated[str, pattern(r"^[A-Z0-9]{1,16}$")], ...],
+        doc("DICOM modalities of the report's ImagingStudy (e.g. CT)."),
+        OMIT_EMPTY,
+    ] = ()
+    patient_identifier: Annotated[
+        tuple[str, str] | None,
+        PATIENT_IDENTIFIER,
+        doc("The Patient's MRN identifier (Patient.identifier of type MR, else the first), for the EHR look-up."),
+    ] = None
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema report-findings-entered.v1); empty optional fields are left out."""
-        payload: dict[str, Any] = {
-            "diagnosticReportId": self.diagnostic_report_id,
-            "versionId": self.version_id,
-            "reportStatus": self.report_status,
-            "studyInstanceUid": self.study_instance_uid,
-            "patientId": self.patient_id,
-            "findings": [f.to_payload() for f in self.findings],
-        }
-        if self.entered_by:
-            payload["enteredBy"] = self.entered_by
-        if self.study_date:
-            payload["studyDate"] = self.study_date
-        if self.modalities:
-            payload["modalities"] = list(self.modalities)
-        if self.patient_identifier is not None:
-            payload["patientIdentifier"] = {"system": self.patient_identifier[0], "value": self.patient_identifier[1]}
-        return payload
+        return wire.to_json(self)
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> StructuredFindingsEntered:
         """Build from a schema-validated payload."""
-        ident = payload.get("patientIdentifier")
-        return cls(
-            diagnostic_report_id=payload["diagnosticReportId"],
-            version_id=payload["versionId"],
-            report_status=payload["reportStatus"],
-            study_instance_uid=payload["studyInstanceUid"],
-            patient_id=payload["patientId"],
-            entered_by=payload.get("enteredBy", ""),
-            findings=tuple(EnteredNodule.from_payload(f) for f in payload["findings"]),
-            study_date=payload.get("studyDate", ""),
-            modalities=tuple(payload.get("modalities", ())),
-            patient_identifier=(ident.get("system", ""), ident["value"]) if ident else None,
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class PayloadContract:
+    """An event kind bound to its payload declaration and the texts of its JSON Schema.
+
+    The schema file ``radcds/schemas/<kind.schema>`` is generated from the declaration (``make schemas``) and a
+    unit test fails when the committed file differs, so the wire contract cannot drift from the code.
+    """
+
+    kind: EventKind
+    declaration: type
+    title: str
+    description: str
+
+    @property
+    def schema_id(self) -> str:
+        """The schema's ``$id`` (and every such event's CloudEvents ``dataschema``)."""
+        return SCHEMA_BASE_URL + self.kind.schema
+
+    def schema(self) -> dict[str, Any]:
+        """The payload's JSON Schema (draft-07), derived from the declaration."""
+        return wire.schema_document(
+            self.declaration, schema_id=self.schema_id, title=self.title, description=self.description
         )
 
 
-def _coding_payload(c: Coding) -> dict[str, str]:
-    return {"system": c.system, "code": c.code, "display": c.display}
-
-
-def _measurement_payload(m: Measurement) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "system": m.code.system,
-        "code": m.code.code,
-        "display": m.code.display,
-        "value": m.value,
-        "unit": m.unit,
-    }
-    if m.critical:  # only when set: payloads without it stay valid for the first schema version
-        out["critical"] = True
-    return out
-
-
-def _instance_payload(i: InstanceReference) -> dict[str, str]:
-    return {
-        "studyInstanceUid": i.study_instance_uid,
-        "seriesInstanceUid": i.series_instance_uid,
-        "sopInstanceUid": i.sop_instance_uid,
-        "sopClassUid": i.sop_class_uid,
-    }
-
-
-def _instance_from(p: dict[str, Any]) -> InstanceReference:
-    return InstanceReference(p["studyInstanceUid"], p["seriesInstanceUid"], p["sopInstanceUid"], p["sopClassUid"])
-
-
-def _location_from(p: dict[str, Any] | None) -> ImageLocation | None:
-    if not p:
-        return None
-    return ImageLocation(p["description"], tuple((float(x["row"]), float(x["column"])) for x in p.get("points", [])))
-
-
-def _key_image_from(p: dict[str, Any] | None) -> KeyImageReference | None:
-    if not p:
-        return None
-    return KeyImageReference(p["sopInstanceUid"], p["sopClassUid"], int(p.get("frameNumber", 1)))
-
-
-def _context_payload(c: StudyContext) -> dict[str, str]:
-    return {
-        "patientId": c.patient_id,
-        "issuerOfPatientId": c.issuer_of_patient_id,
-        "accessionNumber": c.accession_number,
-        "modality": c.modality,
-        "studyDate": c.study_date,
-        "studyTime": c.study_time,
-        "studyDescription": c.study_description,
-        **({"patientName": c.patient_name} if c.patient_name else {}),
-        **({"patientSex": c.patient_sex} if c.patient_sex else {}),
-        **({"patientBirthDate": c.patient_birth_date} if c.patient_birth_date else {}),
-    }
-
-
-def _context_from(p: dict[str, Any]) -> StudyContext:
-    return StudyContext(
-        patient_id=p["patientId"],
-        issuer_of_patient_id=p.get("issuerOfPatientId", ""),
-        accession_number=p.get("accessionNumber", ""),
-        modality=p.get("modality", ""),
-        study_date=p.get("studyDate", ""),
-        study_time=p.get("studyTime", ""),
-        study_description=p.get("studyDescription", ""),
-        patient_name=p.get("patientName", ""),
-        patient_sex=p.get("patientSex", ""),
-        patient_birth_date=p.get("patientBirthDate", ""),
-    )
+#: Every event kind whose payload is declared here; the other kinds' schemas are still written by hand.
+PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
+    PayloadContract(
+        INSTANCE_STORED,
+        ImagingInstanceStored,
+        "ImagingInstanceStored",
+        "CloudEvent org.radcds.imaging.instance.stored.v1 on radcds.imaging.instances.v1: a DICOM instance was "
+        "stored and can be retrieved over WADO-RS (PS3.18 10.4).",
+    ),
+    PayloadContract(
+        FINDINGS_PRODUCED,
+        ImagingFindingsProducedPayload,
+        "ImagingFindingsProduced",
+        "CloudEvent org.radcds.inference.findings.produced.v1 on radcds.inference.findings.v1: what one model "
+        "measured on one series (one event per series and model), or why it did not run. findings, critical, "
+        "location, keyImage and structuredReport were added backward-compatibly (optional; absent means none / "
+        "false).",
+    ),
+    PayloadContract(
+        REPORT_STORED,
+        DiagnosticReportStored,
+        "DiagnosticReportStored",
+        "CloudEvent org.radcds.reporting.diagnostic-report.stored.v1 on radcds.reporting.reports.v1: a FHIR R4 "
+        "DiagnosticReport was stored, updated, signed (final) or amended/corrected. Optional fields are absent "
+        "when empty.",
+    ),
+    PayloadContract(
+        ORDER_RECEIVED,
+        ImagingOrderReceived,
+        "ImagingOrderReceived",
+        "CloudEvent org.radcds.reporting.imaging-order.received.v1 on radcds.reporting.orders.v1 (key: the "
+        "ServiceRequest id): the reporting service stored an HL7 v2 ORM^O01/OMI^O23 order (ORC-1 NW, XO or CA) as"
+        " a FHIR ServiceRequest. Order keys only, no demographics. Optional fields are absent when empty.",
+    ),
+    PayloadContract(
+        FINDINGS_ENTERED,
+        StructuredFindingsEntered,
+        "StructuredFindingsEntered",
+        "CloudEvent org.radcds.reporting.findings.entered.v1 on radcds.reporting.findings.v1 (key: the Study "
+        "Instance UID): a radiologist sent structured findings (FHIR Observations contained in a PUT of the "
+        "DiagnosticReport) and the reporting service stored them with this report version. `findings` is the "
+        "version's complete set of radiologist-entered pulmonary nodules (empty when all were removed): a "
+        "consumer replaces what the same report gave before. Sizes in millimetres. No names or demographics; "
+        "patientIdentifier is the Patient's MRN (as the findings events carry the DICOM Patient ID), for the EHR "
+        "context.",
+    ),
+    PayloadContract(
+        STUDY_AVAILABLE,
+        ImagingStudyAvailable,
+        "ImagingStudyAvailable",
+        "CloudEvent org.radcds.imaging.study.available.v1 on radcds.imaging.studies.v1 (key: Study Instance UID): "
+        "a study is complete (no new instance for the quiet period). version 1 is the first announcement; a later "
+        "version (isUpdate true) follows late instances. The payload carries the FHIR R4 ImagingStudy.",
+    ),
+    PayloadContract(
+        CRITICAL_RESULT_ESCALATED,
+        CriticalResultEscalated,
+        "CriticalResultEscalated",
+        "CloudEvent org.radcds.reporting.critical-result.escalated.v1 on radcds.reporting.reports.v1: a "
+        "critical-result FHIR Communication was not acknowledged in time; a new Communication went to the "
+        "escalation recipient.",
+    ),
+)

@@ -19,7 +19,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from radcds.domain.events import EVENT_KINDS, EventKind
+from radcds.domain.events import EVENT_KINDS, SCHEMA_BASE_URL, EventKind
 
 CONTENT_TYPE_JSON = "application/json"
 
@@ -81,7 +81,7 @@ def encode(
             "subject": subject,
             "time": datetime.now(UTC),
             "datacontenttype": CONTENT_TYPE_JSON,
-            "dataschema": f"https://radcds.example.org/schemas/{kind.schema}",
+            "dataschema": SCHEMA_BASE_URL + kind.schema,
             "partitionkey": subject,
         },
         data=payload,

@@ -144,6 +144,9 @@ class _Field:
     default: Any
     omit_empty: bool
     show_default: bool
+    #: JSON value -> field value and back, built once from the hint (and the conversion) when the fields are read.
+    decode: Callable[[Any], Any]
+    encode: Callable[[Any], Any]
 
 
 _MISSING = object()
@@ -202,6 +205,11 @@ def _read_fields(cls: type) -> tuple[_Field, ...]:
             default = _MISSING
         keys = [m.name for m in metadata if isinstance(m, Key)]
         converts = [m for m in metadata if isinstance(m, As)]
+        decode, encode = _value_codec(converts[0].wire if converts else hint)
+        if converts:
+            convert = converts[0]
+            decode = _then(decode, convert.decode)
+            encode = _then(convert.encode, encode)
         field = _Field(
             name=f.name,
             key=keys[0] if keys else camel_case(f.name),
@@ -212,11 +220,37 @@ def _read_fields(cls: type) -> tuple[_Field, ...]:
             default=default,
             omit_empty=OMIT_EMPTY in metadata,
             show_default=SHOW_DEFAULT in metadata,
+            decode=decode,
+            encode=encode,
         )
         if field.required and (field.omit_empty or field.show_default):
             raise TypeError(f"{cls.__name__}.{f.name}: SHOW_DEFAULT needs a default")
         out.append(field)
     return tuple(out)
+
+
+def _identity(value: Any) -> Any:
+    return value
+
+
+def _then(first: Callable[[Any], Any], second: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda value: second(first(value))
+
+
+def _value_codec(hint: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
+    """(decode, encode) of one value of type ``hint``, worked out once per field instead of once per value."""
+    hint, _, _ = _strip(hint)
+    if hint in (bool, int, float):
+        return hint, _identity
+    if typing.get_origin(hint) is tuple:
+        item_decode, item_encode = _value_codec(typing.get_args(hint)[0])
+        if item_encode is _identity:
+            return (lambda v: tuple(map(item_decode, v))), list
+        return (lambda v: tuple(map(item_decode, v))), (lambda v: [item_encode(x) for x in v])
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
+        declared = hint
+        return (lambda v: from_json(declared, v)), to_json
+    return _identity, _identity
 
 
 def _empty(hint: Any, optional: bool) -> Any:
@@ -257,18 +291,8 @@ def to_json(payload: object) -> dict[str, Any]:
         value = getattr(payload, f.name)
         if value is None or (f.omit_empty and value == f.default):
             continue
-        if f.convert is not None:
-            value = f.convert.encode(value)
-        out[f.key] = _encode(value)
+        out[f.key] = f.encode(value)
     return out
-
-
-def _encode(value: Any) -> Any:
-    if isinstance(value, tuple):
-        return [_encode(v) for v in value]
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return to_json(value)
-    return value
 
 
 def from_json(cls: type[D], payload: Mapping[str, Any]) -> D:
@@ -280,27 +304,8 @@ def from_json(cls: type[D], payload: Mapping[str, Any]) -> D:
                 raise KeyError(f"{cls.__name__}: {f.key} is required")
             kwargs[f.name] = f.default
             continue
-        if f.convert is not None:
-            kwargs[f.name] = f.convert.decode(_decode(f.convert.wire, payload[f.key]))
-        else:
-            kwargs[f.name] = _decode(f.hint, payload[f.key])
+        kwargs[f.name] = f.decode(payload[f.key])
     return cls(**kwargs)
-
-
-def _decode(hint: Any, value: Any) -> Any:
-    hint, _, _ = _strip(hint)
-    if hint is bool:
-        return bool(value)
-    if hint is int:
-        return int(value)
-    if hint is float:
-        return float(value)
-    if typing.get_origin(hint) is tuple:
-        (item, *_) = typing.get_args(hint)
-        return tuple(_decode(item, v) for v in value)
-    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
-        return from_json(hint, value)
-    return value
 
 
 # ---- the schema --------------------------------------------------------------------------------
@@ -316,7 +321,7 @@ def object_schema(cls: type) -> dict[str, Any]:
     for f in _fields(cls):
         prop = _schema(f.convert.wire if f.convert is not None else f.hint, f.rules)
         if f.show_default:
-            prop["default"] = _encode(f.default)
+            prop["default"] = f.encode(f.default)
         properties[f.key] = prop
     node["properties"] = properties
     return node

@@ -63,9 +63,36 @@ def bench_codec() -> str:
     )
 
 
+def bench_payload_declaration() -> str:
+    """The findings payload to and from its declaration (radcds.domain.wire), against a JSON round trip of it."""
+    from radcds.domain import codes
+    from radcds.domain.events import ImagingFindingsProduced
+    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+
+    analysis = ImageAnalysis(
+        InstanceReference("1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.2"),
+        StudyContext(patient_id="P", modality="CT", study_date="20260101"),
+        ModelIdentity("pixel_statistics", "1"),
+        measurements=tuple(Measurement(codes.MEAN_PIXEL_VALUE, float(i), codes.UNIT_HOUNSFIELD) for i in range(6)),
+    )
+    payload = ImagingFindingsProduced(analysis).to_payload()
+
+    def radcds() -> None:
+        ImagingFindingsProduced.from_payload(ImagingFindingsProduced(analysis).to_payload())
+
+    def baseline() -> None:
+        json.loads(json.dumps(payload))
+
+    return row(
+        "findings payload to_payload+from_payload (declared codec)",
+        timed(radcds, repeat=2000),
+        timed(baseline, repeat=2000),
+    )
+
+
 def main() -> int:
     print("radcds benchmarks (baseline measured in the same run; see bench/README.md)\n", flush=True)
-    lines = [HEADER, bench_codec()]
+    lines = [HEADER, bench_codec(), bench_payload_declaration()]
     table = "\n".join(lines)
     print(table, flush=True)
     from models_bench import main as models_main

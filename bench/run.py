@@ -37,19 +37,24 @@ HEADER = (
 )
 
 
-def bench_codec() -> str:
-    from radcds.adapters.kafka.codec import decode, encode
+def _findings_analysis():  # noqa: ANN202 - bench code, imports inside
+    """A findings payload's analysis: one CT instance, six measurements."""
     from radcds.domain import codes
-    from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
     from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
 
-    analysis = ImageAnalysis(
+    return ImageAnalysis(
         InstanceReference("1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.2"),
         StudyContext(patient_id="P", modality="CT", study_date="20260101"),
         ModelIdentity("pixel_statistics", "1"),
         measurements=tuple(Measurement(codes.MEAN_PIXEL_VALUE, float(i), codes.UNIT_HOUNSFIELD) for i in range(6)),
     )
-    payload = ImagingFindingsProduced(analysis).to_payload()
+
+
+def bench_codec() -> str:
+    from radcds.adapters.kafka.codec import decode, encode
+    from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
+
+    payload = ImagingFindingsProduced(_findings_analysis()).to_payload()
 
     def radcds() -> None:
         m = encode(FINDINGS_PRODUCED, payload, event_id="x", source="/b", subject="1.2.3")
@@ -65,16 +70,9 @@ def bench_codec() -> str:
 
 def bench_payload_declaration() -> str:
     """The findings payload to and from its declaration (radcds.domain.wire), against a JSON round trip of it."""
-    from radcds.domain import codes
     from radcds.domain.events import ImagingFindingsProduced
-    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
 
-    analysis = ImageAnalysis(
-        InstanceReference("1.2.3", "1.2.3.4", "1.2.3.4.5", "1.2.840.10008.5.1.4.1.1.2"),
-        StudyContext(patient_id="P", modality="CT", study_date="20260101"),
-        ModelIdentity("pixel_statistics", "1"),
-        measurements=tuple(Measurement(codes.MEAN_PIXEL_VALUE, float(i), codes.UNIT_HOUNSFIELD) for i in range(6)),
-    )
+    analysis = _findings_analysis()
     payload = ImagingFindingsProduced(analysis).to_payload()
 
     def radcds() -> None:

@@ -37,7 +37,7 @@ HEADER = (
 )
 
 
-def _findings_analysis():  # noqa: ANN202 - bench code, imports inside
+def _findings_analysis():
     """A findings payload's analysis: one CT instance, six measurements."""
     from radcds.domain import codes
     from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext

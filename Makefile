@@ -29,7 +29,7 @@ $(STAMP)/venv: requirements.lock $(wildcard libs/*/pyproject.toml services/*/pyp
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || $(UV) venv --quiet --python $(PYTHON) $(VENV)
 	VIRTUAL_ENV=$(VENV) $(UV) pip sync --quiet requirements.lock
-	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting -e services/referral -e services/fusion -e tools/devstack
+	VIRTUAL_ENV=$(VENV) $(UV) pip install --quiet --no-deps -e libs/radcds -e services/imaging -e services/inference -e services/reporting -e services/referral -e services/fusion -e services/worklist -e tools/devstack
 	@touch $@
 
 $(STAMP)/mvn-%: deploy/local/%/pom.xml
@@ -85,7 +85,7 @@ test-integration: deps ## Integration tests only
 lint: python-deps ## ruff, mypy and the import-layer contract, as CI runs them
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src services/referral/src services/fusion/src tools/devstack/src
+	$(VENV)/bin/mypy libs/radcds/src services/imaging/src services/inference/src services/reporting/src services/referral/src services/fusion/src services/worklist/src tools/devstack/src
 	$(VENV)/bin/lint-imports
 
 format: python-deps ## Apply ruff's formatting and safe fixes

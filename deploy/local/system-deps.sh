@@ -4,7 +4,8 @@
 # dcmtk (a real DICOM peer for the DIMSE tests), Orthanc with its DICOMweb plugin (a real PACS peer and
 # the imaging benchmark's baseline), Node.js and npm (the simple-hl7 MLLP peer and the npm `fhir` validator),
 # a JDK (the HAPI HL7v2 and HAPI FHIR validator harnesses are Java sources run by `java`), and the independent
-# DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator).
+# DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator), and Chromium (the worklist's
+# browser tests drive /usr/bin/chromium headless with Python playwright; no browser is downloaded).
 set -euo pipefail
 need=()
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
@@ -15,6 +16,7 @@ command -v Orthanc >/dev/null 2>&1 || need+=(orthanc orthanc-dicomweb)
 command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 [ -f /usr/share/java/pixelmed.jar ] || need+=(pixelmed-apps)
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

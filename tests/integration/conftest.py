@@ -42,6 +42,7 @@ TEST_PORTS = Ports(
     reporting_mllp=22575,
     referral=28081,
     fusion=28084,
+    worklist=28086,
     postgres=25432,
 )
 

@@ -34,7 +34,7 @@ LOADED_WITHOUT_IMPORT = {
     "radcds-imaging": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},  # pydicom's pixel decoders
     "radcds-inference": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},
     # the services the local stack starts as processes (python -m radcds_<svc>) without importing them
-    "radcds-devstack": {"radcds-inference", "radcds-fusion"},
+    "radcds-devstack": {"radcds-inference", "radcds-fusion", "radcds-worklist"},
 }
 
 
@@ -89,6 +89,10 @@ def test_package_declares_exactly_the_distributions_its_code_imports(name):
         ("radcds-reporting", {"tritonclient", "pynetdicom", "pydicom", "boto3", "highdicom", "grpcio"}),
         ("radcds-inference", {"hl7", "reportlab", "pynetdicom", "boto3"}),
         ("radcds-fusion", {"tritonclient", "hl7", "reportlab", "pynetdicom", "boto3", "grpcio"}),
+        (
+            "radcds-worklist",
+            {"tritonclient", "hl7", "reportlab", "pynetdicom", "pydicom", "boto3", "highdicom", "grpcio"},
+        ),
     ],
 )
 def test_package_does_not_declare_another_services_libraries(name, foreign):

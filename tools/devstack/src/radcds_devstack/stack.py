@@ -15,7 +15,7 @@ from radcds_devstack.components.postgres import PostgresCluster
 from radcds_devstack.components.s3proxy import S3_DEV_CREDENTIALS, S3Proxy
 from radcds_devstack.components.triton import TritonServer
 
-SERVICES = ("imaging", "inference", "reporting", "referral", "fusion")
+SERVICES = ("imaging", "inference", "reporting", "referral", "fusion", "worklist")
 #: One database per service: each service's own migration chain creates its tables there.
 DATABASES = SERVICES
 #: Issuer of the development EHR whose key `make run` generates and the referral service trusts.
@@ -48,6 +48,7 @@ class Ports:
     reporting_mllp: int = 12575  # RADCDS_REPORTING_MLLP_PORT (HL7 v2 orders in)
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     fusion: int = 8084  # RADCDS_FUSION_HTTP_PORT
+    worklist: int = 8086  # RADCDS_WORKLIST_HTTP_PORT
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
     s3: int = 19000  # RADCDS_S3_PORT (S3Proxy, only when imaging stores in S3)
 
@@ -69,6 +70,7 @@ class Ports:
             reporting_mllp=_env_int("RADCDS_REPORTING_MLLP_PORT", d.reporting_mllp),
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             fusion=_env_int("RADCDS_FUSION_HTTP_PORT", d.fusion),
+            worklist=_env_int("RADCDS_WORKLIST_HTTP_PORT", d.worklist),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
             s3=_env_int("RADCDS_S3_PORT", d.s3),
         )
@@ -172,7 +174,13 @@ class LocalStack:
         if service == "fusion":
             defaults[f"{p}DATA_DIR"] = str(data)
             defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"
-        if db and service in ("imaging", "reporting", "referral", "fusion"):
+        if service == "worklist":
+            defaults[f"{p}DATA_DIR"] = str(data)
+            defaults[f"{p}PUBLIC_BASE_URL"] = f"http://{self.host}:{self.ports.worklist}"
+            defaults[f"{p}REPORTING_FHIR_URL"] = f"http://{self.host}:{self.ports.reporting}/fhir"
+            defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"
+            defaults[f"{p}MODEL_MANIFEST"] = str(self.root / "models" / "manifest.json")
+        if db and service in ("imaging", "reporting", "referral", "fusion", "worklist"):
             defaults[f"{p}DATABASE_URL"] = db
         env = dict(os.environ)
         for key, value in defaults.items():

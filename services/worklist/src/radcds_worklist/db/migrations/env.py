@@ -1,0 +1,15 @@
+"""Alembic environment of worklist's own chain: runs on the connection handed in by
+:func:`radcds.adapters.db.engine.migrate` and keeps its own version table."""
+
+from __future__ import annotations
+
+from alembic import context
+
+from radcds_worklist.db.tables import metadata
+
+VERSION_TABLE = "alembic_version_worklist"
+
+connection = context.config.attributes["connection"]
+context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)
+with context.begin_transaction():
+    context.run_migrations()

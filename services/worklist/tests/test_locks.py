@@ -50,7 +50,7 @@ def test_only_the_holder_releases_a_live_lock():
 
 
 def test_a_lock_needs_a_positive_time_to_live():
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="positive time to live"):
         locks.acquire(None, study_uid="1", user_id="a", user_name="A", now=NOW, ttl=timedelta(0))
 
 

@@ -1,9 +1,9 @@
 """Reading locks in the worklist's database: acquire, renew and release each in one transaction, race-safe.
 
-The rules are the domain's (:mod:`radcds_worklist.domain.locks`); here the decision is written with a conditional
-statement: an INSERT ... ON CONFLICT DO NOTHING when the study had no lock row (the primary key admits one), an UPDATE whose WHERE
-names the row as it was read. When two radiologists ask at once, exactly one statement takes effect; the other
-finds no row changed, reads the lock again and gets its answer from the rules: refused, with
+The rules are the domain's (:mod:`radcds_worklist.domain.locks`); here the decision is written with a
+conditional statement: an INSERT ... ON CONFLICT DO NOTHING when the study had no lock row (the primary key admits
+one), an UPDATE whose WHERE names the row as it was read. When two radiologists ask at once, exactly one statement
+takes effect; the other finds no row changed, reads the lock again and gets its answer from the rules: refused, with
 who holds it. Each change is announced on the live stream in the same transaction.
 """
 

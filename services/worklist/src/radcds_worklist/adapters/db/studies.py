@@ -179,7 +179,8 @@ class WorklistRepository:
     # ---- findings and assessment -----------------------------------------------------------------------------
 
     def upsert_finding(self, values: Mapping[str, Any]) -> bool:
-        """Write one analysis row (by its deterministic ``finding_id``); True if it is new or changed."""
+        """Write one analysis row (by its deterministic ``finding_id``); True if it is new or changed. The same
+        analysis sent again (another event, another time) changes nothing: ``produced_at`` follows a change only."""
         fid = values["finding_id"]
         f = worklist_findings.c
         row = self._conn.execute(select(worklist_findings).where(f.finding_id == fid)).mappings().first()
@@ -187,7 +188,7 @@ class WorklistRepository:
             self._conn.execute(insert(worklist_findings).values(**values))
             return True
         changed = {k: v for k, v in values.items() if k != "finding_id" and _differs(row[k], v)}
-        if not changed:
+        if set(changed) <= {"produced_at"}:
             return False
         self._conn.execute(update(worklist_findings).where(f.finding_id == fid).values(**changed))
         return True

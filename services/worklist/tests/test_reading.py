@@ -8,16 +8,20 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine
 
 from radcds.adapters.db.engine import migrate
+from radcds_devstack.testing import RecordingPublisher
 from radcds_worklist.adapters.db.live import live_since
 from radcds_worklist.adapters.db.locks import LockStore
+from radcds_worklist.app import CONSUMED_TOPICS, build_components, create_app
 from radcds_worklist.domain.access import Forbidden, Role, User
 from radcds_worklist.domain.locks import LockHeld
 from radcds_worklist.domain.ports import AddedNodule, DraftReport
 from radcds_worklist.domain.worklist import WorklistFilter
 from radcds_worklist.handlers import WorklistService
+from radcds_worklist.settings import WorklistSettings
 from radcds_worklist.use_cases.reading import NoReportYet, ReadingDesk, StudyNotFound
 
 from .test_handlers import STUDY, findings, report_stored, study_available
@@ -146,3 +150,20 @@ def test_a_study_without_a_report_cannot_be_signed(engine, clock, reporting):
     desk = ReadingDesk(engine=engine, locks=LockStore(engine, ttl=timedelta(minutes=15)), reporting=reporting)
     with pytest.raises(NoReportYet):
         desk.accept(STUDY, ADA, None)
+
+
+def test_the_app_wires_the_desk_and_is_ready_without_kafka_when_not_consuming(tmp_path):
+    settings = WorklistSettings(data_dir=tmp_path)
+    parts = build_components(settings, publisher=RecordingPublisher(), reporting=FakeReporting(), consume=False)
+    with TestClient(create_app(settings, components=parts)) as client:
+        assert client.get("/readyz").status_code == 200
+        assert parts.started == ["database", "relay"]
+        assert parts.desk.worklist(WorklistFilter(), VIC) == []
+    assert parts.started == []
+    assert set(CONSUMED_TOPICS) == {
+        "radcds.imaging.studies.v1",
+        "radcds.inference.findings.v1",
+        "radcds.fusion.assessments.v1",
+        "radcds.reporting.reports.v1",
+        "radcds.reporting.orders.v1",
+    }

@@ -9,6 +9,7 @@ is the user's, never one from a form. The study's report status follows from rep
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -159,10 +160,9 @@ class ReadingDesk:
                         study_uid,
                         {"entry": entry_data(entry, now=now), "reportId": signed.id, "status": signed.status},
                     )
-        try:
-            self._locks.release(study_uid, user_id=user.id, now=now)  # signed: the study is done
-        except LockHeld:
-            pass  # the lock expired while signing and another radiologist took it: theirs now
+        # signed: the study is done (if the lock expired while signing and another radiologist took it, it is theirs)
+        with contextlib.suppress(LockHeld):
+            self._locks.release(study_uid, user_id=user.id, now=now)
         return self._entry(study_uid)
 
 

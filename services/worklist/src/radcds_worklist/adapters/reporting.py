@@ -182,7 +182,8 @@ def _draft(response: httpx.Response) -> DraftReport:
 
 def _error(response: httpx.Response) -> Exception:
     status = response.status_code
-    message, expression = f"reporting answered {status}", ()
+    message = f"reporting answered {status}"
+    expression: tuple[str, ...] = ()
     try:
         outcome = response.json()
     except ValueError:

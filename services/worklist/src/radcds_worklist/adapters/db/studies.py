@@ -267,7 +267,7 @@ class WorklistRepository:
         ).mappings()
         by_study: dict[str, list[Mapping[str, Any]]] = {}
         for r in rows:
-            by_study.setdefault(r["study_uid"], []).append(r)
+            by_study.setdefault(r["study_uid"], []).append(dict(r))
         return {uid: _summary(found) for uid, found in by_study.items()}
 
 

@@ -27,7 +27,7 @@ def worklist_db(request, tmp_path):
 def test_fresh_worklist_database_holds_only_worklist_and_kernel_tables(worklist_db):
     assert set(inspect(worklist_db).get_table_names()) == EXPECTED
     with worklist_db.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version_worklist")).scalar_one() == "worklist_0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version_worklist")).scalar_one() == "worklist_0002"
 
 
 def test_migrating_again_is_a_no_op(worklist_db):

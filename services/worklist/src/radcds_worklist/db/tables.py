@@ -47,6 +47,23 @@ worklist_studies = Table(
     Index("ix_worklist_studies_accession", "accession_number"),
 )
 
+#: Imaging orders (reporting's ImagingOrderReceived): the priority of a study whose order came first waits here.
+worklist_orders = Table(
+    "worklist_orders",
+    metadata,
+    Column("service_request_id", String(64), primary_key=True),
+    #: DICOM Accession Number (0008,0050) / OBR-18 and Study Instance UID (ZDS-1), "" when the order gave none.
+    Column("accession_number", String(64), nullable=False, default=""),
+    Column("study_uid", String(64), nullable=False, default=""),
+    #: FHIR ServiceRequest.priority (routine | urgent | asap | stat).
+    Column("priority", String(16), nullable=False, default="routine"),
+    #: FHIR ServiceRequest.status: active, or revoked after a cancel (ORC-1 CA).
+    Column("status", String(16), nullable=False, default="active"),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index("ix_worklist_orders_accession", "accession_number"),
+    Index("ix_worklist_orders_study", "study_uid"),
+)
+
 #: One row per (series, model) analysis from inference (ImagingFindingsProduced).
 worklist_findings = Table(
     "worklist_findings",

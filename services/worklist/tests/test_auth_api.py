@@ -180,23 +180,21 @@ def test_a_session_cookie_from_a_worklist_with_another_secret_is_refused():
     assert ours.get("/studies/1").status_code == 303
 
 
+def oidc_client_without_provider() -> TestClient:
+    # Nothing listens on port 9 (discard): the provider is unreachable.
+    app = make_app(auth_mode="oidc", oidc_issuer="http://127.0.0.1:9")
+    return TestClient(app, follow_redirects=False, base_url="http://127.0.0.1:8086")
+
+
 def test_in_oidc_mode_a_callback_without_the_kept_state_is_refused():
-    client = TestClient(
-        make_app(auth_mode="oidc", oidc_issuer="http://127.0.0.1:9"),
-        follow_redirects=False,
-        base_url="http://127.0.0.1:8086",
-    )
+    client = oidc_client_without_provider()
     response = client.get("/auth/callback", params={"code": "c", "state": "forged"})
     assert response.status_code == 400
     assert client.get("/studies/1").status_code == 303
 
 
 def test_in_oidc_mode_the_development_login_is_off_and_an_unreachable_provider_is_a_503():
-    client = TestClient(
-        make_app(auth_mode="oidc", oidc_issuer="http://127.0.0.1:9"),
-        follow_redirects=False,
-        base_url="http://127.0.0.1:8086",
-    )
+    client = oidc_client_without_provider()
     assert client.post("/login", data={"login": "dr-ada"}).status_code == 404
     assert client.get("/login").status_code == 503
 

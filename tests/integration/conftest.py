@@ -43,6 +43,7 @@ TEST_PORTS = Ports(
     referral=28081,
     fusion=28084,
     worklist=28086,
+    oidc=28090,
     postgres=25432,
 )
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from radcds_devstack import processes
 from radcds_devstack.components.kafka import KafkaBroker
+from radcds_devstack.components.oidc import OidcProvider
 from radcds_devstack.components.postgres import PostgresCluster
 from radcds_devstack.components.s3proxy import S3_DEV_CREDENTIALS, S3Proxy
 from radcds_devstack.components.triton import TritonServer
@@ -49,6 +50,7 @@ class Ports:
     referral: int = 8081  # RADCDS_REFERRAL_HTTP_PORT
     fusion: int = 8084  # RADCDS_FUSION_HTTP_PORT
     worklist: int = 8086  # RADCDS_WORKLIST_HTTP_PORT
+    oidc: int = 8090  # RADCDS_OIDC_PORT (the worklist's OpenID Provider)
     postgres: int = 55432  # RADCDS_POSTGRES_PORT
     s3: int = 19000  # RADCDS_S3_PORT (S3Proxy, only when imaging stores in S3)
 
@@ -71,6 +73,7 @@ class Ports:
             referral=_env_int("RADCDS_REFERRAL_HTTP_PORT", d.referral),
             fusion=_env_int("RADCDS_FUSION_HTTP_PORT", d.fusion),
             worklist=_env_int("RADCDS_WORKLIST_HTTP_PORT", d.worklist),
+            oidc=_env_int("RADCDS_OIDC_PORT", d.oidc),
             postgres=_env_int("RADCDS_POSTGRES_PORT", d.postgres),
             s3=_env_int("RADCDS_S3_PORT", d.s3),
         )
@@ -114,6 +117,12 @@ class LocalStack:
     def s3_proxy(self, *, name: str = "s3proxy", port: int | None = None) -> S3Proxy:
         """An S3Proxy (the stack's own on ``ports.s3``, or another one a test runs)."""
         return S3Proxy(self.root, self.run_dir, self.host, port or self.ports.s3, name=name)
+
+    @cached_property
+    def oidc_provider(self) -> OidcProvider:
+        """The worklist's OpenID Provider (npm oidc-provider), redirecting back to the worklist's callback."""
+        callback = f"http://{self.host}:{self.ports.worklist}/auth/callback"
+        return OidcProvider(self.root, self.run_dir, self.host, self.ports.oidc, (callback,))
 
     @property
     def bootstrap(self) -> str:
@@ -180,6 +189,8 @@ class LocalStack:
             defaults[f"{p}REPORTING_FHIR_URL"] = f"http://{self.host}:{self.ports.reporting}/fhir"
             defaults[f"{p}IMAGING_DICOMWEB_URL"] = f"http://{self.host}:{self.ports.imaging}/dicom-web"
             defaults[f"{p}MODEL_MANIFEST"] = str(self.root / "models" / "manifest.json")
+            defaults[f"{p}AUTH_MODE"] = "oidc"
+            defaults[f"{p}OIDC_ISSUER"] = self.oidc_provider.issuer
         if db and service in ("imaging", "reporting", "referral", "fusion", "worklist"):
             defaults[f"{p}DATABASE_URL"] = db
         env = dict(os.environ)
@@ -222,6 +233,8 @@ class LocalStack:
         services = self.services() if services is None else services
         try:
             self.kafka_broker.start()
+            if "worklist" in services:
+                self.oidc_provider.start()
             if self.triton:
                 self.triton_server.start()
             if self.uses_s3():
@@ -231,6 +244,8 @@ class LocalStack:
                 self.postgres_cluster.start()
                 self.postgres_cluster.wait()
             self.kafka_broker.wait()
+            if "worklist" in services:
+                self.oidc_provider.wait()
             if self.triton:
                 self.triton_server.wait()
             for service in services:
@@ -244,7 +259,7 @@ class LocalStack:
     def down(self) -> list[str]:
         """Stop services first, then infrastructure; returns what was stopped."""
         stopped = []
-        for name in (*reversed(SERVICES), "triton", "kafka", "postgres", "s3proxy"):
+        for name in (*reversed(SERVICES), "oidc", "triton", "kafka", "postgres", "s3proxy"):
             if processes.stop(name, self.run_dir):
                 stopped.append(name)
         return stopped

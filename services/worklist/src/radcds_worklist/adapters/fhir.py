@@ -60,8 +60,8 @@ def ai_observation_id(sop_instance_uid: str, model_name: str, code: str, *, code
     """The id reporting gives the Observation of one measurement or coded finding of an analysis (the key format
     of :func:`radcds.adapters.fhir.report.observations`)."""
     if coded_finding:
-        return resource_id("Observation", sop_instance_uid, model_name, "finding", code)
-    return resource_id("Observation", sop_instance_uid, model_name, code)
+        return str(resource_id("Observation", sop_instance_uid, model_name, "finding", code))
+    return str(resource_id("Observation", sop_instance_uid, model_name, code))
 
 
 def _finding_reference(decision: FindingDecision) -> dict[str, Any]:

@@ -120,3 +120,40 @@ def test_numeric_strings_in_dicom_json_are_read_and_garbage_left_empty():
         {"00180060": {"vr": "DS", "Value": ["120.0"]}, "00180050": {"vr": "DS", "Value": ["x"]}}
     )
     assert acquisition.kvp == 120.0 and acquisition.slice_thickness_mm is None and acquisition.manufacturer == ""
+
+
+def test_monitoring_profiles_a_findings_event_from_imagings_real_metadata(imaging, tmp_path):
+    from sqlalchemy import create_engine, select
+
+    from radcds.adapters.db.engine import migrate
+    from radcds.adapters.kafka.codec import DecodedEvent
+    from radcds.domain import codes
+    from radcds.domain.events import FINDINGS_PRODUCED, ImagingFindingsProduced
+    from radcds.domain.findings import ImageAnalysis, InstanceReference, Measurement, ModelIdentity, StudyContext
+    from radcds.runtime.metrics import ServiceMetrics
+    from radcds_worklist.db.tables import input_profiles
+    from radcds_worklist.use_cases.monitoring import MonitoringDesk
+
+    engine = create_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    migrate(engine, chain="radcds_worklist.db")
+    study, series, sop = _uids("CT_small.dcm")
+    analysis = ImageAnalysis(
+        InstanceReference(study, series, sop, "1.2.840.10008.5.1.4.1.1.2"),
+        StudyContext(patient_id="P", modality="CT"),
+        ModelIdentity("head_ct_hyperdensity", "1"),
+        measurements=(Measurement(codes.HYPERDENSE_REGION_COUNT, 0.0, "{count}"),),
+    )
+    payload = ImagingFindingsProduced(analysis).to_payload()
+    desk = MonitoringDesk(
+        engine=engine, acquisitions=ImagingClient(imaging, dicomweb_url=ROOT), metrics=ServiceMetrics(), declared={}
+    )
+    desk.handle(DecodedEvent("e1", FINDINGS_PRODUCED.type, "/radcds/inference", study, None, FINDINGS_PRODUCED, payload))
+    with engine.connect() as conn:
+        row = conn.execute(select(input_profiles)).one()
+    assert (row.manufacturer, row.manufacturer_model, row.kvp, row.slice_thickness_mm) == (
+        "GE MEDICAL SYSTEMS",
+        "RHAPSODE",
+        120.0,
+        5.0,
+    )
+    assert row.patient_age_years == 0.0  # Patient's Age 000Y

@@ -147,7 +147,8 @@ def test_monitoring_profiles_a_findings_event_from_imagings_real_metadata(imagin
     desk = MonitoringDesk(
         engine=engine, acquisitions=ImagingClient(imaging, dicomweb_url=ROOT), metrics=ServiceMetrics(), declared={}
     )
-    desk.handle(DecodedEvent("e1", FINDINGS_PRODUCED.type, "/radcds/inference", study, None, FINDINGS_PRODUCED, payload))
+    event = DecodedEvent("e1", FINDINGS_PRODUCED.type, "/radcds/inference", study, None, FINDINGS_PRODUCED, payload)
+    desk.handle(event)
     with engine.connect() as conn:
         row = conn.execute(select(input_profiles)).one()
     assert (row.manufacturer, row.manufacturer_model, row.kvp, row.slice_thickness_mm) == (

@@ -84,31 +84,25 @@ def test_feedback_payload_breaking_its_schema_raises_invalid_event(key, value):
         encode(FINDING_FEEDBACK_RECORDED, payload, event_id="e", source=SOURCE_WORKLIST, subject=STUDY)
 
 
+ALERT = ModelAlertRaised(
+    alert_id="a-1",
+    model=MODEL,
+    metric="rejection-rate",
+    value=0.4,
+    threshold=0.3,
+    window_studies=20,
+    raised_at="2026-03-01T10:00:00+00:00",
+)
+
+
 def test_model_alert_round_trips_keyed_by_the_model_name():
-    alert = ModelAlertRaised(
-        alert_id="a-1",
-        model=MODEL,
-        metric="rejection-rate",
-        value=0.4,
-        threshold=0.3,
-        window_studies=20,
-        raised_at="2026-03-01T10:00:00+00:00",
-    )
-    decoded = _round_trip(MODEL_ALERT_RAISED, alert.to_payload(), MODEL.name)
+    decoded = _round_trip(MODEL_ALERT_RAISED, ALERT.to_payload(), MODEL.name)
     assert decoded.kind is MODEL_ALERT_RAISED
-    assert ModelAlertRaised.from_payload(decoded.payload) == alert
+    assert ModelAlertRaised.from_payload(decoded.payload) == ALERT
 
 
 def test_model_alert_over_an_empty_window_raises_invalid_event():
-    payload = ModelAlertRaised(
-        alert_id="a-1",
-        model=MODEL,
-        metric="drift-kvp",
-        value=1.0,
-        threshold=0.2,
-        window_studies=1,
-        raised_at="2026-03-01T10:00:00Z",
-    ).to_payload() | {"windowStudies": 0}
+    payload = ALERT.to_payload() | {"windowStudies": 0}
     with pytest.raises(InvalidEvent, match="windowStudies"):
         encode(MODEL_ALERT_RAISED, payload, event_id="e", source=SOURCE_WORKLIST, subject=MODEL.name)
 

@@ -100,6 +100,8 @@ TOPICS = {
     "radcds.reporting.findings.v1": 6,
     "radcds.fusion.assessments.v1": 6,
     "radcds.fusion.recommendations.v1": 6,
+    "radcds.worklist.feedback.v1": 6,
+    "radcds.worklist.alerts.v1": 6,
     "radcds.imaging.instances.v1.dlt": 1,
     "radcds.imaging.studies.v1.dlt": 1,
     "radcds.inference.findings.v1.dlt": 1,
@@ -108,6 +110,8 @@ TOPICS = {
     "radcds.reporting.findings.v1.dlt": 1,
     "radcds.fusion.assessments.v1.dlt": 1,
     "radcds.fusion.recommendations.v1.dlt": 1,
+    "radcds.worklist.feedback.v1.dlt": 1,
+    "radcds.worklist.alerts.v1.dlt": 1,
     "radcds.referral.evaluations.v1.dlt": 1,
 }
 

@@ -38,6 +38,7 @@ SOURCE_INFERENCE = "/radcds/inference"
 SOURCE_REPORTING = "/radcds/reporting"
 SOURCE_REFERRAL = "/radcds/referral"
 SOURCE_FUSION = "/radcds/fusion"
+SOURCE_WORKLIST = "/radcds/worklist"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +105,20 @@ FINDINGS_ENTERED = EventKind(
     topic="radcds.reporting.findings.v1",
     schema="report-findings-entered.v1.json",
 )
+# ---- worklist (issue #13): the radiologists' feedback on AI findings, and per-model monitoring alerts ----------
+#: A radiologist accepted, edited or rejected an AI finding (one event per decision; key: Study Instance UID).
+FINDING_FEEDBACK_RECORDED = EventKind(
+    type="org.radcds.worklist.finding-feedback.recorded.v1",
+    topic="radcds.worklist.feedback.v1",
+    schema="worklist-finding-feedback-recorded.v1.json",
+)
+#: A monitored rate of a model version crossed its configured threshold (key: the model name).
+MODEL_ALERT_RAISED = EventKind(
+    type="org.radcds.worklist.model-alert.raised.v1",
+    topic="radcds.worklist.alerts.v1",
+    schema="worklist-model-alert-raised.v1.json",
+)
+# ---- end of the worklist's feedback and monitoring kinds ------------------------------------------------------
 EVENT_KINDS: dict[str, EventKind] = {
     k.type: k
     for k in (
@@ -117,6 +132,8 @@ EVENT_KINDS: dict[str, EventKind] = {
         FINDINGS_ENTERED,
         ASSESSMENT_PRODUCED,
         RECOMMENDATION_CHANGED,
+        FINDING_FEEDBACK_RECORDED,
+        MODEL_ALERT_RAISED,
     )
 }
 
@@ -617,6 +634,81 @@ class StructuredFindingsEntered:
         return wire.from_json(cls, payload)
 
 
+# ---- worklist (issue #13): feedback on AI findings and model monitoring alerts -----------------------------
+
+#: How a radiologist judged an AI finding.
+FEEDBACK_ACTION = one_of("accepted", "edited", "rejected")
+#: Why a radiologist rejected an AI finding (the worklist's short coded list).
+REJECTION_REASON = one_of("false-positive", "wrong-location", "wrong-measurement", "artefact-or-device", "other")
+#: A FHIR R4 reference to the signing radiologist (Practitioner or PractitionerRole, R4 2.3.0 Reference).
+PRACTITIONER_REFERENCE = pattern(r"^(Practitioner|PractitionerRole)/[A-Za-z0-9\-\.]{1,64}$")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FindingFeedbackRecorded:
+    """A radiologist's decision on one AI finding, recorded per model, model version and finding (issue #13).
+
+    ``finding_id`` is the worklist's id of one model's analysis of one series (one FINDINGS_PRODUCED event);
+    ``finding_code`` narrows it to one coded finding (SNOMED CT) or measurement of that analysis, or is empty for
+    the analysis as a whole. ``action`` ``rejected`` carries ``reason_code`` (``other`` with ``reason_text``).
+    The worklist also records the decision as a FHIR R4 Observation; no patient name or demographics travel here.
+    """
+
+    feedback_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    finding_id: Annotated[str, length(min=1, max=64)]
+    model: Annotated[ModelIdentity, MODEL]
+    action: Annotated[str, FEEDBACK_ACTION]
+    practitioner: Annotated[str, PRACTITIONER_REFERENCE, doc("The radiologist who decided (FHIR reference).")]
+    recorded_at: Annotated[str, DATE_TIME]
+    finding_code: Annotated[
+        str, length(max=64), doc("The coded finding or measurement decided on; absent: the whole analysis."), OMIT_EMPTY
+    ] = ""
+    reason_code: Annotated[str, REJECTION_REASON, doc("Why the finding was rejected (rejected only)."), OMIT_EMPTY] = ""
+    reason_text: Annotated[str, length(max=500), doc("The radiologist's words (required with other)."), OMIT_EMPTY] = ""
+    diagnostic_report_id: Annotated[
+        str, FHIR_ID, doc("The DiagnosticReport the decision was made in, when known."), OMIT_EMPTY
+    ] = ""
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema worklist-finding-feedback-recorded.v1); empty optional fields are left out."""
+        return wire.to_json(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> FindingFeedbackRecorded:
+        """Build from a schema-validated payload."""
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelAlertRaised:
+    """A monitored rate of one model version crossed its configured threshold over a window of studies.
+
+    ``metric`` names the rate (``rejection-rate``, ``disagreement-rate``, ``outside-envelope-rate``,
+    ``drift-<attribute>``); ``value`` crossed ``threshold`` over the last ``window_studies`` studies.
+    """
+
+    alert_id: Annotated[str, FHIR_ID]
+    model: Annotated[ModelIdentity, MODEL]
+    metric: Annotated[str, pattern(r"^[a-z][a-z0-9-]{0,47}$")]
+    value: float
+    threshold: float
+    window_studies: Annotated[int, minimum(1)]
+    raised_at: Annotated[str, DATE_TIME]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema worklist-model-alert-raised.v1)."""
+        return wire.to_json(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> ModelAlertRaised:
+        """Build from a schema-validated payload."""
+        return wire.from_json(cls, payload)
+
+
+# ---- end of the worklist's feedback and monitoring payloads ----------------------------------------------
+
+
 @dataclass(frozen=True, slots=True)
 class PayloadContract:
     """An event kind bound to its payload declaration and the texts of its JSON Schema.
@@ -703,5 +795,24 @@ PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
         "CloudEvent org.radcds.reporting.critical-result.escalated.v1 on radcds.reporting.reports.v1: a "
         "critical-result FHIR Communication was not acknowledged in time; a new Communication went to the "
         "escalation recipient.",
+    ),
+    # ---- worklist (issue #13) ----
+    PayloadContract(
+        FINDING_FEEDBACK_RECORDED,
+        FindingFeedbackRecorded,
+        "FindingFeedbackRecorded",
+        "CloudEvent org.radcds.worklist.finding-feedback.recorded.v1 on radcds.worklist.feedback.v1 (key: Study "
+        "Instance UID): a radiologist accepted, edited or rejected (with a coded reason) an AI finding; recorded per "
+        "model, model version and finding, and as a FHIR R4 Observation in the worklist. Optional fields are absent "
+        "when empty. No names or demographics.",
+    ),
+    PayloadContract(
+        MODEL_ALERT_RAISED,
+        ModelAlertRaised,
+        "ModelAlertRaised",
+        "CloudEvent org.radcds.worklist.model-alert.raised.v1 on radcds.worklist.alerts.v1 (key: model name): a "
+        "monitored rate of a model version (rejection, disagreement with the signed report, outside the validated "
+        "envelope, input drift against the model card) crossed its configured threshold over the last "
+        "windowStudies studies.",
     ),
 )

@@ -33,6 +33,8 @@ LOADED_WITHOUT_IMPORT = {
     },
     "radcds-imaging": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},  # pydicom's pixel decoders
     "radcds-inference": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},
+    # fastapi.templating's Jinja2Templates imports jinja2; Starlette parses HTML forms with python-multipart
+    "radcds-worklist": {"jinja2", "python-multipart"},
     # the services the local stack starts as processes (python -m radcds_<svc>) without importing them
     "radcds-devstack": {"radcds-inference", "radcds-fusion", "radcds-worklist"},
 }

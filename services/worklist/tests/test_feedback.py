@@ -26,9 +26,9 @@ from radcds_worklist.domain.feedback import (
     FindingDecision,
     InvalidFeedback,
     RejectionReason,
-    analysis_finding_id,
 )
 from radcds_worklist.domain.monitoring import Acquisition
+from radcds_worklist.domain.worklist import finding_id as analysis_finding_id
 from radcds_worklist.use_cases.feedback import FeedbackDesk, FindingNotFound
 from radcds_worklist.use_cases.monitoring import MonitoringDesk
 

@@ -21,7 +21,6 @@ from radcds.runtime.metrics import ServiceMetrics
 from radcds_worklist.adapters.db.live import live_since
 from radcds_worklist.db.tables import input_profiles, model_alerts
 from radcds_worklist.domain.access import Forbidden, Role, User
-from radcds_worklist.domain.feedback import analysis_finding_id
 from radcds_worklist.domain.monitoring import (
     Acquisition,
     Attribute,
@@ -37,6 +36,7 @@ from radcds_worklist.domain.monitoring import (
     patient_age_years,
     recent_window,
 )
+from radcds_worklist.domain.worklist import finding_id as analysis_finding_id
 from radcds_worklist.use_cases.monitoring import InvalidThreshold, MonitoringDesk, load_declared_inputs
 
 ROOT = Path(__file__).resolve().parents[3]

@@ -69,5 +69,5 @@ def test_every_kernel_module_is_imported_by_two_services_or_more():
 
 def test_the_proof_sees_the_kernel_modules_every_service_uses():
     users = _users()
-    assert users["radcds.domain.events"] == {"fusion", "imaging", "inference", "referral", "reporting"}
+    assert users["radcds.domain.events"] == {"fusion", "imaging", "inference", "referral", "reporting", "worklist"}
     assert users["radcds.adapters.db.outbox"] >= {"fusion", "imaging", "referral", "reporting"}

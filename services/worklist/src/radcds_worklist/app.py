@@ -7,17 +7,22 @@ and stops them in order. Adapters can be handed in (tests, other deployments); t
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
+from importlib.resources import files
+from pathlib import Path
 
 import httpx
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
+from radcds.adapters.kafka.codec import DecodedEvent
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
 from radcds.domain.events import (
@@ -26,16 +31,25 @@ from radcds.domain.events import (
     FINDINGS_PRODUCED,
     ORDER_RECEIVED,
     REPORT_STORED,
+    SOURCE_WORKLIST,
     STUDY_AVAILABLE,
 )
 from radcds.domain.ports import BatchEventPublisher
 from radcds.runtime.http import health_router, instrument
 from radcds.runtime.metrics import ServiceMetrics
 from radcds_worklist.adapters.db.locks import LockStore
+from radcds_worklist.adapters.imaging import ImagingClient
 from radcds_worklist.adapters.reporting import HttpReporting
+from radcds_worklist.api.auth import build_authenticator, current_user, install_auth
+from radcds_worklist.api.live import live_router
+from radcds_worklist.api.monitoring import monitoring_router
+from radcds_worklist.api.pages import pages_router
+from radcds_worklist.api.views import envelope_text
 from radcds_worklist.domain.ports import Reporting
 from radcds_worklist.handlers import WorklistService
 from radcds_worklist.settings import WorklistSettings
+from radcds_worklist.use_cases.feedback import FeedbackDesk
+from radcds_worklist.use_cases.monitoring import MonitoringDesk, load_declared_inputs
 from radcds_worklist.use_cases.reading import ReadingDesk
 
 #: The database chain of the worklist (its own Alembic version table).
@@ -55,8 +69,6 @@ CONSUMED_TOPICS = tuple(
         )
     )
 )
-#: The CloudEvents source of the events the worklist publishes (feedback, monitoring alerts) through its outbox.
-SOURCE_WORKLIST = "/radcds/worklist"
 
 
 @dataclass
@@ -72,6 +84,11 @@ class WorklistComponents:
     locks: LockStore
     reporting: Reporting
     desk: ReadingDesk
+    imaging: ImagingClient
+    feedback: FeedbackDesk
+    monitoring: MonitoringDesk
+    #: Each model's validated envelope in words (from the model manifest), shown with its findings.
+    envelopes: dict[str, str] = field(default_factory=dict)
     #: Handed in (tests); otherwise the Kafka publisher below is used for the outbox too.
     publisher: BatchEventPublisher | None = None
     kafka: KafkaEventPublisher | None = None
@@ -101,12 +118,18 @@ class WorklistComponents:
                 service="worklist",
                 group_id=self.settings.consumer_group,
                 topics=list(self.topics),
-                handler=self.service.handle,
+                handler=self.handle,
                 dead_letters=self.kafka,
                 metrics=self.metrics,
             )
             self.consumer.start()
             self.started.append("consumer")
+
+    def handle(self, event: DecodedEvent) -> None:
+        """One consumed event: the read model first, then monitoring's input profile (each idempotent, so a
+        redelivery after a failure in the second redoes only what is missing)."""
+        self.service.handle(event)
+        self.monitoring.handle(event)
 
     def stop(self) -> None:
         """Stop what :meth:`start` started, in reverse order."""
@@ -129,37 +152,71 @@ class WorklistComponents:
             self.relay.notify()
 
 
+def model_envelopes(manifest: Path) -> dict[str, str]:
+    """Each model's validated envelope in words, from the model manifest (empty when there is none)."""
+    if not manifest.is_file():
+        return {}
+    document = json.loads(manifest.read_text(encoding="utf-8"))
+    return {str(m["name"]): envelope_text(m.get("applies_to") or {}) for m in document.get("models", [])}
+
+
 def build_components(
     settings: WorklistSettings,
     *,
     engine: Engine | None = None,
     publisher: BatchEventPublisher | None = None,
     reporting: Reporting | None = None,
+    imaging: ImagingClient | None = None,
     consume: bool = True,
 ) -> WorklistComponents:
     """Wire the worklist's adapters and use cases; nothing starts before :meth:`WorklistComponents.start`.
 
-    ``publisher`` replaces the Kafka publisher of the outbox (tests); ``reporting`` replaces reporting's HTTP client
-    (``settings.reporting_fhir_url``)."""
+    ``publisher`` replaces the Kafka publisher of the outbox (tests); ``reporting`` and ``imaging`` replace the
+    HTTP clients of reporting's FHIR API (``settings.reporting_fhir_url``) and imaging's DICOMweb
+    (``settings.imaging_dicomweb_url``)."""
     engine = engine or make_engine(settings.resolved_database_url())
     http: httpx.Client | None = None
-    if reporting is None:
+    if reporting is None or imaging is None:
         http = httpx.Client(timeout=settings.request_timeout_s)
+    if reporting is None:
+        assert http is not None
         reporting = HttpReporting(http, base_url=settings.reporting_fhir_url)
+    if imaging is None:
+        assert http is not None
+        imaging = ImagingClient(http, dicomweb_url=settings.imaging_dicomweb_url)
+    holder: list[WorklistComponents] = []
+
+    def notify() -> None:
+        if holder:
+            holder[0].notify_relay()
+
+    metrics = ServiceMetrics()
     locks = LockStore(engine, ttl=timedelta(seconds=settings.lock_ttl_s))
-    service = WorklistService(engine=engine, consumer_group=settings.consumer_group)
-    return WorklistComponents(
+    monitoring = MonitoringDesk(
+        engine=engine,
+        acquisitions=imaging,
+        metrics=metrics,
+        declared=load_declared_inputs(settings.model_manifest),
+        after_commit=notify,
+    )
+    components = WorklistComponents(
         settings=settings,
         engine=engine,
-        metrics=ServiceMetrics(),
-        service=service,
+        metrics=metrics,
+        service=WorklistService(engine=engine, consumer_group=settings.consumer_group),
         locks=locks,
         reporting=reporting,
         desk=ReadingDesk(engine=engine, locks=locks, reporting=reporting),
+        imaging=imaging,
+        feedback=FeedbackDesk(engine=engine, monitoring=monitoring, after_commit=notify),
+        monitoring=monitoring,
+        envelopes=model_envelopes(settings.model_manifest),
         publisher=publisher,
         consume=consume,
         http=http,
     )
+    holder.append(components)
+    return components
 
 
 def create_app(settings: WorklistSettings, *, components: WorklistComponents | None = None) -> FastAPI:
@@ -168,6 +225,8 @@ def create_app(settings: WorklistSettings, *, components: WorklistComponents | N
     engine = components.engine
     consume = components.consume
 
+    oidc_http = httpx.AsyncClient(timeout=settings.request_timeout_s)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         components.start()
@@ -175,6 +234,7 @@ def create_app(settings: WorklistSettings, *, components: WorklistComponents | N
             yield
         finally:
             components.stop()
+            await oidc_http.aclose()
 
     def consumer_ready() -> bool:
         return not consume or (
@@ -188,5 +248,19 @@ def create_app(settings: WorklistSettings, *, components: WorklistComponents | N
     }
     app = FastAPI(title="radcds worklist", version="0.1.0", lifespan=lifespan)
     app.include_router(health_router(checks=checks, metrics=components.metrics))
+    install_auth(app, build_authenticator(settings, http=oidc_http))
+    app.include_router(live_router(engine, user=current_user))
+    app.include_router(
+        pages_router(
+            engine=engine,
+            desk=components.desk,
+            feedback=components.feedback,
+            imaging=components.imaging,
+            envelopes=components.envelopes,
+            viewer_url_template=settings.viewer_url_template,
+        )
+    )
+    app.include_router(monitoring_router(monitoring=components.monitoring))
+    app.mount("/static", StaticFiles(directory=str(files("radcds_worklist").joinpath("static"))), name="static")
     instrument(app)
     return app

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
@@ -316,14 +316,16 @@ def _origin(url: str) -> str:
 
 
 async def _form_field(request: Request, name: str) -> str | None:
-    """One field of an ``application/x-www-form-urlencoded`` body (stdlib parsing; the body stays readable)."""
-    if request.headers.get("content-type", "").split(";")[0].strip() != "application/x-www-form-urlencoded":
+    """One field of a form body (``application/x-www-form-urlencoded`` or ``multipart/form-data``). Starlette parses
+    the form once per request and keeps it, so the route reads the same form after this check."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip()
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         return None
-    body = await request.body()  # cached on the request: the route can still read its form
-    if len(body) > _MAX_FORM_BYTES:
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > _MAX_FORM_BYTES:
         return None
-    values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get(name)
-    return values[0] if values else None
+    value = (await request.form()).get(name)
+    return value if isinstance(value, str) else None
 
 
 def _page(title: str, body: str, status: int = 200) -> HTMLResponse:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from radcds_worklist.api.views import (
     MODALITIES,
     PRIORITIES,
     STATUSES,
+    Decision,
     ReportView,
     assessment_view,
     finding_view,
@@ -40,6 +42,7 @@ from radcds_worklist.api.views import (
     row_view,
 )
 from radcds_worklist.domain.access import Forbidden, User
+from radcds_worklist.domain.feedback import Action, FindingDecision, InvalidFeedback, RejectionReason
 from radcds_worklist.domain.locks import LockHeld
 from radcds_worklist.domain.ports import (
     AddedNodule,
@@ -48,7 +51,9 @@ from radcds_worklist.domain.ports import (
     ReportingUnavailable,
     ReportRefused,
 )
+from radcds_worklist.domain.windowing import window_for
 from radcds_worklist.domain.worklist import SIGNED_STATUSES, StatusGroup, WorklistFilter
+from radcds_worklist.use_cases.feedback import FeedbackDesk, FindingNotFound
 from radcds_worklist.use_cases.reading import NoReportYet, ReadingDesk, StudyNotFound
 
 log = logging.getLogger(__name__)
@@ -101,20 +106,13 @@ def pages_router(
     *,
     engine: Engine,
     desk: ReadingDesk,
+    feedback: FeedbackDesk,
     imaging: ImagingClient,
     envelopes: Mapping[str, str],
     viewer_url_template: str,
-    decisions: Callable[[str], Mapping[str, tuple[str, str]]],
-    reject: Callable[..., str],
-    accepted: Callable[..., object],
     page_size: int = 100,
 ) -> APIRouter:
-    """The list, study and action routes.
-
-    ``envelopes`` maps a model name to its validated envelope in words; ``decisions(study_uid)`` gives the
-    recorded decisions per finding id as (action, text); ``reject(...)`` records a rejection and ``accepted(...)``
-    the acceptance of a study's findings (the feedback use case).
-    """
+    """The list, study and action routes; ``envelopes`` maps a model name to its validated envelope in words."""
     router = APIRouter(tags=["pages"])
     view = templates()
     sizes = GridSizes(imaging)
@@ -196,15 +194,15 @@ def pages_router(
         now = datetime.now(UTC)
         entry = study.entry
         row = row_view(entry, user, now)
-        recorded = decisions(study_uid)
+        recorded = feedback.decisions(study_uid)
         findings = []
         for f in study.findings:
-            action = recorded.get(str(f["finding_id"]))
+            done = recorded.get(str(f["finding_id"]))
             findings.append(
                 finding_view(
                     f,
                     envelope=envelopes.get(str(f["model_name"]), ""),
-                    decision=None if action is None else _decision(*action),
+                    decision=None if done is None else _decision(done.action, done.reason_code, done.reason_text),
                 )
             )
         key_image, key_row = key_image_of(study.findings, entry)
@@ -217,7 +215,7 @@ def pages_router(
         if entry.report_id:
             report.id = entry.report_id
             try:
-                draft = desk.draft(entry.report_id, token=token)
+                draft = desk.draft(entry.report_id, user, token)
                 report.version, report.status, report.conclusion = draft.version, draft.status, draft.conclusion
                 report.signable = draft.status not in SIGNED_STATUSES
             except ReportingError as exc:
@@ -235,6 +233,7 @@ def pages_router(
             "assessment": assessment_view(study.assessment),
             "report": report,
             "reasons": REASONS,
+            "request_id": uuid.uuid4().hex,
             "lung_sites": LUNG_SITES,
             "viewer_url": viewer_url_template.format(study_uid=quote(study_uid, safe="")),
             "message": message or "; ".join(report.problems),
@@ -262,8 +261,6 @@ def pages_router(
         image, _ = key_image_of(rows, study.entry)
         if image is None:
             return Response(status_code=404)
-        from radcds_worklist.domain.windowing import window_for
-
         window = window_for(study.entry.modality, study.entry.body_part, model=str(rows[0].get("model_name", "")))
         try:
             rendered = imaging.rendered(
@@ -278,7 +275,9 @@ def pages_router(
             return Response(status_code=503, headers={"Retry-After": "5"})
         except LookupError:
             return Response(status_code=404)
-        return Response(rendered.content, media_type=rendered.media_type, headers={"Cache-Control": "private, max-age=300"})
+        return Response(
+            rendered.content, media_type=rendered.media_type, headers={"Cache-Control": "private, max-age=300"}
+        )
 
     def act(
         request: Request,
@@ -311,14 +310,18 @@ def pages_router(
         except ReportingUnavailable:
             text = "Reporting is not reachable; nothing was signed. Try again."
             return study_page(request, study_uid, user, csrf, token, message=text, kind="error", status_code=503)
-        except ValueError as exc:
+        except FindingNotFound:
+            return HTMLResponse("<h1>No such AI finding on this study</h1>", status_code=404)
+        except ValueError as exc:  # InvalidFeedback and a malformed form value
             return study_page(request, study_uid, user, csrf, token, message=str(exc), kind="error", status_code=422)
         return RedirectResponse(f"/studies/{quote(study_uid, safe='')}?done={done}", status_code=303)
 
     @router.post("/studies/{study_uid}/assign", dependencies=[CsrfChecked])
     def assign(request: Request, study_uid: str, user: CurrentUser, session: CurrentSession) -> Response:
         token = session.access_token_valid(time.time())
-        return act(request, study_uid, user, session.csrf_token, token, lambda: desk.assign(study_uid, user), "assigned")
+        return act(
+            request, study_uid, user, session.csrf_token, token, lambda: desk.assign(study_uid, user), "assigned"
+        )
 
     @router.post("/studies/{study_uid}/release", dependencies=[CsrfChecked])
     def release(request: Request, study_uid: str, user: CurrentUser, session: CurrentSession) -> Response:
@@ -333,7 +336,7 @@ def pages_router(
 
         def sign() -> None:
             entry = desk.accept(study_uid, user, token)
-            accepted(study_uid=study_uid, user=user, report_id=entry.report_id)
+            feedback.record_accepted_for_study(study_uid=study_uid, user=user, report_id=entry.report_id)
 
         return act(request, study_uid, user, session.csrf_token, token, sign, "signed")
 
@@ -366,7 +369,9 @@ def pages_router(
                     ),
                 )
             entry = desk.sign_edited(study_uid, user, token, conclusion=conclusion, nodules=nodules)
-            accepted(study_uid=study_uid, user=user, report_id=entry.report_id, edited=True)
+            feedback.record_accepted_for_study(
+                study_uid=study_uid, user=user, report_id=entry.report_id, action=Action.EDITED
+            )
 
         return act(request, study_uid, user, session.csrf_token, token, sign, "signed")
 
@@ -379,26 +384,37 @@ def pages_router(
         session: CurrentSession,
         reason: Annotated[str, Form(max_length=32)],
         text: Annotated[str, Form(max_length=500)] = "",
+        request_id: Annotated[str, Form(max_length=64)] = "",
     ) -> Response:
         token = session.access_token_valid(time.time())
-        return act(
-            request,
-            study_uid,
-            user,
-            session.csrf_token,
-            token,
-            lambda: reject(study_uid=study_uid, finding_id=finding_id, user=user, reason=reason, text=text),
-            "rejected",
-        )
+
+        def record() -> None:
+            finding = feedback.finding(finding_id)
+            if finding.study_uid != study_uid:
+                raise FindingNotFound(finding_id)
+            try:
+                why = RejectionReason(reason)
+            except ValueError as exc:
+                raise InvalidFeedback("choose a reason from the list") from exc
+            entry = desk.study(study_uid, user).entry
+            decision = FindingDecision(
+                finding, Action.REJECTED, user, why, text, report_id=entry.report_id, request_id=request_id
+            )
+            feedback.record(decision)
+
+        return act(request, study_uid, user, session.csrf_token, token, record, "rejected")
 
     return router
 
 
-#: The coded rejection reasons, as the form lists them (set from the feedback domain at import of the module).
-REASONS: tuple[tuple[str, str], ...] = ()
+#: The coded rejection reasons, as the form lists them.
+REASONS = tuple((r.value, r.display) for r in RejectionReason)
 
 
-def _decision(action: str, text: str) -> Any:
-    from radcds_worklist.api.views import Decision
-
+def _decision(action: str, reason_code: str, reason_text: str) -> Decision:
+    if action == Action.REJECTED:
+        reason = RejectionReason(reason_code).display if reason_code in set(RejectionReason) else reason_code
+        text = f"Rejected: {reason}" + (f" ({reason_text})" if reason_text else "")
+    else:
+        text = action.capitalize()
     return Decision(action, text)

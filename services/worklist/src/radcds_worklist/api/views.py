@@ -14,7 +14,13 @@ from radcds_worklist.domain.windowing import window_for
 from radcds_worklist.domain.worklist import WorklistEntry
 
 STATUSES = (("to-read", "to read"), ("signed", "signed"), ("all", "all"))
-PRIORITIES = (("critical", "critical"), ("stat", "STAT"), ("asap", "ASAP"), ("urgent", "urgent"), ("routine", "routine"))
+PRIORITIES = (
+    ("critical", "critical"),
+    ("stat", "STAT"),
+    ("asap", "ASAP"),
+    ("urgent", "urgent"),
+    ("routine", "routine"),
+)
 MODALITIES = ("CR", "DX", "CT", "MR", "US", "MG", "NM", "PT")
 #: SNOMED CT lobes a radiologist may put an added nodule in.
 LUNG_SITES = (
@@ -247,6 +253,13 @@ def assessment_view(payload: Mapping[str, Any] | None) -> AssessmentView | None:
     """fusion's assessment payload (``fusion-assessment-produced.v1``) as text lines, or None."""
     if not payload:
         return None
+    sections = payload.get("sections")
+    if isinstance(sections, Mapping):  # the report's own sentences, as fusion wrote them for the report
+        return AssessmentView(
+            comparison=_texts(sections.get("comparison")),
+            recommendations=_texts(sections.get("recommendations")),
+            missing=_texts(sections.get("missingContext")),
+        )
     return AssessmentView(
         comparison=_texts(payload.get("comparisons"), "text", "summary", "display"),
         recommendations=_texts(payload.get("recommendations"), "text", "summary", "display"),
@@ -265,3 +278,29 @@ class ReportView:
     interpreter: str = ""
     signable: bool = False
     problems: list[str] = field(default_factory=list)
+
+
+def _range_text(name: str, value: Any, unit: str) -> str:
+    if not isinstance(value, Mapping):
+        return ""
+    low, high = value.get("min"), value.get("max")
+    if low is not None and high is not None:
+        return f"{name} {low:g} to {high:g}{unit}"
+    if low is not None:
+        return f"{name} ≥ {low:g}{unit}"
+    if high is not None:
+        return f"{name} ≤ {high:g}{unit}"
+    return ""
+
+
+def envelope_text(applies_to: Mapping[str, Any]) -> str:
+    """A model's validated envelope (``applies_to`` of the model manifest) in words, e.g. "CR/DX, CHEST, PA view,
+    age ≥ 18 y"."""
+    parts = [
+        "/".join(applies_to.get("modalities") or ()),
+        "/".join(applies_to.get("body_parts") or ()),
+        ("/".join(applies_to.get("view_positions") or ()) + " view") if applies_to.get("view_positions") else "",
+        _range_text("slice", applies_to.get("slice_thickness_mm"), " mm"),
+        _range_text("age", applies_to.get("patient_age_years"), " y"),
+    ]
+    return ", ".join(p for p in parts if p)

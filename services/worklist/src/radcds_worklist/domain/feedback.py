@@ -22,7 +22,6 @@ from radcds_worklist.domain.access import User
 #: The longest free text a rejection may carry (the event schema's ``reasonText`` maxLength).
 REASON_TEXT_MAX = 500
 FEEDBACK_NAMESPACE = uuid.UUID("a1f0c2d4-6b8e-5c3a-9d7f-1e2b3c4d5e6f")
-FINDING_NAMESPACE = uuid.UUID("3c9e1b7a-5d2f-4a86-b0c4-8e6f2a1d9b35")
 
 
 class InvalidFeedback(ValueError):
@@ -64,12 +63,6 @@ _REASON_DISPLAY = {
     RejectionReason.ARTEFACT_OR_DEVICE: "Artefact or device",
     RejectionReason.OTHER: "Other",
 }
-
-
-def analysis_finding_id(study_uid: str, series_uid: str, model_name: str) -> str:
-    """The worklist's id of one model's analysis of one series: deterministic (study, series, model), so a
-    redelivered ``FINDINGS_PRODUCED`` event names the same finding."""
-    return str(uuid.uuid5(FINDING_NAMESPACE, f"{study_uid}|{series_uid}|{model_name}"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ from radcds.adapters.db.outbox import enqueue
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.events import FINDING_FEEDBACK_RECORDED, FindingFeedbackRecorded, ImagingFindingsProduced
 from radcds.domain.findings import ModelIdentity
-from radcds_worklist.adapters.db.feedback import FeedbackRepository, FindingRow
+from radcds_worklist.adapters.db.feedback import FeedbackRepository, FeedbackRow, FindingRow
 from radcds_worklist.adapters.db.live import append_live
 from radcds_worklist.adapters.fhir import ai_observation_id, feedback_observation
 from radcds_worklist.domain.access import User
@@ -77,6 +77,11 @@ class FeedbackDesk:
             raise FindingNotFound(finding_id)
         return ai_finding(row, code)
 
+    def decisions(self, study_uid: str) -> dict[str, FeedbackRow]:
+        """The latest decision on each AI finding of the study, by finding id (what the study page shows)."""
+        with self._engine.connect() as conn:
+            return FeedbackRepository(conn).latest_of_study(study_uid)
+
     def record(self, decision: FindingDecision) -> str:
         """Record one decision and return its feedback id; the same request again returns the same id and records
         nothing more. Raises ``Forbidden`` unless the user may sign, ``FindingNotFound`` for an unknown finding."""
@@ -94,9 +99,12 @@ class FeedbackDesk:
         self._committed(alerts)
         return feedback_id
 
-    def record_accepted_for_study(self, *, study_uid: str, user: User, report_id: str | None) -> list[str]:
-        """The radiologist accepted the whole draft: an ``accepted`` decision for each AI finding of the study that
-        was analysed and has no decision yet (a rejected or edited one stands). Returns the new feedback ids."""
+    def record_accepted_for_study(
+        self, *, study_uid: str, user: User, report_id: str | None, action: Action = Action.ACCEPTED
+    ) -> list[str]:
+        """The radiologist signed the draft as it was (``accepted``) or edited (``edited``): that decision for each
+        AI finding of the study that was analysed and has no decision yet (a rejected one stands). Returns the new
+        feedback ids."""
         user.require_sign()
         with self._engine.begin() as conn:
             repo = FeedbackRepository(conn)
@@ -107,7 +115,7 @@ class FeedbackDesk:
                 if row.not_analysed_reason or row.finding_id in decided:
                     continue
                 decision = FindingDecision(
-                    ai_finding(row), Action.ACCEPTED, user, report_id=report_id, request_id=f"sign|{report_id or ''}"
+                    ai_finding(row), action, user, report_id=report_id, request_id=f"sign|{report_id or ''}"
                 )
                 feedback_id, new = self._record_in(conn, decision)
                 if new:

@@ -24,7 +24,6 @@ from radcds.runtime.metrics import ServiceMetrics
 from radcds_worklist.adapters.db.live import append_live
 from radcds_worklist.adapters.db.monitoring import MonitoringRepository
 from radcds_worklist.domain.access import User
-from radcds_worklist.domain.feedback import analysis_finding_id
 from radcds_worklist.domain.monitoring import (
     Acquisition,
     DeclaredInputs,
@@ -36,6 +35,7 @@ from radcds_worklist.domain.monitoring import (
     monitor,
     recent_window,
 )
+from radcds_worklist.domain.worklist import finding_id as analysis_finding_id
 
 log = logging.getLogger(__name__)
 ALERT_NAMESPACE = uuid.UUID("7d3f9a12-4c6e-5b80-a1d2-93e4f5a6b7c8")

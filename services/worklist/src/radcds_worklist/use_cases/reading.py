@@ -79,6 +79,11 @@ class ReadingDesk:
             row = repo.study(study_uid) or {}
             return StudyView(entry, tuple(repo.findings(study_uid)), row.get("assessment"))
 
+    def draft(self, report_id: str, user: User, token: str | None) -> DraftReport:
+        """The study's report as reporting holds it now (the page shows its conclusion and signs that version)."""
+        _require_read(user)
+        return self._reporting.read(report_id, token=token)
+
     def assign(self, study_uid: str, user: User) -> ReadingLock:
         """ "Assign to me": take or renew the study's lock; raises :class:`LockHeld` (who, until when)."""
         user.require_sign()

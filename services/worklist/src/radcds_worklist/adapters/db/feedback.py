@@ -103,6 +103,13 @@ class FeedbackRepository:
         rows = self._conn.execute(select(_F.finding_id).where(_F.study_uid == study_uid).distinct()).all()
         return {r.finding_id for r in rows}
 
+    def latest_of_study(self, study_uid: str) -> dict[str, FeedbackRow]:
+        """The latest decision on each of the study's findings, by finding id."""
+        rows = self._conn.execute(
+            select(finding_feedback).where(_F.study_uid == study_uid).order_by(_F.recorded_at, _F.feedback_id)
+        ).all()
+        return {r.finding_id: _feedback(r) for r in rows}
+
     def add(self, values: dict[str, Any]) -> None:
         """Insert one decision row (the columns of ``finding_feedback``)."""
         self._conn.execute(insert(finding_feedback).values(**values))

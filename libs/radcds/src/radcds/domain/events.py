@@ -480,6 +480,16 @@ class ImagingOrderReceived:
     procedure_code: Annotated[
         Coding | None, PROCEDURE_CODE, doc("OBR-4 / the ServiceRequest's code (added later; optional).")
     ] = None
+    #: FHIR R4 ServiceRequest.priority (value set request-priority): from TQ1-9, ORC-7.6 or OBR-27.6.
+    priority: Annotated[
+        str,
+        doc(
+            "FHIR R4 ServiceRequest.priority (request-priority): routine, urgent, asap or stat; from HL7 v2 "
+            "TQ1-9 / ORC-7.6 / OBR-27.6 (table 0027) or a FHIR update (added later; optional)."
+        ),
+        one_of("routine", "urgent", "asap", "stat"),
+        OMIT_EMPTY,
+    ] = ""
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-order-received.v1); empty optional fields are left out."""
@@ -674,7 +684,8 @@ PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
         "ImagingOrderReceived",
         "CloudEvent org.radcds.reporting.imaging-order.received.v1 on radcds.reporting.orders.v1 (key: the "
         "ServiceRequest id): the reporting service stored an HL7 v2 ORM^O01/OMI^O23 order (ORC-1 NW, XO or CA) as"
-        " a FHIR ServiceRequest. Order keys only, no demographics. Optional fields are absent when empty.",
+        " a FHIR ServiceRequest, or a FHIR update changed its priority (orderControl XO). Order keys and priority "
+        "only, no demographics. Optional fields are absent when empty.",
     ),
     PayloadContract(
         FINDINGS_ENTERED,

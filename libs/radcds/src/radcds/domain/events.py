@@ -75,6 +75,12 @@ CRITICAL_RESULT_ESCALATED = EventKind(
     topic="radcds.reporting.reports.v1",
     schema="critical-result-escalated.v1.json",
 )
+#: A critical result was acknowledged by a clinician; keyed by the Study Instance UID, like the escalation.
+CRITICAL_RESULT_ACKNOWLEDGED = EventKind(
+    type="org.radcds.reporting.critical-result.acknowledged.v1",
+    topic="radcds.reporting.reports.v1",
+    schema="critical-result-acknowledged.v1.json",
+)
 ORDER_EVALUATED = EventKind(
     type="org.radcds.referral.imaging-order.evaluated.v1",
     topic="radcds.referral.evaluations.v1",
@@ -114,6 +120,7 @@ EVENT_KINDS: dict[str, EventKind] = {
         FINDINGS_PRODUCED,
         REPORT_STORED,
         CRITICAL_RESULT_ESCALATED,
+        CRITICAL_RESULT_ACKNOWLEDGED,
         FINDINGS_ENTERED,
         ASSESSMENT_PRODUCED,
         RECOMMENDATION_CHANGED,
@@ -529,6 +536,33 @@ class CriticalResultEscalated:
         return wire.from_json(cls, payload)
 
 
+@dataclass(frozen=True, slots=True)
+class CriticalResultAcknowledged:
+    """A clinician acknowledged a critical result: the loop of its communication is closed.
+
+    ACR Practice Parameter for Communication of Diagnostic Imaging Findings: the receipt of a critical
+    result is documented. ``communication_id`` is the critical result's FHIR Communication (the one
+    :class:`CriticalResultEscalated` names too), whether its own message or its escalation was
+    acknowledged; ``acknowledged_by`` is a FHIR reference (``Practitioner/...`` or ``PractitionerRole/...``).
+    Sent once per critical result, for the first acknowledgement.
+    """
+
+    communication_id: Annotated[str, FHIR_ID]
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    acknowledged_by: Annotated[str, length(min=1, max=256), pattern(r"^(Practitioner|PractitionerRole)/.+$")]
+    acknowledged_at: Annotated[str, DATE_TIME]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema critical-result-acknowledged.v1)."""
+        return wire.to_json(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> CriticalResultAcknowledged:
+        """Build from a schema-validated payload."""
+        return wire.from_json(cls, payload)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class NoduleCodingPayload:
     """A code of an entered nodule (FHIR R4 Coding, 2.24.0.3): system and code given, display optional."""
@@ -714,5 +748,13 @@ PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
         "CloudEvent org.radcds.reporting.critical-result.escalated.v1 on radcds.reporting.reports.v1: a "
         "critical-result FHIR Communication was not acknowledged in time; a new Communication went to the "
         "escalation recipient.",
+    ),
+    PayloadContract(
+        CRITICAL_RESULT_ACKNOWLEDGED,
+        CriticalResultAcknowledged,
+        "CriticalResultAcknowledged",
+        "CloudEvent org.radcds.reporting.critical-result.acknowledged.v1 on radcds.reporting.reports.v1 (key: the "
+        "Study Instance UID): a clinician acknowledged a critical result (its FHIR Communication, or the "
+        "escalation of it, set to completed); sent once, for the first acknowledgement.",
     ),
 )

@@ -325,11 +325,13 @@ def fhir_router(
         if not isinstance(body, dict):
             return operation_outcome(400, "structure", f"the body must be a {resource_type}")
         if resource_type == "ServiceRequest" and orders is not None:
-            return _order_update(
+            if access.patient:
+                return _denied(AccessDenied(403, "a patient cannot re-prioritise an order", "Bearer"))
+            return _update_call(
                 lambda: orders.update(service_request_id=resource_id, resource=body, if_match=_if_match(request)),
                 access,
             )
-        return _signoff_call(
+        return _update_call(
             lambda: signoff.update(report_id=resource_id, resource=body, user=access.user, if_match=_if_match(request)),
             access,
         )
@@ -351,7 +353,7 @@ def fhir_router(
         if isinstance(ops, JSONResponse):
             return ops
         if resource_type == "DiagnosticReport":
-            return _signoff_call(
+            return _update_call(
                 lambda: signoff.update(report_id=resource_id, patch=ops, user=access.user, if_match=_if_match(request)),
                 access,
             )
@@ -400,10 +402,11 @@ def _acknowledge(critical: Any, communication_id: str, who: str | None, access: 
     return _resource_response(stored)
 
 
-def _signoff_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Access) -> Response:
+def _update_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Access) -> Response:
+    """Run a sign-off or order update and map its refusals to OperationOutcomes."""
     try:
         stored, _ = call()
-    except ReportNotFound as exc:
+    except (ReportNotFound, OrderNotFound) as exc:
         return operation_outcome(404, "not-found", str(exc))
     except IllegalTransition as exc:
         return operation_outcome(409, "conflict", str(exc))
@@ -411,24 +414,10 @@ def _signoff_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Acces
         return operation_outcome(412, "conflict", str(exc))
     except InvalidFinding as exc:  # structured findings: 400 not valid R4, 422 a rule; the element is named
         return operation_outcome(exc.status, exc.code, str(exc), expression=exc.expression)
-    except (AuthorRequired, InvalidChange, PatchError) as exc:
+    except (AuthorRequired, InvalidChange, PatchError, InvalidOrderChange) as exc:
         return operation_outcome(422, "processing", str(exc))
     if access.patient and not _in_compartment(stored, access.patient):
         return operation_outcome(404, "not-found", "not known")
-    return _resource_response(stored)
-
-
-def _order_update(call: Callable[[], tuple[dict[str, Any], bool]], access: Access) -> Response:
-    if access.patient:
-        return _denied(AccessDenied(403, "a patient cannot re-prioritise an order", "Bearer"))
-    try:
-        stored, _ = call()
-    except OrderNotFound as exc:
-        return operation_outcome(404, "not-found", str(exc))
-    except VersionConflict as exc:
-        return operation_outcome(412, "conflict", str(exc))
-    except InvalidOrderChange as exc:
-        return operation_outcome(422, "processing", str(exc))
     return _resource_response(stored)
 
 

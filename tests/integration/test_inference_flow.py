@@ -12,6 +12,7 @@ candidate; (d) RG1_UNCI.dcm with View Position set to AP (DERIVED header) → "n
 from __future__ import annotations
 
 import io
+import math
 from typing import Any
 
 import grpc
@@ -124,6 +125,11 @@ def test_derived_positive_head_ct_is_a_critical_hemorrhage_candidate(stack):
     assert _values(payload)["hyperdense-region-area"] == pytest.approx(inserted.area_mm2, rel=0.05)
     row, column = payload["location"]["points"][0]["row"], payload["location"]["points"][0]["column"]
     assert abs(row - 260) <= 2 and abs(column - 250) <= 2
+    # Then the outline: convex-hull vertices of the 7 mm (14.6 pixel) disc, on the source grid.
+    outline = [(p["row"], p["column"]) for p in payload["location"]["points"][1:]]
+    assert 8 <= len(outline) <= 16
+    assert all(13 <= math.hypot(r - 260, c - 250) <= 16 for r, c in outline)
+    assert "vertices of its outline" in payload["location"]["description"]
 
 
 def test_ap_chest_cr_outside_the_envelope_yields_a_not_analysed_finding(stack):

@@ -135,7 +135,8 @@ def test_head_ct_served_real_slice_and_derived_positive_in_one_batch_match_in_pr
         np.testing.assert_array_equal(served["LOCATIONS"][i], expected.locations())
     assert served["MEASUREMENTS"][0][0] == 0  # real slice: negative
     assert served["MEASUREMENTS"][1][0] == 1  # derived: one region
-    assert served["LOCATIONS"][1].tolist() == [260, 250]
+    assert served["LOCATIONS"][1][:2].tolist() == [260, 250]  # centroid, then bounding box and outline
+    assert served["LOCATIONS"][0].tolist() == [-1] * len(head.LOCATION_NAMES)
 
 
 def test_onnx_example_served_matches_onnxruntime_in_process(triton: grpcclient.InferenceServerClient) -> None:

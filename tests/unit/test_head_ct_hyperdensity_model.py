@@ -102,6 +102,43 @@ def test_derived_disc_of_acute_blood_density_is_found_and_measured(head_slice: n
     assert result.centroid == (260, 250)
 
 
+def test_derived_disc_outline_is_its_bounding_box_and_a_hull_inside_the_region(
+    head_slice: npt.NDArray[np.int16],
+) -> None:
+    """DERIVED from 693_UNCI.dcm: a disc of radius 7 mm at (260, 250) with HU uniform in 60..76."""
+    disc = _disc((260, 250), 7.0)
+    result = model.find_hyperdensities(_insert(head_slice, disc, 60, 76), SPACING)
+    rows, columns = np.nonzero(result.regions)
+    assert result.bounding_box == (rows.min(), columns.min(), rows.max(), columns.max())
+    # The disc spans 7 / 0.478516 = 14.6 pixels either side of its centre.
+    assert result.bounding_box == pytest.approx((260 - 14, 250 - 14, 260 + 14, 250 + 14), abs=1)
+    outline = result.outline
+    assert 8 <= len(outline) <= model.MAX_OUTLINE_POINTS
+    assert all(result.regions[r, c] for r, c in outline)  # vertices are pixel centres of the region
+    assert outline[0] == min(outline)  # starts at the top-most vertex
+    # Clockwise as displayed: the shoelace sum with x = column, y = row (downwards) is positive.
+    shoelace = sum(a[1] * b[0] - b[1] * a[0] for a, b in zip(outline, outline[1:] + outline[:1], strict=True))
+    assert shoelace > 0
+    # The reduced hull keeps most of the region: its area (shoelace / 2) is within 15% of the disc's.
+    assert shoelace / 2 == pytest.approx(float(disc.sum()), rel=0.15)
+    locations = result.locations().tolist()
+    assert len(locations) == len(model.LOCATION_NAMES)
+    assert locations[:6] == [260, 250, *result.bounding_box]
+    assert locations[6 : 6 + 2 * len(outline)] == [v for point in outline for v in point]
+    assert set(locations[6 + 2 * len(outline) :]) <= {-1}
+
+
+def test_convex_hull_of_a_rectangle_is_its_four_corners_clockwise_from_top_left() -> None:
+    points = [(r, c) for r in range(2, 6) for c in range(3, 10)]
+    assert model.convex_hull(points) == [(2, 3), (2, 9), (5, 9), (5, 3)]
+
+
+def test_reduce_polygon_drops_the_vertex_that_loses_least_area_first() -> None:
+    # A square with one vertex bulging out by one pixel from its top edge: that vertex goes first.
+    square = [(0, 0), (-1, 5), (0, 10), (10, 10), (10, 0)]
+    assert model.reduce_polygon(square, 4) == [(0, 0), (0, 10), (10, 10), (10, 0)]
+
+
 def test_derived_two_discs_are_counted_and_the_larger_is_located(head_slice: npt.NDArray[np.int16]) -> None:
     """DERIVED from 693_UNCI.dcm: discs of 4 mm at (230, 300) and 6 mm at (300, 220), HU 62..80."""
     small, large = _disc((230, 300), 4.0), _disc((300, 220), 6.0)
@@ -139,7 +176,7 @@ def test_slice_without_skull_reports_no_brain() -> None:
     result = model.find_hyperdensities(air, SPACING)
     assert result.status == model.STATUS_NO_BRAIN
     assert np.isnan(result.measurements()[4])
-    assert result.locations().tolist() == [-1, -1]
+    assert result.locations().tolist() == [-1] * len(model.LOCATION_NAMES)
 
 
 def test_non_positive_spacing_is_refused(head_slice: npt.NDArray[np.int16]) -> None:

@@ -86,3 +86,60 @@ def test_malformed_manifest_is_refused(tmp_path: Path, document: dict[str, objec
     path.write_text(json.dumps(document))
     with pytest.raises(ValueError, match="manifest"):
         load_manifest(path, check_repository=False)
+
+
+def _header(name: str):
+    import pydicom
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name)
+    assert path is not None, name
+    return pydicom.dcmread(path, stop_before_pixels=True)
+
+
+def _age_years(birth: str, study: str) -> int:
+    years = int(study[:4]) - int(birth[:4])
+    return years - 1 if study[4:8] < birth[4:8] else years
+
+
+@pytest.mark.parametrize(
+    ("model", "source"),
+    [("chest_ctr", "RG1_UNCI.dcm"), ("head_ct_hyperdensity", "693_UNCI.dcm"), ("brain_window_onnx", "693_UNCI.dcm")],
+)
+def test_declared_inputs_are_what_the_validation_image_headers_say(model: str, source: str) -> None:
+    """Honesty check: the manifest's declared_inputs are read back from the real pydicom-data file each model was
+    validated on (its model card, "Validated envelope")."""
+    declared = load_manifest(MODELS).entry(model).declared_inputs
+    assert declared is not None and any(source in s for s in declared.sources)
+    ds = _header(source)
+    manufacturer, model_name = str(ds.get("Manufacturer", "")), str(ds.get("ManufacturerModelName", ""))
+    assert declared.manufacturers == ((manufacturer,) if manufacturer else ())
+    assert declared.manufacturer_models == ((model_name,) if model_name else ())
+    assert declared.kvp is not None and declared.kvp.minimum == declared.kvp.maximum == float(ds.KVP)
+    if "SliceThickness" in ds:
+        assert declared.slice_thickness_mm is not None
+        assert declared.slice_thickness_mm.minimum == declared.slice_thickness_mm.maximum == float(ds.SliceThickness)
+    else:
+        assert declared.slice_thickness_mm is None
+    if ds.get("PatientBirthDate") and ds.get("StudyDate"):
+        age = _age_years(str(ds.PatientBirthDate), str(ds.StudyDate))
+        assert declared.patient_age_years is not None
+        assert declared.patient_age_years.minimum == declared.patient_age_years.maximum == age
+    else:
+        assert declared.patient_age_years is None
+
+
+def test_manifest_without_declared_inputs_loads_with_none(tmp_path: Path) -> None:
+    document = json.loads((MODELS / "manifest.json").read_text())
+    for model in document["models"]:
+        model.pop("declared_inputs", None)
+    (tmp_path / "manifest.json").write_text(json.dumps(document))
+    assert all(e.declared_inputs is None for e in load_manifest(tmp_path, check_repository=False).entries)
+
+
+def test_declared_inputs_with_manufacturers_not_a_list_is_refused(tmp_path: Path) -> None:
+    document = json.loads((MODELS / "manifest.json").read_text())
+    document["models"][0]["declared_inputs"]["manufacturers"] = "Philips Medical Systems"
+    (tmp_path / "manifest.json").write_text(json.dumps(document))
+    with pytest.raises(ValueError, match="malformed manifest entry"):
+        load_manifest(tmp_path, check_repository=False)

@@ -79,3 +79,39 @@ def test_head_ct_without_regions_is_negative_and_has_no_hu_statistics():
 def test_head_ct_without_any_intracranial_area_is_not_analysed():
     outputs = SeriesOutputs((1,), ((0, 0, 0, 0, NAN, NAN, 0, 0),), ((-1, -1),))
     assert interpret_series(HEAD, outputs).not_analysed_reason.startswith("not analysed: head_ct_hyperdensity:")
+
+
+def _head_location_row(centroid, box, outline):
+    """A head_ct_hyperdensity LOCATIONS row (model card, "Interface"): centroid, box, 16 outline slots."""
+    flat = [v for point in outline for v in point]
+    return (*centroid, *box, *flat, *([-1] * (32 - len(flat))))
+
+
+def test_head_ct_location_points_are_the_centroid_then_the_outline_in_order():
+    rows = ((0, 0.0, 0.0, 0.0, NAN, NAN, 9000.0, 0), (1, 100.0, 500.0, 100.0, 80.0, 65.0, 9500.0, 0))
+    outline = ((190, 205), (195, 220), (210, 218), (208, 200))
+    locations = (
+        _head_location_row((-1, -1), (-1,) * 4, ()),
+        _head_location_row((200, 210), (190, 200, 210, 220), outline),
+    )
+    result = interpret_series(HEAD, SeriesOutputs((0, 0), rows, locations))
+    assert result.location.points == ((200.0, 210.0), *((float(r), float(c)) for r, c in outline))
+    assert result.location.description == (
+        "largest region centred at (row, column) (200, 210) on slice 2 of 2, within rows 190-210 and columns "
+        "200-220; points: the centre, then the 4 vertices of its outline (convex hull), clockwise as displayed"
+    )
+
+
+def test_head_ct_location_without_outline_vertices_gives_the_bounding_box_corners():
+    rows = ((1, 100.0, 500.0, 100.0, 80.0, 65.0, 9500.0, 0),)
+    locations = ((200, 210, 190, 200, 210, 220),)
+    result = interpret_series(HEAD, SeriesOutputs((0,), rows, locations))
+    assert result.location.points == ((200.0, 210.0), (190.0, 200.0), (190.0, 220.0), (210.0, 220.0), (210.0, 200.0))
+    assert "the 4 corners of its bounding box" in result.location.description
+
+
+def test_head_ct_location_on_a_downsampled_grid_maps_outline_to_source_block_centres():
+    rows = ((1, 100.0, 500.0, 100.0, 80.0, 65.0, 9500.0, 0),)
+    locations = (_head_location_row((50, 60), (45, 55, 55, 65), ((45, 60), (50, 65), (55, 60))),)
+    result = interpret_series(HEAD, SeriesOutputs((0,), rows, locations, 2))
+    assert result.location.points == ((101.0, 121.0), (91.0, 121.0), (101.0, 131.0), (111.0, 121.0))

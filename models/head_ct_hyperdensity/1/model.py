@@ -50,8 +50,18 @@ MEASUREMENT_NAMES = (
     "brain_area_mm2",
     "rejected_region_count",
 )
-#: Order of the values in the ``LOCATIONS`` output.
-LOCATION_NAMES = ("largest_region_centroid_row", "largest_region_centroid_column")
+#: Most vertices of the largest region's outline in the ``LOCATIONS`` output.
+MAX_OUTLINE_POINTS = 16
+#: Order of the values in the ``LOCATIONS`` output (all -1 when no region was found; unused outline slots -1).
+LOCATION_NAMES = (
+    "largest_region_centroid_row",
+    "largest_region_centroid_column",
+    "largest_region_min_row",
+    "largest_region_min_column",
+    "largest_region_max_row",
+    "largest_region_max_column",
+    *(f"largest_region_outline_{i}_{axis}" for i in range(MAX_OUTLINE_POINTS) for axis in ("row", "column")),
+)
 
 
 @dataclass(frozen=True)
@@ -88,6 +98,8 @@ class HyperdensityResult:
     brain_area_mm2: float = 0.0
     rejected_region_count: int = 0
     centroid: tuple[int, int] = (-1, -1)
+    bounding_box: tuple[int, int, int, int] = (-1, -1, -1, -1)
+    outline: tuple[tuple[int, int], ...] = ()
     regions: npt.NDArray[np.bool_] | None = field(default=None, repr=False)
     brain: npt.NDArray[np.bool_] | None = field(default=None, repr=False)
 
@@ -108,8 +120,77 @@ class HyperdensityResult:
         )
 
     def locations(self) -> npt.NDArray[np.int32]:
-        """The ``LOCATIONS`` vector (-1 when no region was found)."""
-        return np.array(self.centroid, dtype=np.int32)
+        """The ``LOCATIONS`` vector (:data:`LOCATION_NAMES`; -1 when no region was found or a slot is unused)."""
+        outline = [v for point in self.outline[:MAX_OUTLINE_POINTS] for v in point]
+        padding = [-1] * (2 * MAX_OUTLINE_POINTS - len(outline))
+        return np.array([*self.centroid, *self.bounding_box, *outline, *padding], dtype=np.int32)
+
+
+def _cross(o: tuple[int, int], a: tuple[int, int], b: tuple[int, int]) -> int:
+    """z of (a - o) x (b - o) with column as x and row as y."""
+    return (a[1] - o[1]) * (b[0] - o[0]) - (a[0] - o[0]) * (b[1] - o[1])
+
+
+def convex_hull(points: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Convex hull of (row, column) points (Andrew's monotone chain), without collinear vertices.
+
+    The vertices go clockwise as displayed (rows down, columns right), starting from the top-most,
+    then left-most one.
+    """
+    unique = sorted(set(points), key=lambda p: (p[1], p[0]))
+    if len(unique) <= 2:
+        return sorted(unique)
+    lower: list[tuple[int, int]] = []
+    for p in unique:
+        while len(lower) >= 2 and _cross(lower[-2], lower[-1], p) <= 0:
+            lower.pop()
+        lower.append(p)
+    upper: list[tuple[int, int]] = []
+    for p in reversed(unique):
+        while len(upper) >= 2 and _cross(upper[-2], upper[-1], p) <= 0:
+            upper.pop()
+        upper.append(p)
+    hull = lower[:-1] + upper[:-1]
+    start = hull.index(min(hull))
+    return hull[start:] + hull[:start]
+
+
+def _triangle_area(a: tuple[int, int], b: tuple[int, int], c: tuple[int, int]) -> float:
+    return abs(_cross(a, b, c)) / 2.0
+
+
+def reduce_polygon(vertices: list[tuple[int, int]], max_points: int) -> list[tuple[int, int]]:
+    """At most ``max_points`` of a closed polygon's vertices, in the same order (Visvalingam-Whyatt).
+
+    The vertex whose triangle with its two neighbours is smallest is dropped until few enough remain,
+    so the outline loses the least area at each step; the first vertex is kept.
+    """
+    kept = list(vertices)
+    while len(kept) > max(max_points, 3):
+        n = len(kept)
+        drop = min(range(1, n), key=lambda i: _triangle_area(kept[i - 1], kept[i], kept[(i + 1) % n]))
+        del kept[drop]
+    return kept
+
+
+def region_outline(region: npt.NDArray[np.bool_], max_points: int = MAX_OUTLINE_POINTS) -> tuple[tuple[int, int], ...]:
+    """The outline of a region: the convex hull of its pixel centres, reduced to ``max_points`` vertices.
+
+    Only the first and last pixel of each row can be hull vertices, so only those are hulled.
+    """
+    rows, columns = np.nonzero(region)
+    if rows.size == 0:
+        return ()
+    starts = np.flatnonzero(np.r_[True, np.diff(rows) != 0])
+    ends = np.r_[starts[1:], rows.size] - 1
+    extremes = [(int(rows[i]), int(columns[i])) for i in (*starts, *ends)]
+    return tuple(reduce_polygon(convex_hull(extremes), max_points))
+
+
+def bounding_box(region: npt.NDArray[np.bool_]) -> tuple[int, int, int, int]:
+    """(min row, min column, max row, max column) of a region's pixels, inclusive."""
+    rows, columns = np.nonzero(region)
+    return int(rows.min()), int(columns.min()), int(rows.max()), int(columns.max())
 
 
 def intracranial_mask(hu: npt.NDArray[np.float64]) -> npt.NDArray[np.bool_]:
@@ -194,6 +275,8 @@ def find_hyperdensities(
         brain_area_mm2=brain_area,
         rejected_region_count=rejected,
         centroid=(round(centre[0]), round(centre[1])),
+        bounding_box=bounding_box(largest),
+        outline=region_outline(largest),
         regions=regions,
         brain=brain,
     )

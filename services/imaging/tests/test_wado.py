@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from radcds.adapters.dicomweb.multipart import parse_content_type, split_parts
+from radcds_imaging.adapters.rendering import Window, apply_window
 
 from .conftest import BASE, wado_client
 from .conftest import testdata_path as _path
@@ -211,6 +212,87 @@ def test_rendered_malformed_viewport_returns_400(tmp_path):
     url = f"{_instance_url('CT_small.dcm')}/rendered"
     assert client.get(url, params={"viewport": "0,10"}).status_code == 400
     assert client.get(url, params={"viewport": "abc"}).status_code == 400
+
+
+def _ct_small_hu() -> np.ndarray:
+    """CT_small.dcm in Hounsfield units: stored values through Rescale Slope and Intercept (PS3.3 C.11.1.1.2)."""
+    ds = pydicom.dcmread(_path("CT_small.dcm"))
+    return ds.pixel_array.astype(np.float64) * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+
+
+def test_rendered_ct_with_brain_window_follows_linear_formula_in_hounsfield_units(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    rendered = _pixels(client.get(f"{_instance_url('CT_small.dcm')}/rendered", params={"window": "40,80,linear"}))
+    hu = _ct_small_hu()
+    assert rendered.shape == hu.shape
+    assert np.abs(rendered - _linear_window(hu, 40.0, 80.0)).max() <= 1
+    # The window is in HU: air and bone saturate, and brain-range values (0..79 HU) are spread over 0..255.
+    assert (rendered[hu <= 0] == 0).all() and (rendered[hu > 79] == 255).all()
+    inside = (hu > 0) & (hu <= 79)
+    assert inside.sum() > 1000 and 0 < rendered[inside].mean() < 255
+
+
+def test_rendered_ct_without_window_differs_from_brain_window(tmp_path):
+    # CT_small.dcm has no window of its own: unwindowed it shows its full range, so a window must change it.
+    client = _client(tmp_path, "CT_small.dcm")
+    url = f"{_instance_url('CT_small.dcm')}/rendered"
+    plain = _pixels(client.get(url))
+    windowed = _pixels(client.get(url, params={"window": "40,80,linear"}))
+    assert np.abs(plain - windowed).mean() > 20
+
+
+def test_rendered_frame_with_linear_exact_window_follows_its_formula(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    url = f"{_instance_url('CT_small.dcm')}/frames/1/rendered"
+    rendered = _pixels(client.get(url, params={"window": "400,1500,linear-exact"}))
+    hu = _ct_small_hu()
+    # PS3.3 C.11.2.1.3.2: ((x - c) / w + 0.5) * (ymax - ymin) + ymin, clamped at c -/+ w/2.
+    expected = np.clip(np.rint(((hu - 400.0) / 1500.0 + 0.5) * 255.0), 0, 255)
+    assert np.abs(rendered - expected).max() <= 1
+
+
+def test_rendered_with_sigmoid_window_follows_its_formula(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    url = f"{_instance_url('CT_small.dcm')}/rendered"
+    rendered = _pixels(client.get(url, params={"window": "40,400,sigmoid"}))
+    hu = _ct_small_hu()
+    # PS3.3 C.11.2.1.3.1: (ymax - ymin) / (1 + exp(-4 (x - c) / w)) + ymin.
+    expected = np.rint(255.0 / (1.0 + np.exp(-4.0 * (hu - 40.0) / 400.0)))
+    assert np.abs(rendered - expected).max() <= 1
+
+
+def test_rendered_with_window_on_colour_instance_leaves_it_unchanged(tmp_path):
+    client = _client(tmp_path, "color3d_jpeg_baseline.dcm")
+    url = f"{_instance_url('color3d_jpeg_baseline.dcm')}/frames/1/rendered"
+    assert np.array_equal(_pixels(client.get(url)), _pixels(client.get(url, params={"window": "40,80,linear"})))
+
+
+def test_rendered_with_malformed_window_returns_400_naming_the_problem(tmp_path):
+    client = _client(tmp_path, "CT_small.dcm")
+    url = f"{_instance_url('CT_small.dcm')}/rendered"
+    for value, words in (
+        ("40,80", "center,width,function"),
+        ("40,80,linear,1", "center,width,function"),
+        ("brain,80,linear", "numbers"),
+        ("40,80,cubic", "linear, linear-exact, sigmoid"),
+        ("40,0.5,linear", "at least 1"),
+        ("40,0,sigmoid", "above 0"),
+        ("40,nan,linear-exact", "finite"),
+    ):
+        response = client.get(url, params={"window": value})
+        assert response.status_code == 400, value
+        assert "invalid window" in response.json()["error"] and words in response.json()["error"], value
+
+
+def test_linear_window_of_width_one_is_a_threshold_at_center_minus_half():
+    # PS3.3 C.11.2.1.2.1 with w = 1: x <= c - 0.5 gives ymin, x > c - 0.5 gives ymax.
+    out = apply_window(np.array([99.0, 99.5, 99.6, 100.0]), Window(center=100.0, width=1.0))
+    assert out.tolist() == [0.0, 0.0, 255.0, 255.0]
+
+
+def test_linear_exact_window_ends_are_ymin_and_ymax_at_center_plus_minus_half_width():
+    out = apply_window(np.array([-10.0, 0.0, 10.0, 10.1]), Window(center=0.0, width=20.0, function="linear-exact"))
+    assert out.tolist() == [0.0, 127.5, 255.0, 255.0]
 
 
 def test_rendered_instance_without_image_returns_400(tmp_path):

@@ -168,6 +168,7 @@ def test_accepted_order_is_stored_as_service_request_with_one_order_event_withou
         # radcds's pseudonymous Patient id (for fusion to close follow-up recommendations), never the MRN
         "patientId": stored["subject"]["reference"].removeprefix("Patient/"),
         "procedureCode": {"system": "http://www.ama-assn.org/go/cpt", "code": "70450"},
+        "priority": "routine",  # the message names none (no TQ1-9, ORC-7.6 or OBR-27.6)
     }
     assert "DOE" not in str(payload) and "PID-1" not in str(payload)
 

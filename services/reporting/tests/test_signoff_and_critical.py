@@ -6,7 +6,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from radcds.adapters.db.outbox import OutboxRelay
-from radcds.domain.events import CRITICAL_RESULT_ESCALATED, REPORT_STORED, DiagnosticReportStored
+from radcds.adapters.kafka.codec import validate_payload
+from radcds.domain.events import (
+    CRITICAL_RESULT_ACKNOWLEDGED,
+    CRITICAL_RESULT_ESCALATED,
+    REPORT_STORED,
+    CriticalResultAcknowledged,
+    DiagnosticReportStored,
+)
 from radcds_devstack.testing import RecordingPublisher
 from radcds_reporting.app import build_components, create_app
 from radcds_reporting.domain.service_request import OrderDetails
@@ -273,3 +280,60 @@ def test_signed_report_is_rendered_again_as_final_with_the_signer_and_without_th
     assert "not for diagnostic use on their own" in html  # the measurements stay the algorithms'
     assert forms["application/pdf"]["title"] == "Imaging report (final)"
     assert base64.b64decode(forms["application/pdf"]["data"]).startswith(b"%PDF")
+
+
+def _acknowledged(publisher) -> list[dict]:
+    return [p for kind, p, _, _ in publisher.events if kind is CRITICAL_RESULT_ACKNOWLEDGED]
+
+
+def test_acknowledge_enqueues_one_acknowledged_event_keyed_by_study_with_who_and_when(make_client, clock, publisher):
+    with make_client(critical=True) as client:
+        dr = _report(client)
+        comm = client.get("/fhir/Communication").json()["entry"][0]["resource"]
+        clock.advance(minutes=5)
+        who = {"name": "who", "valueReference": {"reference": "Practitioner/dr-order"}}
+        body = {"resourceType": "Parameters", "parameter": [who]}
+        assert client.post(f"/fhir/Communication/{comm['id']}/$acknowledge", json=body).status_code == 200
+        assert client.post(f"/fhir/Communication/{comm['id']}/$acknowledge", json=body).status_code == 200
+    (payload,) = _acknowledged(publisher)
+    validate_payload(CRITICAL_RESULT_ACKNOWLEDGED, payload)
+    assert payload == {
+        "communicationId": comm["id"],
+        "diagnosticReportId": dr["id"],
+        "studyInstanceUid": STUDY,
+        "acknowledgedBy": "Practitioner/dr-order",
+        "acknowledgedAt": "2026-01-02T12:05:00.000Z",
+    }
+    assert CriticalResultAcknowledged.from_payload(payload).acknowledged_by == "Practitioner/dr-order"
+    ((_, _, _, key),) = [e for e in publisher.events if e[0] is CRITICAL_RESULT_ACKNOWLEDGED]
+    assert key == STUDY
+
+
+def test_acknowledging_the_escalation_after_the_original_publishes_no_second_event(make_client, clock, publisher):
+    with make_client(critical=True) as client:
+        critical = client.components.critical
+        clock.advance(minutes=31)
+        (done,) = critical.escalate_overdue()
+        critical.acknowledge(communication_id=done.escalation_communication_id, who="Practitioner/on-call-radiologist")
+        critical.acknowledge(communication_id=done.communication_id, who="Practitioner/dr-order")
+        assert client.get(f"/fhir/Communication/{done.communication_id}").json()["status"] == "completed"
+    (payload,) = _acknowledged(publisher)
+    assert payload["communicationId"] == done.communication_id  # the critical result, not its escalation
+    assert payload["acknowledgedBy"] == "Practitioner/on-call-radiologist"
+
+
+def test_acknowledgement_is_in_the_outbox_even_while_the_broker_is_down(make_client, publisher):
+    with make_client(critical=True) as client:
+        comm = client.get("/fhir/Communication").json()["entry"][0]["resource"]
+        publisher.fail = True
+        r = client.patch(
+            f"/fhir/Communication/{comm['id']}",
+            json=[{"op": "replace", "path": "/status", "value": "completed"}],
+            headers={**PATCH, "X-Radcds-Dev-User": "Practitioner/dr-order"},
+        )
+        assert r.status_code == 200
+        assert _acknowledged(publisher) == []
+        publisher.fail = False
+        client.components.relay.drain()
+    (payload,) = _acknowledged(publisher)
+    assert payload["acknowledgedBy"] == "Practitioner/dr-order"

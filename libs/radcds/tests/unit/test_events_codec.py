@@ -145,3 +145,41 @@ def test_order_received_round_trips_keyed_by_service_request_and_refuses_unknown
     assert "fillerOrderNumber" not in decoded.payload  # empty optional fields are left out
     with pytest.raises(InvalidEvent):
         encode(ORDER_RECEIVED, event.to_payload() | {"orderControl": "ZZ"}, event_id="e", source="/s", subject="x")
+
+
+def test_order_received_priority_round_trips_is_omitted_when_empty_and_refuses_hl7_codes():
+    from radcds.domain.events import ORDER_RECEIVED, ImagingOrderReceived
+
+    stat = ImagingOrderReceived("sr-1", "active", "XO", placer_order_number="PLC1", priority="stat")
+    message = encode(ORDER_RECEIVED, stat.to_payload(), event_id="e4", source="/radcds/reporting", subject="sr-1")
+    decoded = decode(_headers(message), message.key.encode(), message.value)
+    assert decoded.payload["priority"] == "stat" and ImagingOrderReceived.from_payload(decoded.payload) == stat
+    unset = ImagingOrderReceived("sr-1", "active", "NW", placer_order_number="PLC1")
+    assert "priority" not in unset.to_payload()
+    assert ImagingOrderReceived.from_payload(unset.to_payload()).priority == ""
+    with pytest.raises(InvalidEvent):  # table 0027's S is not a FHIR request-priority
+        encode(ORDER_RECEIVED, stat.to_payload() | {"priority": "S"}, event_id="e", source="/s", subject="x")
+
+
+def test_critical_result_acknowledged_round_trips_on_the_reports_topic_and_needs_a_practitioner():
+    from radcds.domain.events import CRITICAL_RESULT_ACKNOWLEDGED, CriticalResultAcknowledged
+
+    event = CriticalResultAcknowledged(
+        communication_id="comm-1",
+        diagnostic_report_id="dr-1",
+        study_instance_uid="1.2.3",
+        acknowledged_by="PractitionerRole/ed-attending",
+        acknowledged_at="2026-01-02T12:05:00.000Z",
+    )
+    message = encode(
+        CRITICAL_RESULT_ACKNOWLEDGED, event.to_payload(), event_id="e5", source="/radcds/reporting", subject="1.2.3"
+    )
+    decoded = decode(_headers(message), message.key.encode(), message.value)
+
+    assert CRITICAL_RESULT_ACKNOWLEDGED.type == "org.radcds.reporting.critical-result.acknowledged.v1"
+    assert CRITICAL_RESULT_ACKNOWLEDGED.topic == "radcds.reporting.reports.v1"
+    assert decoded.kind is CRITICAL_RESULT_ACKNOWLEDGED and message.key == "1.2.3"
+    assert CriticalResultAcknowledged.from_payload(decoded.payload) == event
+    for bad in ({"acknowledgedBy": "Patient/p1"}, {"acknowledgedAt": "yesterday"}, {"diagnosticReportId": ""}):
+        with pytest.raises(InvalidEvent):
+            encode(CRITICAL_RESULT_ACKNOWLEDGED, event.to_payload() | bad, event_id="e", source="/s", subject="x")

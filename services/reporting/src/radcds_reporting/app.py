@@ -41,6 +41,7 @@ from radcds_reporting.handlers import ReportingService
 from radcds_reporting.settings import ReportingSettings
 from radcds_reporting.use_cases.critical import CriticalResults
 from radcds_reporting.use_cases.hl7_orders import OrderStore
+from radcds_reporting.use_cases.orders import OrderUpdates
 from radcds_reporting.use_cases.oru import OutboundQueueCollector, ResultOutbox
 from radcds_reporting.use_cases.signoff import ReportSignOff
 
@@ -106,6 +107,7 @@ class ReportingComponents:
     signoff: ReportSignOff
     critical: CriticalResults
     order_store: OrderStore
+    orders: OrderUpdates
     service: ReportingService
     outbox: RelayHandle
     #: Consume Kafka (and start the relay thread and the escalation loop); False: serve the API only.
@@ -231,6 +233,7 @@ def build_components(
             relay=relay,
         ),
         order_store=OrderStore(engine=engine, log=SqlReceivedMessageLog(engine), relay=relay, clock=clock),
+        orders=OrderUpdates(engine=engine, relay=relay, clock=clock),
         service=ReportingService(
             engine=engine,
             consumer_group=settings.consumer_group,
@@ -292,6 +295,7 @@ def create_app(settings: ReportingSettings, *, components: ReportingComponents |
             auth=parts.authorizer,
             signoff=parts.signoff,
             critical=parts.critical,
+            orders=parts.orders,
             base_url=settings.fhir_base_url.rstrip("/"),
             default_count=settings.search_default_count,
             max_count=settings.search_max_count,

@@ -76,6 +76,12 @@ CRITICAL_RESULT_ESCALATED = EventKind(
     topic="radcds.reporting.reports.v1",
     schema="critical-result-escalated.v1.json",
 )
+#: A critical result was acknowledged by a clinician; keyed by the Study Instance UID, like the escalation.
+CRITICAL_RESULT_ACKNOWLEDGED = EventKind(
+    type="org.radcds.reporting.critical-result.acknowledged.v1",
+    topic="radcds.reporting.reports.v1",
+    schema="critical-result-acknowledged.v1.json",
+)
 ORDER_EVALUATED = EventKind(
     type="org.radcds.referral.imaging-order.evaluated.v1",
     topic="radcds.referral.evaluations.v1",
@@ -129,6 +135,7 @@ EVENT_KINDS: dict[str, EventKind] = {
         FINDINGS_PRODUCED,
         REPORT_STORED,
         CRITICAL_RESULT_ESCALATED,
+        CRITICAL_RESULT_ACKNOWLEDGED,
         FINDINGS_ENTERED,
         ASSESSMENT_PRODUCED,
         RECOMMENDATION_CHANGED,
@@ -497,6 +504,16 @@ class ImagingOrderReceived:
     procedure_code: Annotated[
         Coding | None, PROCEDURE_CODE, doc("OBR-4 / the ServiceRequest's code (added later; optional).")
     ] = None
+    #: FHIR R4 ServiceRequest.priority (value set request-priority): from TQ1-9, ORC-7.6 or OBR-27.6.
+    priority: Annotated[
+        str,
+        doc(
+            "FHIR R4 ServiceRequest.priority (request-priority): routine, urgent, asap or stat; from HL7 v2 "
+            "TQ1-9 / ORC-7.6 / OBR-27.6 (table 0027) or a FHIR update (added later; optional)."
+        ),
+        one_of("routine", "urgent", "asap", "stat"),
+        OMIT_EMPTY,
+    ] = ""
 
     def to_payload(self) -> dict[str, Any]:
         """The JSON payload (schema imaging-order-received.v1); empty optional fields are left out."""
@@ -532,6 +549,33 @@ class CriticalResultEscalated:
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> CriticalResultEscalated:
+        """Build from a schema-validated payload."""
+        return wire.from_json(cls, payload)
+
+
+@dataclass(frozen=True, slots=True)
+class CriticalResultAcknowledged:
+    """A clinician acknowledged a critical result: the loop of its communication is closed.
+
+    ACR Practice Parameter for Communication of Diagnostic Imaging Findings: the receipt of a critical
+    result is documented. ``communication_id`` is the critical result's FHIR Communication (the one
+    :class:`CriticalResultEscalated` names too), whether its own message or its escalation was
+    acknowledged; ``acknowledged_by`` is a FHIR reference (``Practitioner/...`` or ``PractitionerRole/...``).
+    Sent once per critical result, for the first acknowledgement.
+    """
+
+    communication_id: Annotated[str, FHIR_ID]
+    diagnostic_report_id: Annotated[str, FHIR_ID]
+    study_instance_uid: Annotated[str, DICOM_UID]
+    acknowledged_by: Annotated[str, length(min=1, max=256), pattern(r"^(Practitioner|PractitionerRole)/.+$")]
+    acknowledged_at: Annotated[str, DATE_TIME]
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON payload (schema critical-result-acknowledged.v1)."""
+        return wire.to_json(self)
+
+    @classmethod
+    def from_payload(cls, payload: dict[str, Any]) -> CriticalResultAcknowledged:
         """Build from a schema-validated payload."""
         return wire.from_json(cls, payload)
 
@@ -766,7 +810,8 @@ PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
         "ImagingOrderReceived",
         "CloudEvent org.radcds.reporting.imaging-order.received.v1 on radcds.reporting.orders.v1 (key: the "
         "ServiceRequest id): the reporting service stored an HL7 v2 ORM^O01/OMI^O23 order (ORC-1 NW, XO or CA) as"
-        " a FHIR ServiceRequest. Order keys only, no demographics. Optional fields are absent when empty.",
+        " a FHIR ServiceRequest, or a FHIR update changed its priority (orderControl XO). Order keys and priority "
+        "only, no demographics. Optional fields are absent when empty.",
     ),
     PayloadContract(
         FINDINGS_ENTERED,
@@ -795,6 +840,14 @@ PAYLOAD_CONTRACTS: tuple[PayloadContract, ...] = (
         "CloudEvent org.radcds.reporting.critical-result.escalated.v1 on radcds.reporting.reports.v1: a "
         "critical-result FHIR Communication was not acknowledged in time; a new Communication went to the "
         "escalation recipient.",
+    ),
+    PayloadContract(
+        CRITICAL_RESULT_ACKNOWLEDGED,
+        CriticalResultAcknowledged,
+        "CriticalResultAcknowledged",
+        "CloudEvent org.radcds.reporting.critical-result.acknowledged.v1 on radcds.reporting.reports.v1 (key: the "
+        "Study Instance UID): a clinician acknowledged a critical result (its FHIR Communication, or the "
+        "escalation of it, set to completed); sent once, for the first acknowledgement.",
     ),
     # ---- worklist (issue #13) ----
     PayloadContract(

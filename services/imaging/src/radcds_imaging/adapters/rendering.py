@@ -2,6 +2,11 @@
 after the Modality LUT (PS3.3 C.11.1), the VOI LUT or window (PS3.3 C.11.2) and, for MONOCHROME1, inversion
 (PS3.3 C.7.6.3.1.2).
 
+A requested :class:`Window` (the ``window`` query parameter, PS3.18 8.3.5.1.3) replaces the instance's own VOI
+LUT or window: it applies to the output of the Modality LUT, in modality units (Hounsfield units for a CT), with
+one of the VOI LUT Functions of PS3.3 C.11.2.1.2 and an output range of 0..255. Colour images have no VOI
+transform (PS3.3 C.11.2 applies to grayscale), so a window leaves them as they are.
+
 Compressed Pixel Data is decoded by pydicom's pixel data plugins: pylibjpeg with pylibjpeg-libjpeg
 (JPEG baseline, extended, lossless, JPEG-LS) and pylibjpeg-openjpeg (JPEG 2000); RLE Lossless by
 pydicom's own decoder.
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import io
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -33,6 +39,68 @@ class RenderError(ValueError):
 
 class NotAnImageError(RenderError):
     """The instance has no image (Rows/Columns absent), e.g. a structured report."""
+
+
+#: The VOI LUT Functions a requested window may name (PS3.18 8.3.5.1.3; PS3.3 C.11.2.1.2, C.11.2.1.3).
+WINDOW_FUNCTIONS = ("linear", "linear-exact", "sigmoid")
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """A requested window: Window Center, Window Width and VOI LUT Function (PS3.18 8.3.5.1.3, PS3.3 C.11.2.1.2).
+
+    The constructor validates: finite center and width, a known function, a width of at least 1 for ``linear``
+    (C.11.2.1.2.1) and above 0 for ``linear-exact`` and ``sigmoid`` (C.11.2.1.3); it raises ``ValueError``.
+    """
+
+    center: float
+    width: float
+    function: str = "linear"
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.center) and math.isfinite(self.width)):
+            raise ValueError("window center and width must be finite numbers")
+        if self.function not in WINDOW_FUNCTIONS:
+            raise ValueError(f"window function must be one of {', '.join(WINDOW_FUNCTIONS)}")
+        if self.function == "linear" and self.width < 1:
+            raise ValueError("a linear window needs a width of at least 1 (PS3.3 C.11.2.1.2.1)")
+        if self.width <= 0:
+            raise ValueError(f"a {self.function} window needs a width above 0 (PS3.3 C.11.2.1.3)")
+
+    @classmethod
+    def parse(cls, text: str) -> Window:
+        """``center,width,function`` as the ``window`` parameter writes it (PS3.18 8.3.5.1.3)."""
+        parts = [p.strip() for p in text.split(",")]
+        if len(parts) != 3:
+            raise ValueError("window must be center,width,function, e.g. 40,80,linear")
+        try:
+            center, width = float(parts[0]), float(parts[1])
+        except ValueError:
+            raise ValueError("window center and width must be numbers") from None
+        return cls(center=center, width=width, function=parts[2].lower())
+
+
+def apply_window(values: NDArray[Any], window: Window) -> NDArray[np.float64]:
+    """Output values in 0..255 (ymin=0, ymax=255) of a window over modality values (PS3.3 C.11.2.1.2, C.11.2.1.3).
+
+    * ``linear``: ymin for x <= c - 0.5 - (w-1)/2, ymax for x > c - 0.5 + (w-1)/2, else
+      ((x - (c - 0.5)) / (w-1) + 0.5) * (ymax - ymin) + ymin;
+    * ``linear-exact``: ymin for x <= c - w/2, ymax for x > c + w/2, else ((x - c) / w + 0.5) * (ymax - ymin) + ymin;
+    * ``sigmoid``: (ymax - ymin) / (1 + exp(-4 (x - c) / w)) + ymin.
+    """
+    x = values.astype(np.float64)
+    c, w = window.center, window.width
+    if window.function == "sigmoid":
+        result: NDArray[np.float64] = 255.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -700.0, 700.0)))
+        return result
+    if window.function == "linear-exact":
+        low, high = c - w / 2, c + w / 2
+        y = ((x - c) / w + 0.5) * 255.0
+    else:
+        low, high = c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2
+        # A width of 1 is a threshold: every value is then at one end or the other.
+        y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255.0 if w > 1 else np.zeros_like(x)
+    return np.where(x <= low, 0.0, np.where(x > high, 255.0, y))
 
 
 def number_of_frames(ds: Dataset) -> int:
@@ -95,15 +163,19 @@ def _to_uint8(values: NDArray[Any], low: float, high: float) -> NDArray[Any]:
     return result
 
 
-def render_grayscale(arr: NDArray[Any], attrs: Dataset) -> NDArray[Any]:
+def render_grayscale(arr: NDArray[Any], attrs: Dataset, *, window: Window | None = None) -> NDArray[Any]:
     """8-bit display values: Modality LUT, then VOI LUT or window, then MONOCHROME1 inversion.
 
-    Without a VOI LUT or window the full range of the frame's modality values is shown.
+    ``window``, when given, replaces the instance's VOI LUT or window. Without any VOI LUT or window the full
+    range of the frame's modality values is shown.
     """
     values = apply_modality_lut(arr, attrs)
     has_lut = bool(attrs.get("VOILUTSequence"))
     has_window = "WindowCenter" in attrs and "WindowWidth" in attrs
-    if has_lut or has_window:
+    if window is not None:
+        out = apply_window(values, window)
+        low, high = 0.0, 255.0
+    elif has_lut or has_window:
         if has_lut and values.dtype.kind == "f":
             values = np.rint(values).astype(np.int64)
         out = apply_voi_lut(values, attrs, index=0)
@@ -131,8 +203,10 @@ def render_color(arr: NDArray[Any], ds: Dataset) -> NDArray[Any]:
     return _to_uint8(arr, 0, 2**bits - 1)
 
 
-def render_frame(data: bytes, frame: int) -> NDArray[Any]:
+def render_frame(data: bytes, frame: int, *, window: Window | None = None) -> NDArray[Any]:
     """Frame ``frame`` (1-based) of a Part 10 file as 8-bit grey (H, W) or RGB (H, W, 3) values.
+
+    ``window`` replaces a grayscale instance's own VOI (PS3.18 8.3.5.1.3); colour instances ignore it.
 
     Raises ``IndexError`` for a frame outside the instance and :class:`RenderError` when the
     instance has no decodable image.
@@ -150,7 +224,7 @@ def render_frame(data: bytes, frame: int) -> NDArray[Any]:
         raise RenderError(f"cannot decode the pixel data: {exc}") from exc
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1 or str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
         return render_color(arr, ds)
-    return render_grayscale(arr, frame_pixel_attributes(ds, frame - 1))
+    return render_grayscale(arr, frame_pixel_attributes(ds, frame - 1), window=window)
 
 
 def fit_viewport(size: tuple[int, int], viewport: tuple[int, int]) -> tuple[int, int]:

@@ -9,6 +9,9 @@ result back. The DICOM JSON metadata (PS3.18 F.2) is :mod:`radcds_imaging.adapte
   :data:`~radcds_imaging.adapters.dicom_json.BULK_DATA_THRESHOLD` bytes are not inlined: top-level ones get a
   ``BulkDataURI`` (served by the bulkdata route), nested ones are omitted, and Pixel Data is omitted (clients
   fetch rendered frames instead).
+* Rendered resources take ``viewport``, ``quality`` and ``window=center,width,function`` (PS3.18 8.3.5.1.3):
+  the window replaces the instance's VOI, in modality units after the Modality LUT (a CT brain window is
+  ``40,80,linear``); a malformed one answers 400.
 * The ``accept`` query parameter (PS3.18 8.3.3.1), when given, is used instead of the Accept header
   for frames and rendered resources: browsers and ``<img src>`` cannot set headers.
 """
@@ -39,6 +42,7 @@ from radcds_imaging.adapters.rendering import (
     RENDERED_MEDIA_TYPES,
     NotAnImageError,
     RenderError,
+    Window,
     encode_image,
     render_frame,
 )
@@ -49,6 +53,7 @@ log = logging.getLogger(__name__)
 DICOM_JSON = "application/dicom+json"
 #: Largest viewport side accepted, so that a request cannot ask for a huge image.
 MAX_VIEWPORT = 4096
+WINDOW_DESCRIPTION = "center,width,function (linear, linear-exact or sigmoid), in modality units: replaces the VOI"
 
 
 def _error(status: int, message: str) -> JSONResponse:
@@ -96,6 +101,13 @@ def parse_viewport(value: str | None) -> tuple[int, int] | None:
     if not (1 <= width <= MAX_VIEWPORT and 1 <= height <= MAX_VIEWPORT):
         raise ValueError(f"viewport sides must lie in 1..{MAX_VIEWPORT}")
     return width, height
+
+
+def parse_window(value: str | None) -> Window | None:
+    """``window=center,width,function`` (PS3.18 8.3.5.1.3); ``ValueError`` when malformed or out of range."""
+    if value is None:
+        return None
+    return Window.parse(value)
 
 
 def _accept(request: Request, query_accept: str | None) -> str | None:
@@ -214,6 +226,7 @@ def wado_router(
         ids: tuple[str, str, str],
         frame_text: str,
         viewport_text: str | None,
+        window_text: str | None,
         quality: int,
         accept: str | None,
     ) -> Response:
@@ -230,6 +243,10 @@ def wado_router(
             viewport = parse_viewport(viewport_text)
         except ValueError as exc:
             return _error(400, f"invalid viewport: {exc}")
+        try:
+            window = parse_window(window_text)
+        except ValueError as exc:
+            return _error(400, f"invalid window: {exc}")
         if not 1 <= quality <= 100:
             return _error(400, "quality must lie in 1..100")
         study, series, instance = ids
@@ -237,7 +254,7 @@ def wado_router(
         if data is None:
             return _error(404, "instance not found")
         try:
-            pixels = render_frame(data, frame)
+            pixels = render_frame(data, frame, window=window)
         except IndexError as exc:
             return _error(400, str(exc))
         except NotAnImageError as exc:
@@ -254,10 +271,11 @@ def wado_router(
         frame: str,
         request: Request,
         viewport: Annotated[str | None, Query(description="vw,vh: fit inside this size")] = None,
+        window: Annotated[str | None, Query(description=WINDOW_DESCRIPTION)] = None,
         quality: Annotated[int, Query(description="JPEG quality 1..100")] = 90,
         accept: Annotated[str | None, Query(description="media types, used instead of the Accept header")] = None,
     ) -> Response:
-        return _rendered(request, (study, series, instance), frame, viewport, quality, accept)
+        return _rendered(request, (study, series, instance), frame, viewport, window, quality, accept)
 
     @router.get("/studies/{study}/series/{series}/instances/{instance}/rendered")
     def retrieve_rendered_instance(
@@ -266,10 +284,11 @@ def wado_router(
         instance: str,
         request: Request,
         viewport: Annotated[str | None, Query(description="vw,vh: fit inside this size")] = None,
+        window: Annotated[str | None, Query(description=WINDOW_DESCRIPTION)] = None,
         quality: Annotated[int, Query(description="JPEG quality 1..100")] = 90,
         accept: Annotated[str | None, Query(description="media types, used instead of the Accept header")] = None,
     ) -> Response:
         # A thumbnail of a multi-frame instance shows its first frame.
-        return _rendered(request, (study, series, instance), "1", viewport, quality, accept)
+        return _rendered(request, (study, series, instance), "1", viewport, window, quality, accept)
 
     return router

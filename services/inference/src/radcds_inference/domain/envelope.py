@@ -246,6 +246,25 @@ class FindingSpec:
 
 
 @dataclass(frozen=True, slots=True)
+class DeclaredInputs:
+    """What a model's validation images looked like (manifest ``declared_inputs``), for drift monitoring.
+
+    Not an envelope: nothing is refused for lying outside it. It records, honestly, the headers of the images the
+    model was checked on: Manufacturer (0008,0070), Manufacturer's Model Name (0008,1090), KVP (0018,0060), Slice
+    Thickness (0018,0050) and patient age (Patient's Age (0010,1010), else birth date to study date). An empty
+    list or a None range means the validation images did not carry the attribute, so any value seen in
+    production is outside what was validated. ``sources`` names the images.
+    """
+
+    sources: tuple[str, ...] = ()
+    manufacturers: tuple[str, ...] = ()
+    manufacturer_models: tuple[str, ...] = ()
+    kvp: Range | None = None
+    slice_thickness_mm: Range | None = None
+    patient_age_years: Range | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ManifestEntry:
     """One model of ``models/manifest.json``."""
 
@@ -260,6 +279,7 @@ class ManifestEntry:
     outputs: tuple[TensorSpec, ...] = ()
     measurements: tuple[OutputMeasurement, ...] = ()
     findings: tuple[FindingSpec, ...] = ()
+    declared_inputs: DeclaredInputs | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.version:

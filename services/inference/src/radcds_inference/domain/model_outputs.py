@@ -113,7 +113,8 @@ def interpret_series(entry: ManifestEntry, outputs: SeriesOutputs, *, view_posit
     - ``head_ct_hyperdensity``: counts, areas and volumes summed over slices, the largest region and
       maximum HU over slices, the mean HU weighted by area; the key slice holds the largest region
       (else the largest intracranial area); intracranial hemorrhage candidate (SNOMED CT 1386000,
-      critical) when any slice has a region (:func:`hemorrhage_candidate`).
+      critical) when any slice has a region (:func:`hemorrhage_candidate`). Its location's points
+      are the largest region's centroid, then its outline's vertices in order (:func:`_head_ct_location`).
     - any other model: the first measured slice's coded measurements, no findings.
 
     When no slice was measured the result says why (``not analysed: <model>: ...``).
@@ -180,16 +181,49 @@ def _interpret_head_ct(entry: ManifestEntry, outputs: SeriesOutputs) -> SeriesIn
     findings = (codes.INTRACRANIAL_HEMORRHAGE,) if hemorrhage_candidate([r[_HU_COUNT] for r in rows]) else ()
     location = None
     if findings and outputs.locations and outputs.locations[key][0] >= 0:
-        point = outputs.source_point(outputs.locations[key][0], outputs.locations[key][1])
-        location = ImageLocation(
-            f"largest region centred at (row, column) ({point[0]:.0f}, {point[1]:.0f}) on slice {key + 1} "
-            f"of {len(outputs.status)}",
-            (point,),
-        )
+        location = _head_ct_location(outputs, key)
     return SeriesInterpretation(
         measurements=coded_measurements(entry.measurements, summary),
         findings=findings,
         critical=is_critical(findings, entry),
         key_slice=key,
         location=location,
+    )
+
+
+#: Offsets in a head_ct_hyperdensity ``LOCATIONS`` row (model card, "Interface"): centroid, bounding box, outline.
+_HU_CENTROID, _HU_BOX, _HU_OUTLINE = 0, 2, 6
+
+
+def _head_ct_location(outputs: SeriesOutputs, key: int) -> ImageLocation:
+    """The largest region on slice ``key``: points are its centroid, then its outline's vertices in order.
+
+    The outline is the model's convex hull (clockwise as displayed, from the top-most vertex); a row without
+    one (an older model version) gives the bounding box's four corners in the same order, and a row of only
+    the centroid (version 1 before outlines) gives just the centroid.
+    """
+    loc = outputs.locations[key]
+    centre = outputs.source_point(loc[_HU_CENTROID], loc[_HU_CENTROID + 1])
+    where = (
+        f"largest region centred at (row, column) ({centre[0]:.0f}, {centre[1]:.0f}) on slice {key + 1} "
+        f"of {len(outputs.status)}"
+    )
+    if len(loc) < _HU_OUTLINE or loc[_HU_BOX] < 0:
+        return ImageLocation(where, (centre,))
+    top, left = outputs.source_point(loc[_HU_BOX], loc[_HU_BOX + 1])
+    bottom, right = outputs.source_point(loc[_HU_BOX + 2], loc[_HU_BOX + 3])
+    vertices = [
+        outputs.source_point(row, column)
+        for row, column in zip(loc[_HU_OUTLINE::2], loc[_HU_OUTLINE + 1 :: 2], strict=False)
+        if row >= 0 and column >= 0
+    ]
+    if vertices:
+        shape = f"the {len(vertices)} vertices of its outline (convex hull)"
+    else:
+        vertices = [(top, left), (top, right), (bottom, right), (bottom, left)]
+        shape = "the 4 corners of its bounding box"
+    return ImageLocation(
+        f"{where}, within rows {top:.0f}-{bottom:.0f} and columns {left:.0f}-{right:.0f}; points: the centre, "
+        f"then {shape}, clockwise as displayed",
+        (centre, *vertices),
     )

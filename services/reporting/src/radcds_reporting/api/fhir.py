@@ -1,5 +1,6 @@
 """FHIR R4 RESTful API (FHIR R4 3.1.0 "RESTful API"): capabilities, read, vread, history, search,
-sign-off of DiagnosticReports and acknowledgement of critical-result Communications.
+sign-off of DiagnosticReports, re-prioritisation of ServiceRequests (update of ``priority`` only) and
+acknowledgement of critical-result Communications.
 
 Every error is an OperationOutcome (FHIR R4 3.1.0.4 "HTTP status codes and OperationOutcome").
 Access is checked against SMART scopes (:mod:`radcds_reporting.api.deps`).
@@ -31,6 +32,7 @@ from radcds_reporting.api.deps import Access, AccessDenied, Authorizer
 from radcds_reporting.domain.report_status import AuthorRequired, IllegalTransition
 from radcds_reporting.domain.smart_scopes import Interaction
 from radcds_reporting.use_cases.critical import CriticalResults, NotACriticalResult
+from radcds_reporting.use_cases.orders import InvalidOrderChange, OrderNotFound, OrderUpdates
 from radcds_reporting.use_cases.signoff import InvalidChange, PatchError, ReportNotFound, ReportSignOff
 
 JSON_PATCH = "application/json-patch+json"
@@ -98,7 +100,7 @@ def capability_statement(base_url: str, *, smart: bool) -> dict[str, Any]:
         interactions = [{"code": "read"}, {"code": "vread"}, {"code": "history-instance"}, {"code": "search-type"}]
         if rtype in {"DiagnosticReport", "Communication"}:
             interactions.insert(2, {"code": "patch"})
-        if rtype == "DiagnosticReport":
+        if rtype in {"DiagnosticReport", "ServiceRequest"}:
             interactions.insert(2, {"code": "update"})
         entry: dict[str, Any] = {
             "type": rtype,
@@ -194,12 +196,14 @@ def fhir_router(
     signoff: ReportSignOff,
     critical: CriticalResults,
     base_url: str,
+    orders: OrderUpdates | None = None,
     default_count: int = 50,
     max_count: int = 200,
     smart: dict[str, Any] | None = None,
 ) -> APIRouter:
     """Routes under ``/fhir`` over reporting's database (reads), its SMART checks and its use cases (sign-off,
-    critical results); ``smart`` is the SMART configuration to publish (None in open mode)."""
+    critical results, order updates: without ``orders`` a ServiceRequest PUT answers 405); ``smart`` is the
+    SMART configuration to publish (None in open mode)."""
     router = APIRouter(prefix="/fhir", tags=["FHIR"])
 
     @router.get("/.well-known/smart-configuration")
@@ -311,14 +315,23 @@ def fhir_router(
         access, error = guarded(request, auth, resource_type, Interaction.UPDATE)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
-        if resource_type != "DiagnosticReport":
+        if resource_type not in {"DiagnosticReport", "ServiceRequest"} or (
+            resource_type == "ServiceRequest" and orders is None
+        ):
             return operation_outcome(405, "not-supported", f"update of {resource_type} is not supported")
         body = await _json_body(request)
         if isinstance(body, JSONResponse):
             return body
         if not isinstance(body, dict):
-            return operation_outcome(400, "structure", "the body must be a DiagnosticReport")
-        return _signoff_call(
+            return operation_outcome(400, "structure", f"the body must be a {resource_type}")
+        if resource_type == "ServiceRequest" and orders is not None:
+            if access.patient:
+                return _denied(AccessDenied(403, "a patient cannot re-prioritise an order", "Bearer"))
+            return _update_call(
+                lambda: orders.update(service_request_id=resource_id, resource=body, if_match=_if_match(request)),
+                access,
+            )
+        return _update_call(
             lambda: signoff.update(report_id=resource_id, resource=body, user=access.user, if_match=_if_match(request)),
             access,
         )
@@ -340,7 +353,7 @@ def fhir_router(
         if isinstance(ops, JSONResponse):
             return ops
         if resource_type == "DiagnosticReport":
-            return _signoff_call(
+            return _update_call(
                 lambda: signoff.update(report_id=resource_id, patch=ops, user=access.user, if_match=_if_match(request)),
                 access,
             )
@@ -389,10 +402,11 @@ def _acknowledge(critical: Any, communication_id: str, who: str | None, access: 
     return _resource_response(stored)
 
 
-def _signoff_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Access) -> Response:
+def _update_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Access) -> Response:
+    """Run a sign-off or order update and map its refusals to OperationOutcomes."""
     try:
         stored, _ = call()
-    except ReportNotFound as exc:
+    except (ReportNotFound, OrderNotFound) as exc:
         return operation_outcome(404, "not-found", str(exc))
     except IllegalTransition as exc:
         return operation_outcome(409, "conflict", str(exc))
@@ -400,7 +414,7 @@ def _signoff_call(call: Callable[[], tuple[dict[str, Any], bool]], access: Acces
         return operation_outcome(412, "conflict", str(exc))
     except InvalidFinding as exc:  # structured findings: 400 not valid R4, 422 a rule; the element is named
         return operation_outcome(exc.status, exc.code, str(exc), expression=exc.expression)
-    except (AuthorRequired, InvalidChange, PatchError) as exc:
+    except (AuthorRequired, InvalidChange, PatchError, InvalidOrderChange) as exc:
         return operation_outcome(422, "processing", str(exc))
     if access.patient and not _in_compartment(stored, access.patient):
         return operation_outcome(404, "not-found", "not known")

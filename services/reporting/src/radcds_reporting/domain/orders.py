@@ -53,6 +53,26 @@ class OrderControl(StrEnum):
     CHANGE = "XO"
 
 
+#: FHIR R4 request-priority codes (ServiceRequest.priority), most to least urgent: stat, asap, urgent, routine.
+REQUEST_PRIORITIES = ("routine", "urgent", "asap", "stat")
+#: HL7 v2.5.1 table 0027 "Priority" (TQ1-9, TQ.6 of ORC-7 / OBR-27) -> FHIR request-priority.
+TABLE_0027_PRIORITY = {"S": "stat", "A": "asap", "R": "routine", "P": "routine", "C": "routine", "T": "routine"}
+
+
+def order_priority(table_0027_code: str) -> str:
+    """The FHIR request-priority of an HL7 table 0027 priority, ``""`` when none is given.
+
+    S (stat) -> ``stat``, A (ASAP) -> ``asap``, R (routine) -> ``routine``. P (pre-op), C (callback) and
+    T (timing critical) say *when* or *how* the result is wanted, not that it is more urgent, and FHIR has
+    no such codes: they are ``routine``. So is any other value (table 0027 is user-defined; PRN, site codes):
+    an order is never refused for its priority. Table 0027 has no code for FHIR ``urgent``.
+    """
+    code = table_0027_code.strip().upper()
+    if not code:
+        return ""
+    return TABLE_0027_PRIORITY.get(code, "routine")
+
+
 @dataclass(frozen=True, slots=True)
 class OrderNumber:
     """An entity identifier (HL7 EI): the number and the namespace/application that assigned it."""
@@ -161,8 +181,12 @@ class PlacedImagingOrder:
     reason: str = ""
     ordered_at: datetime | None = None
     scheduled_at: datetime | None = None
+    #: FHIR request-priority (:func:`order_priority`); ``""`` when the message names none.
+    priority: str = ""
 
     def __post_init__(self) -> None:
+        if self.priority and self.priority not in REQUEST_PRIORITIES:
+            raise InvalidOrderError("priority", "not a FHIR request-priority (routine, urgent, asap, stat)")
         if self.placer_order_number is None and self.filler_order_number is None:
             raise InvalidOrderError("placer_order_number", "an order needs a placer or a filler order number")
         _ = self.demographics  # validates birth date and sex

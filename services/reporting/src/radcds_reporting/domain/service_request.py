@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from radcds.domain.codes import Coding
-from radcds_reporting.domain.orders import OrderControl
+from radcds_reporting.domain.orders import REQUEST_PRIORITIES, OrderControl
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +47,7 @@ class OrderDetails:
             raise ValueError("an order needs the patient's identifier")
         if not (self.placer_order_number or self.filler_order_number or self.accession_number):
             raise ValueError("an order needs a placer order number, a filler order number or an accession number")
-        if self.priority not in {"routine", "urgent", "asap", "stat"}:
+        if self.priority not in REQUEST_PRIORITIES:
             raise ValueError(f"priority {self.priority!r} is not a FHIR request-priority")
 
     @property

@@ -8,7 +8,9 @@ not confirmed in time it goes to another responsible clinician. Here:
   ``stat``, ``about`` the DiagnosticReport and the Observation) to the ServiceRequest's requester
   and performers, or to the configured default recipient when the order is unknown;
 - ``acknowledge`` records who confirmed receipt and when (status ``completed``, ``received``, a
-  ``note`` by the acknowledging practitioner);
+  ``note`` by the acknowledging practitioner) and, the first time a critical result (its message or
+  its escalation) is acknowledged, writes ``CriticalResultAcknowledged`` to the transactional outbox
+  in the same transaction;
 - ``escalate_overdue`` (run periodically) sends a new Communication to the escalation recipient for
   every one not acknowledged within the configured time, notes the escalation on the original and
   publishes ``CriticalResultEscalated``.
@@ -26,7 +28,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from radcds.adapters.db.outbox import enqueue
-from radcds.domain.events import CRITICAL_RESULT_ESCALATED, CriticalResultEscalated
+from radcds.domain.events import (
+    CRITICAL_RESULT_ACKNOWLEDGED,
+    CRITICAL_RESULT_ESCALATED,
+    CriticalResultAcknowledged,
+    CriticalResultEscalated,
+)
 from radcds_reporting.adapters.fhir import reporting as fhir_reporting
 from radcds_reporting.adapters.narrative import is_critical
 from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
@@ -35,6 +42,8 @@ from radcds_reporting.domain.ports import OutboxNotifier
 
 log = logging.getLogger(__name__)
 ESCALATION_EVENT_NAMESPACE = uuid.UUID("5f1c2d3e-4b5a-4c6d-8e7f-9a0b1c2d3e4f")
+#: Namespace of the acknowledgement events' ids: one per critical result (its first acknowledgement).
+ACKNOWLEDGEMENT_EVENT_NAMESPACE = uuid.UUID("9c4e1a7b-2f3d-4b8e-a6c5-1d0e7f9b3a42")
 _TEAM_TYPES = ("Practitioner/", "PractitionerRole/", "CareTeam/", "Organization/")
 
 
@@ -124,7 +133,11 @@ class CriticalResults:
         self._clock = clock
 
     def acknowledge(self, *, communication_id: str, who: str) -> dict[str, Any]:
-        """Record that ``who`` (a Practitioner reference) received the critical result; idempotent."""
+        """Record that ``who`` (a Practitioner reference) received the critical result; idempotent.
+
+        The first acknowledgement of the critical result enqueues ``CriticalResultAcknowledged`` (event id
+        UUIDv5 of its Communication id, key the Study Instance UID) with the acknowledgement; repeats publish nothing.
+        """
         now = self._clock()
         with self._engine.begin() as conn:
             alert = conn.execute(
@@ -151,14 +164,29 @@ class CriticalResults:
                 }
             )
             stored = repo.upsert(comm, now=now)
-            if alert.acknowledged_at is None:
+            first = alert.acknowledged_at is None
+            if first:
                 conn.execute(
                     update(critical_result_alerts)
                     .where(critical_result_alerts.c.communication_id == alert.communication_id)
                     .values(acknowledged_at=now, acknowledged_by=who[:256])
                 )
+                if self._relay is not None:
+                    event = CriticalResultAcknowledged(
+                        communication_id=alert.communication_id,
+                        diagnostic_report_id=alert.diagnostic_report_id,
+                        study_instance_uid=alert.study_instance_uid,
+                        acknowledged_by=who[:256],
+                        acknowledged_at=fhir_instant(now),
+                    )
+                    event_id = str(uuid.uuid5(ACKNOWLEDGEMENT_EVENT_NAMESPACE, alert.communication_id))
+                    enqueue(
+                        conn, CRITICAL_RESULT_ACKNOWLEDGED, [(event.to_payload(), event_id, alert.study_instance_uid)]
+                    )
             log.info("critical result acknowledged", extra={"communication_id": communication_id})
-            return stored
+        if first and self._relay is not None:
+            self._relay.notify()
+        return stored
 
     def escalate_overdue(self) -> list[Escalation]:
         """Escalate every critical result not acknowledged within the timeout; return what was escalated."""

@@ -6,7 +6,7 @@ database transaction it records the message as received (sender MSH-3/MSH-4 and 
 duplicate is acknowledged again but never stored twice), creates or updates the ServiceRequest
 (HL7 v2-to-FHIR ORC/OBR -> ServiceRequest) with its Patient, whose demographics (PID-3 with
 its assigning authority, PID-5, PID-7, PID-8) the order sets (EHR order demographics are
-authoritative), and writes an ``ImagingOrderReceived`` event to the
+authoritative), and writes an ``ImagingOrderReceived`` event (with the ServiceRequest's priority) to the
 transactional outbox. A cancel (ORC-1 CA) of an order radcds does not know is refused with AE
 and ERR-3 204 "Unknown key identifier" at ORC-2.
 """
@@ -18,6 +18,7 @@ import logging
 import re
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,7 +33,13 @@ from radcds_reporting.adapters.hl7v2.ack import ErrorCode, ErrorLocation, HL7Mes
 from radcds_reporting.adapters.hl7v2.orders import ParsedOrderMessage
 from radcds_reporting.adapters.hl7v2.received import SqlReceivedMessageLog
 from radcds_reporting.adapters.repository import FhirRepository, fhir_instant
-from radcds_reporting.domain.orders import OrderControl, PersonName, PlacedImagingOrder, Practitioner
+from radcds_reporting.domain.orders import (
+    REQUEST_PRIORITIES,
+    OrderControl,
+    PersonName,
+    PlacedImagingOrder,
+    Practitioner,
+)
 from radcds_reporting.domain.ports import OutboxNotifier
 from radcds_reporting.domain.service_request import OrderDetails
 from radcds_reporting.use_cases.orders import store_order_in
@@ -63,7 +70,9 @@ def order_details(order: PlacedImagingOrder) -> OrderDetails:
     ORC-2/ORC-3 placer and filler numbers with their namespaces, OBR-18/IPC-1 accession,
     ZDS-1/IPC-3 Study Instance UID, PID-3 identifier and its assigning authority, ORC-1 order
     control, OBR-4 procedure, ORC-12 (else OBR-16) ordering provider as ``requester``, OBR-31
-    (else OBR-13) reason, ORC-9 transaction time as ``authoredOn``.
+    (else OBR-13) reason, ORC-9 transaction time as ``authoredOn``, TQ1-9 / ORC-7.6 / OBR-27.6 priority
+    (table 0027, :func:`~radcds_reporting.domain.orders.order_priority`) as ``priority``, ``routine`` when
+    the message names none (:meth:`OrderStore.store` then keeps a stored order's priority).
     """
     placer, filler = order.placer_order_number, order.filler_order_number
     provider = order.ordering_provider
@@ -83,6 +92,7 @@ def order_details(order: PlacedImagingOrder) -> OrderDetails:
         requester_display=person_display(provider.name) if provider and provider.name.family else "",
         authored_on=fhir_instant(order.ordered_at) if order.ordered_at else "",
         reason_text=order.reason,
+        priority=order.priority or "routine",
     )
 
 
@@ -143,6 +153,9 @@ class OrderStore:
                 log.info("hl7 order already stored", extra={"control_id": header.control_id})
                 return None
             existing = known_order(conn, details)
+            if not order.priority and existing is not None and existing.get("priority") in REQUEST_PRIORITIES:
+                # A change or cancel that names no priority keeps the order's.
+                details = replace(details, priority=existing["priority"])
             if order.control is OrderControl.CANCEL and existing is None:
                 raise HL7MessageError(
                     ErrorCode.UNKNOWN_KEY_IDENTIFIER,
@@ -166,6 +179,7 @@ class OrderStore:
                 study_instance_uid=details.study_instance_uid,
                 patient_id=str(stored.get("subject", {}).get("reference", "")).removeprefix("Patient/"),
                 procedure_code=details.code,
+                priority=stored.get("priority", ""),
             )
             event_id = str(uuid.uuid5(ORDER_EVENT_NAMESPACE, f"{header.sender_key}|{header.control_id}"))
             enqueue(conn, ORDER_RECEIVED, [(event.to_payload(), event_id, stored["id"])])

@@ -108,15 +108,17 @@
     const study = article.dataset.study;
     const toggle = document.getElementById("toggle-overlay");
     const overlay = document.getElementById("overlay");
+    // An <svg> has no "hidden" property (it is not an HTMLElement): set the attribute itself.
+    const shown = () => overlay && !overlay.hasAttribute("hidden");
     function setOverlay(on) {
       if (!overlay || !toggle) return;
-      overlay.hidden = !on;
+      if (on) overlay.removeAttribute("hidden"); else overlay.setAttribute("hidden", "");
       toggle.setAttribute("aria-pressed", on ? "true" : "false");
       toggle.textContent = on ? "Hide overlay (o)" : "Show overlay (o)";
       sessionStorage.setItem("radcds.overlay", on ? "on" : "off");
     }
     if (toggle) {
-      toggle.addEventListener("click", () => setOverlay(overlay.hidden));
+      toggle.addEventListener("click", () => setOverlay(!shown()));
       setOverlay(sessionStorage.getItem("radcds.overlay") !== "off");
     }
     connect(article.dataset.since, (kind, data) => {
@@ -126,7 +128,7 @@
     });
     document.addEventListener("keydown", (e) => {
       if (e.target.closest("input, select, textarea")) return;
-      if (e.key === "o") { e.preventDefault(); setOverlay(overlay ? overlay.hidden : false); }
+      if (e.key === "o") { e.preventDefault(); setOverlay(!shown()); }
       else if (e.key === "a") { const b = document.getElementById("accept"); if (b) { e.preventDefault(); b.click(); } }
       else if (e.key === "m") { const b = document.getElementById("assign"); if (b) { e.preventDefault(); b.click(); } }
       else if (e.key === "Escape") { window.location.href = "/"; }

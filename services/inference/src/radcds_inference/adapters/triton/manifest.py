@@ -12,6 +12,7 @@ from typing import Any
 
 from radcds.domain.codes import Coding
 from radcds_inference.domain.envelope import (
+    DeclaredInputs,
     FindingSpec,
     ManifestEntry,
     ModelEnvelope,
@@ -69,6 +70,26 @@ def _tensors(items: list[dict[str, Any]]) -> tuple[TensorSpec, ...]:
     return tuple(TensorSpec(str(t["name"]), str(t["datatype"]), tuple(int(d) for d in t["shape"])) for t in items)
 
 
+def _strings(items: list[Any] | None) -> tuple[str, ...]:
+    if not isinstance(items, list | None):
+        raise TypeError(f"expected a list of strings, got {items!r}")
+    return tuple(str(v) for v in items or [])
+
+
+def _declared_inputs(item: dict[str, Any] | None) -> DeclaredInputs | None:
+    """``declared_inputs`` (docs/models.md): carried for drift monitoring, never used to select studies."""
+    if item is None:
+        return None
+    return DeclaredInputs(
+        sources=_strings(item.get("sources")),
+        manufacturers=_strings(item.get("manufacturers")),
+        manufacturer_models=_strings(item.get("manufacturer_models")),
+        kvp=_range(item.get("kvp")),
+        slice_thickness_mm=_range(item.get("slice_thickness_mm")),
+        patient_age_years=_range(item.get("patient_age_years")),
+    )
+
+
 def _entry(item: dict[str, Any]) -> ManifestEntry:
     applies = item["applies_to"]
     envelope = ModelEnvelope(
@@ -103,4 +124,5 @@ def _entry(item: dict[str, Any]) -> ManifestEntry:
             FindingSpec(_coding(f["code"]), bool(f["critical"]), str(f.get("rule", "")))
             for f in item.get("findings", [])
         ),
+        declared_inputs=_declared_inputs(item.get("declared_inputs")),
     )

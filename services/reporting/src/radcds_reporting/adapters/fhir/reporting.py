@@ -16,6 +16,8 @@ from typing import Any
 from radcds.adapters.fhir import report
 from radcds.adapters.fhir.report import RULE_CRITICAL_RESULT, coding, operator_reference, resource_id
 from radcds.domain import codes
+from radcds.domain.codes import Coding
+from radcds.domain.events import ImagingOrderReceived
 from radcds.domain.findings import StudyContext
 from radcds_reporting.domain.orders import PatientDemographics
 from radcds_reporting.domain.report_codes import report_code
@@ -85,6 +87,39 @@ def service_request(order: OrderDetails, *, patient_reference: str) -> dict[str,
     if order.reason_text:
         sr["reasonCode"] = [{"text": order.reason_text}]
     return sr
+
+
+def order_received_event(sr: dict[str, Any], *, order_control: str) -> ImagingOrderReceived:
+    """The ``ImagingOrderReceived`` event of a stored ServiceRequest, its keys read back from the resource.
+
+    The inverse of :func:`service_request`: identifiers by type (v2-0203 PLAC, FILL, ACSN) with their
+    ``urn:radcds:assigning-authority:`` systems, the Study Instance UID extension, ``subject``, the first
+    ``code.coding`` and ``priority``.
+    """
+    keys: dict[str, tuple[str, str]] = {}
+    for ident in sr.get("identifier", []):
+        for c in ident.get("type", {}).get("coding", []):
+            if c.get("system") == codes.V2_0203 and c.get("code") in ("PLAC", "FILL", "ACSN"):
+                authority = str(ident.get("system", "")).removeprefix("urn:radcds:assigning-authority:")
+                keys.setdefault(c["code"], (str(ident.get("value", "")), authority))
+    study = next(
+        (str(e.get("valueId", "")) for e in sr.get("extension", []) if e.get("url") == STUDY_INSTANCE_UID_EXTENSION), ""
+    )
+    code = next(iter(sr.get("code", {}).get("coding", [])), None)
+    return ImagingOrderReceived(
+        service_request_id=sr["id"],
+        status=sr["status"],
+        order_control=order_control,
+        placer_order_number=keys.get("PLAC", ("", ""))[0],
+        placer_assigning_authority=keys.get("PLAC", ("", ""))[1],
+        filler_order_number=keys.get("FILL", ("", ""))[0],
+        filler_assigning_authority=keys.get("FILL", ("", ""))[1],
+        accession_number=keys.get("ACSN", ("", ""))[0],
+        study_instance_uid=study,
+        patient_id=str(sr.get("subject", {}).get("reference", "")).removeprefix("Patient/"),
+        procedure_code=Coding(code["system"], code["code"], code.get("display", "")) if code else None,
+        priority=str(sr.get("priority", "")),
+    )
 
 
 #: HL7 table 0001 (PID-8) -> FHIR administrative-gender (v2-to-FHIR IG, table 0001 -> AdministrativeGender).

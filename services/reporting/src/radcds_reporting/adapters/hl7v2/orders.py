@@ -12,6 +12,11 @@ OMI^O23 (v2.5.1 chapter 4.4.10, IHE RAD-4 "HL7 v2.5.1 option"): the same ORC/OBR
 scheduled start and IPC (4.5.6): IPC-1 accession, IPC-2 requested procedure id, IPC-3 Study
 Instance UID, IPC-4 scheduled procedure step id, IPC-5 modality, IPC-9 scheduled station AE title.
 
+Both may name the order's priority (HL7 table 0027): TQ1-9 (v2.5.1 4.5.4.9), else the TQ.6 component
+of ORC-7 or OBR-27 (kept in v2.5.1 for backward compatibility); it becomes the FHIR request-priority
+by :func:`~radcds_reporting.domain.orders.order_priority` (S stat, A asap, R routine; P, C, T and any
+other value routine).
+
 Bad content raises :class:`~radcds_reporting.adapters.hl7v2.ack.HL7MessageError` naming the segment and field
 (ERR-2). Segments radcds does not read, Z segments included, are kept in
 :attr:`ParsedOrderMessage.other_segments` exactly as received.
@@ -43,6 +48,7 @@ from radcds_reporting.domain.orders import (
     PersonName,
     PlacedImagingOrder,
     Practitioner,
+    order_priority,
 )
 
 ORM_O01 = ("ORM", "O01")
@@ -189,6 +195,15 @@ def _patient(r: _Reader) -> tuple[PatientIdentifier, PersonName | None]:
     return patient, name
 
 
+def _priority(r: _Reader) -> str:
+    """TQ1-9 (CWE.1), else ORC-7.6, else OBR-27.6 (table 0027) as a FHIR request-priority; ``""`` when none."""
+    for segment, field, component in (("TQ1", 9, 1), ("ORC", 7, 6), ("OBR", 27, 6)):
+        code = r.value(segment, field, component)
+        if code:
+            return order_priority(code)
+    return ""
+
+
 def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrderMessage:
     """Read an ORM^O01 or OMI^O23 into a :class:`PlacedImagingOrder`.
 
@@ -288,6 +303,7 @@ def parse_order_message(text: str, *, local_timezone: tzinfo = UTC) -> ParsedOrd
             reason=reason,
             ordered_at=_timestamp(r.value("ORC", 9), "ORC", 9, local_timezone),
             scheduled_at=scheduled,
+            priority=_priority(r),
         )
     except InvalidOrderError as exc:
         location = locations.get(exc.attribute)

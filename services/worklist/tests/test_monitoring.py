@@ -132,9 +132,13 @@ def test_monitoring_over_time_has_one_bucket_per_day_oldest_first():
     assert result.recent.decisions.rejection_rate == 1.0
 
 
-def test_manifest_without_declared_inputs_falls_back_to_the_envelope_of_applies_to():
-    declared = load_declared_inputs(ROOT / "models" / "manifest.json")
-    head = declared[MODEL]
+def test_manifest_without_declared_inputs_falls_back_to_the_envelope_of_applies_to(tmp_path):
+    document = json.loads((ROOT / "models" / "manifest.json").read_text(encoding="utf-8"))
+    for model in document["models"]:
+        model.pop("declared_inputs", None)
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(json.dumps(document), encoding="utf-8")
+    head = load_declared_inputs(manifest)[MODEL]
     assert head.source == "applies_to"
     assert head.slice_thickness_mm == Range(2.5, 5.0) and head.patient_age_years == Range(18, None)
     assert head.manufacturers == frozenset()

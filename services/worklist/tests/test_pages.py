@@ -70,6 +70,15 @@ def test_the_list_shows_the_critical_study_first_with_patient_and_finding(app):
     assert re.findall(r'<tr data-study="([^"]+)"', app.get("/rows?status=to-read").text) == order
 
 
+def test_every_page_forbids_foreign_scripts_framing_and_sniffing(app):
+    sign_in(app, "dr-ada")
+    headers = app.get("/").headers
+    assert "script-src 'self'" in headers["content-security-policy"]
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["x-content-type-options"] == "nosniff"
+    assert headers["referrer-policy"] == "same-origin"
+
+
 def test_a_page_without_sign_in_sends_the_browser_to_sign_in(app):
     response = app.get("/", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"].startswith("/login")

@@ -20,6 +20,18 @@ def _stack(args: argparse.Namespace) -> LocalStack:
     return LocalStack(root=root, run_dir=run_dir, ports=Ports.from_env(), postgres=postgres)
 
 
+def worklist_banner(stack: LocalStack) -> str:
+    """Where the radiologist's worklist is and how to sign in to it (the development accounts of the stack's
+    OpenID Provider; any password)."""
+    from radcds_worklist.adapters.oidc import DEVELOPMENT_USERS
+
+    accounts = ", ".join(f"{u.login} ({'/'.join(sorted(r.value for r in u.roles))})" for u in DEVELOPMENT_USERS)
+    return (
+        f"worklist: http://{stack.host}:{stack.ports.worklist}/  sign in with a development account: {accounts};"
+        " any password (the stack's OpenID Provider, development only)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command and act on the local stack."""
     parser = argparse.ArgumentParser(prog="radcds_devstack", description=__doc__)
@@ -35,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
         return 0
     if args.command == "status":
-        for name in ("kafka", "triton", "postgres", *SERVICES):
+        for name in ("kafka", "triton", "postgres", "oidc", *SERVICES):
             pid = processes.pid_of(name, stack.run_dir)
             print(f"{name:<10} {'running pid ' + str(pid) if pid else 'stopped'}")
         return 0
@@ -56,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         f" | fusion http://{stack.host}:{p.fusion}/fhir",
         flush=True,
     )
+    print(worklist_banner(stack), flush=True)
     if args.command == "up":
         return 0
 
@@ -65,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         from radcds_devstack.demo import run_all
 
         run_all(stack)
+        print("\n" + worklist_banner(stack) + "\nThe demo's studies are on the worklist.", flush=True)
         print("\nServing. Press Ctrl-C to stop everything.", flush=True)
         while not stop.wait(1.0):
             pass

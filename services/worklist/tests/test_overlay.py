@@ -16,14 +16,15 @@ CHEST = {
 def test_chest_points_become_the_cardiac_and_thoracic_width_lines_with_their_measurements():
     overlay = build_overlay(
         model="chest_ctr",
-        points=[(1000, 700), (1000, 1200), (900, 300), (900, 1600)],
+        points=[(1000, 700), (1200, 1200), (900, 300), (900, 1600)],
         measurements=CHEST,
         columns=1841,
         rows=1955,
     )
     assert overlay is not None
-    cardiac, thoracic = overlay.shapes
-    assert cardiac == Line(700, 1000, 1200, 1000, "cardiac width 142 mm", "cardiac")
+    left, right, cardiac, thoracic = overlay.shapes
+    assert (left, right) == (Marker(700, 1000, "", "cardiac"), Marker(1200, 1200, "", "cardiac"))
+    assert cardiac == Line(700, 1100, 1200, 1100, "cardiac width 142 mm", "cardiac")
     assert thoracic == Line(300, 900, 1600, 900, "thoracic width 291 mm", "thoracic")
     assert overlay.caption == "Cardiothoracic ratio 0.49"
     assert overlay.view_box == "0 0 1841 1955"

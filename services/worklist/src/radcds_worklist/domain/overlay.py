@@ -5,8 +5,8 @@ grid of Rows x Columns); the overlay is drawn in that same coordinate system (x 
 can lay it over the rendered image at any size with an SVG ``viewBox`` of ``0 0 Columns Rows``.
 
 - ``chest_ctr`` gives four points: the left and right heart borders and the two ends of the widest internal
-  thoracic width. The overlay draws the cardiac width and the thoracic width as two lines, labelled with their
-  measurements and the cardiothoracic ratio.
+  thoracic width. The overlay marks both heart borders and draws the cardiac width (level, between the borders'
+  columns) and the thoracic width as two lines, labelled with their measurements and the cardiothoracic ratio.
 - ``head_ct_hyperdensity`` gives the centre of the largest acute-blood-density region, then (when the model
   gives one) its outline; the overlay outlines the region (or marks its centre) with the measured areas.
 
@@ -117,7 +117,13 @@ def build_overlay(
     shapes: list[Shape] = []
     if model == CHEST_CTR and len(points) >= 4:
         (lx, ly), (rx, ry), (tlx, tly), (trx, try_) = (_xy(p) for p in points[:4])
-        shapes.append(Line(lx, ly, rx, ry, f"cardiac width {_value(measurements, 'cardiac-width')}".strip(), "cardiac"))
+        # The cardiac width is horizontal: from the leftmost to the rightmost heart border, which usually lie on
+        # different rows. Both borders are marked; the width is drawn level, midway between their rows.
+        level = (ly + ry) / 2
+        shapes.append(Marker(lx, ly, "", "cardiac"))
+        shapes.append(Marker(rx, ry, "", "cardiac"))
+        cardiac = f"cardiac width {_value(measurements, 'cardiac-width')}".strip()
+        shapes.append(Line(lx, level, rx, level, cardiac, "cardiac"))
         shapes.append(
             Line(tlx, tly, trx, try_, f"thoracic width {_value(measurements, 'thoracic-width')}".strip(), "thoracic")
         )

@@ -121,16 +121,21 @@
       toggle.addEventListener("click", () => setOverlay(!shown()));
       setOverlay(sessionStorage.getItem("radcds.overlay") !== "off");
     }
+    // A change to this study (a new finding, report version, assessment, lock) is announced, never forced: the
+    // page does not move under the reader's eyes or hands; "Reload" (or r) shows it.
+    const changed = document.getElementById("changed");
+    document.getElementById("reload").addEventListener("click", () => window.location.replace(window.location.pathname));
     connect(article.dataset.since, (kind, data) => {
-      if (data.study_uid !== study && data.studyInstanceUid !== study) return;
-      const editing = document.activeElement && document.activeElement.closest("form textarea, form input[type=text]");
-      if (!editing) window.location.reload();
+      if (data.study_uid !== study) return;
+      changed.hidden = false;
+      live.changed = (live.changed || 0) + 1;
     });
     document.addEventListener("keydown", (e) => {
       if (e.target.closest("input, select, textarea")) return;
       if (e.key === "o") { e.preventDefault(); setOverlay(!shown()); }
       else if (e.key === "a") { const b = document.getElementById("accept"); if (b) { e.preventDefault(); b.click(); } }
       else if (e.key === "m") { const b = document.getElementById("assign"); if (b) { e.preventDefault(); b.click(); } }
+      else if (e.key === "r" && !changed.hidden) { e.preventDefault(); window.location.replace(window.location.pathname); }
       else if (e.key === "Escape") { window.location.href = "/"; }
     });
   }

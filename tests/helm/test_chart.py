@@ -1097,8 +1097,21 @@ def test_worklist_reads_the_chart_reporting_fhir_and_imaging_dicomweb_services(c
     assert config["RADCDS_WORKLIST_IMAGING_DICOMWEB_URL"] == "http://prod-radcds-imaging:8082/dicom-web"
     assert config["RADCDS_WORKLIST_DATA_DIR"] == "/var/lib/radcds/worklist"
     assert config["RADCDS_WORKLIST_MODEL_MANIFEST"] == "/app/models/manifest.json"
-    without = _config(_render(chart, _merge(WORKLIST, {"reporting": {"enabled": False}})), "worklist")
-    assert "RADCDS_WORKLIST_REPORTING_FHIR_URL" not in without
+    external = {"reporting": {"enabled": False}, "worklist": {"settings": {"REPORTING_FHIR_URL": "https://ris/fhir"}}}
+    assert _config(_render(chart, _merge(WORKLIST, external)), "worklist")["RADCDS_WORKLIST_REPORTING_FHIR_URL"] == (
+        "https://ris/fhir"
+    )
+
+
+@pytest.mark.parametrize(
+    ("peer", "setting"), [("reporting", "REPORTING_FHIR_URL"), ("imaging", "IMAGING_DICOMWEB_URL")]
+)
+def test_worklist_without_the_chart_peer_or_its_url_setting_fails_with_clear_message(
+    chart: helm.Chart, peer: str, setting: str
+) -> None:
+    message = _render_error(chart, _merge(WORKLIST, {peer: {"enabled": False}}))
+
+    assert f"worklist.settings.{setting} is required when {peer}.enabled=false" in message
 
 
 def test_worklist_signs_in_with_oidc_always_and_secure_cookies_behind_an_https_url(chart: helm.Chart) -> None:

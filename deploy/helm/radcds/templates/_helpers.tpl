@@ -134,6 +134,13 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.source "pvc") (not .Values.triton.modelRepository.existingClaim) -}}
 {{- fail "triton.modelRepository.existingClaim is required when triton.modelRepository.source=pvc" -}}
 {{- end -}}
+{{- if .Values.worklist.enabled -}}
+{{- range $peer, $setting := dict "reporting" "REPORTING_FHIR_URL" "imaging" "IMAGING_DICOMWEB_URL" -}}
+{{- if not (or (index $.Values $peer).enabled (hasKey ($.Values.worklist.settings | default dict) $setting)) -}}
+{{- fail (printf "worklist.settings.%s is required when %s.enabled=false: the worklist calls %s; set it to the external URL, or set %s.enabled=true" $setting $peer $peer $peer) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if and .Values.worklist.enabled (eq .Values.environment "production") (not .Values.worklist.auth.existingSecret) -}}
 {{- fail "worklist.auth.existingSecret is required when environment=production: name a Secret holding the worklist's session secret (key worklist.auth.sessionSecretKey) and its OIDC client secret (key worklist.auth.clientSecretKey)" -}}
 {{- end -}}

@@ -17,6 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from radcds_worklist.settings import WorklistSettings
+
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "radcds"
 KUBE_VERSION = "1.32.0"
 RELEASE = "radcds"
@@ -31,6 +33,7 @@ SERVICE_PORTS = {
     "inference": {"http": 8083, "grpc": 50051},
     "reporting": {"http": 8085, "mllp": 2575},
     "fusion": {"http": 8084},
+    "worklist": {"http": 8086},
 }
 # The settings each service reads, without the RADCDS_<SERVICE>_ prefix. The services ignore
 # unknown variables silently, so a misspelt name in the chart is a silent bug: this mirrors
@@ -89,6 +92,8 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "RETRIEVE_TIMEOUT_S",
         "OVERDUE_SWEEP_INTERVAL_S",
     },
+    # The worklist is newer: its names are read from its settings class itself.
+    "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields),
 }
 TOPICS = {
     "radcds.referral.evaluations.v1": 6,
@@ -113,6 +118,12 @@ TOPICS = {
     "radcds.worklist.feedback.v1.dlt": 1,
     "radcds.worklist.alerts.v1.dlt": 1,
     "radcds.referral.evaluations.v1.dlt": 1,
+}
+
+ISSUER = "https://sso.example.org/realms/radiology"
+# The worklist is off by default (it needs an OpenID Connect issuer and, in production, a Secret).
+WORKLIST: dict[str, Any] = {
+    "worklist": {"enabled": True, "auth": {"oidcIssuer": ISSUER, "existingSecret": "radcds-worklist-auth"}}
 }
 
 # Values that switch on every optional part of the chart at once.
@@ -149,6 +160,15 @@ EVERYTHING_ON: dict[str, Any] = {
         "nodeSelector": {"nvidia.com/gpu.present": "true"},
         "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         "extraArgs": ["--log-verbose=1"],
+    },
+    "worklist": {
+        "enabled": True,
+        "publicBaseUrl": "https://worklist.example.org",
+        "auth": {"oidcIssuer": ISSUER, "existingSecret": "radcds-worklist-auth"},
+        "networkPolicy": {"egress": {"kafkaTo": [{"ipBlock": {"cidr": "10.20.0.0/16"}}]}},
+        "persistence": {"enabled": True},
+        "settings": {"LOCK_TTL_S": 600},
+        "pdb": {"enabled": True},
     },
     "topics": {"create": True},
 }
@@ -268,7 +288,7 @@ def test_referral_disabled_renders_no_referral_resources(chart: helm.Chart) -> N
 
 @pytest.mark.parametrize("service", sorted(SERVICE_PORTS))
 def test_service_ports_match_protocol_endpoints_in_container_and_service(chart: helm.Chart, service: str) -> None:
-    docs = _render(chart, {"fusion": {"enabled": True}})
+    docs = _render(chart, WORKLIST)
 
     container = _container(_deployment(docs, service))
     container_ports = {p["name"]: p["containerPort"] for p in container["ports"]}
@@ -408,9 +428,14 @@ def test_imaging_storage_dir_and_sqlite_fallback_live_on_the_data_volume(chart: 
 
 
 def test_services_write_only_to_mounted_volumes(chart: helm.Chart) -> None:
-    docs = _render(chart, {"fusion": {"enabled": True}})
+    docs = _render(chart, WORKLIST)
 
-    writable_settings = {"imaging": "STORAGE_DIR", "reporting": "DATA_DIR", "fusion": "DATA_DIR"}
+    writable_settings = {
+        "imaging": "STORAGE_DIR",
+        "reporting": "DATA_DIR",
+        "fusion": "DATA_DIR",
+        "worklist": "DATA_DIR",
+    }
     for service in SERVICE_PORTS:
         container = _container(_deployment(docs, service))
         mounts = [m["mountPath"] for m in container["volumeMounts"] if not m.get("readOnly")]
@@ -450,8 +475,9 @@ def _rendered_setting_names(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
             "triton": {"enabled": False, "externalUrl": "triton.models:8001"},
             "otel": {"endpoint": "http://c:4318/v1/traces"},
         },
+        _merge(WORKLIST, {"environment": "development", "worklist": {"auth": {"existingSecret": ""}}}),
     ],
-    ids=["defaults", "everything-on", "database-url", "external-triton"],
+    ids=["defaults", "everything-on", "database-url", "external-triton", "worklist-development"],
 )
 def test_every_rendered_radcds_variable_is_a_setting_of_its_service(
     chart: helm.Chart, overrides: dict[str, Any]
@@ -459,7 +485,8 @@ def test_every_rendered_radcds_variable_is_a_setting_of_its_service(
     docs = _render(chart, overrides)
 
     names = _rendered_setting_names(docs)
-    assert set(SERVICE_SETTINGS) <= set(names)
+    expected = set(SERVICE_SETTINGS) if "worklist" in overrides else set(SERVICE_SETTINGS) - {"worklist"}
+    assert expected <= set(names)
     for component, found in names.items():
         radcds = {name for name in found if name.startswith("RADCDS_")}
         if component not in SERVICE_SETTINGS:  # triton, topics
@@ -892,6 +919,13 @@ def test_notes_list_the_topics_when_the_chart_does_not_create_them(chart: helm.C
         ({"imaging": {"publicBaseUrl": "imaging:8082"}}, "/imaging/publicBaseUrl"),
         ({"reporting": {"fhirBaseUrl": "/fhir"}}, "/reporting/fhirBaseUrl"),
         ({"reporting": {"persistence": {"mountPath": "relative"}}}, "/reporting/persistence/mountPath"),
+        ({"worklist": {"enabled": True}}, "/worklist/auth/oidcIssuer"),
+        ({"worklist": {"auth": {"oidcIssuer": "sso.example.org"}}}, "/worklist/auth/oidcIssuer"),
+        (_merge(WORKLIST, {"worklist": {"settings": {"AUTH_MODE": "development"}}}), "/worklist/settings"),
+        (_merge(WORKLIST, {"worklist": {"settings": {"SESSION_SECRET": "plain"}}}), "/worklist/settings"),
+        (_merge(WORKLIST, {"worklist": {"auth": {"scopes": "profile"}}}), "/worklist/auth/scopes"),
+        ({"worklist": {"publicBaseUrl": "worklist.example.org"}}, "/worklist/publicBaseUrl"),
+        ({"database": {"existingSecretKeys": {"worklist": ""}}}, "/database/existingSecretKeys/worklist"),
     ],
 )
 def test_values_schema_rejects_bad_value_naming_its_path(
@@ -921,8 +955,9 @@ def test_values_schema_accepts_defaults_and_every_option_switched_on(chart: helm
             "imaging": {"persistence": {"enabled": False}},
             "triton": {"modelRepository": {"source": "pvc", "existingClaim": "models"}},
         },
+        _merge(WORKLIST, {"networkPolicy": {"enabled": True}, "database": {"existingSecret": "radcds-db"}}),
     ],
-    ids=["defaults", "everything-on", "external-triton", "no-claims"],
+    ids=["defaults", "everything-on", "external-triton", "no-claims", "worklist-network-policy"],
 )
 def test_rendered_manifests_validate_against_kubernetes_1_32_strict(
     chart: helm.Chart, overrides: dict[str, Any]
@@ -1012,3 +1047,262 @@ def test_reporting_without_mllp_destinations_renders_no_hl7_configmap(chart: hel
 
 def test_reporting_mllp_destination_without_a_port_is_refused(chart: helm.Chart) -> None:
     assert "destinations" in _render_error(chart, {"reporting": {"mllp": {"destinations": ["mirth.hospital"]}}})
+
+
+# ---- the worklist (issue #13) ----------------------------------------------------------------
+
+
+def _worklist_env(docs: list[dict[str, Any]], secrets: dict[str, str]) -> dict[str, str]:
+    """The worklist container's environment as the kubelet would build it: its ConfigMap, then its env
+    entries, a secretKeyRef resolved through ``secrets`` (``"<secret>/<key>" -> value``)."""
+    env = dict(_config(docs, "worklist"))
+    for entry in _container(_deployment(docs, "worklist")).get("env", []):
+        if "value" in entry:
+            env[entry["name"]] = entry["value"]
+        else:
+            ref = entry["valueFrom"]["secretKeyRef"]
+            env[entry["name"]] = secrets[f"{ref['name']}/{ref['key']}"]
+    return env
+
+
+def test_worklist_is_off_by_default_and_renders_nothing(chart: helm.Chart) -> None:
+    docs = _render(chart)
+
+    assert not [d for d in docs if d["metadata"]["name"] == f"{RELEASE}-worklist"]
+    assert "worklist:" not in _render_raw(chart)[f"{RELEASE}/templates/NOTES.txt"]
+
+
+def test_worklist_enabled_runs_radcds_worklist_on_8086_with_health_probes(chart: helm.Chart) -> None:
+    docs = _render(chart, WORKLIST)
+
+    container = _container(_deployment(docs, "worklist"))
+    assert container["image"] == "registry.example.org/radcds/radcds-worklist:0.1.0"
+    assert container["command"] == ["radcds-worklist"]
+    assert container["ports"] == [{"name": "http", "containerPort": 8086, "protocol": "TCP"}]
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    annotations = _deployment(docs, "worklist")["spec"]["template"]["metadata"]["annotations"]
+    assert annotations["prometheus.io/port"] == "8086"
+    assert annotations["prometheus.io/path"] == "/metrics"
+    assert _objects(docs, "Service")[f"{RELEASE}-worklist"]["spec"]["ports"][0]["port"] == 8086
+
+
+def test_worklist_reads_the_chart_reporting_fhir_and_imaging_dicomweb_services(chart: helm.Chart) -> None:
+    values = _merge(REQUIRED, _merge(WORKLIST, {"reporting": {"ports": {"http": 9085}}}))
+    manifests = chart.render(values, name="prod", namespace=NAMESPACE)
+    docs = [d for path, text in manifests.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+
+    config = _objects(docs, "ConfigMap")["prod-radcds-worklist"]["data"]
+    assert config["RADCDS_WORKLIST_REPORTING_FHIR_URL"] == "http://prod-radcds-reporting:9085/fhir"
+    assert config["RADCDS_WORKLIST_IMAGING_DICOMWEB_URL"] == "http://prod-radcds-imaging:8082/dicom-web"
+    assert config["RADCDS_WORKLIST_DATA_DIR"] == "/var/lib/radcds/worklist"
+    assert config["RADCDS_WORKLIST_MODEL_MANIFEST"] == "/app/models/manifest.json"
+    external = {"reporting": {"enabled": False}, "worklist": {"settings": {"REPORTING_FHIR_URL": "https://ris/fhir"}}}
+    assert _config(_render(chart, _merge(WORKLIST, external)), "worklist")["RADCDS_WORKLIST_REPORTING_FHIR_URL"] == (
+        "https://ris/fhir"
+    )
+
+
+@pytest.mark.parametrize(
+    ("peer", "setting"), [("reporting", "REPORTING_FHIR_URL"), ("imaging", "IMAGING_DICOMWEB_URL")]
+)
+def test_worklist_without_the_chart_peer_or_its_url_setting_fails_with_clear_message(
+    chart: helm.Chart, peer: str, setting: str
+) -> None:
+    message = _render_error(chart, _merge(WORKLIST, {peer: {"enabled": False}}))
+
+    assert f"worklist.settings.{setting} is required when {peer}.enabled=false" in message
+
+
+def test_worklist_signs_in_with_oidc_always_and_secure_cookies_behind_an_https_url(chart: helm.Chart) -> None:
+    docs = _render(chart, _merge(WORKLIST, {"worklist": {"publicBaseUrl": "https://worklist.example.org/"}}))
+
+    config = _config(docs, "worklist")
+    assert config["RADCDS_WORKLIST_AUTH_MODE"] == "oidc"
+    assert config["RADCDS_WORKLIST_OIDC_ISSUER"] == ISSUER
+    assert config["RADCDS_WORKLIST_OIDC_CLIENT_ID"] == "radcds-worklist"
+    assert config["RADCDS_WORKLIST_OIDC_SCOPES"] == "openid profile fhirUser"
+    assert config["RADCDS_WORKLIST_OIDC_ROLES_CLAIM"] == "roles"
+    assert config["RADCDS_WORKLIST_PUBLIC_BASE_URL"] == "https://worklist.example.org"
+    assert config["RADCDS_WORKLIST_SECURE_COOKIES"] == "true"
+    development = _config(_render(chart, _merge(WORKLIST, {"environment": "development"})), "worklist")
+    assert development["RADCDS_WORKLIST_AUTH_MODE"] == "oidc"
+    assert "RADCDS_WORKLIST_PUBLIC_BASE_URL" not in development
+    assert "RADCDS_WORKLIST_SECURE_COOKIES" not in development
+
+
+def test_worklist_secrets_come_from_secret_key_refs_and_never_from_the_configmap(chart: helm.Chart) -> None:
+    docs = _render(chart, _merge(WORKLIST, {"database": {"existingSecret": "radcds-db"}}))
+
+    refs = {
+        name: entry["valueFrom"]["secretKeyRef"]
+        for name, entry in _env(_container(_deployment(docs, "worklist"))).items()
+        if "valueFrom" in entry
+    }
+    assert refs == {
+        "RADCDS_WORKLIST_SESSION_SECRET": {"name": "radcds-worklist-auth", "key": "session-secret"},
+        "RADCDS_WORKLIST_OIDC_CLIENT_SECRET": {"name": "radcds-worklist-auth", "key": "client-secret"},
+        "RADCDS_WORKLIST_DATABASE_URL": {"name": "radcds-db", "key": "worklist-url"},
+    }
+    assert not [name for name in _config(docs, "worklist") if "SECRET" in name or "DATABASE_URL" in name]
+    public = _render(chart, _merge(WORKLIST, {"worklist": {"auth": {"clientSecretKey": ""}}}))
+    public_env = _env(_container(_deployment(public, "worklist")))
+    assert "RADCDS_WORKLIST_OIDC_CLIENT_SECRET" not in public_env
+    assert "RADCDS_WORKLIST_SESSION_SECRET" in public_env
+
+
+def test_worklist_database_url_uses_its_own_key_of_the_secret_or_of_the_chart_secret(chart: helm.Chart) -> None:
+    renamed = _render(
+        chart,
+        _merge(WORKLIST, {"database": {"existingSecret": "db", "existingSecretKeys": {"worklist": "wl-dsn"}}}),
+    )
+    created = _render(chart, _merge(WORKLIST, {"database": {"urls": {"worklist": "postgresql://w:pw@db/wl"}}}))
+
+    ref = _env(_container(_deployment(renamed, "worklist")))["RADCDS_WORKLIST_DATABASE_URL"]["valueFrom"]
+    assert ref["secretKeyRef"] == {"name": "db", "key": "wl-dsn"}
+    secret = _objects(created, "Secret")[f"{RELEASE}-database"]
+    assert secret["stringData"] == {"worklist-url": "postgresql://w:pw@db/wl"}
+    ref = _env(_container(_deployment(created, "worklist")))["RADCDS_WORKLIST_DATABASE_URL"]["valueFrom"]
+    assert ref["secretKeyRef"] == {"name": f"{RELEASE}-database", "key": "worklist-url"}
+    assert "RADCDS_IMAGING_DATABASE_URL" not in _env(_container(_deployment(created, "imaging")))
+
+
+def test_worklist_rendered_environment_passes_the_worklist_production_settings(
+    chart: helm.Chart, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    docs = _render(chart, _merge(WORKLIST, {"database": {"existingSecret": "radcds-db"}}))
+    secrets = {
+        "radcds-worklist-auth/session-secret": "a-long-random-session-secret-from-the-secret",
+        "radcds-worklist-auth/client-secret": "client-secret-from-the-secret",
+        "radcds-db/worklist-url": "postgresql+psycopg://worklist:pw@postgres:5432/radcds_worklist",
+    }
+
+    for name, value in _worklist_env(docs, secrets).items():
+        monkeypatch.setenv(name, value)
+    settings = WorklistSettings()
+
+    assert settings.environment == "production"
+    assert settings.auth_mode == "oidc"
+    assert settings.oidc_issuer == ISSUER
+    assert settings.session_secret.get_secret_value() == secrets["radcds-worklist-auth/session-secret"]
+    assert settings.oidc_client_secret is not None
+    assert settings.resolved_database_url() == secrets["radcds-db/worklist-url"]
+    assert settings.reporting_fhir_url == f"http://{RELEASE}-reporting:8085/fhir"
+    assert settings.http_host == "0.0.0.0"
+    assert settings.http_port == 8086
+
+
+def test_worklist_in_production_without_an_auth_secret_fails_with_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(chart, _merge(WORKLIST, {"worklist": {"auth": {"existingSecret": ""}}}))
+
+    assert "worklist.auth.existingSecret is required when environment=production" in message
+    development = _render(
+        chart, _merge(WORKLIST, {"environment": "development", "worklist": {"auth": {"existingSecret": ""}}})
+    )
+    env = _env(_container(_deployment(development, "worklist")))
+    assert "RADCDS_WORKLIST_SESSION_SECRET" not in env
+
+
+def test_worklist_enabled_without_issuer_is_refused_by_the_schema_and_disabled_needs_none(
+    chart: helm.Chart,
+) -> None:
+    with pytest.raises(helm.HelmValuesError) as caught:
+        _render_raw(chart, {"worklist": {"enabled": True, "auth": {"existingSecret": "radcds-worklist-auth"}}})
+
+    assert "/worklist/auth/oidcIssuer" in str(caught.value)
+    chart.validate_schema(_merge(REQUIRED, {"worklist": {"enabled": False}}))
+
+
+def _worklist_policy(chart: helm.Chart, overrides: dict[str, Any]) -> dict[str, Any]:
+    values = _merge(_merge(WORKLIST, {"networkPolicy": {"enabled": True}}), overrides)
+    policy: dict[str, Any] = _objects(_render(chart, values), "NetworkPolicy")[f"{RELEASE}-worklist"]
+    return policy
+
+
+def test_worklist_network_policy_admits_users_through_the_ingress_controller_on_8086(chart: helm.Chart) -> None:
+    controller = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}}
+    default = _worklist_policy(chart, {})
+    narrowed = _worklist_policy(
+        chart, {"worklist": {"networkPolicy": {"ingressFrom": [controller]}}, "networkPolicy": {"extraIngressFrom": []}}
+    )
+
+    (rule,) = default["spec"]["ingress"]
+    assert rule["ports"] == [{"port": 8086, "protocol": "TCP"}]
+    assert {"namespaceSelector": {}} in rule["from"]
+    (rule,) = narrowed["spec"]["ingress"]
+    assert controller in rule["from"]
+    assert {"namespaceSelector": {}} not in rule["from"]
+
+
+def test_worklist_network_policy_lets_out_only_dns_reporting_imaging_kafka_database_and_issuer(
+    chart: helm.Chart,
+) -> None:
+    policy = _worklist_policy(
+        chart,
+        {
+            "kafka": {"bootstrapServers": "kafka-0.kafka:9092,kafka-1.kafka:9092,kafka-2.kafka:9094"},
+            "database": {"existingSecret": "radcds-db"},
+            "worklist": {"auth": {"oidcIssuer": "https://sso.example.org:8443/realms/radiology"}},
+        },
+    )
+
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    rules = policy["spec"]["egress"]
+    by_peer = {
+        rule["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"]: rule["ports"]
+        for rule in rules
+        if "to" in rule
+    }
+    assert by_peer == {"reporting": [{"port": 8085, "protocol": "TCP"}], "imaging": [{"port": 8082, "protocol": "TCP"}]}
+    anywhere = [sorted((p["port"], p["protocol"]) for p in rule["ports"]) for rule in rules if "to" not in rule]
+    assert anywhere == [
+        [(53, "TCP"), (53, "UDP")],
+        [(9092, "TCP"), (9094, "TCP")],
+        [(5432, "TCP")],
+        [(8443, "TCP")],
+    ]
+
+
+def test_worklist_egress_peers_are_configurable_and_egress_can_stay_open(chart: helm.Chart) -> None:
+    kafka_net = {"ipBlock": {"cidr": "10.20.0.0/16"}}
+    issuer = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "keycloak"}}}
+    policy = _worklist_policy(
+        chart,
+        {
+            "otel": {"endpoint": "http://otel-collector:4318/v1/traces"},
+            "worklist": {"networkPolicy": {"egress": {"kafkaTo": [kafka_net], "oidcTo": [issuer]}}},
+        },
+    )
+    open_egress = _worklist_policy(chart, {"worklist": {"networkPolicy": {"egress": {"enabled": False}}}})
+
+    rules = policy["spec"]["egress"]
+    assert {"to": [kafka_net], "ports": [{"port": 9092, "protocol": "TCP"}]} in rules
+    assert {"to": [issuer], "ports": [{"port": 443, "protocol": "TCP"}]} in rules
+    assert {"ports": [{"port": 4318, "protocol": "TCP"}]} in rules
+    assert open_egress["spec"]["policyTypes"] == ["Ingress"]
+    assert "egress" not in open_egress["spec"]
+
+
+def test_reporting_and_imaging_network_policies_admit_the_worklist_pods(chart: helm.Chart) -> None:
+    docs = _render(chart, _merge(WORKLIST, {"networkPolicy": {"enabled": True}}))
+
+    policies = _objects(docs, "NetworkPolicy")
+    worklist_labels = _deployment(docs, "worklist")["spec"]["template"]["metadata"]["labels"]
+    for peer in ("reporting", "imaging"):
+        assert "Egress" not in policies[f"{RELEASE}-{peer}"]["spec"]["policyTypes"]
+        (rule,) = policies[f"{RELEASE}-{peer}"]["spec"]["ingress"]
+        selectors = [p["podSelector"]["matchLabels"] for p in rule["from"] if "podSelector" in p]
+        assert any(selector.items() <= worklist_labels.items() for selector in selectors), peer
+
+
+def test_notes_tell_where_the_worklist_is_opened_and_which_redirect_uri_to_register(chart: helm.Chart) -> None:
+    forwarded = _render_raw(chart, WORKLIST)[f"{RELEASE}/templates/NOTES.txt"]
+    public = _render_raw(chart, _merge(WORKLIST, {"worklist": {"publicBaseUrl": "https://worklist.example.org"}}))[
+        f"{RELEASE}/templates/NOTES.txt"
+    ]
+
+    assert f"port-forward svc/{RELEASE}-worklist 8086:8086" in forwarded
+    assert "http://127.0.0.1:8086/auth/callback" in forwarded
+    assert "/var/lib/radcds/worklist/worklist.db (emptyDir" in forwarded
+    assert "https://worklist.example.org/auth/callback" in public
+    assert "Set worklist.publicBaseUrl" not in public

@@ -3,14 +3,14 @@ Named templates shared by every radcds manifest.
 
 Templates that render one component take a context dict:
   root  the chart's top-level context ($)
-  name  the component name: referral, imaging, inference, reporting, fusion (or triton, topics)
+  name  the component name: referral, imaging, inference, reporting, fusion, worklist (or triton, topics)
   svc   the component's values (.Values.<name>)
 The templates build it with: dict "root" $ "name" $name "svc" (index $.Values $name).
 */}}
 
 {{/* The radcds services, in a fixed order. */}}
 {{- define "radcds.componentNames" -}}
-{{- list "referral" "imaging" "inference" "reporting" "fusion" | toJson -}}
+{{- list "referral" "imaging" "inference" "reporting" "fusion" "worklist" | toJson -}}
 {{- end }}
 
 {{/* The enabled radcds services as a JSON list (use with fromJsonArray). */}}
@@ -109,6 +109,17 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- end }}
 
+{{/* "true" when the component gets RADCDS_<SVC>_DATABASE_URL from the database Secret. Takes the context dict. */}}
+{{- define "radcds.usesDatabaseUrl" -}}
+{{- $root := .root -}}
+{{- if and .svc.useDatabase (include "radcds.databaseSecretName" $root) (or $root.Values.database.existingSecret (index $root.Values.database.urls .name)) -}}true{{- end -}}
+{{- end }}
+
+{{/* http://<fullname>-<name>:<http port><path>: a URL on the chart's own Service of a component. */}}
+{{- define "radcds.serviceUrl" -}}
+{{- printf "http://%s:%v%s" (include "radcds.componentFullname" (dict "root" .root "name" .name)) (index .root.Values .name).ports.http .path -}}
+{{- end }}
+
 {{/* Checks on values that the schema cannot express. Takes the root context. */}}
 {{- define "radcds.validateValues" -}}
 {{- if not (trim .Values.kafka.bootstrapServers) -}}
@@ -122,6 +133,16 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- end -}}
 {{- if and .Values.triton.enabled (eq .Values.triton.modelRepository.source "pvc") (not .Values.triton.modelRepository.existingClaim) -}}
 {{- fail "triton.modelRepository.existingClaim is required when triton.modelRepository.source=pvc" -}}
+{{- end -}}
+{{- if .Values.worklist.enabled -}}
+{{- range $peer, $setting := dict "reporting" "REPORTING_FHIR_URL" "imaging" "IMAGING_DICOMWEB_URL" -}}
+{{- if not (or (index $.Values $peer).enabled (hasKey ($.Values.worklist.settings | default dict) $setting)) -}}
+{{- fail (printf "worklist.settings.%s is required when %s.enabled=false: the worklist calls %s; set it to the external URL, or set %s.enabled=true" $setting $peer $peer $peer) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- if and .Values.worklist.enabled (eq .Values.environment "production") (not .Values.worklist.auth.existingSecret) -}}
+{{- fail "worklist.auth.existingSecret is required when environment=production: name a Secret holding the worklist's session secret (key worklist.auth.sessionSecretKey) and its OIDC client secret (key worklist.auth.clientSecretKey)" -}}
 {{- end -}}
 {{- end }}
 
@@ -159,21 +180,39 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- else if eq .name "inference" -}}
 {{- $_ = set $cfg (printf "%s_TRITON_URL" $p) (include "radcds.tritonUrl" $root) -}}
 {{- /* DICOMweb of the chart's imaging Service: WADO-RS/QIDO-RS for analyses, STOW-RS for the SR. */ -}}
-{{- $imaging := printf "http://%s:%v/dicom-web" (include "radcds.componentFullname" (dict "root" $root "name" "imaging")) $root.Values.imaging.ports.http -}}
-{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) $imaging -}}
+{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "imaging" "path" "/dicom-web")) -}}
 {{- else if eq .name "fusion" -}}
 {{- /* The SQLite fallback (no database configured) is <DATA_DIR>/fusion.db; measurement SRs are read
      over WADO-RS from the chart's imaging Service. */ -}}
 {{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}
 {{- if $root.Values.imaging.enabled -}}
-{{- $imaging := printf "http://%s:%v/dicom-web" (include "radcds.componentFullname" (dict "root" $root "name" "imaging")) $root.Values.imaging.ports.http -}}
-{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) $imaging -}}
+{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "imaging" "path" "/dicom-web")) -}}
 {{- end -}}
+{{- else if eq .name "worklist" -}}
+{{- /* The SQLite fallback (no database configured) is <DATA_DIR>/worklist.db. Drafts are read and signed on
+     the chart's reporting Service, key images and instance metadata read from its imaging Service. Sign-in is
+     always OpenID Connect: production refuses the development sign-in form. */ -}}
+{{- $_ = set $cfg (printf "%s_DATA_DIR" $p) (trimSuffix "/" .svc.persistence.mountPath) -}}
+{{- if $root.Values.reporting.enabled -}}
+{{- $_ = set $cfg (printf "%s_REPORTING_FHIR_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "reporting" "path" "/fhir")) -}}
+{{- end -}}
+{{- if $root.Values.imaging.enabled -}}
+{{- $_ = set $cfg (printf "%s_IMAGING_DICOMWEB_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "imaging" "path" "/dicom-web")) -}}
+{{- end -}}
+{{- $_ = set $cfg (printf "%s_MODEL_MANIFEST" $p) .svc.modelManifest -}}
+{{- with .svc.publicBaseUrl -}}
+{{- $_ = set $cfg (printf "%s_PUBLIC_BASE_URL" $p) (trimSuffix "/" .) -}}
+{{- $_ = set $cfg (printf "%s_SECURE_COOKIES" $p) (toString (hasPrefix "https://" .)) -}}
+{{- end -}}
+{{- $_ = set $cfg (printf "%s_AUTH_MODE" $p) "oidc" -}}
+{{- $_ = set $cfg (printf "%s_OIDC_ISSUER" $p) .svc.auth.oidcIssuer -}}
+{{- $_ = set $cfg (printf "%s_OIDC_CLIENT_ID" $p) .svc.auth.clientId -}}
+{{- $_ = set $cfg (printf "%s_OIDC_SCOPES" $p) .svc.auth.scopes -}}
+{{- $_ = set $cfg (printf "%s_OIDC_ROLES_CLAIM" $p) .svc.auth.rolesClaim -}}
 {{- else if eq .name "referral" -}}
 {{- /* patient-view also reads radcds's own follow-up recommendations from the chart's fusion Service. */ -}}
 {{- if $root.Values.fusion.enabled -}}
-{{- $fusion := printf "http://%s:%v/fhir" (include "radcds.componentFullname" (dict "root" $root "name" "fusion")) $root.Values.fusion.ports.http -}}
-{{- $_ = set $cfg (printf "%s_FUSION_FHIR_URL" $p) $fusion -}}
+{{- $_ = set $cfg (printf "%s_FUSION_FHIR_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "fusion" "path" "/fhir")) -}}
 {{- end -}}
 {{- else if eq .name "reporting" -}}
 {{- /* The SQLite fallback (no database configured) is <DATA_DIR>/reporting.db. */ -}}
@@ -198,12 +237,11 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- define "radcds.componentEnv" -}}
 {{- $root := .root -}}
 {{- $p := include "radcds.envPrefix" . -}}
-{{- $dbSecret := include "radcds.databaseSecretName" $root -}}
-{{- if and .svc.useDatabase $dbSecret (or $root.Values.database.existingSecret (index $root.Values.database.urls .name)) }}
+{{- if include "radcds.usesDatabaseUrl" . }}
 - name: {{ $p }}_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ $dbSecret }}
+      name: {{ include "radcds.databaseSecretName" $root }}
       key: {{ ternary (index $root.Values.database.existingSecretKeys .name) (printf "%s-url" .name) (not (empty $root.Values.database.existingSecret)) }}
 {{- end }}
 {{- with $root.Values.kafka.sasl }}
@@ -218,6 +256,22 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
     secretKeyRef:
       name: {{ .existingSecret }}
       key: {{ .passwordKey }}
+{{- end }}
+{{- end }}
+{{- if and .svc.auth .svc.auth.existingSecret }}
+{{- with .svc.auth }}
+- name: {{ $p }}_SESSION_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .sessionSecretKey }}
+{{- if .clientSecretKey }}
+- name: {{ $p }}_OIDC_CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .existingSecret }}
+      key: {{ .clientSecretKey }}
+{{- end }}
 {{- end }}
 {{- end }}
 {{- with .svc.extraEnv }}
@@ -436,8 +490,77 @@ spec:
     {{- end }}
 {{- end }}
 
-{{/* The NetworkPolicy of one component: ingress on its ports from the release and extras. */}}
+{{/* "<port>" of a URL: its explicit port, else 443 for https and 80 for http. */}}
+{{- define "radcds.urlPort" -}}
+{{- $url := urlParse . -}}
+{{- $port := trimPrefix (printf "%s:" $url.hostname) $url.host -}}
+{{- if eq $port $url.host -}}{{- ternary "443" "80" (eq $url.scheme "https") -}}{{- else -}}{{- $port -}}{{- end -}}
+{{- end }}
+
+{{/* One egress rule as YAML: ports (a list of numbers) to the peers in `to` (empty: any address). */}}
+{{- define "radcds.egressRule" -}}
+- {{- with .to }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+  ports:
+    {{- range .ports | uniq }}
+    - port: {{ int . }}
+      protocol: TCP
+    {{- end }}
+{{- end }}
+
+{{/*
+The worklist's egress rules, as a YAML list: DNS, the chart's reporting and imaging pods (their http ports), the
+ports of the Kafka brokers (kafka.bootstrapServers), of the database (when one is configured), of the OIDC
+issuer and of the OTLP endpoint. Kafka, the database and the issuer are usually outside the release and a
+NetworkPolicy cannot name a host: their rules admit any address on those ports unless
+worklist.networkPolicy.egress.kafkaTo / databaseTo / oidcTo name the peers. Takes the context dict.
+*/}}
+{{- define "radcds.worklistEgress" -}}
+{{- $root := .root -}}
+{{- $egress := .svc.networkPolicy.egress -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+{{- range $peer := list "reporting" "imaging" }}
+{{- if (index $root.Values $peer).enabled }}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "radcds.selectorLabels" (dict "root" $root "name" $peer) | nindent 10 }}
+  ports:
+    - port: {{ (index $root.Values $peer).ports.http }}
+      protocol: TCP
+{{- end }}
+{{- end }}
+{{- $kafkaPorts := list -}}
+{{- range $server := splitList "," (trim $root.Values.kafka.bootstrapServers) -}}
+{{- $kafkaPorts = append $kafkaPorts (last (splitList ":" (trim $server))) -}}
+{{- end }}
+{{ include "radcds.egressRule" (dict "to" $egress.kafkaTo "ports" $kafkaPorts) }}
+{{- if include "radcds.usesDatabaseUrl" . }}
+{{ include "radcds.egressRule" (dict "to" $egress.databaseTo "ports" (list $egress.databasePort)) }}
+{{- end }}
+{{ include "radcds.egressRule" (dict "to" $egress.oidcTo "ports" (list (include "radcds.urlPort" .svc.auth.oidcIssuer))) }}
+{{- with $root.Values.otel.endpoint }}
+{{ include "radcds.egressRule" (dict "to" list "ports" (list (include "radcds.urlPort" .))) }}
+{{- end }}
+{{- with $egress.extra }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The NetworkPolicy of one component: ingress on its ports from the release, networkPolicy.extraIngressFrom and
+the component's own networkPolicy.ingressFrom (the worklist's users come through the ingress controller);
+egress restricted only where the component says so (the worklist, networkPolicy.egress.enabled).
+*/}}
 {{- define "radcds.networkPolicy" -}}
+{{- $own := .svc.networkPolicy | default dict -}}
+{{- $egress := and (eq .name "worklist") $own.egress $own.egress.enabled -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -451,6 +574,9 @@ spec:
       {{- include "radcds.selectorLabels" . | nindent 6 }}
   policyTypes:
     - Ingress
+    {{- if $egress }}
+    - Egress
+    {{- end }}
   ingress:
     - from:
         - podSelector:
@@ -460,9 +586,16 @@ spec:
         {{- with .root.Values.networkPolicy.extraIngressFrom }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
+        {{- with $own.ingressFrom }}
+        {{- toYaml . | nindent 8 }}
+        {{- end }}
       ports:
         {{- range $portName, $port := .svc.ports }}
         - port: {{ $port }}
           protocol: TCP
         {{- end }}
+  {{- if $egress }}
+  egress:
+    {{- include "radcds.worklistEgress" . | nindent 4 }}
+  {{- end }}
 {{- end }}

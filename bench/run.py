@@ -139,6 +139,12 @@ def main() -> int:
     fusion_stack = fusion_stack_run()
     print(fusion_stack, flush=True)
     table += "\n\n" + fusion_stack
+    from worklist_bench import run as worklist_run
+
+    print("\nthe worklist page (5,000 studies) and a live row, in headless Chromium\n", flush=True)
+    worklist = worklist_run()
+    print(worklist, flush=True)
+    table += "\n\n" + worklist
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "latest.md").write_text(f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n\n{table}\n")
     return 0

@@ -280,6 +280,7 @@ def create_app(settings: WorklistSettings, *, components: WorklistComponents | N
             imaging=components.imaging,
             envelopes=components.envelopes,
             viewer_url_template=settings.viewer_url_template,
+            page_size=settings.page_size,
         )
     )
     app.include_router(monitoring_router(monitoring=components.monitoring))

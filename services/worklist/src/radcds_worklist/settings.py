@@ -33,6 +33,8 @@ class WorklistSettings(ServiceSettings):
     viewer_url_template: str = "/ohif/viewer?StudyInstanceUIDs={study_uid}"
     request_timeout_s: float = Field(default=10.0, gt=0)
 
+    #: Studies on the list's first screen (the most urgent first; filters narrow it).
+    page_size: int = Field(default=50, ge=10, le=500)
     #: Reading locks ("assign to me") expire after this long without renewal.
     lock_ttl_s: float = Field(default=900.0, gt=0)
     #: The model manifest (validated envelope, declared input distribution) monitoring compares against.

@@ -27,14 +27,13 @@ from pathlib import Path
 
 import pydicom
 import pytest
+from playwright.sync_api import sync_playwright
 
 from radcds_devstack.demo import chest_radiograph, stow, with_fresh_uids
 from radcds_devstack.samples import head_ct_with_hyperdense_disc, part10
 from radcds_devstack.stack import LocalStack
 
 from .helpers import eventually, fhir
-
-playwright_api = pytest.importorskip("playwright.sync_api")
 
 pytestmark = [pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton, pytest.mark.browser]
 
@@ -57,7 +56,7 @@ PIPELINE_S = 240
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
     assert Path(CHROMIUM).exists(), "Debian's chromium is installed by make deps (deploy/local/system-deps.sh)"
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         launched = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield launched
         launched.close()

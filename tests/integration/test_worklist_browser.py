@@ -21,17 +21,19 @@ from __future__ import annotations
 import io
 import os
 import re
-import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
 import pydicom
 import pytest
 from playwright.sync_api import sync_playwright
+from sqlalchemy import Engine, select
 
+from radcds.adapters.db.engine import make_engine, sqlite_url
 from radcds_devstack.demo import chest_radiograph, stow, with_fresh_uids
 from radcds_devstack.samples import head_ct_with_hyperdense_disc, part10
 from radcds_devstack.stack import LocalStack
+from radcds_reporting.db.tables import hl7_outbound_messages
 
 from .helpers import eventually, fhir
 
@@ -96,11 +98,9 @@ def chest(stack: LocalStack) -> str:
     return str(pydicom.dcmread(io.BytesIO(data)).StudyInstanceUID)
 
 
-def report_of(stack: LocalStack, study: str) -> dict:  # type: ignore[type-arg]
-    """The study's DiagnosticReport in reporting, found through the worklist's row of the study."""
-    with sqlite3.connect(stack.run_dir / "data" / "worklist" / "worklist.db") as db:
-        (report_id,) = db.execute("SELECT report_id FROM worklist_studies WHERE study_uid = ?", (study,)).fetchone()
-    return fhir(stack, f"DiagnosticReport/{report_id}")
+def service_database(stack: LocalStack, service: str) -> Engine:
+    """A service's database, PostgreSQL or SQLite, as the stack runs it."""
+    return make_engine(stack.database_url(service) or sqlite_url(stack.run_dir / "data" / service / f"{service}.db"))
 
 
 @pytest.fixture(scope="module")
@@ -246,9 +246,10 @@ def test_accepting_the_chest_cr_makes_the_report_final_and_the_final_oru_is_acke
     assert "done=signed" in page.url, page.locator("main").inner_text()[:2000]
     assert page.locator("#report-status").inner_text().strip() == "final"
     shot(page, "8-signed")
+    report_id = page.locator("#report-status").get_attribute("data-report")
     context.close()
 
-    report = report_of(stack, chest)
+    report = fhir(stack, f"DiagnosticReport/{report_id}")
     assert report["status"] == "final"
     assert report["resultsInterpreter"] == [{"reference": "Practitioner/dr-ada"}]
     final = eventually(
@@ -261,13 +262,15 @@ def test_accepting_the_chest_cr_makes_the_report_final_and_the_final_oru_is_acke
         what="the final ORU at the MLLP peer",
     )
     assert final
-    database = stack.run_dir / "data" / "reporting" / "reporting.db"
+    reporting = service_database(stack, "reporting")
+    sent = hl7_outbound_messages.c
 
     def acked() -> list[tuple[str, str]]:
-        with sqlite3.connect(database) as db:
-            return db.execute(
-                "SELECT state, last_ack_code FROM hl7_outbound_messages WHERE result_status = 'F' AND payload LIKE ?",
-                ("%dr-ada%",),
-            ).fetchall()
+        with reporting.connect() as conn:
+            rows = conn.execute(
+                select(sent.state, sent.last_ack_code).where(sent.result_status == "F", sent.payload.like("%dr-ada%"))
+            ).all()
+        return [tuple(r) for r in rows]
 
     assert ("delivered", "AA") in eventually(acked, timeout_s=60, what="the peer's AA recorded by reporting")
+    reporting.dispose()

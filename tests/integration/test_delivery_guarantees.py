@@ -67,13 +67,19 @@ def test_malformed_event_lands_in_dead_letter_topic_and_later_events_are_process
     trail = event_trail(stack, study_uid, until_types={REPORT_STORED.type}, timeout_s=120)
     assert trail[-1]["payload"]["studyInstanceUid"] == study_uid
 
-    poisoned = [
-        r
-        for r in read_topic(stack, dead_letter_topic(FINDINGS_PRODUCED.topic))
-        if dict(r.headers).get("ce_id") == b"poison-1"
-    ]
-    # Each consumer group of the topic (reporting and fusion) dead-letters the record it cannot read, once.
-    assert sorted(dict(r.headers)[DLT_GROUP] for r in poisoned) == [b"radcds-fusion", b"radcds-reporting"]
+    groups = [b"radcds-fusion", b"radcds-reporting", b"radcds-worklist"]
+
+    def dead_lettered() -> list:  # type: ignore[type-arg]
+        found = [
+            r
+            for r in read_topic(stack, dead_letter_topic(FINDINGS_PRODUCED.topic))
+            if dict(r.headers).get("ce_id") == b"poison-1"
+        ]
+        return found if len(found) >= len(groups) else []
+
+    poisoned = eventually(dead_lettered, timeout_s=60, what="the poison in every group's dead letters")
+    # Each consumer group of the topic (reporting, fusion, worklist) dead-letters the record it cannot read, once.
+    assert sorted(dict(r.headers)[DLT_GROUP] for r in poisoned) == groups
     dlt = [r for r in poisoned if dict(r.headers)[DLT_GROUP] == b"radcds-reporting"]
     assert len(dlt) == 1
     headers = dict(dlt[0].headers)

@@ -51,7 +51,6 @@ from radcds_worklist.domain.ports import (
     ReportingUnavailable,
     ReportRefused,
 )
-from radcds_worklist.domain.windowing import window_for
 from radcds_worklist.domain.worklist import SIGNED_STATUSES, StatusGroup, WorklistFilter
 from radcds_worklist.use_cases.feedback import FeedbackDesk, FindingNotFound
 from radcds_worklist.use_cases.reading import NoReportYet, ReadingDesk, StudyNotFound
@@ -261,14 +260,13 @@ def pages_router(
         image, _ = key_image_of(rows, study.entry)
         if image is None:
             return Response(status_code=404)
-        window = window_for(study.entry.modality, study.entry.body_part, model=str(rows[0].get("model_name", "")))
         try:
             rendered = imaging.rendered(
                 image.study_uid,
                 image.series_uid,
                 image.sop_instance_uid,
                 frame=image.frame,
-                window=window.query if window else None,
+                window=image.window_query or None,
                 viewport=(1024, 1024),
             )
         except ImagingUnavailable:

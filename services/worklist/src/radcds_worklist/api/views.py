@@ -185,7 +185,8 @@ def finding_view(row: Mapping[str, Any], *, envelope: str, decision: Decision | 
 
 @dataclass(frozen=True, slots=True)
 class KeyImage:
-    """Where the key image is and which window it is rendered in."""
+    """Where the key image is and which window it is rendered in (``window`` its name, ``window_query`` the WADO-RS
+    ``window`` parameter; both empty for the image's own VOI)."""
 
     src: str
     window: str
@@ -193,6 +194,7 @@ class KeyImage:
     series_uid: str
     sop_instance_uid: str
     frame: int
+    window_query: str = ""
 
 
 def key_image_of(rows: Sequence[Mapping[str, Any]], entry: WorklistEntry) -> tuple[KeyImage | None, Mapping[str, Any]]:
@@ -208,7 +210,16 @@ def key_image_of(rows: Sequence[Mapping[str, Any]], entry: WorklistEntry) -> tup
         window = window_for(entry.modality, entry.body_part, model=str(row.get("model_name", "")))
         frame = int(key.get("frameNumber") or 1)
         src = f"/studies/{entry.study_uid}/key-image?finding={row['finding_id']}"
-        return KeyImage(src, window.name if window else "", entry.study_uid, series, key["sopInstanceUid"], frame), row
+        image = KeyImage(
+            src,
+            window.name if window else "",
+            entry.study_uid,
+            series,
+            key["sopInstanceUid"],
+            frame,
+            window.query if window else "",
+        )
+        return image, row
     return None, {}
 
 

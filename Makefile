@@ -15,7 +15,7 @@ MAVEN_PEERS := $(patsubst deploy/local/%/pom.xml,%,$(wildcard deploy/local/*/pom
 NPM_PEERS := $(patsubst deploy/local/%/package.json,%,$(wildcard deploy/local/*/package.json))
 PYTEST_ARGS ?=
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean images images-test images-requirements
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +55,7 @@ deps: python-deps peer-deps ## Install everything: the Python environment and ev
 lock: | $(UV) ## Re-resolve the workspace and rewrite requirements.lock (the one lock file)
 	$(UV) lock --python $(PYTHON)
 	$(UV) export --frozen --no-emit-workspace --all-groups --no-header -q -o requirements.lock
+	$(MAKE) --no-print-directory images-requirements
 
 # ---- the local stack ------------------------------------------------------------------
 run: deps ## Start the stack, replay the demo (chest CR over STOW-RS -> DiagnosticReport), serve until Ctrl-C
@@ -71,6 +72,16 @@ status: ## Show which components of the stack run
 
 demo: ## Replay the demo against a running stack (make up first)
 	$(PY) -m radcds_devstack demo
+
+# ---- container images -----------------------------------------------------------------
+images: python-deps system-deps ## Build every image with buildah (Debian bases by mmdebstrap); OCI archives in dist/images
+	$(PY) -m radcds_devstack.images build
+
+images-test: deps ## Start each image to /healthz and /readyz on the local infrastructure (migrate first), print sizes
+	$(PY) -m radcds_devstack.images test
+
+images-requirements: python-deps ## Rewrite deploy/images/requirements/*.txt (each image's subset of requirements.lock)
+	$(PY) -m radcds_devstack.images requirements
 
 # ---- quality --------------------------------------------------------------------------
 test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL

@@ -5,7 +5,8 @@
 # the imaging benchmark's baseline), Node.js and npm (the simple-hl7 MLLP peer and the npm `fhir` validator),
 # a JDK (the HAPI HL7v2 and HAPI FHIR validator harnesses are Java sources run by `java`), and the independent
 # DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator), and Chromium (the worklist's
-# browser tests drive /usr/bin/chromium headless with Python playwright; no browser is downloaded).
+# browser tests drive /usr/bin/chromium headless with Python playwright; no browser is downloaded), and
+# buildah, mmdebstrap and skopeo (`make images`: container images built without a Docker engine).
 set -euo pipefail
 need=()
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
@@ -17,6 +18,9 @@ command -v npm >/dev/null 2>&1 || need+=(nodejs npm)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 [ -f /usr/share/java/pixelmed.jar ] || need+=(pixelmed-apps)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v buildah >/dev/null 2>&1 || need+=(buildah)
+command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
+command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -119,7 +119,7 @@ class FusionComponents:
     def start(self) -> None:
         """Migrate the database, then start the relay, the consumer (when :attr:`consume`) and the sweep."""
         consume = self.consume
-        migrate(self.engine, chain=MIGRATION_CHAIN)
+        migrate(self.engine, chain=MIGRATION_CHAIN, apply=self.settings.migrate_on_start)
         if self.publisher is None or consume:
             self.kafka = publisher_for(self.settings, service="fusion", source=SOURCE_FUSION)
         events = self.publisher or self.kafka

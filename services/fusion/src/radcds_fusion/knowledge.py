@@ -10,6 +10,7 @@ from typing import Any
 
 import jsonschema
 
+from radcds.runtime.resources import shipped_data_dir
 from radcds_fusion.domain.assessment import FindingLabel
 from radcds_fusion.domain.comparison import Change
 from radcds_fusion.domain.critical import CriticalPolicy, CriticalRule
@@ -29,7 +30,7 @@ from radcds_fusion.domain.guidelines import (
 from radcds_fusion.domain.nodules import Composition, Feature
 
 #: The guideline catalogue shipped with the service.
-KNOWLEDGE_DIR = Path(__file__).resolve().parents[2] / "knowledge"
+KNOWLEDGE_DIR = shipped_data_dir(__file__, "knowledge")
 
 
 @dataclass(frozen=True, slots=True)

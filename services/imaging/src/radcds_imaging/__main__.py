@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from radcds.runtime.serve import build_app, run_service
 from radcds.runtime.settings import load_settings
-from radcds_imaging.app import create_app
+from radcds_imaging.app import MIGRATION_CHAIN, create_app
 from radcds_imaging.settings import ImagingSettings
 
 
@@ -17,7 +17,7 @@ def app_factory() -> FastAPI:
 
 def main() -> None:
     """Entry point of the imaging service."""
-    run_service("imaging", ImagingSettings, create_app)
+    run_service("imaging", ImagingSettings, create_app, migration_chain=MIGRATION_CHAIN)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class ImagingComponents:
 
     def start(self) -> None:
         """Migrate the database, then start the outbox relay, the study announcer and the DIMSE listener."""
-        migrate(self.engine, chain=MIGRATION_CHAIN)
+        migrate(self.engine, chain=MIGRATION_CHAIN, apply=self.settings.migrate_on_start)
         if self.kafka is not None:
             self.kafka.warm_up(INSTANCE_STORED.topic)
         if isinstance(self.store, S3InstanceStore) and self.settings.s3_create_bucket:

@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from radcds.runtime.serve import build_app, run_service
 from radcds.runtime.settings import load_settings
-from radcds_referral.app import create_app
+from radcds_referral.app import MIGRATION_CHAIN, create_app
 from radcds_referral.settings import ReferralSettings
 
 
@@ -17,7 +17,7 @@ def app_factory() -> FastAPI:
 
 def main() -> None:
     """Entry point of the referral service."""
-    run_service("referral", ReferralSettings, create_app)
+    run_service("referral", ReferralSettings, create_app, migration_chain=MIGRATION_CHAIN)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,7 @@ class ReferralComponents:
 
     def start(self) -> None:
         """Migrate the database, then start the outbox relay (over the Kafka publisher unless one was handed in)."""
-        migrate(self.engine, chain=MIGRATION_CHAIN)
+        migrate(self.engine, chain=MIGRATION_CHAIN, apply=self.settings.migrate_on_start)
         if self.publisher is None:
             self.kafka = publisher_for(self.settings, service="referral", source=SOURCE_REFERRAL)
         events = self.publisher or self.kafka

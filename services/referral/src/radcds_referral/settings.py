@@ -7,10 +7,11 @@ from pathlib import Path
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from radcds.runtime.resources import shipped_data_dir
 from radcds.runtime.settings import ServiceSettings
 
 #: Rule files shipped with the service (``services/referral/knowledge/rules``).
-DEFAULT_KNOWLEDGE_DIR = Path(__file__).resolve().parents[2] / "knowledge"
+DEFAULT_KNOWLEDGE_DIR = shipped_data_dir(__file__, "knowledge")
 
 
 class ReferralSettings(ServiceSettings):

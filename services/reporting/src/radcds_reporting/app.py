@@ -133,7 +133,7 @@ class ReportingComponents:
         Every reporting event (orders, reports, sign-offs, escalations) leaves through the transactional
         outbox, written with the state it describes; one relay publishes them."""
         settings = self.settings
-        migrate(self.engine, chain=MIGRATION_CHAIN)
+        migrate(self.engine, chain=MIGRATION_CHAIN, apply=self.settings.migrate_on_start)
         if self.consume:
             self.kafka = publisher_for(settings, service="reporting", source=SOURCE_REPORTING)
         events = self.events

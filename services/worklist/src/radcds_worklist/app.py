@@ -103,7 +103,7 @@ class WorklistComponents:
 
     def start(self) -> None:
         """Migrate the database, then start the outbox relay and the consumer (when :attr:`consume`)."""
-        migrate(self.engine, chain=MIGRATION_CHAIN)
+        migrate(self.engine, chain=MIGRATION_CHAIN, apply=self.settings.migrate_on_start)
         self.started.append("database")
         if self.publisher is None or self.consume:
             self.kafka = publisher_for(self.settings, service="worklist", source=SOURCE_WORKLIST)

@@ -96,6 +96,9 @@ class LocalStack:
     postgres: bool = False
     triton: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The model repository Triton serves (default: the checkout's ``models/``; `make images-test`: the one
+    #: copied out of the models image).
+    model_repository: Path | None = None
 
     # ---- components ----------------------------------------------------------------------
     @cached_property
@@ -107,7 +110,15 @@ class LocalStack:
     def triton_server(self) -> TritonServer:
         """Triton on ``models/``."""
         p = self.ports
-        return TritonServer(self.root, self.run_dir, self.host, p.triton_http, p.triton_grpc, p.triton_metrics)
+        return TritonServer(
+            self.root,
+            self.run_dir,
+            self.host,
+            p.triton_http,
+            p.triton_grpc,
+            p.triton_metrics,
+            model_repository=self.model_repository,
+        )
 
     @cached_property
     def postgres_cluster(self) -> PostgresCluster:

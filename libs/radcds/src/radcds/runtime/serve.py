@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Protocol, TypeVar, runtime_checkable
 
 import uvicorn
 from fastapi import FastAPI
 
+from radcds.adapters.db.engine import make_engine, migrate
 from radcds.runtime.logging import configure_logging
 from radcds.runtime.settings import ServiceSettings, load_settings
 from radcds.runtime.telemetry import configure_tracing
@@ -46,13 +49,51 @@ def build_app(name: str, settings: S, create_app: Callable[[S], FastAPI]) -> Fas
     return create_app(settings)
 
 
-def run_service(name: str, settings_cls: type[S], create_app: Callable[[S], FastAPI]) -> None:
+@runtime_checkable
+class _HasDatabase(Protocol):
+    def resolved_database_url(self) -> str: ...
+
+
+def run_migrations(name: str, settings: _HasDatabase, chain: str) -> int:
+    """``radcds-<name> migrate``: bring the service's database to its newest revision, then exit.
+
+    The Helm chart runs it as a pre-install/pre-upgrade hook Job (one per service database) and sets
+    ``MIGRATE_ON_START=false`` on the pods; applying an up-to-date chain again changes nothing.
+    """
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        migrate(engine, chain=chain)
+    finally:
+        engine.dispose()
+    logging.getLogger("radcds.migrate").info("database of %s at the newest revision of %s", name, chain)
+    return 0
+
+
+def run_service(
+    name: str,
+    settings_cls: type[S],
+    create_app: Callable[[S], FastAPI],
+    *,
+    migration_chain: str | None = None,
+    argv: Sequence[str] | None = None,
+) -> None:
     """Validate settings (exit 2 with a clear message if bad), then serve.
 
     With ``HTTP_WORKERS`` > 1, uvicorn starts that many processes, each building its own app (and
-    adapters) through ``radcds_<name>.__main__:app_factory``.
+    adapters) through ``radcds_<name>.__main__:app_factory``. A service with a database
+    (``migration_chain``) also takes the one command ``migrate`` (:func:`run_migrations`).
     """
+    args = list(sys.argv[1:] if argv is None else argv)
+    commands = ["migrate"] if migration_chain is not None else []
+    if args and (len(args) > 1 or args[0] not in commands):
+        print(f"usage: radcds-{name}" + (" [migrate]" if commands else ""), file=sys.stderr)
+        raise SystemExit(2)
     settings = load_settings(settings_cls)
+    if args and migration_chain is not None:
+        configure_logging(service=name, level=settings.log_level)
+        if not isinstance(settings, _HasDatabase):
+            raise SystemExit(f"radcds-{name}: these settings name no database")
+        raise SystemExit(run_migrations(name, settings, migration_chain))
     if settings.http_workers > 1:
         uvicorn.run(
             f"radcds_{name}.__main__:app_factory",

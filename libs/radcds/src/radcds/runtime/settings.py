@@ -38,6 +38,10 @@ class ServiceSettings(BaseSettings):
     otlp_endpoint: str | None = None
     #: Append finished spans as JSON lines to this file (local stack and tests).
     trace_file: Path | None = None
+    #: Services with a database bring its schema to their newest revision on start. false: a separate step
+    #: (``radcds-<service> migrate``, the Helm chart's pre-install/pre-upgrade Job) does it, and the service
+    #: refuses to start on a database older than its code.
+    migrate_on_start: bool = True
     #: Handler retries for a failing event before it is dead-lettered.
     consumer_max_retries: int = Field(default=3, ge=0, le=20)
     consumer_backoff_initial_s: float = Field(default=0.2, gt=0)

@@ -24,6 +24,8 @@ class TritonServer:
     grpc_port: int
     metrics_port: int
     name: str = "triton"
+    #: The model repository served (default: the checkout's ``models/``).
+    model_repository: Path | None = None
 
     def _paths(self) -> tuple[Path, Path, Path]:
         site = Path(sysconfig.get_paths()["purelib"])
@@ -45,13 +47,14 @@ class TritonServer:
         return binary, backends, site / "nvidia_pytriton.libs"
 
     def start(self) -> None:
-        """Start tritonserver on ``models/`` (strict readiness: ready once every model is loaded)."""
+        """Start tritonserver on the model repository (strict readiness: ready once every model is loaded)."""
         binary, backends, libs = self._paths()
         env = dict(os.environ)
         # The Python backend stub runs the first python3 on PATH: make it this environment's.
         env["PATH"] = f"{Path(sys.executable).parent}:{env.get('PATH', '')}"
         env["LD_LIBRARY_PATH"] = f"{libs}:{env.get('LD_LIBRARY_PATH', '')}".rstrip(":")
-        argv = [str(binary), "--model-repository", str(self.root / "models"), "--backend-directory", str(backends)]
+        repository = self.model_repository or self.root / "models"
+        argv = [str(binary), "--model-repository", str(repository), "--backend-directory", str(backends)]
         argv += ["--http-port", str(self.http_port), "--grpc-port", str(self.grpc_port)]
         argv += ["--metrics-port", str(self.metrics_port), "--log-verbose", "0"]
         argv += ["--exit-on-error", "true", "--strict-readiness", "true"]

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 from alembic import context
 
+from radcds.adapters.db.engine import version_table
 from radcds_imaging.db.tables import metadata
 
-VERSION_TABLE = "alembic_version_imaging"
+VERSION_TABLE = version_table("radcds_imaging.db")
 
 connection = context.config.attributes["connection"]
 context.configure(connection=connection, target_metadata=metadata, version_table=VERSION_TABLE)

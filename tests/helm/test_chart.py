@@ -59,10 +59,14 @@ _COMMON_SETTINGS = frozenset(
         "CONSUMER_BACKOFF_MAX_S",
     }
 )
+# RADCDS_<SVC>_MIGRATE_ON_START (default true) is read by every service with a database; the chart sets it to
+# "false" when its migration hook Job migrates that database (the setting comes with the images, issue #14).
+_DATABASE_SETTINGS = frozenset({"DATABASE_URL", "MIGRATE_ON_START"})
 SERVICE_SETTINGS: dict[str, frozenset[str]] = {
-    "referral": _COMMON_SETTINGS | {"FUSION_FHIR_URL", "FUSION_TIMEOUT_S"},
+    "referral": _COMMON_SETTINGS | _DATABASE_SETTINGS | {"FUSION_FHIR_URL", "FUSION_TIMEOUT_S"},
     "imaging": _COMMON_SETTINGS
-    | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "DATABASE_URL", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
+    | _DATABASE_SETTINGS
+    | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
     "inference": _COMMON_SETTINGS
     | {
         "GRPC_PORT",
@@ -81,11 +85,13 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "ANALYZE_TIMEOUT_S",
         "CONSUMER_GROUP",
     },
-    "reporting": _COMMON_SETTINGS | {"MLLP_PORT", "DATA_DIR", "DATABASE_URL", "CONSUMER_GROUP", "FHIR_BASE_URL"},
+    "reporting": _COMMON_SETTINGS
+    | _DATABASE_SETTINGS
+    | {"MLLP_PORT", "MLLP_DESTINATIONS", "MLLP_OPTIONS_FILE", "DATA_DIR", "CONSUMER_GROUP", "FHIR_BASE_URL"},
     "fusion": _COMMON_SETTINGS
+    | _DATABASE_SETTINGS
     | {
         "DATA_DIR",
-        "DATABASE_URL",
         "KNOWLEDGE_DIR",
         "CONSUMER_GROUP",
         "IMAGING_DICOMWEB_URL",
@@ -93,7 +99,7 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "OVERDUE_SWEEP_INTERVAL_S",
     },
     # The worklist is newer: its names are read from its settings class itself.
-    "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields),
+    "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields) | _DATABASE_SETTINGS,
 }
 TOPICS = {
     "radcds.referral.evaluations.v1": 6,
@@ -451,7 +457,8 @@ def _rendered_setting_names(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for kind in ("Deployment", "Job"):
         for workload in _objects(docs, kind).values():
-            component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+            # A service's migration Job (<svc>-migrations) runs with that service's settings.
+            component = workload["metadata"]["labels"]["app.kubernetes.io/component"].removesuffix("-migrations")
             pod = workload["spec"]["template"]["spec"]
             found = names.setdefault(component, set())
             for container in pod["containers"] + pod.get("initContainers", []):

@@ -101,6 +101,20 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
     # The worklist is newer: its names are read from its settings class itself.
     "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields) | _DATABASE_SETTINGS,
 }
+#: The radcds images the chart names (<image.repository>/<name>:<tag>); deploy/images builds exactly these.
+RADCDS_IMAGES = frozenset(
+    {
+        "radcds-referral",
+        "radcds-imaging",
+        "radcds-inference",
+        "radcds-reporting",
+        "radcds-fusion",
+        "radcds-worklist",
+        "radcds-models",
+    }
+)
+#: Third-party images the chart uses (repository without tag).
+THIRD_PARTY_IMAGES = frozenset({"nvcr.io/nvidia/tritonserver", "apache/kafka"})
 TOPICS = {
     "radcds.referral.evaluations.v1": 6,
     "radcds.imaging.instances.v1": 6,
@@ -799,18 +813,23 @@ def test_imaging_existing_claim_is_mounted_and_no_claim_is_created(chart: helm.C
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "pacs-store"}} in volumes
 
 
+def _assert_locked_down(name: str, pod: dict[str, Any]) -> None:
+    """Non-root, no service-account token, read-only root, no privilege escalation, no capabilities."""
+    assert pod["securityContext"]["runAsNonRoot"] is True, name
+    assert pod["automountServiceAccountToken"] is False, name
+    for container in pod["containers"] + pod.get("initContainers", []):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+
+
 def test_pods_run_as_non_root_with_read_only_root_and_writable_tmp(chart: helm.Chart) -> None:
     docs = _render(chart)
 
     for name, deployment in _objects(docs, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["automountServiceAccountToken"] is False, name
-        for container in pod["containers"] + pod.get("initContainers", []):
-            context = container["securityContext"]
-            assert context["readOnlyRootFilesystem"] is True, name
-            assert context["allowPrivilegeEscalation"] is False, name
-            assert context["capabilities"] == {"drop": ["ALL"]}, name
+        _assert_locked_down(name, pod)
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes["tmp"], name
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
@@ -1313,3 +1332,33 @@ def test_notes_tell_where_the_worklist_is_opened_and_which_redirect_uri_to_regis
     assert "/var/lib/radcds/worklist/worklist.db (emptyDir" in forwarded
     assert "https://worklist.example.org/auth/callback" in public
     assert "Set worklist.publicBaseUrl" not in public
+
+
+# ---- images (issue #14) ------------------------------------------------------------------------------------------
+
+
+def _images(docs: list[dict[str, Any]]) -> set[str]:
+    """Every image of every container, init container, Job and hook."""
+    images: set[str] = set()
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            pod = doc["spec"]["template"]["spec"]
+            images.update(c["image"] for c in pod["containers"] + pod.get("initContainers", []))
+    return images
+
+
+def test_every_image_with_the_default_repository_is_a_radcds_image_or_a_known_third_party_one(
+    chart: helm.Chart,
+) -> None:
+    everything = _merge(EVERYTHING_ON, {"database": {"existingSecret": "radcds-db"}, "referral": {"useDatabase": True}})
+    docs = _render(chart, everything)
+
+    images = _images(docs)
+    radcds = {image for image in images if image.startswith("registry.example.org/radcds/")}
+    assert {image.removeprefix("registry.example.org/radcds/").split(":")[0] for image in radcds} == RADCDS_IMAGES
+    assert {image.rsplit(":", 1)[0] for image in images - radcds} == THIRD_PARTY_IMAGES
+    assert all(image.rsplit(":", 1)[1] not in {"", "latest"} for image in images)
+    assert {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in _objects(docs, "Job").values()} >= {
+        f"registry.example.org/radcds/radcds-{svc}:0.1.0"
+        for svc in ("referral", "imaging", "reporting", "fusion", "worklist")
+    }

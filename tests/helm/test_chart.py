@@ -1362,3 +1362,165 @@ def test_every_image_with_the_default_repository_is_a_radcds_image_or_a_known_th
         f"registry.example.org/radcds/radcds-{svc}:0.1.0"
         for svc in ("referral", "imaging", "reporting", "fusion", "worklist")
     }
+
+
+# ---- migrations, KEDA, ingress and egress (issue #14) --------------------------------------------------------------
+
+
+def test_migration_jobs_run_only_for_services_with_a_database_url_and_switch_off_migrate_on_start(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"database": {"urls": {"reporting": "postgresql://r@db/radcds_reporting"}}})
+
+    (job,) = _objects(docs, "Job").values()
+    assert job["metadata"]["name"] == f"{RELEASE}-reporting-migrations"
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    container = _container(job)
+    assert container["command"] == ["radcds-reporting", "migrate"]
+    assert container["image"] == _container(_deployment(docs, "reporting"))["image"]
+    assert _env(container)["RADCDS_REPORTING_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-database",
+        "key": "reporting-url",
+    }
+    assert _config(docs, "reporting")["RADCDS_REPORTING_MIGRATE_ON_START"] == "false"
+    assert "RADCDS_IMAGING_MIGRATE_ON_START" not in _config(docs, "imaging")
+    # The Job's pods must not look like the service's: its Service and PDB select by component.
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "reporting-migrations"
+    secret = _objects(docs, "Secret")[f"{RELEASE}-database"]["metadata"]["annotations"]
+    assert secret["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(secret["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+
+
+def test_migrations_disabled_render_no_jobs_and_the_services_migrate_on_start(chart: helm.Chart) -> None:
+    docs = _render(chart, {"database": {"existingSecret": "radcds-db"}, "migrations": {"enabled": False}})
+
+    assert not _objects(docs, "Job")
+    assert not [key for key in _config(docs, "imaging") if key.endswith("MIGRATE_ON_START")]
+
+
+#: The worklist's setting naming an external imaging (the chart's imaging disabled).
+WORKLIST_URLS = {"IMAGING_DICOMWEB_URL": "https://pacs.example.org/dicom-web"}
+
+
+def test_chart_consumed_topics_are_the_services_consumed_topics(chart: helm.Chart) -> None:
+    from radcds_fusion.app import CONSUMED_TOPICS as FUSION
+    from radcds_fusion.app import SR_TOPICS
+    from radcds_inference.app import CONSUMED_TOPICS as INFERENCE
+    from radcds_reporting.app import CONSUMED_TOPICS as REPORTING
+    from radcds_worklist.app import CONSUMED_TOPICS as WORKLIST_TOPICS
+
+    values = _merge(WORKLIST, {"keda": {"enabled": True, "triton": {"enabled": False}}})
+    scaled = _objects(_render(chart, values), "ScaledObject")
+
+    def topics(service: str) -> set[str]:
+        return {t["metadata"]["topic"] for t in scaled[f"{RELEASE}-{service}"]["spec"]["triggers"]}
+
+    assert topics("inference") == set(INFERENCE)
+    assert topics("reporting") == set(REPORTING)
+    assert topics("fusion") == set(FUSION) | set(SR_TOPICS)
+    assert topics("worklist") == set(WORKLIST_TOPICS)
+    without_imaging = _merge(values, {"imaging": {"enabled": False}, "worklist": {"settings": WORKLIST_URLS}})
+    fusion = _objects(_render(chart, without_imaging), "ScaledObject")[f"{RELEASE}-fusion"]
+    assert {t["metadata"]["topic"] for t in fusion["spec"]["triggers"]} == set(FUSION)
+
+
+def test_keda_triggers_use_the_consumer_group_setting_and_no_authentication_without_sasl_or_ca(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(
+        chart,
+        {"keda": {"enabled": True, "triton": {"enabled": False}}, "reporting": {"settings": {"CONSUMER_GROUP": "rep"}}},
+    )
+
+    triggers = _objects(docs, "ScaledObject")[f"{RELEASE}-reporting"]["spec"]["triggers"]
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {"rep"}
+    assert {t["metadata"]["bootstrapServers"] for t in triggers} == {BOOTSTRAP}
+    assert all("authenticationRef" not in t and "sasl" not in t["metadata"] for t in triggers)
+    assert not _objects(docs, "TriggerAuthentication")
+    assert f"{RELEASE}-referral" not in _objects(docs, "ScaledObject")
+    assert "replicas" not in _deployment(docs, "reporting")["spec"]
+    assert _deployment(docs, "referral")["spec"]["replicas"] == 1
+
+
+def test_hpa_and_keda_on_the_same_deployment_fail_with_a_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(
+        chart,
+        {"keda": {"enabled": True, "triton": {"enabled": False}}, "inference": {"autoscaling": {"enabled": True}}},
+    )
+
+    assert "inference.autoscaling.enabled and keda.enabled both scale the inference Deployment" in message
+    allowed = {"keda": {"enabled": True, "triton": {"enabled": False}, "consumers": {"inference": {"enabled": False}}}}
+    docs = _render(chart, _merge(allowed, {"inference": {"autoscaling": {"enabled": True}}}))
+    assert set(_objects(docs, "HorizontalPodAutoscaler")) == {f"{RELEASE}-inference"}
+    assert f"{RELEASE}-inference" not in _objects(docs, "ScaledObject")
+
+
+def test_keda_for_triton_without_a_prometheus_address_fails_with_a_clear_message(chart: helm.Chart) -> None:
+    assert "keda.triton.serverAddress is required" in _render_error(chart, {"keda": {"enabled": True}})
+
+
+def test_ingress_routes_follow_the_fhir_base_path_and_refuse_a_disabled_service(chart: helm.Chart) -> None:
+    values = {
+        "reporting": {"fhirBaseUrl": "https://radcds.example.org/r4/fhir"},
+        "ingress": {"enabled": True, "hosts": [{"host": "radcds.example.org", "routes": ["fhir", "cdsHooks"]}]},
+    }
+    (ingress,) = _objects(_render(chart, values), "Ingress").values()
+
+    paths = {p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {
+        "/r4/fhir": {"name": f"{RELEASE}-reporting", "port": {"name": "http"}},
+        "/cds-services": {"name": f"{RELEASE}-referral", "port": {"name": "http"}},
+    }
+    assert "tls" not in ingress["spec"]
+    worklist_off = _merge(values, {"ingress": {"hosts": [{"host": "w.example.org", "routes": ["worklist"]}]}})
+    assert "routes names worklist, but worklist.enabled=false" in _render_error(chart, worklist_off)
+    assert "ingress.hosts is required" in _render_error(chart, {"ingress": {"enabled": True}})
+
+
+def _egress(chart: helm.Chart, overrides: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    values = _merge({"networkPolicy": {"enabled": True, "egress": {"enabled": True}}}, overrides)
+    policies = _objects(_render(chart, values), "NetworkPolicy")
+    return {name.removeprefix(f"{RELEASE}-"): policy["spec"].get("egress", []) for name, policy in policies.items()}
+
+
+def _ports(rules: list[dict[str, Any]]) -> set[int]:
+    return {port["port"] for rule in rules for port in rule["ports"]}
+
+
+def test_egress_of_every_component_admits_dns_and_only_the_flows_it_needs(chart: helm.Chart) -> None:
+    egress = _egress(
+        chart,
+        {
+            "database": {"existingSecret": "radcds-db"},
+            "reporting": {"mllp": {"destinations": ["ris:6661"]}},
+            "fusion": {"settings": {"EHR_FHIR_BASE_URL": "https://ehr.example.org:8443/fhir"}},
+            "imaging": {"settings": {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": "http://minio:9000"}},
+        },
+    )
+
+    assert set(egress) == {"referral", "imaging", "inference", "reporting", "fusion", "triton"}
+    for name, rules in egress.items():
+        assert rules[0]["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}], name
+        assert rules[0]["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}, name
+    assert _ports(egress["triton"]) == {53}
+    assert _ports(egress["inference"]) == {53, 9092, 8001, 8082}
+    assert _ports(egress["imaging"]) == {53, 9092, 5432, 9000}
+    assert _ports(egress["reporting"]) == {53, 9092, 5432, 6661}
+    assert _ports(egress["fusion"]) == {53, 9092, 5432, 8082, 8443}
+    assert _ports(egress["referral"]) == {53, 9092, 8084, 443}
+    to_triton = next(rule for rule in egress["inference"] if rule["ports"][0]["port"] == 8001)
+    assert to_triton["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "triton"
+
+
+def test_egress_to_an_external_triton_and_the_otlp_collector_uses_their_ports(chart: helm.Chart) -> None:
+    egress = _egress(
+        chart,
+        {
+            "triton": {"enabled": False, "externalUrl": "triton.models:9001"},
+            "otel": {"endpoint": "http://otel-collector:4318/v1/traces"},
+        },
+    )
+
+    assert _ports(egress["inference"]) == {53, 9092, 9001, 4318, 8082}
+    assert "triton" not in egress

@@ -14,8 +14,14 @@ STAMP := $(CACHE)/stamps
 MAVEN_PEERS := $(patsubst deploy/local/%/pom.xml,%,$(wildcard deploy/local/*/pom.xml))
 NPM_PEERS := $(patsubst deploy/local/%/package.json,%,$(wildcard deploy/local/*/package.json))
 PYTEST_ARGS ?=
+# A real helm binary for `helm lint --strict` and `helm template` in tests/helm, built from the Go module proxy.
+GO ?= /usr/local/go/bin/go
+HELM_VERSION := v3.22.0
+HELM := $(CACHE)/helm/bin/helm
+CHART := deploy/helm/radcds
+CHART_TOOLS := $(CACHE)/charttools/node_modules
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean images images-test images-requirements
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean images images-test images-requirements chart-docs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -43,12 +49,17 @@ $(STAMP)/npm-%: deploy/local/%/package.json deploy/local/%/package-lock.json
 	npm ci --ignore-scripts --no-audit --no-fund --prefix $(CACHE)/$* >/dev/null
 	@touch $@
 
+$(STAMP)/helm-$(HELM_VERSION):
+	@mkdir -p $(STAMP) $(CACHE)/helm/bin
+	GOBIN=$(abspath $(CACHE)/helm/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	@touch $@
+
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
 python-deps: $(STAMP)/venv ## The Python environment only (uv, requirements.lock): all that lint and unit tests need
 
-peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers
+peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) $(STAMP)/helm-$(HELM_VERSION) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers, helm
 
 deps: python-deps peer-deps ## Install everything: the Python environment and every peer
 
@@ -105,6 +116,9 @@ format: python-deps ## Apply ruff's formatting and safe fixes
 
 bench: deps ## Benchmarks in bench/ (tables with ratios against a baseline measured in the same run)
 	$(PY) bench/run.py
+
+chart-docs: python-deps $(STAMP)/npm-charttools ## Regenerate the chart's README.md and values.schema.json from the `## @param` comments of values.yaml
+	$(PY) deploy/helm/chart_docs.py --chart $(CHART) --generator $(CHART_TOOLS)/@bitnami/readme-generator-for-helm/bin/index.js
 
 proto: python-deps ## Generate Python code from proto/ (one source for every service)
 	$(PY) -m grpc_tools.protoc -Iradcds_inference/adapters/grpc/gen=proto/radcds/v1 \

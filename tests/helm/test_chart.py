@@ -17,6 +17,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
+from radcds_devstack.images import IMAGE_NAMES
 from radcds_worklist.settings import WorklistSettings
 
 CHART = Path(__file__).resolve().parents[2] / "deploy" / "helm" / "radcds"
@@ -59,10 +60,14 @@ _COMMON_SETTINGS = frozenset(
         "CONSUMER_BACKOFF_MAX_S",
     }
 )
+# RADCDS_<SVC>_MIGRATE_ON_START (default true) is read by every service with a database; the chart sets it to
+# "false" when its migration hook Job migrates that database (the setting comes with the images, issue #14).
+_DATABASE_SETTINGS = frozenset({"DATABASE_URL", "MIGRATE_ON_START"})
 SERVICE_SETTINGS: dict[str, frozenset[str]] = {
-    "referral": _COMMON_SETTINGS | {"FUSION_FHIR_URL", "FUSION_TIMEOUT_S"},
+    "referral": _COMMON_SETTINGS | _DATABASE_SETTINGS | {"DATA_DIR", "FUSION_FHIR_URL", "FUSION_TIMEOUT_S"},
     "imaging": _COMMON_SETTINGS
-    | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "DATABASE_URL", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
+    | _DATABASE_SETTINGS
+    | {"DIMSE_PORT", "AE_TITLE", "STORAGE_DIR", "PUBLIC_BASE_URL", "MAX_REQUEST_BYTES"},
     "inference": _COMMON_SETTINGS
     | {
         "GRPC_PORT",
@@ -81,11 +86,13 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "ANALYZE_TIMEOUT_S",
         "CONSUMER_GROUP",
     },
-    "reporting": _COMMON_SETTINGS | {"MLLP_PORT", "DATA_DIR", "DATABASE_URL", "CONSUMER_GROUP", "FHIR_BASE_URL"},
+    "reporting": _COMMON_SETTINGS
+    | _DATABASE_SETTINGS
+    | {"MLLP_PORT", "MLLP_DESTINATIONS", "MLLP_OPTIONS_FILE", "DATA_DIR", "CONSUMER_GROUP", "FHIR_BASE_URL"},
     "fusion": _COMMON_SETTINGS
+    | _DATABASE_SETTINGS
     | {
         "DATA_DIR",
-        "DATABASE_URL",
         "KNOWLEDGE_DIR",
         "CONSUMER_GROUP",
         "IMAGING_DICOMWEB_URL",
@@ -93,8 +100,12 @@ SERVICE_SETTINGS: dict[str, frozenset[str]] = {
         "OVERDUE_SWEEP_INTERVAL_S",
     },
     # The worklist is newer: its names are read from its settings class itself.
-    "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields),
+    "worklist": frozenset(name.upper() for name in WorklistSettings.model_fields) | _DATABASE_SETTINGS,
 }
+#: The radcds images the chart names (<image.repository>/<name>:<tag>): exactly those `make images` builds.
+RADCDS_IMAGES = frozenset(IMAGE_NAMES)
+#: Third-party images the chart uses (repository without tag).
+THIRD_PARTY_IMAGES = frozenset({"nvcr.io/nvidia/tritonserver", "apache/kafka"})
 TOPICS = {
     "radcds.referral.evaluations.v1": 6,
     "radcds.imaging.instances.v1": 6,
@@ -269,6 +280,14 @@ def test_fusion_reads_imaging_dicomweb_and_referral_reads_fusion_fhir(chart: hel
     without = _render(chart, {"fusion": {"enabled": False}})
     assert "RADCDS_REFERRAL_FUSION_FHIR_URL" not in _config(without, "referral")
     assert f"{RELEASE}-fusion" not in _objects(without, "ConfigMap")
+
+
+def test_referral_without_a_database_keeps_its_sqlite_on_the_writable_tmp_volume(chart: helm.Chart) -> None:
+    config = _config(_render(chart), "referral")
+
+    assert config["RADCDS_REFERRAL_DATA_DIR"] == "/tmp/referral"  # the root filesystem is read-only
+    with_db = _render(chart, {"referral": {"useDatabase": True}, "database": {"urls": {"referral": "postgresql://r"}}})
+    assert "RADCDS_REFERRAL_DATA_DIR" not in _config(with_db, "referral")
 
 
 def test_fusion_enabled_renders_deployment_and_service_on_port_8084(chart: helm.Chart) -> None:
@@ -451,7 +470,8 @@ def _rendered_setting_names(docs: list[dict[str, Any]]) -> dict[str, set[str]]:
     names: dict[str, set[str]] = {}
     for kind in ("Deployment", "Job"):
         for workload in _objects(docs, kind).values():
-            component = workload["metadata"]["labels"]["app.kubernetes.io/component"]
+            # A service's migration Job (<svc>-migrations) runs with that service's settings.
+            component = workload["metadata"]["labels"]["app.kubernetes.io/component"].removesuffix("-migrations")
             pod = workload["spec"]["template"]["spec"]
             found = names.setdefault(component, set())
             for container in pod["containers"] + pod.get("initContainers", []):
@@ -792,18 +812,23 @@ def test_imaging_existing_claim_is_mounted_and_no_claim_is_created(chart: helm.C
     assert {"name": "data", "persistentVolumeClaim": {"claimName": "pacs-store"}} in volumes
 
 
+def _assert_locked_down(name: str, pod: dict[str, Any]) -> None:
+    """Non-root, no service-account token, read-only root, no privilege escalation, no capabilities."""
+    assert pod["securityContext"]["runAsNonRoot"] is True, name
+    assert pod["automountServiceAccountToken"] is False, name
+    for container in pod["containers"] + pod.get("initContainers", []):
+        context = container["securityContext"]
+        assert context["readOnlyRootFilesystem"] is True, name
+        assert context["allowPrivilegeEscalation"] is False, name
+        assert context["capabilities"] == {"drop": ["ALL"]}, name
+
+
 def test_pods_run_as_non_root_with_read_only_root_and_writable_tmp(chart: helm.Chart) -> None:
     docs = _render(chart)
 
     for name, deployment in _objects(docs, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
-        assert pod["securityContext"]["runAsNonRoot"] is True, name
-        assert pod["automountServiceAccountToken"] is False, name
-        for container in pod["containers"] + pod.get("initContainers", []):
-            context = container["securityContext"]
-            assert context["readOnlyRootFilesystem"] is True, name
-            assert context["allowPrivilegeEscalation"] is False, name
-            assert context["capabilities"] == {"drop": ["ALL"]}, name
+        _assert_locked_down(name, pod)
         volumes = {v["name"]: v for v in pod["volumes"]}
         assert "emptyDir" in volumes["tmp"], name
         mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
@@ -1306,3 +1331,195 @@ def test_notes_tell_where_the_worklist_is_opened_and_which_redirect_uri_to_regis
     assert "/var/lib/radcds/worklist/worklist.db (emptyDir" in forwarded
     assert "https://worklist.example.org/auth/callback" in public
     assert "Set worklist.publicBaseUrl" not in public
+
+
+# ---- images (issue #14) ------------------------------------------------------------------------------------------
+
+
+def _images(docs: list[dict[str, Any]]) -> set[str]:
+    """Every image of every container, init container, Job and hook."""
+    images: set[str] = set()
+    for doc in docs:
+        if doc["kind"] in ("Deployment", "Job"):
+            pod = doc["spec"]["template"]["spec"]
+            images.update(c["image"] for c in pod["containers"] + pod.get("initContainers", []))
+    return images
+
+
+def test_every_image_with_the_default_repository_is_a_radcds_image_or_a_known_third_party_one(
+    chart: helm.Chart,
+) -> None:
+    everything = _merge(EVERYTHING_ON, {"database": {"existingSecret": "radcds-db"}, "referral": {"useDatabase": True}})
+    docs = _render(chart, everything)
+
+    images = _images(docs)
+    radcds = {image for image in images if image.startswith("registry.example.org/radcds/")}
+    assert {image.removeprefix("registry.example.org/radcds/").split(":")[0] for image in radcds} == RADCDS_IMAGES
+    assert {image.rsplit(":", 1)[0] for image in images - radcds} == THIRD_PARTY_IMAGES
+    assert all(image.rsplit(":", 1)[1] not in {"", "latest"} for image in images)
+    assert {job["spec"]["template"]["spec"]["containers"][0]["image"] for job in _objects(docs, "Job").values()} >= {
+        f"registry.example.org/radcds/radcds-{svc}:0.1.0"
+        for svc in ("referral", "imaging", "reporting", "fusion", "worklist")
+    }
+
+
+# ---- migrations, KEDA, ingress and egress (issue #14) --------------------------------------------------------------
+
+
+def test_migration_jobs_run_only_for_services_with_a_database_url_and_switch_off_migrate_on_start(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(chart, {"database": {"urls": {"reporting": "postgresql://r@db/radcds_reporting"}}})
+
+    (job,) = _objects(docs, "Job").values()
+    assert job["metadata"]["name"] == f"{RELEASE}-reporting-migrations"
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert job["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded"
+    container = _container(job)
+    assert container["command"] == ["radcds-reporting", "migrate"]
+    assert container["image"] == _container(_deployment(docs, "reporting"))["image"]
+    assert _env(container)["RADCDS_REPORTING_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": f"{RELEASE}-database",
+        "key": "reporting-url",
+    }
+    assert _config(docs, "reporting")["RADCDS_REPORTING_MIGRATE_ON_START"] == "false"
+    assert "RADCDS_IMAGING_MIGRATE_ON_START" not in _config(docs, "imaging")
+    # The Job's pods must not look like the service's: its Service and PDB select by component.
+    assert job["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] == "reporting-migrations"
+    secret = _objects(docs, "Secret")[f"{RELEASE}-database"]["metadata"]["annotations"]
+    assert secret["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(secret["helm.sh/hook-weight"]) < int(job["metadata"]["annotations"]["helm.sh/hook-weight"])
+
+
+def test_migrations_disabled_render_no_jobs_and_the_services_migrate_on_start(chart: helm.Chart) -> None:
+    docs = _render(chart, {"database": {"existingSecret": "radcds-db"}, "migrations": {"enabled": False}})
+
+    assert not _objects(docs, "Job")
+    assert not [key for key in _config(docs, "imaging") if key.endswith("MIGRATE_ON_START")]
+
+
+#: The worklist's setting naming an external imaging (the chart's imaging disabled).
+WORKLIST_URLS = {"IMAGING_DICOMWEB_URL": "https://pacs.example.org/dicom-web"}
+
+
+def test_chart_consumed_topics_are_the_services_consumed_topics(chart: helm.Chart) -> None:
+    from radcds_fusion.app import CONSUMED_TOPICS as FUSION
+    from radcds_fusion.app import SR_TOPICS
+    from radcds_inference.app import CONSUMED_TOPICS as INFERENCE
+    from radcds_reporting.app import CONSUMED_TOPICS as REPORTING
+    from radcds_worklist.app import CONSUMED_TOPICS as WORKLIST_TOPICS
+
+    values = _merge(WORKLIST, {"keda": {"enabled": True, "triton": {"enabled": False}}})
+    scaled = _objects(_render(chart, values), "ScaledObject")
+
+    def topics(service: str) -> set[str]:
+        return {t["metadata"]["topic"] for t in scaled[f"{RELEASE}-{service}"]["spec"]["triggers"]}
+
+    assert topics("inference") == set(INFERENCE)
+    assert topics("reporting") == set(REPORTING)
+    assert topics("fusion") == set(FUSION) | set(SR_TOPICS)
+    assert topics("worklist") == set(WORKLIST_TOPICS)
+    without_imaging = _merge(values, {"imaging": {"enabled": False}, "worklist": {"settings": WORKLIST_URLS}})
+    fusion = _objects(_render(chart, without_imaging), "ScaledObject")[f"{RELEASE}-fusion"]
+    assert {t["metadata"]["topic"] for t in fusion["spec"]["triggers"]} == set(FUSION)
+
+
+def test_keda_triggers_use_the_consumer_group_setting_and_no_authentication_without_sasl_or_ca(
+    chart: helm.Chart,
+) -> None:
+    docs = _render(
+        chart,
+        {"keda": {"enabled": True, "triton": {"enabled": False}}, "reporting": {"settings": {"CONSUMER_GROUP": "rep"}}},
+    )
+
+    triggers = _objects(docs, "ScaledObject")[f"{RELEASE}-reporting"]["spec"]["triggers"]
+    assert {t["metadata"]["consumerGroup"] for t in triggers} == {"rep"}
+    assert {t["metadata"]["bootstrapServers"] for t in triggers} == {BOOTSTRAP}
+    assert all("authenticationRef" not in t and "sasl" not in t["metadata"] for t in triggers)
+    assert not _objects(docs, "TriggerAuthentication")
+    assert f"{RELEASE}-referral" not in _objects(docs, "ScaledObject")
+    assert "replicas" not in _deployment(docs, "reporting")["spec"]
+    assert _deployment(docs, "referral")["spec"]["replicas"] == 1
+
+
+def test_hpa_and_keda_on_the_same_deployment_fail_with_a_clear_message(chart: helm.Chart) -> None:
+    message = _render_error(
+        chart,
+        {"keda": {"enabled": True, "triton": {"enabled": False}}, "inference": {"autoscaling": {"enabled": True}}},
+    )
+
+    assert "inference.autoscaling.enabled and keda.enabled both scale the inference Deployment" in message
+    allowed = {"keda": {"enabled": True, "triton": {"enabled": False}, "consumers": {"inference": {"enabled": False}}}}
+    docs = _render(chart, _merge(allowed, {"inference": {"autoscaling": {"enabled": True}}}))
+    assert set(_objects(docs, "HorizontalPodAutoscaler")) == {f"{RELEASE}-inference"}
+    assert f"{RELEASE}-inference" not in _objects(docs, "ScaledObject")
+
+
+def test_keda_for_triton_without_a_prometheus_address_fails_with_a_clear_message(chart: helm.Chart) -> None:
+    assert "keda.triton.serverAddress is required" in _render_error(chart, {"keda": {"enabled": True}})
+
+
+def test_ingress_routes_follow_the_fhir_base_path_and_refuse_a_disabled_service(chart: helm.Chart) -> None:
+    values = {
+        "reporting": {"fhirBaseUrl": "https://radcds.example.org/r4/fhir"},
+        "ingress": {"enabled": True, "hosts": [{"host": "radcds.example.org", "routes": ["fhir", "cdsHooks"]}]},
+    }
+    (ingress,) = _objects(_render(chart, values), "Ingress").values()
+
+    paths = {p["path"]: p["backend"]["service"] for p in ingress["spec"]["rules"][0]["http"]["paths"]}
+    assert paths == {
+        "/r4/fhir": {"name": f"{RELEASE}-reporting", "port": {"name": "http"}},
+        "/cds-services": {"name": f"{RELEASE}-referral", "port": {"name": "http"}},
+    }
+    assert "tls" not in ingress["spec"]
+    worklist_off = _merge(values, {"ingress": {"hosts": [{"host": "w.example.org", "routes": ["worklist"]}]}})
+    assert "routes names worklist, but worklist.enabled=false" in _render_error(chart, worklist_off)
+    assert "ingress.hosts is required" in _render_error(chart, {"ingress": {"enabled": True}})
+
+
+def _egress(chart: helm.Chart, overrides: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    values = _merge({"networkPolicy": {"enabled": True, "egress": {"enabled": True}}}, overrides)
+    policies = _objects(_render(chart, values), "NetworkPolicy")
+    return {name.removeprefix(f"{RELEASE}-"): policy["spec"].get("egress", []) for name, policy in policies.items()}
+
+
+def _ports(rules: list[dict[str, Any]]) -> set[int]:
+    return {port["port"] for rule in rules for port in rule["ports"]}
+
+
+def test_egress_of_every_component_admits_dns_and_only_the_flows_it_needs(chart: helm.Chart) -> None:
+    egress = _egress(
+        chart,
+        {
+            "database": {"existingSecret": "radcds-db"},
+            "reporting": {"mllp": {"destinations": ["ris:6661"]}},
+            "fusion": {"settings": {"EHR_FHIR_BASE_URL": "https://ehr.example.org:8443/fhir"}},
+            "imaging": {"settings": {"STORAGE_BACKEND": "s3", "S3_ENDPOINT_URL": "http://minio:9000"}},
+        },
+    )
+
+    assert set(egress) == {"referral", "imaging", "inference", "reporting", "fusion", "triton"}
+    for name, rules in egress.items():
+        assert rules[0]["ports"] == [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}], name
+        assert rules[0]["to"][0]["podSelector"]["matchLabels"] == {"k8s-app": "kube-dns"}, name
+    assert _ports(egress["triton"]) == {53}
+    assert _ports(egress["inference"]) == {53, 9092, 8001, 8082}
+    assert _ports(egress["imaging"]) == {53, 9092, 5432, 9000}
+    assert _ports(egress["reporting"]) == {53, 9092, 5432, 6661}
+    assert _ports(egress["fusion"]) == {53, 9092, 5432, 8082, 8443}
+    assert _ports(egress["referral"]) == {53, 9092, 8084, 443}
+    to_triton = next(rule for rule in egress["inference"] if rule["ports"][0]["port"] == 8001)
+    assert to_triton["to"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "triton"
+
+
+def test_egress_to_an_external_triton_and_the_otlp_collector_uses_their_ports(chart: helm.Chart) -> None:
+    egress = _egress(
+        chart,
+        {
+            "triton": {"enabled": False, "externalUrl": "triton.models:9001"},
+            "otel": {"endpoint": "http://otel-collector:4318/v1/traces"},
+        },
+    )
+
+    assert _ports(egress["inference"]) == {53, 9092, 9001, 4318, 8082}
+    assert "triton" not in egress

@@ -115,6 +115,70 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- if and .svc.useDatabase (include "radcds.databaseSecretName" $root) (or $root.Values.database.existingSecret (index $root.Values.database.urls .name)) -}}true{{- end -}}
 {{- end }}
 
+{{/* The services that own a database (an Alembic chain of their own, `radcds-<svc> migrate`), in a fixed order. */}}
+{{- define "radcds.databaseComponents" -}}
+{{- list "referral" "imaging" "reporting" "fusion" "worklist" | toJson -}}
+{{- end }}
+
+{{/*
+"true" when a migration hook Job runs the component's migrations before install and upgrade: migrations.enabled,
+the component enabled, and its RADCDS_<SVC>_DATABASE_URL set from the database Secret. With the SQLite fallback
+(no URL) the service migrates on start, as before. Takes the context dict.
+*/}}
+{{- define "radcds.migrationJob" -}}
+{{- if and .root.Values.migrations.enabled .svc.enabled (has .name (include "radcds.databaseComponents" .root | fromJsonArray)) (include "radcds.usesDatabaseUrl" .) -}}true{{- end -}}
+{{- end }}
+
+{{/*
+The Kafka topics each consumer service subscribes to, as JSON (name -> list), as the services' CONSUMED_TOPICS
+say (services/<svc>/src/radcds_<svc>/app.py; tests/helm checks the two agree). fusion also reads imaging's InstanceStored
+events when it reads imaging's DICOMweb (the chart's imaging enabled, or fusion.settings.IMAGING_DICOMWEB_URL).
+Takes the root context.
+*/}}
+{{- define "radcds.consumedTopics" -}}
+{{- $fusion := list "radcds.inference.findings.v1" "radcds.reporting.findings.v1" "radcds.imaging.studies.v1" "radcds.reporting.orders.v1" "radcds.referral.evaluations.v1" -}}
+{{- if or .Values.imaging.enabled (hasKey (.Values.fusion.settings | default dict) "IMAGING_DICOMWEB_URL") -}}
+{{- $fusion = append $fusion "radcds.imaging.instances.v1" -}}
+{{- end -}}
+{{- dict
+  "inference" (list "radcds.imaging.studies.v1")
+  "reporting" (list "radcds.imaging.studies.v1" "radcds.inference.findings.v1" "radcds.fusion.assessments.v1")
+  "fusion" $fusion
+  "worklist" (list "radcds.imaging.studies.v1" "radcds.inference.findings.v1" "radcds.fusion.assessments.v1" "radcds.reporting.reports.v1" "radcds.reporting.orders.v1")
+  | toJson -}}
+{{- end }}
+
+{{/* The Kafka consumer group of a consumer service: settings.CONSUMER_GROUP, else the service's default radcds-<name>. */}}
+{{- define "radcds.consumerGroup" -}}
+{{- (.svc.settings | default dict).CONSUMER_GROUP | default (printf "radcds-%s" .name) -}}
+{{- end }}
+
+{{/* "true" when a KEDA ScaledObject scales the component (keda.enabled, a Kafka consumer, or triton). Takes the context dict. */}}
+{{- define "radcds.kedaScaled" -}}
+{{- $keda := .root.Values.keda -}}
+{{- if $keda.enabled -}}
+{{- if eq .name "triton" -}}
+{{- if and .root.Values.triton.enabled $keda.triton.enabled -}}true{{- end -}}
+{{- else if and .svc.enabled (hasKey (include "radcds.consumedTopics" .root | fromJson) .name) (index $keda.consumers .name).enabled -}}true{{- end -}}
+{{- end -}}
+{{- end }}
+
+{{/* The metrics job of a component as Prometheus sees it through the chart's ServiceMonitor: the Service name. */}}
+{{- define "radcds.metricsJob" -}}
+{{- include "radcds.componentFullname" . -}}
+{{- end }}
+
+{{/* env entries (name/value) from a map of env name -> string, in key order; `omit` lists names left out. */}}
+{{- define "radcds.envList" -}}
+{{- $omit := .omit | default list -}}
+{{- range $name, $value := .env }}
+{{- if not (has $name $omit) }}
+- name: {{ $name }}
+  value: {{ $value | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* http://<fullname>-<name>:<http port><path>: a URL on the chart's own Service of a component. */}}
 {{- define "radcds.serviceUrl" -}}
 {{- printf "http://%s:%v%s" (include "radcds.componentFullname" (dict "root" .root "name" .name)) (index .root.Values .name).ports.http .path -}}
@@ -140,6 +204,18 @@ app.kubernetes.io/managed-by: {{ .root.Release.Service }}
 {{- fail (printf "worklist.settings.%s is required when %s.enabled=false: the worklist calls %s; set it to the external URL, or set %s.enabled=true" $setting $peer $peer $peer) -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- range $name := include "radcds.componentNames" . | fromJsonArray -}}
+{{- $svc := index $.Values $name -}}
+{{- if and (include "radcds.kedaScaled" (dict "root" $ "name" $name "svc" $svc)) ($svc.autoscaling | default dict).enabled -}}
+{{- fail (printf "%s.autoscaling.enabled and keda.enabled both scale the %s Deployment (an HPA and a KEDA ScaledObject must not target the same Deployment): set %s.autoscaling.enabled=false, or keda.consumers.%s.enabled=false" $name $name $name $name) -}}
+{{- end -}}
+{{- end -}}
+{{- if and (include "radcds.kedaScaled" (dict "root" . "name" "triton" "svc" .Values.triton)) (not .Values.keda.triton.serverAddress) -}}
+{{- fail "keda.triton.serverAddress is required when keda.enabled and keda.triton.enabled: the Prometheus URL KEDA queries for Triton's queue time (e.g. http://prometheus-operated.monitoring:9090), or set keda.triton.enabled=false" -}}
+{{- end -}}
+{{- if and .Values.ingress.enabled (not .Values.ingress.hosts) -}}
+{{- fail "ingress.hosts is required when ingress.enabled: list the hosts and their routes (cdsHooks, fhir, dicomweb, worklist)" -}}
 {{- end -}}
 {{- if and .Values.worklist.enabled (eq .Values.environment "production") (not .Values.worklist.auth.existingSecret) -}}
 {{- fail "worklist.auth.existingSecret is required when environment=production: name a Secret holding the worklist's session secret (key worklist.auth.sessionSecretKey) and its OIDC client secret (key worklist.auth.clientSecretKey)" -}}
@@ -210,6 +286,12 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- $_ = set $cfg (printf "%s_OIDC_SCOPES" $p) .svc.auth.scopes -}}
 {{- $_ = set $cfg (printf "%s_OIDC_ROLES_CLAIM" $p) .svc.auth.rolesClaim -}}
 {{- else if eq .name "referral" -}}
+{{- /* The SQLite fallback (no database configured) is <DATA_DIR>/referral.db on the pod's /tmp emptyDir (the root
+     filesystem is read-only): consultations and the outbox last as long as the pod. Production: database.urls.referral
+     (or database.existingSecret) with referral.useDatabase=true. */ -}}
+{{- if not (include "radcds.usesDatabaseUrl" .) -}}
+{{- $_ = set $cfg (printf "%s_DATA_DIR" $p) "/tmp/referral" -}}
+{{- end -}}
 {{- /* patient-view also reads radcds's own follow-up recommendations from the chart's fusion Service. */ -}}
 {{- if $root.Values.fusion.enabled -}}
 {{- $_ = set $cfg (printf "%s_FUSION_FHIR_URL" $p) (include "radcds.serviceUrl" (dict "root" $root "name" "fusion" "path" "/fhir")) -}}
@@ -226,6 +308,10 @@ The ConfigMap data of one component, as YAML (env name -> string). Takes the con
 {{- $_ = set $cfg (printf "%s_MLLP_OPTIONS_FILE" $p) "/etc/radcds/hl7/destinations.json" -}}
 {{- end -}}
 {{- end -}}
+{{- end -}}
+{{- if include "radcds.migrationJob" . -}}
+{{- /* The pre-install/pre-upgrade hook Job has migrated the database: the service does not on start. */ -}}
+{{- $_ = set $cfg (printf "%s_MIGRATE_ON_START" $p) "false" -}}
 {{- end -}}
 {{- range $key, $value := .svc.settings -}}
 {{- $_ = set $cfg (printf "%s_%s" $p $key) (toString $value) -}}
@@ -321,7 +407,7 @@ metadata:
   labels:
     {{- include "radcds.labels" . | nindent 4 }}
 spec:
-  {{- if not $autoscaling.enabled }}
+  {{- if not (or $autoscaling.enabled (include "radcds.kedaScaled" .)) }}
   replicas: {{ $svc.replicaCount }}
   {{- end }}
   revisionHistoryLimit: 5
@@ -553,14 +639,119 @@ worklist.networkPolicy.egress.kafkaTo / databaseTo / oidcTo name the peers. Take
 {{- end }}
 {{- end }}
 
+{{/* An egress rule to the pods of a component of this release on its http port (or `port`). */}}
+{{- define "radcds.egressToComponent" -}}
+- to:
+    - podSelector:
+        matchLabels:
+          {{- include "radcds.selectorLabels" (dict "root" .root "name" .name) | nindent 10 }}
+  ports:
+    - port: {{ .port | default (index .root.Values .name).ports.http }}
+      protocol: TCP
+{{- end }}
+
+{{/*
+The egress rules of every component but the worklist (which has its own, radcds.worklistEgress), as a YAML list,
+when networkPolicy.egress.enabled. The flows follow what each service calls (services/<svc>/src/radcds_<svc>/settings.py):
+  every component  DNS (networkPolicy.egress.dnsTo, UDP and TCP 53)
+  radcds services  Kafka (the ports of kafka.bootstrapServers), the database (when RADCDS_<SVC>_DATABASE_URL is
+                   set), the OTLP collector (otel.endpoint)
+  inference        Triton's gRPC port (the chart's Triton pods, or triton.externalUrl's port), imaging's DICOMweb
+  fusion           imaging's DICOMweb, the EHR (the ports of settings.EHR_FHIR_BASE_URL and EHR_TOKEN_URL)
+  referral         fusion's FHIR API, the EHR (networkPolicy.egress.ehr.ports: the hooks' fhirServer, the
+                   trusted issuers' JWKS)
+  reporting        the MLLP destinations' ports (reporting.mllp.destinations), the SMART JWKS (settings.SMART_JWKS_URL)
+  imaging          the S3 endpoint (settings.STORAGE_BACKEND=s3: S3_ENDPOINT_URL's port, else 443)
+  triton           DNS only
+plus networkPolicy.egress.extra.<component>. Peers outside the release are the `*To` lists (empty: any address
+on that port; a NetworkPolicy cannot name a host). Takes the context dict.
+*/}}
+{{- define "radcds.componentEgress" -}}
+{{- $root := .root -}}
+{{- $v := $root.Values -}}
+{{- $e := $v.networkPolicy.egress -}}
+{{- $settings := .svc.settings | default dict -}}
+- ports:
+    - port: 53
+      protocol: UDP
+    - port: 53
+      protocol: TCP
+  {{- with $e.dnsTo }}
+  to:
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- if ne .name "triton" }}
+{{- $kafkaPorts := list -}}
+{{- range $server := splitList "," (trim $v.kafka.bootstrapServers) -}}
+{{- $kafkaPorts = append $kafkaPorts (last (splitList ":" (trim $server))) -}}
+{{- end }}
+{{ include "radcds.egressRule" (dict "to" $e.kafkaTo "ports" $kafkaPorts) }}
+{{- if include "radcds.usesDatabaseUrl" . }}
+{{ include "radcds.egressRule" (dict "to" $e.databaseTo "ports" (list $e.databasePort)) }}
+{{- end }}
+{{- with $v.otel.endpoint }}
+{{ include "radcds.egressRule" (dict "to" $e.otelTo "ports" (list (include "radcds.urlPort" .))) }}
+{{- end }}
+{{- end }}
+{{- if eq .name "inference" }}
+{{- if $v.triton.enabled }}
+{{ include "radcds.egressToComponent" (dict "root" $root "name" "triton" "port" $v.triton.ports.grpc) }}
+{{- else }}
+{{ include "radcds.egressRule" (dict "to" $e.tritonTo "ports" (list (last (splitList ":" $v.triton.externalUrl)))) }}
+{{- end }}
+{{- end }}
+{{- if and (has .name (list "inference" "fusion")) $v.imaging.enabled }}
+{{ include "radcds.egressToComponent" (dict "root" $root "name" "imaging") }}
+{{- end }}
+{{- if eq .name "fusion" }}
+{{- $ehrPorts := list -}}
+{{- range $key := list "EHR_FHIR_BASE_URL" "EHR_TOKEN_URL" -}}
+{{- with get $settings $key -}}
+{{- $ehrPorts = append $ehrPorts (include "radcds.urlPort" .) -}}
+{{- end -}}
+{{- end }}
+{{- if $ehrPorts }}
+{{ include "radcds.egressRule" (dict "to" $e.ehr.to "ports" $ehrPorts) }}
+{{- end }}
+{{- end }}
+{{- if eq .name "referral" }}
+{{- if $v.fusion.enabled }}
+{{ include "radcds.egressToComponent" (dict "root" $root "name" "fusion") }}
+{{- end }}
+{{- with $e.ehr.ports }}
+{{ include "radcds.egressRule" (dict "to" $e.ehr.to "ports" .) }}
+{{- end }}
+{{- end }}
+{{- if eq .name "reporting" }}
+{{- $mllpPorts := list -}}
+{{- range $destination := .svc.mllp.destinations -}}
+{{- $mllpPorts = append $mllpPorts (last (splitList ":" $destination)) -}}
+{{- end }}
+{{- if $mllpPorts }}
+{{ include "radcds.egressRule" (dict "to" $e.mllpTo "ports" $mllpPorts) }}
+{{- end }}
+{{- with get $settings "SMART_JWKS_URL" }}
+{{ include "radcds.egressRule" (dict "to" $e.identityTo "ports" (list (include "radcds.urlPort" .))) }}
+{{- end }}
+{{- end }}
+{{- if and (eq .name "imaging") (eq (get $settings "STORAGE_BACKEND" | toString) "s3") }}
+{{ include "radcds.egressRule" (dict "to" $e.s3To "ports" (list (ternary (include "radcds.urlPort" (get $settings "S3_ENDPOINT_URL" | toString)) "443" (hasKey $settings "S3_ENDPOINT_URL")))) }}
+{{- end }}
+{{- with get ($e.extra | default dict) .name }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
 {{/*
 The NetworkPolicy of one component: ingress on its ports from the release, networkPolicy.extraIngressFrom and
 the component's own networkPolicy.ingressFrom (the worklist's users come through the ingress controller);
-egress restricted only where the component says so (the worklist, networkPolicy.egress.enabled).
+egress restricted for every component with networkPolicy.egress.enabled (radcds.componentEgress), and for the
+worklist by worklist.networkPolicy.egress.enabled (radcds.worklistEgress).
 */}}
 {{- define "radcds.networkPolicy" -}}
 {{- $own := .svc.networkPolicy | default dict -}}
-{{- $egress := and (eq .name "worklist") $own.egress $own.egress.enabled -}}
+{{- $isWorklist := eq .name "worklist" -}}
+{{- $egress := ternary (and $own.egress $own.egress.enabled) .root.Values.networkPolicy.egress.enabled $isWorklist -}}
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata:
@@ -596,6 +787,6 @@ spec:
         {{- end }}
   {{- if $egress }}
   egress:
-    {{- include "radcds.worklistEgress" . | nindent 4 }}
+    {{- include (ternary "radcds.worklistEgress" "radcds.componentEgress" $isWorklist) . | nindent 4 }}
   {{- end }}
 {{- end }}

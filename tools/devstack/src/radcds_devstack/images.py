@@ -25,6 +25,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -297,7 +298,7 @@ def _inputs(image: str) -> list[Path]:
         IMAGES_DIR / "requirements" / f"{service}.txt",
         ROOT / "libs" / "radcds",
         ROOT / "services" / service,
-        ROOT / "models" / "manifest.json",
+        ROOT / "models" if service == "inference" else ROOT / "models" / "manifest.json",
     ]
 
 
@@ -324,6 +325,8 @@ def build_image(image: str, *, tag: str | None = None, export: bool = True) -> B
             CACHE.joinpath("pip").mkdir(parents=True, exist_ok=True)
             args += ["-f", str(IMAGES_DIR / "service.Containerfile"), "--build-arg", f"SERVICE={service}"]
             args += ["--build-arg", f"HTTP_PORT={HTTP_PORTS[service]}"]
+            if service == "inference":
+                args += ["--build-arg", "MODELS=models/"]
             args += ["-v", f"{CACHE / 'pip'}:/root/.cache/pip"]
             ca = os.environ.get("PIP_CERT") or os.environ.get("SSL_CERT_FILE") or "/etc/ssl/certs/ca-certificates.crt"
             if Path(ca).is_file():
@@ -341,11 +344,13 @@ def build_image(image: str, *, tag: str | None = None, export: bool = True) -> B
     return built
 
 
-def build_all(images: Iterable[str] = IMAGE_NAMES, *, export: bool = True) -> list[Built]:
-    """The bases, then every image."""
+def build_all(images: Iterable[str] = IMAGE_NAMES, *, export: bool = True, parallel: int = 2) -> list[Built]:
+    """The bases, then every image, ``parallel`` at a time (pip's hashing and unpacking is CPU-bound, buildah's
+    vfs copies disk-bound: two builds overlap well on two cores)."""
     ensure_base("runtime")
     ensure_base("builder")
-    return [build_image(image, export=export) for image in images]
+    with ThreadPoolExecutor(max_workers=max(1, parallel)) as pool:
+        return list(pool.map(lambda image: build_image(image, export=export), images))
 
 
 def _mb(size: int) -> str:
@@ -481,6 +486,7 @@ class ImageStack:
     run_dir: Path = ROOT / ".run" / "images-test"
     tag: str = field(default_factory=version)
     containers: dict[str, str] = field(default_factory=dict)
+    probes: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         from radcds_devstack.stack import LocalStack, Ports
@@ -505,15 +511,19 @@ class ImageStack:
         self.stack.oidc_provider.start()
         self.stack.oidc_provider.wait()
 
+    def probe(self, service: str) -> str:
+        """A second container of the service's image, made once (vfs copies the whole image per container): the
+        migrate command and the image's HEALTHCHECK command run in it."""
+        if service not in self.probes:
+            self.probes[service] = _container(self.ref(f"radcds-{service}"), f"radcds-images-test-{service}-probe")
+        return self.probes[service]
+
     def migrate(self, service: str) -> None:
         """``radcds-<service> migrate`` in its image, against its PostgreSQL database (the chart's hook Job)."""
-        container = _container(self.ref(f"radcds-{service}"), f"radcds-images-test-{service}-migrate")
-        try:
-            env = self._env(service)
-            subprocess.run(_run_argv(container, env, self._mounts(), ["/opt/radcds/bin/radcds-service", "migrate"]),
-                           check=True, capture_output=True)  # fmt: skip
-        finally:
-            subprocess.run(["buildah", *_STORAGE, "rm", container], capture_output=True, check=False)
+        argv = _run_argv(
+            self.probe(service), self._env(service), self._mounts(), ["/opt/radcds/bin/radcds-service", "migrate"]
+        )
+        subprocess.run(argv, check=True, capture_output=True)
 
     def _env(self, service: str) -> dict[str, str]:
         return container_env(service, self.stack.service_env(service), self.stack.dev_issuer()[1].parent)
@@ -541,16 +551,9 @@ class ImageStack:
         processes.wait_until(lambda: processes.http_ok(f"{base}/readyz"), timeout_s=timeout_s, what=what, alive=alive)
         ready_s = time.monotonic() - started
         _, body = _get_json(f"{base}/readyz")
-        checker = _container(self.ref(f"radcds-{service}"), f"radcds-images-test-{service}-healthcheck")
-        try:
-            port = {f"RADCDS_{service.upper()}_HTTP_PORT": str(self.stack.ports.http(service))}
-            probe = subprocess.run(
-                _run_argv(checker, port, [], ["/opt/radcds/bin/python", "/opt/radcds/bin/radcds-healthcheck"]),
-                capture_output=True,
-                check=False,
-            )
-        finally:
-            subprocess.run(["buildah", *_STORAGE, "rm", checker], capture_output=True, check=False)
+        port = {f"RADCDS_{service.upper()}_HTTP_PORT": str(self.stack.ports.http(service))}
+        healthcheck = ["/opt/radcds/bin/python", "/opt/radcds/bin/radcds-healthcheck"]
+        probe = subprocess.run(_run_argv(self.probe(service), port, [], healthcheck), capture_output=True, check=False)
         checks = body.get("checks")
         return Started(
             f"radcds-{service}",
@@ -566,9 +569,10 @@ class ImageStack:
 
         for service in SERVICES:
             processes.stop(f"image-{service}", self.run_dir)
-        for container in self.containers.values():
+        for container in [*self.containers.values(), *self.probes.values()]:
             subprocess.run(["buildah", *_STORAGE, "rm", container], capture_output=True, check=False)
         self.containers.clear()
+        self.probes.clear()
         self.stack.down()
 
 

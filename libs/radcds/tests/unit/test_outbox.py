@@ -126,3 +126,58 @@ def test_publisher_without_batches_gets_each_event_in_order_inside_the_trace_tha
 
     assert OutboxRelay(engine, publisher).drain() == 2
     assert publisher.sent == [("a", written_in), ("b", written_in)]
+
+
+def test_published_rows_are_purged_at_most_once_per_purge_interval(tmp_path):
+    # Purging is a write transaction of its own: once a minute, not after every drain (issue #15: each drain's
+    # purge raced the next request's transaction).
+    from sqlalchemy import func, select
+
+    from radcds.adapters.db.tables import event_outbox
+
+    engine = _engine(tmp_path)
+    relay = OutboxRelay(engine, BatchPublisher(), retention=timedelta(0), purge_interval=timedelta(hours=1))
+    for event_id in ("a", "b"):
+        with engine.begin() as conn:
+            enqueue(conn, INSTANCE_STORED, [({}, event_id, "s")])
+        relay.drain()
+    with engine.connect() as conn:
+        kept = conn.execute(select(event_outbox.c.event_id)).scalars().all()
+    assert kept == ["b"]  # "a" went with the first drain's purge; "b" waits for the next purge interval
+    assert pending_count(engine) == 0
+    relay_now = OutboxRelay(engine, BatchPublisher(), retention=timedelta(0), purge_interval=timedelta(0))
+    relay_now.drain()
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(event_outbox)).scalar_one() == 0
+
+
+class CountingPublisher(BatchPublisher):
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[list[str]] = []
+
+    def publish_many(
+        self, kind: EventKind, items: list[tuple[dict[str, Any], str, str]], *, trace_carriers: Any = None
+    ) -> list[str]:
+        self.batches.append([event_id for _, event_id, _ in items])
+        return super().publish_many(kind, items, trace_carriers=trace_carriers)
+
+
+def test_notifications_within_the_coalescing_window_are_published_in_one_batch(tmp_path):
+    import time
+
+    engine = _engine(tmp_path)
+    publisher = CountingPublisher()
+    relay = OutboxRelay(engine, publisher, interval_s=3600, coalesce_s=2.0)
+    relay.start()
+    try:
+        for event_id in ("a", "b", "c"):
+            with engine.begin() as conn:
+                enqueue(conn, INSTANCE_STORED, [({}, event_id, "s")])
+            relay.notify()
+        deadline = time.monotonic() + 30
+        while pending_count(engine) and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        relay.stop()
+    assert publisher.batches == [["a", "b", "c"]]

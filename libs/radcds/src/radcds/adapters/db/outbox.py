@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -80,6 +81,8 @@ class OutboxRelay:
         interval_s: float = 1.0,
         batch_size: int = 500,
         retention: timedelta = timedelta(hours=1),
+        coalesce_s: float = 0.05,
+        purge_interval: timedelta = timedelta(minutes=1),
     ) -> None:
         self._engine = engine
         self._publisher = publisher
@@ -87,6 +90,9 @@ class OutboxRelay:
         self._interval_s = interval_s
         self._batch_size = batch_size
         self._retention = retention
+        self._coalesce_s = coalesce_s
+        self._purge_interval = purge_interval
+        self._purged_at: float | None = None
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -109,7 +115,10 @@ class OutboxRelay:
                 total += sent
                 if not complete or sent == 0:
                     break
-            self._purge()
+            now = time.monotonic()
+            if self._purged_at is None or now - self._purged_at >= self._purge_interval.total_seconds():
+                self._purge()
+                self._purged_at = now
         return total
 
     def _drain_batch(self) -> tuple[int, bool]:
@@ -186,7 +195,11 @@ class OutboxRelay:
 
         def loop() -> None:
             while not self._stop.is_set():
-                self._wake.wait(self._interval_s)
+                woken = self._wake.wait(self._interval_s)
+                if woken and self._coalesce_s > 0:
+                    # Gather the events of the requests that commit meanwhile into one drain: one publish batch
+                    # and one UPDATE for all of them, instead of a write transaction racing each next request.
+                    self._stop.wait(self._coalesce_s)
                 self._wake.clear()
                 if self._stop.is_set():
                     break

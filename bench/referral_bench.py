@@ -12,7 +12,10 @@ import json
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import httpx
@@ -105,13 +108,34 @@ def _row(name: str, lat: list[float], elapsed: float, errors: int, base: list[fl
 
 
 def run() -> str:
-    """Both: one uvicorn process, then two worker processes (``RADCDS_REFERRAL_HTTP_WORKERS=2``)."""
-    return run_with(workers=1) + "\n\n" + run_with(workers=2)
+    """Both: one uvicorn process, then two worker processes (``RADCDS_REFERRAL_HTTP_WORKERS=2``); then overload
+    with and without load shedding."""
+    return run_with(workers=1) + "\n\n" + run_with(workers=2) + "\n\n" + run_shedding()
 
 
-def run_with(*, workers: int) -> str:
-    from radcds_devstack import scenarios
-    from radcds_devstack.devkeys import sign_client_jwt
+def run_shedding(rate: float = 200, seconds: float = 10) -> str:
+    """An open loop past capacity, with load shedding (``MAX_IN_FLIGHT`` 32, the default) and without (unbounded):
+    p50/p99 of every answer and how many were shed (503, Retry-After). The baseline is the unbounded run."""
+    rows = []
+    for label, limit in (("unbounded (baseline)", "100000"), ("shedding, max_in_flight 32", "32")):
+        lat, el, err = _open_loop_against(limit, rate, seconds)
+        rows.append((label, lat, el, err))
+    base_p99 = _pct(rows[0][1], 0.99)
+    lines = [
+        f"| referral order-sign, open loop {rate:.0f} req/s for {seconds:.0f} s | answers | p50 ms | p99 ms "
+        "| shed (503) | ratio p99 vs unbounded |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for label, lat, _el, err in rows:
+        p50, p99 = statistics.median(lat) * 1e3, _pct(lat, 0.99) * 1e3
+        lines.append(f"| {label} | {len(lat)} | {p50:.1f} | {p99:.1f} | {err} | {p99 / (base_p99 * 1e3):.2f} |")
+    return "\n".join(lines)
+
+
+@contextmanager
+def _referral_service(env: dict[str, str]) -> Iterator[tuple[Any, str, bytes, str, str, Path]]:
+    """Kafka and one referral process with ``env``; yields the stack, the order-sign URL, the development EHR's key,
+    its kid and issuer, and the trusted-issuers file."""
     from radcds_devstack.stack import LocalStack, Ports
 
     run_dir = ROOT / ".run" / "bench-referral"
@@ -120,7 +144,7 @@ def run_with(*, workers: int) -> str:
         root=ROOT,
         run_dir=run_dir,
         ports=Ports(kafka=39092, kafka_controller=39093, referral=38081),
-        extra_env={"RADCDS_REFERRAL_LOG_LEVEL": "WARNING"},
+        extra_env={"RADCDS_REFERRAL_LOG_LEVEL": "WARNING", **env},
     )
     stack.kafka_broker.start()
     try:
@@ -129,10 +153,33 @@ def run_with(*, workers: int) -> str:
         stack.wait_service("referral")
         key_path, issuers_path = stack.dev_issuer()
         issuer = json.loads(issuers_path.read_text())[0]
-        kid = issuer["jwks"]["keys"][0]["kid"]
         url = f"http://127.0.0.1:{stack.ports.referral}/cds-services/radcds-imaging-order-sign"
+        yield stack, url, key_path.read_bytes(), issuer["jwks"]["keys"][0]["kid"], issuer["iss"], issuers_path
+    finally:
+        stack.down()
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def _open_loop_against(limit: str, rate: float, seconds: float) -> tuple[list[float], float, int]:
+    from radcds_devstack import scenarios
+    from radcds_devstack.devkeys import sign_client_jwt
+
+    with _referral_service({"RADCDS_REFERRAL_MAX_IN_FLIGHT": limit}) as (_stack, url, key, kid, iss, _issuers):
+        n = 100 + int(rate * seconds)
+        tokens = [sign_client_jwt(key, kid=kid, iss=iss, aud=url) for _ in range(n)]
+        bodies = [json.dumps(scenarios.low_risk_minor_head_injury()).encode() for _ in range(n)]
+        asyncio.run(_closed_loop(url, bodies[:100], tokens[:100], 4, 100))  # warm-up
+        return asyncio.run(_open_loop(url, bodies[100:], tokens[100:], rate=rate, seconds=seconds))
+
+
+def run_with(*, workers: int) -> str:
+    from radcds_devstack import scenarios
+    from radcds_devstack.devkeys import sign_client_jwt
+
+    env = {"RADCDS_REFERRAL_HTTP_WORKERS": str(workers)}
+    with _referral_service(env) as (stack, url, key, kid, iss, issuers_path):
+        issuer = {"iss": iss}
         health = f"http://127.0.0.1:{stack.ports.referral}/healthz"
-        key = key_path.read_bytes()
         n_total = 4000 + 2 * 1500 + 3000
         t0 = time.perf_counter()
         tokens = [sign_client_jwt(key, kid=kid, iss=issuer["iss"], aud=url) for _ in range(n_total)]
@@ -174,9 +221,6 @@ def run_with(*, workers: int) -> str:
             f"(signing by the load generator, outside the timings: {sign_ms:.3f} ms)."
         )
         return "\n".join(lines)
-    finally:
-        stack.down()
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from radcds_referral.adapters.followups import FusionFollowUps
 from radcds_referral.adapters.repository import ReferralRepository
 from radcds_referral.adapters.security import CdsClientAuthenticator, load_trusted_issuers
 from radcds_referral.api.cds_hooks import cds_router
+from radcds_referral.api.shedding import LoadShedding
 from radcds_referral.handlers import ReferralService
 from radcds_referral.knowledge import load_knowledge
 from radcds_referral.queries import FeedbackQueries
@@ -179,5 +180,7 @@ def create_app(settings: ReferralSettings, *, components: ReferralComponents | N
             public_base_url=settings.public_base_url,
         )
     )
+    # Outermost but for tracing: a shed call costs no authentication, parsing or database work.
+    app.add_middleware(LoadShedding, max_in_flight=settings.max_in_flight)
     instrument(app)
     return app

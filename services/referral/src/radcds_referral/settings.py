@@ -31,6 +31,9 @@ class ReferralSettings(ServiceSettings):
     fhir_timeout_s: float = Field(default=0.3, gt=0, le=10)
     #: Whole-request budget for gathering data; past it the answer is ``{"cards": []}``.
     latency_budget_s: float = Field(default=0.45, gt=0, le=10)
+    #: Hook calls processed at once by one worker process; one more is answered ``503`` with ``Retry-After: 1`` at
+    #: once instead of queueing past the latency budget (load shedding, radcds_referral.api.shedding).
+    max_in_flight: int = Field(default=32, ge=1, le=100_000)
     #: Browser origins allowed by CORS (empty: CORS off).
     cors_origins: list[str] = Field(default_factory=list)
     #: fusion's FHIR base (e.g. http://fusion:8084/fhir): patient-view also reads radcds's own follow-up

@@ -1,0 +1,54 @@
+"""Load shedding for CDS Hooks calls: a bounded number in process, the rest answered at once.
+
+A CDS client waits for the service inside the clinician's ordering workflow and gives up after its own timeout
+(CDS Hooks 2.0, "Performance": services should answer in well under a second); past capacity, queueing calls for
+seconds helps nobody. At most ``max_in_flight`` hook calls (``POST /cds-services/{id}``, and their ``/feedback``)
+are processed at once in one worker process; one more is answered immediately with ``503 Service Unavailable``,
+``Retry-After: 1`` (RFC 9110 §10.2.3) and the body ``{"cards": []}``, so a client that reads the body anyway finds
+no advice rather than an error document. Discovery (``GET /cds-services``) and the health endpoints are never shed.
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+SHED_BODY = json.dumps({"cards": []}).encode()
+
+
+class LoadShedding:
+    """Pure ASGI middleware (one event loop per worker process: the counter needs no lock)."""
+
+    def __init__(self, app: ASGIApp, *, max_in_flight: int, prefix: str = "/cds-services/") -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.prefix = prefix
+        self.in_flight = 0
+        #: Calls answered 503 since start.
+        self.shed = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            self.shed += 1
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 503,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(SHED_BODY)).encode()),
+                        (b"retry-after", b"1"),
+                    ],
+                }
+            )
+            await send({"type": "http.response.body", "body": SHED_BODY})
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1

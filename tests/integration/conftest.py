@@ -18,6 +18,7 @@ import pytest
 from radcds_devstack.stack import SERVICES, LocalStack, Ports
 
 from .helpers import HOSPITAL_MRN_SYSTEM
+from .log_scan import scan
 from .peers import Hapi, IntegrationEngine, run_hapi
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,7 +93,17 @@ def stack(request: pytest.FixtureRequest) -> Iterator[LocalStack]:
     finally:
         s.down()
         s.discard_postgres_data()
-        shutil.rmtree(run_dir, ignore_errors=True)
+        leaks = scan(
+            [
+                run_dir / "logs" / f"{service}.log"
+                for service in SERVICES
+                if (run_dir / "logs" / f"{service}.log").exists()
+            ]
+        )
+        if not os.environ.get("RADCDS_KEEP_TEST_RUN"):  # keep logs and traces to read after a failure
+            shutil.rmtree(run_dir, ignore_errors=True)
+    # Every log the session's stack wrote: no PHI of the fixtures, no token (log_scan.py; issue #15).
+    assert leaks == [], "PHI or tokens in the stack's logs: " + ", ".join(f"{f.file}:{f.line} {f.kind}" for f in leaks)
 
 
 @pytest.fixture(scope="session")

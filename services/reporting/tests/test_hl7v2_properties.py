@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
-from hypothesis import example, given
+from hypothesis import event, example, given
 from hypothesis import strategies as st
 from sqlalchemy import Engine, MetaData, Table, func, select
 
@@ -201,27 +201,26 @@ def _check_answers(data: bytes, answers: list[bytes]) -> list[AckCode]:
         assert FrameDecoder().feed(frame(answer)) == [Frame(answer)]
         ack = parse_ack(answer.decode("latin-1"))
         codes.append(ack.code)
-        if header is not None and _printable(header.control_id) and _plain_delimiters(header):
+        if header is not None and _printable(header.control_id):
             assert ack.acknowledged_control_id == header.control_id
     if header is None or not header.enhanced_mode:
         assert len(codes) == 1 and codes[0] in (AckCode.AA, AckCode.AE, AckCode.AR)
     return codes
 
 
-def _plain_delimiters(header: ReceivedHeader) -> bool:
-    """ASCII delimiters that are not letters or digits (HL7 v2.5.1 2.5.4 suggests ``|^~\\&``)."""
-    d = header.delimiters
-    return all(not c.isalnum() and c.isprintable() and c.isascii() for c in d.field + d.encoding_characters)
-
-
 #: Found by hypothesis: MSH-1 ``E`` and MSH-2 ``0123`` were echoed, so the ACK's MSA-1 ``AE`` was split at its
 #: own ``E`` and no peer could read the answer.
 ALPHANUMERIC_DELIMITERS = ORM_O01_NEW.replace("MSH|^~\\&|", "MSHE0123|", 1).encode()
+#: Found by hypothesis: MSH-1 byte 0xA1 (read as latin-1) came back UTF-8 encoded, two bytes the sender never used.
+NON_ASCII_DELIMITER = b"MSH\xa1" + ORM_O01_NEW.encode()[3:]
 
 
-def test_message_with_alphanumeric_delimiters_is_answered_ae_102_at_msh2_in_default_delimiters() -> None:
+@pytest.mark.parametrize("data", [ALPHANUMERIC_DELIMITERS, NON_ASCII_DELIMITER], ids=["alphanumeric", "non-ascii"])
+def test_message_with_delimiters_other_than_ascii_punctuation_is_answered_ae_102_at_msh2_in_default_delimiters(
+    data: bytes,
+) -> None:
     inbox = OrderInbox(_Sink(), log=InMemoryReceivedMessageLog(), clock=lambda: CLOCK)
-    [answer] = asyncio.run(inbox.handle(ALPHANUMERIC_DELIMITERS))
+    [answer] = asyncio.run(inbox.handle(data))
     ack = parse_ack(answer.decode())
     assert answer.startswith(b"MSH|^~\\&|")
     assert (ack.code, ack.error_code, ack.error_location) == (AckCode.AE, "102", "MSH^1^2^1")
@@ -229,6 +228,7 @@ def test_message_with_alphanumeric_delimiters_is_answered_ae_102_at_msh2_in_defa
 
 @given(data=any_block)
 @example(data=ALPHANUMERIC_DELIMITERS)
+@example(data=NON_ASCII_DELIMITER)
 @example(data=ORM_O01_NEW.encode())
 @example(data=b"")
 @example(data=b"MSH|^~\\&")
@@ -280,5 +280,6 @@ def test_message_answered_ae_or_ar_by_the_sqlite_order_store_leaves_every_table_
     inbox = OrderInbox(OrderStore(engine=engine, log=log), log=log, clock=lambda: CLOCK)
     before = _row_counts(engine, tables)
     codes = _check_answers(data, asyncio.run(inbox.handle(data)))
+    event(f"final ack {codes[-1].value if codes else 'none'}")
     if codes and codes[-1] in (AckCode.AE, AckCode.AR):
         assert _row_counts(engine, tables) == before

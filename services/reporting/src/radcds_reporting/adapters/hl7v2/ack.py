@@ -184,7 +184,7 @@ def parse_msh(text: str) -> ReceivedHeader:
         # ACK could be written in it; whitespace and control characters are segment or MLLP framing.
         raise HL7MessageError(
             ErrorCode.DATA_TYPE_ERROR,
-            "MSH-1/MSH-2 delimiters must be printable and not letters or digits",
+            "MSH-1/MSH-2 delimiters must be ASCII punctuation",
             location=ErrorLocation("MSH", 2),
         )
     # fields[i] is MSH-(i+1): MSH-1 is the field separator itself.
@@ -207,8 +207,12 @@ def parse_msh(text: str) -> ReceivedHeader:
 
 
 def _usable_delimiter(char: str) -> bool:
-    """A delimiter radcds can read and answer in (HL7 v2.5.1 2.5.4 suggests ``|^~\\&``): printable, not alphanumeric."""
-    return char.isprintable() and not char.isspace() and not char.isalnum()
+    """A delimiter radcds can read and answer in (HL7 v2.5.1 2.5.4 suggests ``|^~\\&``): ASCII punctuation.
+
+    MSH is read before MSH-18 is known (as latin-1) and the ACK is written in the MSH-18 charset, so a
+    non-ASCII delimiter would come back as other bytes than the sender used.
+    """
+    return char.isascii() and char.isprintable() and not char.isspace() and not char.isalnum()
 
 
 def _err_segment(error: HL7MessageError, version: str, d: Delimiters) -> str:

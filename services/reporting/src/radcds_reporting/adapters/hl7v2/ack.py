@@ -179,6 +179,14 @@ def parse_msh(text: str) -> ReceivedHeader:
         raise HL7MessageError(
             ErrorCode.DATA_TYPE_ERROR, "MSH-2 delimiters are not distinct", location=ErrorLocation("MSH", 2)
         )
+    if not all(_usable_delimiter(c) for c in d.field + d.encoding_characters):
+        # A letter or digit as delimiter splits segment ids and codes (MSH, MSA, AE), so no readable
+        # ACK could be written in it; whitespace and control characters are segment or MLLP framing.
+        raise HL7MessageError(
+            ErrorCode.DATA_TYPE_ERROR,
+            "MSH-1/MSH-2 delimiters must be ASCII punctuation",
+            location=ErrorLocation("MSH", 2),
+        )
     # fields[i] is MSH-(i+1): MSH-1 is the field separator itself.
     fields = ["MSH", d.field, *first.split(d.field)[1:]]
     fields += [""] * (19 - len(fields))
@@ -196,6 +204,15 @@ def parse_msh(text: str) -> ReceivedHeader:
         application_ack_type=fields[16].strip().upper(),
         character_set=fields[18].split(d.repetition)[0].strip(),
     )
+
+
+def _usable_delimiter(char: str) -> bool:
+    """A delimiter radcds can read and answer in (HL7 v2.5.1 2.5.4 suggests ``|^~\\&``): ASCII punctuation.
+
+    MSH is read before MSH-18 is known (as latin-1) and the ACK is written in the MSH-18 charset, so a
+    non-ASCII delimiter would come back as other bytes than the sender used.
+    """
+    return char.isascii() and char.isprintable() and not char.isspace() and not char.isalnum()
 
 
 def _err_segment(error: HL7MessageError, version: str, d: Delimiters) -> str:

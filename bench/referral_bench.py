@@ -178,11 +178,10 @@ def run_with(*, workers: int) -> str:
 
     env = {"RADCDS_REFERRAL_HTTP_WORKERS": str(workers)}
     with _referral_service(env) as (stack, url, key, kid, iss, issuers_path):
-        issuer = {"iss": iss}
         health = f"http://127.0.0.1:{stack.ports.referral}/healthz"
         n_total = 4000 + 2 * 1500 + 3000
         t0 = time.perf_counter()
-        tokens = [sign_client_jwt(key, kid=kid, iss=issuer["iss"], aud=url) for _ in range(n_total)]
+        tokens = [sign_client_jwt(key, kid=kid, iss=iss, aud=url) for _ in range(n_total)]
         sign_ms = (time.perf_counter() - t0) / n_total * 1e3
         bodies = [json.dumps(scenarios.low_risk_minor_head_injury()).encode() for _ in range(n_total)]
 
@@ -210,7 +209,7 @@ def run_with(*, workers: int) -> str:
         from radcds_referral.adapters.security import CdsClientAuthenticator, load_trusted_issuers
 
         auth = CdsClientAuthenticator(load_trusted_issuers(issuers_path), http=httpx.Client())
-        fresh = [sign_client_jwt(key, kid=kid, iss=issuer["iss"], aud=url) for _ in range(500)]
+        fresh = [sign_client_jwt(key, kid=kid, iss=iss, aud=url) for _ in range(500)]
         t0 = time.perf_counter()
         for tok in fresh:
             auth.authenticate(f"Bearer {tok}", audience=url)

@@ -115,7 +115,7 @@ def test_a_service_image_gets_the_stacks_settings_with_its_own_paths(tmp_path: P
         "RADCDS_IMAGING_HTTP_PORT": "38082",
         "PATH": "/usr/bin",
     }
-    env = images.container_env("referral", stack_env, tmp_path)
+    env = images.container_env("referral", stack_env)
     assert env == {
         "RADCDS_REFERRAL_HTTP_HOST": "127.0.0.1",
         "RADCDS_REFERRAL_HTTP_PORT": "38081",

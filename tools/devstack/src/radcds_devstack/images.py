@@ -415,7 +415,7 @@ class Started:
     checks: dict[str, object] = field(default_factory=dict)
 
 
-def container_env(service: str, stack_env: Mapping[str, str], issuers_dir: Path) -> dict[str, str]:
+def container_env(service: str, stack_env: Mapping[str, str]) -> dict[str, str]:
     """The settings a service image gets in the test: the stack's ``RADCDS_<SERVICE>_*`` with host paths
     replaced by the image's own (its data folder, its model manifest, the mounted dev issuer)."""
     prefix = f"RADCDS_{service.upper()}_"
@@ -526,7 +526,7 @@ class ImageStack:
         subprocess.run(argv, check=True, capture_output=True)
 
     def _env(self, service: str) -> dict[str, str]:
-        return container_env(service, self.stack.service_env(service), self.stack.dev_issuer()[1].parent)
+        return container_env(service, self.stack.service_env(service))
 
     def _mounts(self) -> list[str]:
         return [f"{self.stack.dev_issuer()[1].parent}:{_IN_IMAGE_ISSUERS}:ro"]

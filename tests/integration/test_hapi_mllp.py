@@ -8,13 +8,14 @@
   its strict v2.5.1 context and validates it; the ServiceRequest and the Patient with the order's
   demographics are stored, and the report on that order goes back to HAPI with them in PID.
 
-Ports 36200 (HAPI server) and 36201 (our listener). Run under the integration lock:
+Ports 26200 (HAPI server) and 26201 (our listener). Run under the integration lock:
 ``flock /tmp/radcds-it.lock .venv/bin/python -m pytest tests/integration/test_hapi_mllp.py``
 """
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -53,8 +54,8 @@ pytestmark = [
     pytest.mark.skipif(missing() is not None, reason=str(missing())),
 ]
 
-HAPI_PORT = 36200
-LISTENER_PORT = 36201
+HAPI_PORT = 26200
+LISTENER_PORT = 26201
 DEST = f"127.0.0.1:{HAPI_PORT}"
 NOW = datetime(2026, 1, 2, 12, 30, tzinfo=UTC)
 FAST = RetryPolicy(initial_delay=0.1, max_delay=0.5, max_attempts=3)
@@ -105,8 +106,15 @@ def _result(status: ResultStatus, key: str, name: PersonName | None = JANE) -> I
 @pytest.fixture(scope="module")
 def hapi_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HapiHl7v2]:
     """HAPI's HL7Service listening on HAPI_PORT for the module."""
-    server = HapiHl7v2("server", str(HAPI_PORT), log=tmp_path_factory.mktemp("hapi") / "server.log")
+    log = tmp_path_factory.mktemp("hapi") / "server.log"
+    server = HapiHl7v2("server", str(HAPI_PORT), log=log)
     assert server.read() == {"ready": HAPI_PORT}
+    # HAPI's SimpleServer reports started even when its acceptor could not bind the port: check it listens.
+    try:
+        socket.create_connection(("127.0.0.1", HAPI_PORT), timeout=5).close()
+    except OSError as e:
+        server.close()
+        pytest.fail(f"HAPI's HL7Service said ready but nothing listens on {HAPI_PORT} ({e}); see {log}")
     yield server
     server.close()
 

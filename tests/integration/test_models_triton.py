@@ -1,6 +1,6 @@
 """The real models/ repository served by the real tritonserver, compared with the in-process algorithms.
 
-Starts its own tritonserver (from the nvidia-pytriton wheel) on ports 38000-38002 with
+Starts its own tritonserver (from the nvidia-pytriton wheel) on ports 26000-26002 with
 models/ as it is committed, manifest.json included, so it does not need the session stack.
 Run it alone: ``flock /tmp/radcds-it.lock .venv/bin/python -m pytest tests/integration/test_models_triton.py``.
 
@@ -34,7 +34,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.triton]
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT / "models"
-PORTS = Ports(triton_http=38000, triton_grpc=38001, triton_metrics=38002)
+PORTS = Ports(triton_http=26000, triton_grpc=26001, triton_metrics=26002)
 
 
 def _load(name: str) -> types.ModuleType:

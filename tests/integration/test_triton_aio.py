@@ -1,7 +1,7 @@
 """The async Triton adapter (tritonclient.grpc.aio) against the real tritonserver: batching by
 max_batch_size, system shared memory on and off, retries and the circuit breaker across a restart.
 
-Starts its own tritonserver (nvidia-pytriton wheel) on ports 38100-38102 serving models/.
+Starts its own tritonserver (nvidia-pytriton wheel) on ports 26100-26102 serving models/.
 Real image: 693_UNCI.dcm (head CT slice, pydicom-data), repeated as the slices of one batch.
 """
 
@@ -29,7 +29,7 @@ from radcds_inference.adapters.triton.manifest import load_manifest
 pytestmark = [pytest.mark.integration, pytest.mark.triton]
 
 ROOT = Path(__file__).resolve().parents[2]
-PORTS = Ports(triton_http=38100, triton_grpc=38101, triton_metrics=38102)
+PORTS = Ports(triton_http=26100, triton_grpc=26101, triton_metrics=26102)
 URL = f"127.0.0.1:{PORTS.triton_grpc}"
 
 

@@ -383,22 +383,22 @@ SIZE_BUDGETS_MB = {
 DATABASE_SERVICES = ("imaging", "reporting", "referral", "fusion", "worklist")
 #: Ports of the stack `make images-test` runs (apart from `make up`'s and the tests' own).
 TEST_PORTS = {
-    "kafka": 39092,
-    "kafka_controller": 39093,
-    "triton_http": 38000,
-    "triton_grpc": 38001,
-    "triton_metrics": 38002,
-    "imaging": 38082,
-    "inference": 38083,
-    "inference_grpc": 38051,
-    "dimse": 31112,
-    "reporting": 38085,
-    "reporting_mllp": 32575,
-    "referral": 38081,
-    "fusion": 38084,
-    "worklist": 38086,
-    "oidc": 38090,
-    "postgres": 35432,
+    "kafka": 27092,
+    "kafka_controller": 27093,
+    "triton_http": 27000,
+    "triton_grpc": 27001,
+    "triton_metrics": 27002,
+    "imaging": 27082,
+    "inference": 27083,
+    "inference_grpc": 27051,
+    "dimse": 27112,
+    "reporting": 27085,
+    "reporting_mllp": 27575,
+    "referral": 27081,
+    "fusion": 27084,
+    "worklist": 27086,
+    "oidc": 27090,
+    "postgres": 27432,
 }
 _IN_IMAGE_DATA = "/app/.run/data"
 _IN_IMAGE_ISSUERS = "/run/radcds/dev-issuer"

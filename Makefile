@@ -21,7 +21,7 @@ HELM := $(CACHE)/helm/bin/helm
 CHART := deploy/helm/radcds
 CHART_TOOLS := $(CACHE)/charttools/node_modules
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration lint format bench proto schemas lock clean images images-test images-requirements chart-docs
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration fuzz lint format bench proto schemas lock clean images images-test images-requirements chart-docs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -103,6 +103,9 @@ test-unit: python-deps ## Unit tests only (no external components, nothing but t
 
 test-integration: deps ## Integration tests only
 	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+
+fuzz: python-deps ## The property and fuzz tests with the long hypothesis profile (20,000 examples each; make test runs 150)
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "properties and not integration" --hypothesis-show-statistics $(PYTEST_ARGS)
 
 lint: python-deps ## ruff, mypy and the import-layer contract, as CI runs them
 	$(VENV)/bin/ruff check .

@@ -3,13 +3,11 @@ EventPublisher port), findings events, a clock the test controls, and SMART sign
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from hypothesis import settings
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
@@ -110,10 +108,3 @@ def reporting_db(request, tmp_path_factory) -> Iterator[Engine]:
 @pytest.fixture
 def clock() -> Clock:
     return Clock(datetime(2026, 1, 2, 12, 0, tzinfo=UTC))
-
-
-# Hypothesis profiles for the property tests (test_hl7v2_properties.py): "ci" by default, a short run with no
-# per-example deadline (the machine is shared); HYPOTHESIS_PROFILE=fuzz for a long hunt.
-settings.register_profile("ci", max_examples=150, deadline=None)
-settings.register_profile("fuzz", max_examples=20_000, deadline=None)
-settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

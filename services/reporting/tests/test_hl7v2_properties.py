@@ -44,7 +44,10 @@ from radcds_reporting.use_cases.hl7_orders import OrderStore
 from .hl7v2.conftest import OMI_O23_NEW, ORM_O01_CANCEL, ORM_O01_NEW
 
 # python-hl7 logs with the deprecated ``logger.warn``: ignored here, a long fuzz run would collect millions of them.
-pytestmark = pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning")
+pytestmark = [
+    pytest.mark.properties,
+    pytest.mark.filterwarnings("ignore:The 'warn' method is deprecated:DeprecationWarning"),
+]
 
 SAMPLES = (ORM_O01_NEW, OMI_O23_NEW, ORM_O01_CANCEL)
 CLOCK = datetime(2026, 1, 1, tzinfo=UTC)

@@ -28,7 +28,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import HEADER, ROOT, row
+from run import HEADER, ROOT, row, service_cpu
 
 
 def _patient(mrn: str) -> dict[str, Any]:
@@ -168,12 +168,14 @@ def run(studies: int = 25) -> str:
         ports=Ports(kafka=39192, kafka_controller=39193, reporting=38185, reporting_mllp=32575, fusion=38184),
         extra_env=env,
     )
-    stack.kafka_broker.start()
+    with service_cpu():  # Kafka, reporting and fusion on the service CPU; this process (EHR, generator) unpinned
+        stack.kafka_broker.start()
     recorder = None
     try:
         stack.kafka_broker.wait()
-        for service in ("reporting", "fusion"):
-            stack.start_service(service)
+        with service_cpu():
+            for service in ("reporting", "fusion"):
+                stack.start_service(service)
         for service in ("reporting", "fusion"):
             stack.wait_service(service)
         recorder = _Recorder(stack.bootstrap)

@@ -33,7 +33,10 @@ from pydicom.data import get_testdata_file, get_testdata_files
 from pydicom.errors import InvalidDicomError
 from pydicom.uid import generate_uid
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import ROOT, load_cpu, service_cpu
+
 SECONDS_PER_CASE = 12.0
 MIN_ROUNDS = 2
 BOUNDARY = "radcds-bench-boundary-7d1c0b"
@@ -247,10 +250,11 @@ def run() -> str:
     results: list[Result] = []
     ok = False
     try:
-        stack.kafka_broker.start()
-        orthanc.start()
-        stack.kafka_broker.wait()
-        stack.start_service("imaging")
+        with service_cpu():  # both PACS (and Kafka) on the service CPU; storescu and the STOW client on the other
+            stack.kafka_broker.start()
+            orthanc.start()
+            stack.kafka_broker.wait()
+            stack.start_service("imaging")
         stack.wait_service("imaging")
         radcds_web = f"http://{stack.host}:{ports.imaging}/dicom-web"
         targets = [
@@ -259,9 +263,10 @@ def run() -> str:
                 "Orthanc", orthanc.host, orthanc.dicom_port, orthanc.aet, orthanc.dicomweb, qido_count(orthanc.dicomweb)
             ),
         ]
-        for protocol in ("C-STORE", "STOW-RS"):
-            for target in targets:
-                results.append(measure(target, protocol, templates, scratch / "rounds"))
+        with load_cpu():
+            for protocol in ("C-STORE", "STOW-RS"):
+                for target in targets:
+                    results.append(measure(target, protocol, templates, scratch / "rounds"))
         ok = True
     finally:
         orthanc.stop()

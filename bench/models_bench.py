@@ -23,6 +23,7 @@ import os
 import shutil
 import socket
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,7 +34,10 @@ import numpy as np
 import pydicom
 from pydicom.data import get_testdata_file
 
-ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import ROOT, load_cpu, service_cpu
+
 CONCURRENCY = (1, 4, 8)
 OUTPUTS = ("STATUS", "MEASUREMENTS", "LOCATIONS")
 TARGET_RATIO = 1.3
@@ -148,7 +152,8 @@ def main(argv: list[str] | None = None) -> str:
     stack = LocalStack(
         root=ROOT, run_dir=run_dir, ports=Ports(triton_http=http, triton_grpc=grpc_port, triton_metrics=metrics)
     )
-    stack.triton_server.start()
+    with service_cpu():  # tritonserver on the service CPU; the client and the in-process baseline on the other
+        stack.triton_server.start()
     lines = [
         "| model | concurrency | shared memory | Triton p50 ms | Triton p99 ms | Triton req/s "
         "| in-process p50 ms | in-process p99 ms | in-process req/s | ratio p50 (Triton / in-process) |",
@@ -157,21 +162,8 @@ def main(argv: list[str] | None = None) -> str:
     try:
         stack.triton_server.wait(timeout_s=180)
         url = f"127.0.0.1:{grpc_port}"
-        for model, inputs, in_process in _cases():
-            for concurrency in CONCURRENCY:
-                local = bench_in_process(in_process, concurrency=concurrency, requests=args.requests)
-                for shared in ("none", "system"):
-                    remote = asyncio.run(
-                        bench_triton(
-                            url, model, inputs, shared_memory=shared, concurrency=concurrency, requests=args.requests
-                        )
-                    )
-                    lines.append(
-                        f"| {model} | {concurrency} | {'on' if shared == 'system' else 'off'} "
-                        f"| {remote[0] * 1e3:.1f} | {remote[1] * 1e3:.1f} | {remote[2]:.1f} "
-                        f"| {local[0] * 1e3:.1f} | {local[1] * 1e3:.1f} | {local[2]:.1f} "
-                        f"| {remote[0] / local[0]:.2f}x |"
-                    )
+        with load_cpu():
+            lines += _measure_all(url, args.requests)
     finally:
         processes.stop("triton", run_dir)
         shutil.rmtree(run_dir, ignore_errors=True)
@@ -179,6 +171,25 @@ def main(argv: list[str] | None = None) -> str:
     print(f"## Models: Triton (gRPC aio) vs in-process (target: chest_ctr <= {TARGET_RATIO}x)\n")
     print(table)
     return table
+
+
+def _measure_all(url: str, requests: int) -> list[str]:
+    """Every (model, concurrency, shared memory) cell against the same algorithm in process."""
+    lines = []
+    for model, inputs, in_process in _cases():
+        for concurrency in CONCURRENCY:
+            local = bench_in_process(in_process, concurrency=concurrency, requests=requests)
+            for shared in ("none", "system"):
+                remote = asyncio.run(
+                    bench_triton(url, model, inputs, shared_memory=shared, concurrency=concurrency, requests=requests)
+                )
+                lines.append(
+                    f"| {model} | {concurrency} | {'on' if shared == 'system' else 'off'} "
+                    f"| {remote[0] * 1e3:.1f} | {remote[1] * 1e3:.1f} | {remote[2]:.1f} "
+                    f"| {local[0] * 1e3:.1f} | {local[1] * 1e3:.1f} | {local[2]:.1f} "
+                    f"| {remote[0] / local[0]:.2f}x |"
+                )
+    return lines
 
 
 if __name__ == "__main__":

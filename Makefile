@@ -21,7 +21,7 @@ HELM := $(CACHE)/helm/bin/helm
 CHART := deploy/helm/radcds
 CHART_TOOLS := $(CACHE)/charttools/node_modules
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration fuzz lint format bench proto schemas lock clean images images-test images-requirements chart-docs
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration test-faults fuzz lint format bench proto schemas lock clean images images-test images-requirements chart-docs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -95,14 +95,17 @@ images-requirements: python-deps ## Rewrite deploy/images/requirements/*.txt (ea
 	$(PY) -m radcds_devstack.images requirements
 
 # ---- quality --------------------------------------------------------------------------
-test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL (not the fault suite)
+	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
 test-unit: python-deps ## Unit tests only (no external components, nothing but the Python environment)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: deps ## Integration tests only
-	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+test-integration: deps ## Integration tests only (not the fault suite)
+	$(PY) -m pytest -m integration --ignore=tests/faults $(PYTEST_ARGS)
+
+test-faults: deps ## The fault suite: kills and outages on its own stack, counting lost and duplicated reports and ORUs
+	$(PY) -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 fuzz: python-deps ## The property and fuzz tests with the long hypothesis profile (20,000 examples each; make test runs 150)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "properties and not integration" --hypothesis-show-statistics $(PYTEST_ARGS)

@@ -18,6 +18,8 @@ PYTEST_ARGS ?=
 GO ?= /usr/local/go/bin/go
 HELM_VERSION := v3.22.0
 HELM := $(CACHE)/helm/bin/helm
+# Toxiproxy (its server binary) for the fault suite's cut and slowed connections in tests/faults, built the same way.
+TOXIPROXY_VERSION := v2.5.0
 CHART := deploy/helm/radcds
 CHART_TOOLS := $(CACHE)/charttools/node_modules
 
@@ -54,12 +56,17 @@ $(STAMP)/helm-$(HELM_VERSION):
 	GOBIN=$(abspath $(CACHE)/helm/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	@touch $@
 
+$(STAMP)/toxiproxy-$(TOXIPROXY_VERSION):
+	@mkdir -p $(STAMP) $(CACHE)/toxiproxy/bin
+	GOBIN=$(abspath $(CACHE)/toxiproxy/bin) GOFLAGS=-mod=mod $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	@touch $@
+
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
 python-deps: $(STAMP)/venv ## The Python environment only (uv, requirements.lock): all that lint and unit tests need
 
-peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) $(STAMP)/helm-$(HELM_VERSION) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers, helm
+peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) $(STAMP)/helm-$(HELM_VERSION) $(STAMP)/toxiproxy-$(TOXIPROXY_VERSION) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers, helm, toxiproxy
 
 deps: python-deps peer-deps ## Install everything: the Python environment and every peer
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -23,14 +24,21 @@ import pytest
 from radcds_devstack.stack import LocalStack, Ports
 
 from .peer import FaultPeer
-from .stream import Tally
+from .stream import Stream, Study, Tally, count, make_studies, settle
+from .toxiproxy import Toxiproxy
 
 ROOT = Path(__file__).resolve().parents[2]
 #: The services a study passes on its way to an ORU (referral and worklist are not started: no CDS call and no
 #: worklist in these scenarios, so no OpenID Provider either).
 FAULT_SERVICES = ("imaging", "inference", "fusion", "reporting")
-#: The ORU receiver (tests/faults/peer.py) the fault stack's reporting delivers to.
+#: The ORU receiver (tests/faults/peer.py), behind toxiproxy's ``oru`` proxy on ORU_PROXY_PORT, where the fault
+#: stack's reporting delivers (its MLLP destination, ``127.0.0.1:24577``, names the proxy).
 ORU_PEER_PORT = 24576
+ORU_PROXY_PORT = 24577
+ORU_DESTINATION = f"127.0.0.1:{ORU_PROXY_PORT}"
+#: Toxiproxy's API, and its ``triton`` proxy in front of Triton's gRPC port (inference's TRITON_URL).
+TOXIPROXY_PORT = 24474
+TRITON_PROXY_PORT = 24003
 #: Where nothing listens: the fault stack's fusion finds its EHR down (as most integration tests do).
 EHR_DOWN_PORT = 24092
 FAULT_PORTS = Ports(
@@ -57,12 +65,14 @@ _TALLIES: list[Tally] = []
 
 def fault_env() -> dict[str, str]:
     """The fault stack's environment: the services' own retry defaults (a fault suite measures what production
-    does), a short study quiet period, ORUs to the fault peer with short ACK timeouts and backoff."""
+    does), a short study quiet period, ORUs to the fault peer with short ACK timeouts and backoff, and the ORU and
+    Triton connections through toxiproxy."""
     extra: dict[str, str] = {}
     for service in FAULT_SERVICES:
         extra[f"RADCDS_{service.upper()}_ENVIRONMENT"] = "test"
     extra["RADCDS_IMAGING_STUDY_QUIET_PERIOD_S"] = "1.0"
-    extra["RADCDS_REPORTING_MLLP_DESTINATIONS"] = f"127.0.0.1:{ORU_PEER_PORT}"
+    extra["RADCDS_REPORTING_MLLP_DESTINATIONS"] = ORU_DESTINATION
+    extra["RADCDS_INFERENCE_TRITON_URL"] = f"127.0.0.1:{TRITON_PROXY_PORT}"
     extra["RADCDS_REPORTING_MLLP_OPTIONS_FILE"] = str(Path(__file__).with_name("oru_destinations.toml"))
     extra["RADCDS_FUSION_EHR_FHIR_BASE_URL"] = f"http://127.0.0.1:{EHR_DOWN_PORT}/fhir"
     extra["RADCDS_FUSION_EHR_AUTH"] = "none"
@@ -70,18 +80,40 @@ def fault_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def fault_stack() -> Iterator[LocalStack]:
-    """The fault suite's stack: Kafka, PostgreSQL, Triton, imaging, inference, fusion and reporting."""
+def fault_run_dir() -> Iterator[Path]:
+    """The session's run folder (logs, pids, data), removed after the session (kept with RADCDS_KEEP_TEST_RUN)."""
     run_dir = ROOT / ".run" / f"faults-{os.getpid()}"
-    stack = LocalStack(root=ROOT, run_dir=run_dir, ports=FAULT_PORTS, postgres=True, triton=True, extra_env=fault_env())
+    yield run_dir
+    if not os.environ.get("RADCDS_KEEP_TEST_RUN"):
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def toxiproxy(fault_run_dir: Path) -> Iterator[Toxiproxy]:
+    """Toxiproxy with its ``oru`` (reporting -> ORU peer) and ``triton`` (inference -> Triton gRPC) proxies."""
+    proxy = Toxiproxy(fault_run_dir, "127.0.0.1", TOXIPROXY_PORT)
+    proxy.start()
+    try:
+        proxy.proxy("oru", listen=ORU_PROXY_PORT, upstream=ORU_PEER_PORT)
+        proxy.proxy("triton", listen=TRITON_PROXY_PORT, upstream=FAULT_PORTS.triton_grpc)
+        yield proxy
+    finally:
+        proxy.stop()
+
+
+@pytest.fixture(scope="session")
+def fault_stack(fault_run_dir: Path, toxiproxy: Toxiproxy) -> Iterator[LocalStack]:
+    """The fault suite's stack: Kafka, PostgreSQL, Triton, imaging, inference, fusion and reporting (and toxiproxy
+    in front of Triton's gRPC and the ORU peer)."""
+    stack = LocalStack(
+        root=ROOT, run_dir=fault_run_dir, ports=FAULT_PORTS, postgres=True, triton=True, extra_env=fault_env()
+    )
     stack.up(services=FAULT_SERVICES)
     try:
         yield stack
     finally:
         stack.down()
         stack.discard_postgres_data()
-        if not os.environ.get("RADCDS_KEEP_TEST_RUN"):
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -102,6 +134,43 @@ def record_fault(record_property: Callable[[str, object], None]) -> Callable[[Ta
         _TALLIES.append(tally)
 
     return record
+
+
+@pytest.fixture
+def run_fault(
+    fault_stack: LocalStack, oru_peer: FaultPeer, record_fault: Callable[[Tally], None]
+) -> Callable[..., Tally]:
+    """Run a scenario: a stream of new studies with ``fault(stream, studies)`` applied while it flows, then wait
+    for the stack to settle and count end to end; the count is recorded (the caller asserts on it)."""
+
+    def run(
+        scenario: str,
+        fault: Callable[[Stream, list[Study]], None],
+        *,
+        studies: int = 24,
+        chest_every: int = 5,
+        interval_s: float = 0.3,
+        settle_timeout_s: float = 240.0,
+    ) -> Tally:
+        batch = make_studies(studies, label=scenario, chest_every=chest_every)
+        started = time.monotonic()
+        with Stream(fault_stack, batch, interval_s=interval_s) as stream:
+            fault(stream, batch)
+        stream.join()
+        settle(fault_stack, oru_peer, batch, destination=ORU_DESTINATION, timeout_s=settle_timeout_s)
+        tally = count(
+            scenario,
+            fault_stack,
+            oru_peer,
+            batch,
+            destination=ORU_DESTINATION,
+            started=started,
+            stow_resends=stream.resends,
+        )
+        record_fault(tally)
+        return tally
+
+    return run
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

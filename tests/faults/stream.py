@@ -40,6 +40,7 @@ import hl7
 import httpx
 import psycopg
 from kafka import KafkaAdminClient, KafkaConsumer
+from kafka.structs import TopicPartition
 
 from radcds_devstack import processes
 from radcds_devstack.demo import stow
@@ -140,6 +141,12 @@ class Stream:
         assert self.sent == len(self.studies), f"only {self.sent} of {len(self.studies)} studies were sent"
 
 
+def mid_stream(stack: LocalStack, stream: Stream, studies: list[Study]) -> None:
+    """Until a third of the stream is sent and its first report is stored: the stack is busy end to end."""
+    stream.wait_sent(len(studies) // 3)
+    eventually(lambda: report_counts(stack, studies), what="the first reports of the stream")
+
+
 # ---- faults ----------------------------------------------------------------------------------------------------
 def sigkill(stack: LocalStack, name: str) -> None:
     """SIGKILL the process group of a service or component (no clean shutdown), and forget its pid."""
@@ -208,11 +215,14 @@ class Tally:
     @staticmethod
     def markdown(tallies: Iterable[Tally]) -> str:
         """The summary table of ``.run/faults/summary.md``."""
-        head = "| scenario | studies | reports | lost | dup | orus | oru_lost | oru_dup | parked | resent | s |\n"
-        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+        head = (
+            "| scenario | studies | reports | lost | dup | orus | oru_lost | oru_dup | parked | resent | s | notes |\n"
+        )
+        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
         rows = "".join(
             f"| {t.scenario} | {t.studies} | {t.reports} | {t.lost} | {t.dup} | {t.orus} | {t.oru_lost} | "
-            f"{t.oru_dup} | {t.parked} | {t.resent} | {t.seconds:.0f} |\n"
+            f"{t.oru_dup} | {t.parked} | {t.resent} | {t.seconds:.0f} | "
+            f"{' '.join(f'{k}={v}' for k, v in t.notes.items())} |\n"
             for t in tallies
         )
         return "# Fault suite: end-to-end counts\n\n" + head + rule + rows
@@ -268,8 +278,13 @@ def group_lag(stack: LocalStack, groups: Iterable[str] = CONSUMER_GROUPS) -> int
             if not committed:  # a group that never committed has not started: not drained
                 lag += 1
                 continue
-            ends = consumer.end_offsets(list(committed))
-            lag += sum(max(0, ends[tp] - max(meta.offset, 0)) for tp, meta in committed.items())
+            partitions = [
+                TopicPartition(topic, p)
+                for topic in {tp.topic for tp in committed}
+                for p in consumer.partitions_for_topic(topic) or ()
+            ]  # also the partitions the group has not committed on yet
+            ends = consumer.end_offsets(partitions)
+            lag += sum(max(0, ends[tp] - max(committed[tp].offset if tp in committed else 0, 0)) for tp in partitions)
         return lag
     finally:
         consumer.close()

@@ -9,40 +9,18 @@ persisted ORU queue with a fixed MSH-10 per report version (docs/architecture.md
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
-from .conftest import ORU_PEER_PORT
-from .stream import Stream, count, eventually, make_studies, report_counts, restart_service, settle, sigkill
+from .stream import mid_stream, restart_service, sigkill
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton, pytest.mark.postgres]
 
-STUDIES = 24
-DESTINATION = f"127.0.0.1:{ORU_PEER_PORT}"
-
 
 @pytest.mark.parametrize("service", ["imaging", "inference", "fusion", "reporting"])
-def test_sigkill_mid_stream_then_restart_loses_and_duplicates_no_report_or_oru(
-    fault_stack, oru_peer, record_fault, service
-):
-    studies = make_studies(STUDIES, label=f"kill-{service}")
-    started = time.monotonic()
-    with Stream(fault_stack, studies) as stream:
-        stream.wait_sent(STUDIES // 3)
-        eventually(lambda: report_counts(fault_stack, studies), what="the first reports of the stream")
+def test_sigkill_mid_stream_then_restart_loses_and_duplicates_no_report_or_oru(fault_stack, run_fault, service):
+    def fault(stream, studies) -> None:  # type: ignore[no-untyped-def]
+        mid_stream(fault_stack, stream, studies)
         sigkill(fault_stack, service)
         restart_service(fault_stack, service)
-    stream.join()
-    settle(fault_stack, oru_peer, studies, destination=DESTINATION)
-    tally = count(
-        f"sigkill-{service}",
-        fault_stack,
-        oru_peer,
-        studies,
-        destination=DESTINATION,
-        started=started,
-        stow_resends=stream.resends,
-    )
-    record_fault(tally)
-    tally.assert_nothing_lost_or_duplicated()
+
+    run_fault(f"sigkill-{service}", fault).assert_nothing_lost_or_duplicated()

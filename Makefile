@@ -18,10 +18,12 @@ PYTEST_ARGS ?=
 GO ?= /usr/local/go/bin/go
 HELM_VERSION := v3.22.0
 HELM := $(CACHE)/helm/bin/helm
+# Toxiproxy (its server binary) for the fault suite's cut and slowed connections in tests/faults, built the same way.
+TOXIPROXY_VERSION := v2.5.0
 CHART := deploy/helm/radcds
 CHART_TOOLS := $(CACHE)/charttools/node_modules
 
-.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration fuzz lint format bench proto schemas lock clean images images-test images-requirements chart-docs
+.PHONY: help deps python-deps peer-deps system-deps run up down status demo test test-unit test-integration test-faults fuzz lint format bench proto schemas lock clean images images-test images-requirements chart-docs
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-17s\033[0m %s\n", $$1, $$2}'
@@ -54,12 +56,17 @@ $(STAMP)/helm-$(HELM_VERSION):
 	GOBIN=$(abspath $(CACHE)/helm/bin) GOFLAGS=-mod=mod $(GO) install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 	@touch $@
 
+$(STAMP)/toxiproxy-$(TOXIPROXY_VERSION):
+	@mkdir -p $(STAMP) $(CACHE)/toxiproxy/bin
+	GOBIN=$(abspath $(CACHE)/toxiproxy/bin) GOFLAGS=-mod=mod $(GO) install github.com/Shopify/toxiproxy/v2/cmd/server@$(TOXIPROXY_VERSION)
+	@touch $@
+
 system-deps: ## Debian packages the stack needs (Java, Maven, PostgreSQL); installs only what is missing
 	@bash deploy/local/system-deps.sh
 
 python-deps: $(STAMP)/venv ## The Python environment only (uv, requirements.lock): all that lint and unit tests need
 
-peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) $(STAMP)/helm-$(HELM_VERSION) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers, helm
+peer-deps: system-deps $(MAVEN_PEERS:%=$(STAMP)/mvn-%) $(NPM_PEERS:%=$(STAMP)/npm-%) $(STAMP)/helm-$(HELM_VERSION) $(STAMP)/toxiproxy-$(TOXIPROXY_VERSION) ## Debian packages, Maven peers' jars (Kafka, S3Proxy, HAPI validators), npm peers, helm, toxiproxy
 
 deps: python-deps peer-deps ## Install everything: the Python environment and every peer
 
@@ -95,14 +102,17 @@ images-requirements: python-deps ## Rewrite deploy/images/requirements/*.txt (ea
 	$(PY) -m radcds_devstack.images requirements
 
 # ---- quality --------------------------------------------------------------------------
-test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL
-	$(PY) -m pytest $(PYTEST_ARGS)
+test: deps ## Unit tests, then integration tests against real Kafka, Triton and PostgreSQL (not the fault suite)
+	$(PY) -m pytest --ignore=tests/faults $(PYTEST_ARGS)
 
 test-unit: python-deps ## Unit tests only (no external components, nothing but the Python environment)
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
 
-test-integration: deps ## Integration tests only
-	$(PY) -m pytest -m integration $(PYTEST_ARGS)
+test-integration: deps ## Integration tests only (not the fault suite)
+	$(PY) -m pytest -m integration --ignore=tests/faults $(PYTEST_ARGS)
+
+test-faults: deps ## The fault suite: kills and outages on its own stack, counting lost and duplicated reports and ORUs
+	$(PY) -m pytest tests/faults -m faults $(PYTEST_ARGS)
 
 fuzz: python-deps ## The property and fuzz tests with the long hypothesis profile (20,000 examples each; make test runs 150)
 	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest -m "properties and not integration" --hypothesis-show-statistics $(PYTEST_ARGS)

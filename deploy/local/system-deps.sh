@@ -6,7 +6,8 @@
 # a JDK (the HAPI HL7v2 and HAPI FHIR validator harnesses are Java sources run by `java`), and the independent
 # DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator), and Chromium (the worklist's
 # browser tests drive /usr/bin/chromium headless with Python playwright; no browser is downloaded), and
-# buildah, mmdebstrap and skopeo (`make images`: container images built without a Docker engine).
+# buildah, mmdebstrap and skopeo (`make images`: container images built without a Docker engine), and
+# faketime (libfaketime: the fault suite runs services under a jumped clock).
 set -euo pipefail
 need=()
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
@@ -21,6 +22,7 @@ command -v chromium >/dev/null 2>&1 || need+=(chromium)
 command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
+command -v faketime >/dev/null 2>&1 || need+=(faketime)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -122,7 +123,23 @@ def instance_metadata(ds: Dataset, *, bulk_data_uri: Callable[[int], str]) -> di
         bulk_data_threshold=BULK_DATA_THRESHOLD, bulk_data_element_handler=handler, suppress_invalid_tags=True
     )
     _strip_omitted(result)
+    _non_finite_as_strings(result)
     return result
+
+
+def _non_finite_as_strings(obj: dict[str, Any]) -> None:
+    """FL, FD, OF and DS values may be NaN or infinite (PS3.5 6.2, CP-2352); a JSON number cannot (RFC 8259 6),
+    so they are given as the strings ``NaN``, ``Infinity`` and ``-Infinity``, as JSON encoders of IEEE 754 values
+    commonly do, instead of failing the whole answer."""
+    for attr in obj.values():
+        values = attr.get("Value", [])
+        if attr.get("vr") == "SQ":
+            for item in values:
+                _non_finite_as_strings(item)
+            continue
+        for i, value in enumerate(values):
+            if isinstance(value, float) and not math.isfinite(value):
+                values[i] = "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
 
 
 def _strip_omitted(obj: dict[str, Any]) -> None:

@@ -138,14 +138,20 @@ def _text(ds: pydicom.Dataset, keyword: str) -> str:
     return str(value).strip()
 
 
+#: The range of an IS value (PS3.5 6.2), also that of the integer columns imaging keeps them in.
+_IS_RANGE = range(-(2**31), 2**31)
+
+
 def _int(ds: pydicom.Dataset, keyword: str) -> int | None:
+    """The value as an ``int``; None when absent, no number or outside the IS range (PS3.5 6.2)."""
     value = ds.get(keyword)
     if value is None or value == "":
         return None
     try:
-        return int(value)
-    except (TypeError, ValueError):
+        number = int(value)
+    except (TypeError, ValueError, OverflowError):
         return None
+    return number if number in _IS_RANGE else None
 
 
 def _procedure_codes(ds: pydicom.Dataset) -> list[dict[str, str]]:

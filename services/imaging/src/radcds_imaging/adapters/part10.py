@@ -8,8 +8,10 @@ import warnings
 from dataclasses import dataclass
 
 import pydicom
+import pydicom.uid
 from pydicom.dataelem import RawDataElement
 from pydicom.errors import InvalidDicomError
+from pydicom.pixels.utils import get_expected_length
 
 from radcds.domain.findings import InstanceReference, StudyContext
 
@@ -20,14 +22,33 @@ FAILURE_CANNOT_UNDERSTAND = 0xC000
 FAILURE_TRANSFER_SYNTAX_NOT_SUPPORTED = 0xC122
 
 
+#: A UID as imaging keeps and announces it (PS3.5 9.1, the ``instance.stored`` event schema): dot-separated
+#: components of digits, at most 64 characters. Leading zeros in a component, a fault of some older modalities,
+#: are tolerated.
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MAX_UID_LENGTH = 64
+#: Identifying values longer than their VR allows (PS3.5 6.2: LO 64, SH 16, CS 16) are refused, never cut:
+#: a cut Patient ID or Accession Number could name another patient or order.
+_IDENTIFIER_LIMITS = (("PatientID", 64), ("IssuerOfPatientID", 64), ("AccessionNumber", 16), ("Modality", 16))
+
+
+def is_uid(value: str) -> bool:
+    """True when ``value`` is a UID imaging can keep (:data:`_UID`, at most 64 characters)."""
+    return len(value) <= MAX_UID_LENGTH and _UID.match(value) is not None
+
+
 class DicomRejected(ValueError):
-    """A part that cannot be stored, with the DICOM failure reason to return."""
+    """A part that cannot be stored, with the DICOM failure reason to return.
+
+    The UIDs name the refused instance in the Failed SOP Sequence (PS3.18 Table 10.5.3-2); one that is no valid UID
+    is left out, so that the answer never carries a value its VR (UI) forbids.
+    """
 
     def __init__(self, reason: int, message: str, *, sop_class_uid: str = "", sop_instance_uid: str = "") -> None:
         super().__init__(message)
         self.reason = reason
-        self.sop_class_uid = sop_class_uid
-        self.sop_instance_uid = sop_instance_uid
+        self.sop_class_uid = sop_class_uid if is_uid(sop_class_uid) else ""
+        self.sop_instance_uid = sop_instance_uid if is_uid(sop_instance_uid) else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +85,60 @@ def _check_complete(ds: pydicom.Dataset, *, consumed: int, size: int, caught: li
                 FAILURE_CANNOT_UNDERSTAND,
                 f"truncated DICOM file: element {tag} has {len(elem.value)} of {elem.length} bytes",
             )
+
+
+def _decode_all(dataset: pydicom.Dataset) -> None:
+    """Convert every element of ``dataset`` and of its sequences' items (pydicom converts lazily, on first access).
+
+    A value that cannot be read as its VR (an IS that is no number, an unknown VR, a sequence whose items are
+    broken) is refused here, at ingest, with 0xC000, instead of raising in whichever reader touches it later
+    (QIDO-RS indexing, WADO-RS metadata, the models): what imaging stores, it can read.
+    """
+    for tag in list(dataset.keys()):
+        try:
+            element = dataset[tag]
+        except Exception as exc:  # pydicom's converters raise many types for values that break their VR
+            raise DicomRejected(
+                FAILURE_CANNOT_UNDERSTAND, f"element {tag} cannot be read as its VR: {type(exc).__name__}"
+            ) from exc
+        if element.VR == "SQ":
+            for item in element.value:
+                _decode_all(item)
+
+
+def _check_native_pixel_data(ds: pydicom.Dataset, transfer_syntax: str) -> str | None:
+    """Why native (uncompressed) Pixel Data cannot be the image its Image Pixel Module describes, None if it can.
+
+    PS3.5 8.1.1 / PS3.3 C.7.6.3: native Pixel Data holds Rows x Columns x Samples per Pixel x Number of Frames
+    pixels of Bits Allocated each, in a value of even length (PS3.5 7.1.1). Shorter or odd-length data cannot be
+    displayed nor analysed; encapsulated (compressed) data is only checked when decoded.
+    """
+    uid = pydicom.uid.UID(transfer_syntax)
+    if "PixelData" not in ds or not uid.is_transfer_syntax or uid.is_compressed:
+        return None
+    for keyword, default in (("Rows", None), ("Columns", None), ("SamplesPerPixel", 1), ("BitsAllocated", None)):
+        if not _is_positive_int(ds.get(keyword, default)):
+            return f"{keyword} is not a positive number: the Image Pixel Module cannot describe the Pixel Data"
+    frames = ds.get("NumberOfFrames")
+    if frames not in (None, "") and not _is_positive_int(frames):
+        return "Number of Frames (PS3.3 C.7.6.6) is not a positive number"
+    if ds.BitsAllocated != 1 and ds.BitsAllocated % 8:
+        return "Bits Allocated of native Pixel Data is 1 or a multiple of 8 (PS3.5 8.1.1)"
+    expected = get_expected_length(ds)
+    actual = len(ds.PixelData)
+    if actual < expected or actual % 2:
+        return f"Pixel Data has {actual} bytes where the Image Pixel Module needs {expected} (of even length)"
+    return None
+
+
+def _is_positive_int(value: object) -> bool:
+    """True for an integer value (US, IS) of at least 1; False for a multi-value, a text that is no number, 0."""
+    if isinstance(value, str) and not isinstance(value, int):
+        try:
+            value = int(value)
+        except ValueError:
+            return False
+    return isinstance(value, int) and value >= 1
 
 
 def _check_identity(ds: pydicom.Dataset) -> tuple[str, str]:
@@ -108,17 +183,25 @@ def _check_identity(ds: pydicom.Dataset) -> tuple[str, str]:
 def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | None = None) -> ParsedInstance:
     """Parse a Part 10 file's header and check the identifying attributes are present.
 
-    Raises :class:`DicomRejected` with 0xC000 for non-DICOM or truncated data, 0xA900 when a
-    required UID is missing (SOP Class/Instance UID from the data set, never the File Meta), 0xA900 or
-    0xC000 when they disagree with the File Meta (:func:`_check_identity`), and 0xC122 for a transfer
-    syntax outside ``supported_transfer_syntaxes``.
+    Raises :class:`DicomRejected` with 0xC000 for non-DICOM or truncated data and for an element that cannot be
+    read as its VR (:func:`_decode_all`), 0xA900 when a required UID is missing (SOP Class/Instance UID from the
+    data set, never the File Meta) or is no valid UID (:func:`is_uid`), 0xA900 or 0xC000 when they disagree with
+    the File Meta (:func:`_check_identity`), 0xA900 for a Patient ID, Issuer of Patient ID, Accession Number or
+    Modality longer than its VR allows or native Pixel Data that does not fit its Image Pixel Module
+    (:func:`_check_native_pixel_data`), 0xC000 for a missing or invalid Transfer Syntax UID and 0xC122 for one
+    outside ``supported_transfer_syntaxes``.
     """
     try:
         stream = io.BytesIO(data)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             ds = pydicom.dcmread(stream, force=False)
-        _check_complete(ds, consumed=stream.tell(), size=len(data), caught=caught)
+            consumed = stream.tell()
+            _check_complete(ds, consumed=consumed, size=len(data), caught=caught)  # on the raw elements
+            _decode_all(ds.file_meta)
+            _decode_all(ds)
+        # Sequences read on conversion may have met the end of the data as well.
+        _check_complete(ds, consumed=consumed, size=len(data), caught=caught)
     except DicomRejected:
         raise
     except InvalidDicomError as exc:
@@ -138,10 +221,27 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
         )
-    if not transfer_syntax:
+    invalid = [
+        name
+        for name, v in (
+            ("SOPClassUID", sop_class),
+            ("SOPInstanceUID", sop_instance),
+            ("StudyInstanceUID", study),
+            ("SeriesInstanceUID", series),
+        )
+        if not is_uid(v)
+    ]
+    if invalid:
+        raise DicomRejected(
+            FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"not a valid UID (PS3.5 9.1: digits and dots, at most 64 characters): {', '.join(invalid)}",
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    if not transfer_syntax or not is_uid(transfer_syntax):
         raise DicomRejected(
             FAILURE_CANNOT_UNDERSTAND,
-            "file meta has no TransferSyntaxUID",
+            "file meta has no valid TransferSyntaxUID",
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
         )
@@ -152,6 +252,22 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
         )
+    pixel_problem = _check_native_pixel_data(ds, transfer_syntax)
+    if pixel_problem is not None:
+        raise DicomRejected(
+            FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            pixel_problem,
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
+    too_long = [f"{name} (at most {limit})" for name, limit in _IDENTIFIER_LIMITS if len(_text(ds, name)) > limit]
+    if too_long:
+        raise DicomRejected(
+            FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS,
+            f"value longer than its VR allows (PS3.5 6.2): {', '.join(too_long)}",
+            sop_class_uid=sop_class,
+            sop_instance_uid=sop_instance,
+        )
     return ParsedInstance(
         instance=InstanceReference(study, series, sop_instance, sop_class),
         context=StudyContext(
@@ -159,9 +275,11 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             issuer_of_patient_id=_text(ds, "IssuerOfPatientID"),
             accession_number=_text(ds, "AccessionNumber"),
             modality=_text(ds, "Modality"),
-            study_date=_text(ds, "StudyDate"),
-            study_time=_text(ds, "StudyTime"),
-            study_description=_text(ds, "StudyDescription"),
+            # Descriptive values: a malformed date is dropped, an over-long time or description cut (PS3.5 6.2:
+            # DA is YYYYMMDD, TM at most 16 characters, LO 64).
+            study_date=_text(ds, "StudyDate") if re.fullmatch(r"[0-9]{8}", _text(ds, "StudyDate")) else "",
+            study_time=_text(ds, "StudyTime")[:16],
+            study_description=_text(ds, "StudyDescription")[:64],
             patient_name=_text(ds, "PatientName").split("=")[0][:324],
             patient_sex=_text(ds, "PatientSex").upper() if _text(ds, "PatientSex").upper() in {"M", "F", "O"} else "",
             patient_birth_date=_text(ds, "PatientBirthDate")

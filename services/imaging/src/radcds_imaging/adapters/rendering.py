@@ -203,13 +203,20 @@ def render_color(arr: NDArray[Any], ds: Dataset) -> NDArray[Any]:
     return _to_uint8(arr, 0, 2**bits - 1)
 
 
+def _has_pixel_data(data: bytes) -> bool:
+    """Whether the Part 10 file holds Pixel Data, Float or Double Float Pixel Data (PS3.3 C.7.6.3)."""
+    tags = (0x7FE00010, 0x7FE00008, 0x7FE00009)
+    ds = pydicom.dcmread(io.BytesIO(data), specific_tags=list(tags))
+    return any(tag in ds for tag in tags)
+
+
 def render_frame(data: bytes, frame: int, *, window: Window | None = None) -> NDArray[Any]:
     """Frame ``frame`` (1-based) of a Part 10 file as 8-bit grey (H, W) or RGB (H, W, 3) values.
 
     ``window`` replaces a grayscale instance's own VOI (PS3.18 8.3.5.1.3); colour instances ignore it.
 
-    Raises ``IndexError`` for a frame outside the instance and :class:`RenderError` when the
-    instance has no decodable image.
+    Raises ``IndexError`` for a frame outside the instance, :class:`NotAnImageError` when it has no image (no
+    Rows and Columns, or no Pixel Data) and :class:`RenderError` when its image cannot be decoded.
     """
     ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
     if "Rows" not in ds or "Columns" not in ds:
@@ -221,6 +228,8 @@ def render_frame(data: bytes, frame: int, *, window: Window | None = None) -> ND
         # Reads and decodes just this frame; YBR colour comes back as RGB.
         arr = pixel_array(io.BytesIO(data), index=frame - 1)
     except Exception as exc:  # pydicom raises several types for missing or undecodable data
+        if not _has_pixel_data(data):
+            raise NotAnImageError("the instance has no Pixel Data") from exc
         raise RenderError(f"cannot decode the pixel data: {exc}") from exc
     if int(ds.get("SamplesPerPixel", 1) or 1) > 1 or str(ds.get("PhotometricInterpretation", "")) == "PALETTE COLOR":
         return render_color(arr, ds)

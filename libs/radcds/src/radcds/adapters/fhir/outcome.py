@@ -7,6 +7,13 @@ from fastapi.responses import JSONResponse
 FHIR_JSON = "application/fhir+json"
 
 
+class FhirJSONResponse(JSONResponse):
+    """A JSON response in FHIR's media type (R4 2.6.1); as a route's ``response_class`` it is also what the OpenAPI
+    document declares the route answers in."""
+
+    media_type = FHIR_JSON
+
+
 def operation_outcome(
     status: int, code: str, diagnostics: str, *, media_type: str = FHIR_JSON, expression: str | None = None
 ) -> JSONResponse:
@@ -20,3 +27,29 @@ def operation_outcome(
         status_code=status,
         media_type=media_type,
     )
+
+
+#: JSON Schema of the OperationOutcome :func:`operation_outcome` answers with (FHIR R4 OperationOutcome: one or more
+#: issues, each with a severity and an IssueType code), for the services' OpenAPI documents.
+OPERATION_OUTCOME_SCHEMA: dict[str, object] = {
+    "title": "OperationOutcome",
+    "type": "object",
+    "required": ["resourceType", "issue"],
+    "properties": {
+        "resourceType": {"const": "OperationOutcome"},
+        "issue": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["severity", "code"],
+                "properties": {
+                    "severity": {"enum": ["fatal", "error", "warning", "information"]},
+                    "code": {"type": "string"},
+                    "diagnostics": {"type": "string"},
+                    "expression": {"type": "array", "items": {"type": "string"}},
+                },
+            },
+        },
+    },
+}

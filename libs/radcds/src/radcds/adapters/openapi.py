@@ -15,6 +15,29 @@ from radcds.adapters.fhir.outcome import FHIR_JSON, OPERATION_OUTCOME_SCHEMA
 Responses = dict[int | str, dict[str, Any]]
 
 
+def fhir_resource(*types: str) -> dict[str, Any]:
+    """JSON Schema of a FHIR resource of one of ``types`` (R4 2.6.2: an object naming its ``resourceType``)."""
+    return {
+        "type": "object",
+        "required": ["resourceType"],
+        "properties": {"resourceType": {"enum": list(types)}, "id": {"type": "string"}, "meta": {"type": "object"}},
+    }
+
+
+#: JSON Schema of the Bundles our searches and histories answer (R4 3.1.1.4.3 searchset, 3.1.0.9 history).
+FHIR_BUNDLE: dict[str, Any] = {
+    "type": "object",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"const": "Bundle"},
+        "type": {"enum": ["searchset", "history"]},
+        "total": {"type": "integer", "minimum": 0},
+        "link": {"type": "array", "items": {"type": "object"}},
+        "entry": {"type": "array", "items": {"type": "object"}},
+    },
+}
+
+
 def request_body(schema: dict[str, Any], *media_types: str, required: bool = True) -> dict[str, Any]:
     """``openapi_extra`` declaring a request body of ``schema`` in each of ``media_types`` (JSON by default)."""
     content = {media_type: {"schema": schema} for media_type in media_types or ("application/json",)}

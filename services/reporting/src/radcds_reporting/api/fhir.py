@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, FhirJSONResponse, operation_outcome
 from radcds.adapters.fhir.resources import SUPPORTED_TYPES, US_CORE_PROFILES
-from radcds.adapters.openapi import answer, outcome_responses
+from radcds.adapters.openapi import FHIR_BUNDLE, answer, fhir_resource, outcome_responses
 from radcds_reporting.adapters.fhir.entered_findings import InvalidFinding
 from radcds_reporting.adapters.fhir.search import (
     SEARCH_PARAMETERS,
@@ -232,7 +232,7 @@ def fhir_router(
         except AccessDenied as exc:
             return None, _denied(exc)
 
-    @router.get("/metadata", responses=answer(200, openapi.resource_schema("CapabilityStatement"), FHIR_JSON))
+    @router.get("/metadata", responses=answer(200, fhir_resource("CapabilityStatement"), FHIR_JSON))
     def metadata() -> JSONResponse:
         return JSONResponse(capability_statement(base_url, smart=not auth.open), media_type=FHIR_JSON)
 
@@ -251,7 +251,7 @@ def fhir_router(
             )
         return _resource_response(resource)
 
-    @router.get("/{resource_type}/{resource_id}/_history", responses=openapi.fhir_answers(openapi.BUNDLE))
+    @router.get("/{resource_type}/{resource_id}/_history", responses=openapi.fhir_answers(FHIR_BUNDLE))
     def history(resource_type: ResourceType, resource_id: str, request: Request) -> Response:
         access, error = guarded(request, auth, resource_type, Interaction.READ)
         if error is not None or access is None:

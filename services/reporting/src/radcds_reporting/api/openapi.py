@@ -12,32 +12,12 @@ from typing import Any
 
 from radcds.adapters.fhir.outcome import FHIR_JSON
 from radcds.adapters.fhir.resources import SUPPORTED_TYPES
-from radcds.adapters.openapi import Responses, answer, outcome_responses, request_body
+from radcds.adapters.openapi import FHIR_BUNDLE, Responses, answer, fhir_resource, outcome_responses, request_body
 
 JSON_PATCH = "application/json-patch+json"
 
 
-def resource_schema(*types: str) -> dict[str, Any]:
-    """A FHIR resource of one of ``types`` (R4 2.6.2 JSON representation)."""
-    return {
-        "type": "object",
-        "required": ["resourceType"],
-        "properties": {"resourceType": {"enum": list(types)}, "id": {"type": "string"}, "meta": {"type": "object"}},
-    }
-
-
-ANY_RESOURCE = resource_schema(*sorted(SUPPORTED_TYPES))
-BUNDLE = {
-    "type": "object",
-    "required": ["resourceType", "type"],
-    "properties": {
-        "resourceType": {"const": "Bundle"},
-        "type": {"enum": ["searchset", "history"]},
-        "total": {"type": "integer", "minimum": 0},
-        "link": {"type": "array", "items": {"type": "object"}},
-        "entry": {"type": "array", "items": {"type": "object"}},
-    },
-}
+ANY_RESOURCE = fhir_resource(*sorted(SUPPORTED_TYPES))
 #: RFC 6902: a JSON Patch document is an array of operations.
 PATCH_DOCUMENT = {
     "type": "array",
@@ -87,10 +67,10 @@ def fhir_answers(schema: dict[str, Any], *errors: int) -> Responses:
 
 
 READ = fhir_answers(ANY_RESOURCE)
-SEARCH = fhir_answers(BUNDLE, 400)
-UPDATE = fhir_answers(resource_schema("DiagnosticReport", "ServiceRequest"), 400, 405, 409, 412, 422)
-PATCH = fhir_answers(resource_schema("DiagnosticReport", "Communication"), 400, 405, 409, 412, 415, 422)
-ACKNOWLEDGE = fhir_answers(resource_schema("Communication"), 400, 422)
-UPDATE_BODY = request_body(resource_schema("DiagnosticReport", "ServiceRequest"), FHIR_JSON, "application/json")
+SEARCH = fhir_answers(FHIR_BUNDLE, 400)
+UPDATE = fhir_answers(fhir_resource("DiagnosticReport", "ServiceRequest"), 400, 405, 409, 412, 422)
+PATCH = fhir_answers(fhir_resource("DiagnosticReport", "Communication"), 400, 405, 409, 412, 415, 422)
+ACKNOWLEDGE = fhir_answers(fhir_resource("Communication"), 400, 422)
+UPDATE_BODY = request_body(fhir_resource("DiagnosticReport", "ServiceRequest"), FHIR_JSON, "application/json")
 PATCH_BODY = request_body(PATCH_DOCUMENT, JSON_PATCH)
 ACKNOWLEDGE_BODY = request_body(ACKNOWLEDGE_PARAMETERS, FHIR_JSON, "application/json", required=False)

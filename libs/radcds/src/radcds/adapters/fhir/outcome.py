@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 FHIR_JSON = "application/fhir+json"
 
@@ -53,3 +56,18 @@ OPERATION_OUTCOME_SCHEMA: dict[str, object] = {
         },
     },
 }
+
+
+def answer_errors_with_operation_outcomes(app: FastAPI) -> None:
+    """Make FastAPI's own refusals OperationOutcomes too (FHIR R4 3.1.0.4): an unknown path (404), a method the path
+    does not have (405) and a request FastAPI cannot validate (400, invalid; FastAPI's default is a 422 of its own
+    shape)."""
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return operation_outcome(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return operation_outcome(400, "invalid", str(exc.errors()[:3]))

@@ -19,7 +19,6 @@ from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
-from radcds.adapters.fhir.outcome import answer_errors_with_operation_outcomes
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
 from radcds.domain.events import (
@@ -272,7 +271,6 @@ def create_app(settings: FusionSettings, *, components: FusionComponents | None 
         "consumer": consumer_ready,
     }
     app = FastAPI(title="radcds fusion", version="0.1.0", lifespan=lifespan)
-    answer_errors_with_operation_outcomes(app)
     app.include_router(health_router(checks=checks, metrics=components.metrics))
     app.include_router(
         fhir_router(service=service, queries=components.queries, mrn_system=settings.ehr_patient_identifier_system)

@@ -16,12 +16,15 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
+from starlette.exceptions import HTTPException
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
 from radcds.adapters.db.outbox import OutboxRelay
-from radcds.adapters.fhir.outcome import answer_errors_with_operation_outcomes
+from radcds.adapters.fhir.outcome import operation_outcome
 from radcds.adapters.kafka.consumer import EventConsumer, consumer_for
 from radcds.adapters.kafka.publisher import KafkaEventPublisher, kafka_reachable, publisher_for
 from radcds.domain.events import ASSESSMENT_PRODUCED, FINDINGS_PRODUCED, SOURCE_REPORTING, STUDY_AVAILABLE
@@ -266,7 +269,14 @@ def create_app(settings: ReportingSettings, *, components: ReportingComponents |
 
     app = FastAPI(title="radcds reporting", version="0.1.0", lifespan=lifespan)
 
-    answer_errors_with_operation_outcomes(app)
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
+        code = {404: "not-found", 405: "not-supported"}.get(exc.status_code, "processing")
+        return operation_outcome(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return operation_outcome(400, "invalid", str(exc.errors()[:3]))
 
     app.include_router(
         health_router(

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Literal
 
 from fastapi import APIRouter, FastAPI, Response
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel
 
 from radcds.runtime.metrics import ServiceMetrics
 
@@ -18,32 +16,15 @@ log = logging.getLogger(__name__)
 ReadinessCheck = Callable[[], bool]
 
 
-class Liveness(BaseModel):
-    """The body of ``/healthz``: the process answers."""
-
-    status: Literal["ok"]
-
-
-class Readiness(BaseModel):
-    """The body of ``/readyz`` (200 when every check is ``ok``, else 503): each check by name."""
-
-    status: Literal["ready", "not ready"]
-    checks: dict[str, Literal["ok", "not ready"]]
-
-
 def health_router(*, checks: Mapping[str, ReadinessCheck], metrics: ServiceMetrics) -> APIRouter:
     """``/healthz`` (process alive), ``/readyz`` (dependencies reachable) and ``/metrics``."""
     router = APIRouter(tags=["operations"])
 
-    @router.get("/healthz", response_model=Liveness)
+    @router.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get(
-        "/readyz",
-        response_model=Readiness,
-        responses={503: {"model": Readiness, "description": "A dependency is not ready"}},
-    )
+    @router.get("/readyz")
     def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, check in checks.items():
@@ -57,8 +38,7 @@ def health_router(*, checks: Mapping[str, ReadinessCheck], metrics: ServiceMetri
             {"status": "ready" if ready else "not ready", "checks": results}, status_code=200 if ready else 503
         )
 
-    # Documented as text/plain: the Prometheus text exposition format (its media type carries a version parameter).
-    @router.get("/metrics", response_class=PlainTextResponse)
+    @router.get("/metrics")
     def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -38,6 +38,7 @@ from hl7.mllp import open_hl7_connection, start_hl7_server
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fusion_stack_bench import _Ehr, _EhrServer  # the same canned EHR as the fusion benchmark
+from storage_bench import _orm  # the same ORM^O01 as the storage benchmark
 
 from radcds.adapters.dicomweb.multipart import build_related
 from radcds_devstack.samples import chest_cr, head_ct, part10
@@ -124,24 +125,6 @@ def _instances(kind: str, patient_id: str, accession: str, ct_slices: int) -> tu
     return str(ds.StudyInstanceUID), out
 
 
-def _orm(n: str, accession: str, study_uid: str, patient_id: str, kind: str) -> str:
-    """An ORM^O01 new order (ORC-1 NW, OBR-18 accession, ZDS-1 Study Instance UID; shared/notes/standards.md)."""
-    procedure = "71046^XR CHEST 2 VIEWS^CPT4" if kind == "CR" else "70450^CT HEAD WO CONTRAST^CPT4"
-    obr = [""] * 25
-    obr[:5] = ["OBR", "1", f"PLC{n}^EPIC", f"FIL{n}^RIS", procedure]
-    obr[16] = "1234^SMITH^JOHN"
-    obr[18], obr[19], obr[20], obr[24] = accession, "RP1", "SPS1", kind
-    return "\r".join(
-        [
-            f"MSH|^~\\&|RIS|HOSP|RADCDS|HOSP|20260101100000||ORM^O01|ORM-{n}|P|2.3.1",
-            f"PID|1||{patient_id}^^^HOSP^MR||DOE^JANE||19700101|F",
-            f"ORC|NW|PLC{n}^EPIC|FIL{n}^RIS||SC||||20260101100000|||1234^SMITH^JOHN",
-            "|".join(obr),
-            f"ZDS|{study_uid}^100^Application^DICOM",
-        ]
-    )
-
-
 class Generator:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -164,7 +147,8 @@ class Generator:
             body, boundary = build_related([("application/dicom", f) for f in files])
             study = Study(phase, kind, len(files), accession)
             self.engine.by_accession[accession] = study
-            out.append((study, _orm(n, accession, study_uid, patient, kind), body, boundary))
+            procedure = "71046^XR CHEST 2 VIEWS^CPT4" if kind == "CR" else "70450^CT HEAD WO CONTRAST^CPT4"
+            out.append((study, _orm(n, accession, study_uid, patient, procedure, kind), body, boundary))
         return out
 
     async def _one(self, client: httpx.AsyncClient, orm_lock: asyncio.Lock, conn: Any, item: Any) -> None:

@@ -17,6 +17,7 @@ from radcds_reporting.adapters.hl7v2.ack import AckCode, ReceivedAck
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, MLLPServer, SendOutcome
 from radcds_reporting.adapters.hl7v2.outbound import (
     DeliveryWorker,
+    OutboundMessage,
     OutboundQueue,
     QueueState,
     RetryPolicy,
@@ -241,3 +242,50 @@ def test_stop_returns_even_when_a_cancellation_is_lost_inside_a_send(engine: Eng
 
     counts = asyncio.run(scenario())
     assert counts["delivered"] <= 1 and counts["delivered"] + counts["queued"] == 5
+
+
+def test_worker_survives_its_database_being_unavailable_and_delivers_once_it_is_back(
+    engine: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A PostgreSQL restart (issue #15's fault suite): the queue's first reads fail with SQLAlchemy's
+    # OperationalError. The worker must keep running, log the outage and deliver when the database answers.
+    from sqlalchemy.exc import OperationalError
+
+    class _Restarting(OutboundQueue):
+        def __init__(self, eng: Engine, failures: int) -> None:
+            super().__init__(eng)
+            self.failures = failures
+
+        def next_due_batch(self, destination: str, limit: int) -> list[OutboundMessage]:
+            if self.failures:
+                self.failures -= 1
+                raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
+            return super().next_due_batch(destination, limit)
+
+    async def scenario() -> tuple[bool, dict[str, int]]:
+        queue = _Restarting(engine, failures=2)
+        async with MLLPServer(_AckAll("AA")) as server:
+            dest = f"127.0.0.1:{server.port}"
+            queue.enqueue(destination=dest, order_key="o1", payload=_msg("DB1"))
+            worker = DeliveryWorker(
+                queue,
+                MLLPSender("127.0.0.1", server.port),
+                destination=dest,
+                idle_poll=0.05,
+                policy=RetryPolicy(initial_delay=0.01, max_delay=0.05),
+            )
+            task = worker.start()
+            while queue.counts(dest)["delivered"] < 1:
+                assert not task.done(), "the worker ended on a database error"
+                await asyncio.sleep(0.02)
+            alive = not task.done()
+            await worker.stop()
+            return alive, queue.counts(dest)
+
+    with caplog.at_level(logging.WARNING, logger="radcds_reporting.adapters.hl7v2.outbound"):
+        alive, counts = asyncio.run(scenario())
+    assert alive
+    assert counts["delivered"] == 1
+    outages = [r for r in caplog.records if "database unavailable" in r.getMessage()]
+    assert len(outages) == 2
+    assert all(getattr(r, "error_class", "") == "OperationalError" for r in outages)

@@ -10,6 +10,10 @@
 - Any other handler error is retried ``max_retries`` times, then the record goes to
   ``<topic>.dlt`` with headers naming the original topic, partition, offset and error.
 - A record that is not a valid radcds CloudEvent goes to the dead-letter topic at once.
+- A retriable client error (the broker restarting or unreachable: ``KafkaConnectionError``,
+  ``KafkaTimeoutError``, ``NodeNotReadyError`` ...) raised while polling, dead-lettering or committing
+  never ends the loop: the unprocessed records of the batch are rewound and the loop waits with the
+  policy's backoff, so a broker outage of any length delays records and loses none.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from typing import Any
 
 from kafka import KafkaConsumer
 from kafka.consumer.fetcher import ConsumerRecord
-from kafka.errors import CommitFailedError, IllegalStateError
+from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from kafka.structs import OffsetAndMetadata
 from opentelemetry import trace
 from opentelemetry.trace import SpanKind, Status, StatusCode
@@ -163,29 +167,67 @@ class EventConsumer:
         return self._thread is not None and self._thread.is_alive()
 
     def _run(self) -> None:
+        outages = 0
         try:
             while not self._stop.is_set():
-                batches = self._consumer.poll(timeout_ms=500)
                 try:
-                    for tp, records in batches.items():
-                        for record in records:
-                            if self._stop.is_set():
-                                return
-                            if not self._process(record):
-                                # stopping mid-retry: rewind so the record is read again later
-                                self._consumer.seek(tp, record.offset)
-                                return
-                            self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, None, -1)})
-                except (CommitFailedError, IllegalStateError) as exc:
-                    # A rebalance happened while a record waited for a dependency: the partition's
-                    # owner (maybe us again) reads from the last committed offset. Drop this batch.
-                    log.warning("commit failed after a rebalance", extra={"error_class": type(exc).__name__})
+                    stopped = self._poll_once()
+                except KafkaError as exc:
+                    if not exc.retriable:
+                        raise
+                    outages += 1
+                    delay = self._policy.delay(min(outages, 16))
+                    log.warning(
+                        "kafka unavailable, will retry",
+                        extra={"group": self._group_id, "error_class": type(exc).__name__, "delay_s": delay},
+                    )
+                    if self._stop.wait(delay):
+                        return
+                    continue
+                outages = 0
+                if stopped:
+                    return
         except Exception:
             self.healthy = False
             log.exception("consumer loop failed", extra={"group": self._group_id})
             raise
         finally:
             self._consumer.close(autocommit=False)
+
+    def _poll_once(self) -> bool:
+        """Poll one batch and handle it record by record; True when asked to stop.
+
+        On a retriable :class:`KafkaError` every partition of the batch is rewound to its first record
+        not yet handled before the error propagates, so nothing polled is skipped."""
+        batches = self._consumer.poll(timeout_ms=500)
+        pending = {tp: records[0].offset for tp, records in batches.items() if records}
+        try:
+            for tp, records in batches.items():
+                for record in records:
+                    if self._stop.is_set():
+                        return True
+                    if not self._process(record):
+                        # stopping mid-retry: rewind so the record is read again later
+                        self._consumer.seek(tp, record.offset)
+                        return True
+                    pending[tp] = record.offset + 1
+                    self._consumer.commit({tp: OffsetAndMetadata(record.offset + 1, None, -1)})
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance happened while a record waited for a dependency: the partition's
+            # owner (maybe us again) reads from the last committed offset. Drop this batch.
+            log.warning("commit failed after a rebalance", extra={"error_class": type(exc).__name__})
+        except KafkaError as exc:
+            if exc.retriable:
+                self._rewind(pending)
+            raise
+        return False
+
+    def _rewind(self, pending: dict[Any, int]) -> None:
+        """Seek each still-assigned partition back to its first record not yet handled."""
+        assigned = set(self._consumer.assignment())
+        for tp, offset in pending.items():
+            if tp in assigned:
+                self._consumer.seek(tp, offset)
 
     def _process(self, record: ConsumerRecord) -> bool:
         """Handle one record; False only when asked to stop before it was handled."""

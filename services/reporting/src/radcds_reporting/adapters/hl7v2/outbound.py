@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
 from radcds_reporting.adapters.hl7v2.ack import parse_msh
 from radcds_reporting.adapters.hl7v2.mllp import Delivery, MLLPSender, SendOutcome
@@ -331,6 +331,10 @@ def parked_message_counts(engine: Engine) -> dict[str, int]:
         return {str(dest): int(n) for dest, n in conn.execute(stmt)}
 
 
+#: The longest wait between two tries of a worker whose database is unavailable (seconds).
+DB_RETRY_MAX_S = 5.0
+
+
 class DeliveryWorker:
     """Drains one destination's queue through one :class:`MLLPSender`, one message at a time."""
 
@@ -397,24 +401,46 @@ class DeliveryWorker:
         return held
 
     async def run(self) -> None:
-        """Deliver until cancelled or stopped, while holding the destination's lease (other replicas wait)."""
+        """Deliver until cancelled or stopped, while holding the destination's lease (other replicas wait).
+
+        The database being unavailable (a PostgreSQL restart or failover) never ends the loop: the worker
+        forgets its lease, waits (the retry policy's backoff, at most :data:`DB_RETRY_MAX_S`) and starts
+        again. Messages sent whose outcomes could not be recorded are resent later with the same MSH-10
+        (HL7 v2.5.1 2.10.1)."""
+        failures = 0
         while not self._stopping:
-            if not await self._hold_lease():
-                await self._sender.close()  # another replica sends; keep no idle connection open
+            try:
+                await self._step()
+                failures = 0
+            except SQLAlchemyError as exc:
+                failures += 1
+                self._lease_until = 0.0
+                delay = min(DB_RETRY_MAX_S, self._policy.delay(failures))
+                logger.warning(
+                    "outbound queue database unavailable, will retry",
+                    extra={"destination": self._destination, "error_class": type(exc).__name__, "delay_s": delay},
+                )
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout=self._lease_s / 3)
-                continue
-            state = await self.run_once()
-            if state is not None:
-                continue
-            wakeup = await asyncio.to_thread(self._queue.next_wakeup, self._destination)
-            delay = self._idle_poll
-            if wakeup is not None:
-                delay = max(0.0, min(delay, (wakeup - datetime.now(UTC)).total_seconds()))
+                    await asyncio.wait_for(self._wake.wait(), timeout=delay)
+
+    async def _step(self) -> None:
+        """One turn of :meth:`run`: hold the lease, send a batch or wait for the next due message."""
+        if not await self._hold_lease():
+            await self._sender.close()  # another replica sends; keep no idle connection open
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=delay)
+                await asyncio.wait_for(self._wake.wait(), timeout=self._lease_s / 3)
+            return
+        if await self.run_once() is not None:
+            return
+        wakeup = await asyncio.to_thread(self._queue.next_wakeup, self._destination)
+        delay = self._idle_poll
+        if wakeup is not None:
+            delay = max(0.0, min(delay, (wakeup - datetime.now(UTC)).total_seconds()))
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=delay)
 
     def start(self) -> asyncio.Task[None]:
         """Run in a background task."""

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -68,3 +70,41 @@ def eventually(probe: Callable[[], T | None], *, timeout_s: float = 60.0, what: 
             return value
         time.sleep(0.25)
     raise AssertionError(f"{what} did not happen within {timeout_s:.0f}s")
+
+
+class BlackHole:
+    """A TCP server that accepts every connection and never sends a byte: an EHR FHIR server that hangs."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._server = socket.create_server((host, port), backlog=1024)
+        self._server.settimeout(0.2)
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
+        self.url = f"http://{host}:{port}/fhir"
+
+    @property
+    def accepted(self) -> int:
+        """Connections accepted so far."""
+        return len(self._held)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._held.append(conn)  # held open, never read, never answered
+
+    def __enter__(self) -> BlackHole:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+        self._server.close()
+        for conn in self._held:
+            conn.close()

@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import statistics
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -33,7 +31,7 @@ from radcds_devstack import scenarios
 from radcds_devstack.stack import LocalStack, Ports
 from radcds_referral.settings import ReferralSettings
 
-from .edges import cds_client_token, edge_stack, eventually, log_entries
+from .edges import BlackHole, cds_client_token, edge_stack, eventually, log_entries
 
 pytestmark = [pytest.mark.integration, pytest.mark.faults]
 
@@ -50,44 +48,6 @@ MAX_IN_FLIGHT = int(_DEFAULTS["max_in_flight"].default)
 SLACK_S = 5.0
 ORDER_SIGN = "radcds-imaging-order-sign"
 ORDER_SELECT = "radcds-imaging-order-select"
-
-
-class BlackHole:
-    """A TCP server that accepts every connection and never sends a byte: an EHR FHIR server that hangs."""
-
-    def __init__(self, host: str, port: int) -> None:
-        self._server = socket.create_server((host, port), backlog=1024)
-        self._server.settimeout(0.2)
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="black-hole", daemon=True)
-        self.url = f"http://{host}:{port}/fhir"
-
-    @property
-    def accepted(self) -> int:
-        """Connections accepted so far."""
-        return len(self._held)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            self._held.append(conn)  # held open, never read, never answered
-
-    def __enter__(self) -> BlackHole:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-        self._server.close()
-        for conn in self._held:
-            conn.close()
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ naming what was missing. Settings refuse an EHR without auth in production."""
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from datetime import date
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -139,6 +140,14 @@ def test_ehr_down_is_named_as_missing_and_the_assessment_still_made(tmp_path):
     payload = assess(tmp_path, f"http://127.0.0.1:{free_port()}/fhir", "MRN-7")
     assert payload["missingContext"][0].startswith("Patient (")
     assert payload["sections"]["recommendations"]
+
+
+def test_ehr_down_is_logged_as_a_warning_naming_the_failure_not_the_patient(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="radcds_fusion.adapters.ehr_source"):
+        assess(tmp_path, f"http://127.0.0.1:{free_port()}/fhir", "MRN-7")
+    messages = [r.getMessage() for r in caplog.records if r.name == "radcds_fusion.adapters.ehr_source"]
+    assert messages == ["EHR source Patient (lookup by identifier) not read: EHR unreachable"]
+    assert not any("MRN-7" in m for m in caplog.messages)
 
 
 def test_settings_refuse_an_ehr_without_auth_in_production_or_smart_without_a_key(tmp_path):

@@ -41,6 +41,7 @@ class EhrContextSource:
         try:
             return self._loop.run(self._context(patient), timeout_s=self._timeout)
         except concurrent.futures.TimeoutError:
+            log.warning("EHR context not read: over the %g s budget", self._timeout)
             return ClinicalContext(missing=(f"EHR context (over the {self._timeout:g} s budget)",))
 
     async def _context(self, patient: PatientRef) -> ClinicalContext:
@@ -50,6 +51,8 @@ class EhrContextSource:
         try:
             matches = await self._fhir.search("Patient", {"identifier": value})
         except EhrReadError as exc:
+            # the reason names the failure (timed out, unreachable, HTTP status), never the patient
+            log.warning("EHR source Patient (lookup by identifier) not read: %s", exc.reason)
             return ClinicalContext(missing=(f"Patient ({exc.reason})",))
         ids = [str(m["id"]) for m in matches if m.get("resourceType") == "Patient" and m.get("id")]
         if len(ids) != 1:

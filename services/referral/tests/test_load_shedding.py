@@ -64,6 +64,11 @@ async def test_a_call_past_max_in_flight_is_answered_503_with_retry_after_and_no
     assert after.status_code == 200  # capacity is back once the held calls finished
     assert shedding.shed == 1
     assert shedding.in_flight == 0
+    # W3C Server Timing on every hook call, shed or answered; not on discovery
+    for r in (refused, *answered, after):
+        name, dur = r.headers["server-timing"].split(";dur=")
+        assert name == "app" and float(dur) >= 0
+    assert "server-timing" not in discovery.headers
 
 
 @pytest.mark.anyio

@@ -6,13 +6,18 @@ seconds helps nobody. At most ``max_in_flight`` hook calls (``POST /cds-services
 are processed at once in one worker process; one more is answered immediately with ``503 Service Unavailable``,
 ``Retry-After: 1`` (RFC 9110 §10.2.3) and the body ``{"cards": []}``, so a client that reads the body anyway finds
 no advice rather than an error document. Discovery (``GET /cds-services``) and the health endpoints are never shed.
+
+Every hook call's response carries ``Server-Timing: app;dur=<ms>`` (W3C Server Timing): the milliseconds from the
+call reaching this middleware to its response starting, shed or not. A client or a load test compares it with
+the latency it measured to tell time spent in the service from time spent queueing before it.
 """
 
 from __future__ import annotations
 
 import json
+import time
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 SHED_BODY = json.dumps({"cards": []}).encode()
 
@@ -32,9 +37,17 @@ class LoadShedding:
         if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].startswith(self.prefix):
             await self.app(scope, receive, send)
             return
+        started = time.perf_counter()
+
+        async def timed(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                dur = f"app;dur={(time.perf_counter() - started) * 1e3:.1f}".encode()
+                message = {**message, "headers": [*message.get("headers", []), (b"server-timing", dur)]}
+            await send(message)
+
         if self.in_flight >= self.max_in_flight:
             self.shed += 1
-            await send(
+            await timed(
                 {
                     "type": "http.response.start",
                     "status": 503,
@@ -45,10 +58,10 @@ class LoadShedding:
                     ],
                 }
             )
-            await send({"type": "http.response.body", "body": SHED_BODY})
+            await timed({"type": "http.response.body", "body": SHED_BODY})
             return
         self.in_flight += 1
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, timed)
         finally:
             self.in_flight -= 1

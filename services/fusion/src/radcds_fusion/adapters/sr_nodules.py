@@ -17,6 +17,7 @@ size, composition, location and finding code:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +47,9 @@ _COMPOSITIONS = {
     ("SCT", "50196008"): Composition.GROUND_GLASS,
     (RADCDS_SCHEME, "part-solid"): Composition.PART_SOLID,
 }
+#: The measurements read; any other measurement of a nodule's group (a mean attenuation in HU, ...) is ignored,
+#: whatever its unit or value.
+_READ = frozenset({_LONG_AXIS, _SHORT_AXIS, _DIAMETER, _VOLUME, _SOLID_PART})
 _LENGTH_TO_MM = {"mm": 1.0, "cm": 10.0}
 _VOLUME_TO_MM3 = {"mm3": 1.0, "cm3": 1000.0, "ml": 1000.0, "mL": 1000.0}
 
@@ -75,26 +79,55 @@ def read_nodules(dataset: Dataset) -> list[ReportedNodule]:
 
     Raises:
         MeasurementReportError: the data set is not an SR with a TID 1500 Measurement Report, or a nodule's
-            measurements are impossible (a negative size, a short axis above the long axis).
+            measurements are impossible (a negative or non-finite size, a short axis above the long axis, two
+            different values of one measurement) or its content items are unreadable. Only this error type is
+            raised; a nodule is never dropped silently. Measurements not read (other than the sizes above) are
+            ignored; graphic data that gives no finite 3D position leaves ``position_mm`` None.
     """
+    try:
+        # pydicom decodes elements when first read: decode them all here, so that a damaged element is this
+        # error and not whatever pydicom raises deep inside highdicom (OSError, struct.error, NotImplementedError)
+        dataset.walk(lambda _ds, _elem: None)
+    except Exception as exc:  # pydicom raises many unrelated types for one damaged file
+        raise MeasurementReportError(f"unreadable data set: {type(exc).__name__}") from exc
     if getattr(dataset, "Modality", None) != "SR" or "ContentSequence" not in dataset:
         raise NotAMeasurementReport("not a structured report with content")
     try:
         report = hd.sr.MeasurementReport.from_sequence([dataset])
-    except (ValueError, AttributeError, KeyError, TypeError) as exc:
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
         raise NotAMeasurementReport(f"not a TID 1500 measurement report: {exc}") from exc
-    groups = [
-        *report.get_planar_roi_measurement_groups(),
-        *report.get_volumetric_roi_measurement_groups(),
-        *report.get_image_measurement_groups(),
-    ]
+    try:
+        groups = [
+            *report.get_planar_roi_measurement_groups(),
+            *report.get_volumetric_roi_measurement_groups(),
+            *report.get_image_measurement_groups(),
+        ]
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
+        raise MeasurementReportError(f"unreadable measurement group: {exc}") from exc
     out: list[ReportedNodule] = []
     for group in groups:
-        finding = group.finding_type
+        try:
+            finding = group.finding_type
+        except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
+            raise MeasurementReportError(f"unreadable finding of a measurement group: {exc}") from exc
         if finding is None or (finding.scheme_designator, finding.value) not in NODULE_FINDINGS:
             continue
-        out.append(_nodule(group, finding))
+        try:
+            out.append(_nodule(group, finding))
+        except MeasurementReportError:
+            raise
+        except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
+            # broken content items inside a nodule's group (a NUM without its value or unit, an empty
+            # sequence): the nodule cannot be read, and saying so beats dropping it silently
+            raise MeasurementReportError(f"nodule {_name(group)}: unreadable content ({type(exc).__name__})") from exc
     return out
+
+
+def _name(group: Any) -> str:
+    try:
+        return str(group.tracking_identifier)
+    except (ValueError, AttributeError, KeyError, TypeError, IndexError):
+        return "(no tracking identifier)"
 
 
 def _nodule(group: Any, finding: hd.sr.CodedConcept) -> ReportedNodule:
@@ -102,11 +135,18 @@ def _nodule(group: Any, finding: hd.sr.CodedConcept) -> ReportedNodule:
     sizes: dict[tuple[str, str], float] = {}
     for m in group.get_measurements():
         key = (m.name.scheme_designator, m.name.value)
+        if key not in _READ:
+            continue
         unit = m.unit.value
         factor = _VOLUME_TO_MM3.get(unit) if key == _VOLUME else _LENGTH_TO_MM.get(unit)
         if factor is None:
             raise MeasurementReportError(f"unit {unit!r} of {m.name.meaning} is not a length or volume unit we read")
-        sizes[key] = float(m.value) * factor
+        value = float(m.value) * factor
+        if not math.isfinite(value):
+            raise MeasurementReportError(f"nodule {_name(group)}: {m.name.meaning} is not a finite number")
+        if key in sizes and sizes[key] != value:
+            raise MeasurementReportError(f"nodule {_name(group)}: two different values of {m.name.meaning}")
+        sizes[key] = value
     composition = Composition.SOLID
     for evaluation in group.get_qualitative_evaluations():
         value = evaluation.value
@@ -118,7 +158,7 @@ def _nodule(group: Any, finding: hd.sr.CodedConcept) -> ReportedNodule:
             found = Composition.PART_SOLID
         if found is not None:
             composition = found
-    long_axis = sizes.get(_LONG_AXIS) or sizes.get(_DIAMETER)
+    long_axis = sizes[_LONG_AXIS] if _LONG_AXIS in sizes else sizes.get(_DIAMETER)
     site = group.finding_sites[0].value if group.finding_sites else None
     try:
         nodule = Nodule(
@@ -147,7 +187,9 @@ def _centroid(group: Any) -> tuple[float, float, float] | None:
     items it built itself)."""
     for item in group[0].ContentSequence:
         if item.ValueType == "SCOORD3D" and "GraphicData" in item:
-            points = np.asarray(item.GraphicData, dtype=float).reshape(-1, 3)
-            c = points.mean(axis=0)
+            points = np.asarray(item.GraphicData, dtype=float)
+            if points.size == 0 or points.size % 3 or not np.isfinite(points).all():
+                return None  # no usable position: the nodule is still read, matched to priors without it
+            c = points.reshape(-1, 3).mean(axis=0)
             return (float(c[0]), float(c[1]), float(c[2]))
     return None

@@ -28,10 +28,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
+from radcds_devstack.samples import orm_o01
 from radcds_devstack.testing import free_port
 from radcds_reporting.adapters.hl7v2.ack import parse_ack
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["orm_o01"]  # re-exported: the tests build their orders with it
 VENV_BIN = Path(sys.executable).parent
 
 PEER = ROOT / "deploy" / "local" / "hapi-fhir-jpa"
@@ -214,32 +216,6 @@ class IntegrationEngine:
     def orus_for(self, accession: str) -> list[hl7.Message]:
         with self._lock:
             return [m for m in self.messages if str(m.segment("OBR")[18]) == accession]
-
-
-def orm_o01(
-    control_id: str,
-    placer: str,
-    filler: str,
-    accession: str,
-    study_uid: str,
-    patient_id: str,
-    *,
-    procedure: str = "71046^XR CHEST 2 VIEWS^CPT4",
-    modality: str = "CR",
-) -> str:
-    """An ORM^O01 new order (ORC-1 NW, OBR-18 accession, ZDS-1 Study Instance UID; shared/notes/standards.md)."""
-    obr = [""] * 25
-    obr[:5] = ["OBR", "1", f"{placer}^EPIC", f"{filler}^RIS", procedure]
-    obr[16] = "1234^SMITH^JOHN"
-    obr[18], obr[19], obr[20], obr[24] = accession, "RP1", "SPS1", modality
-    segments = [
-        f"MSH|^~\\&|RIS|HOSP|RADCDS|HOSP|20260101100000||ORM^O01|{control_id}|P|2.3.1",
-        f"PID|1||{patient_id}^^^HOSP^MR||DOE^JANE||19700101|F",
-        f"ORC|NW|{placer}^EPIC|{filler}^RIS||SC||||20260101100000|||1234^SMITH^JOHN",
-        "|".join(obr),
-        f"ZDS|{study_uid}^100^Application^DICOM",
-    ]
-    return "\r\n".join(segments) + "\r\n"
 
 
 def mllp_send(stack: Any, path: Path) -> list[Any]:

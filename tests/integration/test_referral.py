@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import httpx
 import pytest
@@ -61,3 +62,52 @@ def test_accepted_feedback_without_accepted_suggestions_is_a_400_operation_outco
     assert response.status_code == 400
     outcome = response.json()
     assert outcome["resourceType"] == "OperationOutcome" and "acceptedSuggestions" in outcome["issue"][0]["diagnostics"]
+
+
+def test_two_http_workers_on_a_fresh_database_start_and_keep_serving(stack, tmp_path):
+    # RADCDS_REFERRAL_HTTP_WORKERS=2 on an empty SQLite database: each worker used to migrate at start-up, and
+    # in `make bench` of 2026-12-02 they raced on the same DDL ("table already exists"), so uvicorn stopped the
+    # whole service. The parent now migrates once before starting the workers. The race depends on timing (this
+    # test did not reproduce it without the fix); it checks that two workers start and serve.
+    import subprocess
+    import sys
+    import time
+
+    from radcds_devstack.testing import free_port
+
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RADCDS_")},
+        **stack.service_env("referral"),
+        "RADCDS_REFERRAL_HTTP_PORT": str(port),
+        "RADCDS_REFERRAL_DATA_DIR": str(tmp_path / "data"),
+        "RADCDS_REFERRAL_DATABASE_URL": f"sqlite:///{tmp_path / 'referral.db'}",
+        "RADCDS_REFERRAL_TRACE_FILE": str(tmp_path / "traces.jsonl"),
+        "RADCDS_REFERRAL_PUBLIC_BASE_URL": f"http://{stack.host}:{port}",
+        "RADCDS_REFERRAL_HTTP_WORKERS": "2",
+    }
+    log = (tmp_path / "referral.log").open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "radcds_referral"], env=env, stdout=log, stderr=log)
+    try:
+        url = f"http://{stack.host}:{port}/cds-services/radcds-imaging-order-sign"
+        deadline = time.monotonic() + 60
+        ready = False
+        while time.monotonic() < deadline and process.poll() is None and not ready:
+            try:
+                ready = httpx.get(f"http://{stack.host}:{port}/readyz", timeout=2).status_code == 200
+            except httpx.TransportError:
+                time.sleep(0.5)
+        assert ready, (tmp_path / "referral.log").read_text()[-2000:]
+        answers = [
+            httpx.post(
+                url, json=scenarios.low_risk_minor_head_injury(), headers=_signed_headers(stack, url), timeout=10
+            )
+            for _ in range(8)
+        ]
+        assert [a.status_code for a in answers] == [200] * 8
+        assert process.poll() is None, (tmp_path / "referral.log").read_text()[-2000:]
+        assert "Application startup failed" not in (tmp_path / "referral.log").read_text()
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        log.close()

@@ -95,6 +95,11 @@ def run_service(
             raise SystemExit(f"radcds-{name}: these settings name no database")
         raise SystemExit(run_migrations(name, settings, migration_chain))
     if settings.http_workers > 1:
+        if migration_chain is not None and isinstance(settings, _HasDatabase) and settings.migrate_on_start:
+            # once, here, before the workers start: each would otherwise migrate at start-up, and on a fresh
+            # database they race on the same DDL ("table already exists"), and uvicorn stops them all
+            configure_logging(service=name, level=settings.log_level)
+            run_migrations(name, settings, migration_chain)
         uvicorn.run(
             f"radcds_{name}.__main__:app_factory",
             factory=True,

@@ -228,3 +228,146 @@ def test_smart_configuration_in_open_mode_is_a_404_operation_outcome(engine, tmp
     with TestClient(app) as c:
         r = c.get("/fhir/.well-known/smart-configuration")
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
+
+
+# ------------------------------------------------------------------ the JWT attack list (issue #15)
+# The list referral's CDS Hooks verifier is tested against (services/referral/tests/test_security.py), aimed at
+# the SMART-protected FHIR API: each forged or out-of-date token is a 401 invalid_token OperationOutcome.
+
+
+def _b64(data: bytes) -> str:
+    import base64
+
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _claims(**overrides) -> dict:
+    now = int(time.time())
+    body = {"iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "exp": now + 300, "iat": now, "scope": "system/*.read"}
+    body.update(overrides)
+    return {k: v for k, v in body.items() if v is not None}
+
+
+def _unsigned(claims: dict) -> str:
+    import json
+
+    return f"{_b64(json.dumps({'alg': 'none', 'typ': 'JWT'}).encode())}.{_b64(json.dumps(claims).encode())}."
+
+
+def _attack(name: str, key) -> str:
+    public_pem = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    now = int(time.time())
+    if name == "alg-none":
+        return _unsigned(_claims())
+    if name == "alg-none-with-signature":
+        return _unsigned(_claims()) + _b64(b"x" * 32)
+    if name == "hs256-keyed-with-the-public-key":
+        import hashlib
+        import hmac
+        import json
+
+        head = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+        body = _b64(json.dumps(_claims()).encode())
+        sig = hmac.new(public_pem, f"{head}.{body}".encode(), hashlib.sha256).digest()
+        return f"{head}.{body}.{_b64(sig)}"
+    if name == "rs512-not-configured":
+        return jwt.encode(_claims(), key, algorithm="RS512")
+    if name == "ps256-not-configured":
+        return jwt.encode(_claims(), key, algorithm="PS256")
+    if name == "crit-header":
+        return jwt.encode(_claims(), key, algorithm="RS256", headers={"crit": ["exp"], "b64": False})
+    if name == "signature-stripped":
+        return jwt.encode(_claims(), key, algorithm="RS256").rsplit(".", 1)[0] + "."
+    if name == "payload-swapped":
+        good = jwt.encode(_claims(), key, algorithm="RS256").split(".")
+        import json
+
+        good[1] = _b64(json.dumps(_claims(scope="system/*.cruds", sub="admin")).encode())
+        return ".".join(good)
+    if name == "audience-prefix":
+        return jwt.encode(_claims(aud=AUDIENCE + ".evil.example"), key, algorithm="RS256")
+    if name == "audience-list-without-us":
+        return jwt.encode(_claims(aud=["http://elsewhere/fhir"]), key, algorithm="RS256")
+    if name == "no-exp":
+        return jwt.encode(_claims(exp=None), key, algorithm="RS256")
+    if name == "exp-as-string":
+        return jwt.encode(_claims(exp=str(now + 300)), key, algorithm="RS256")
+    if name == "expired-past-leeway":
+        return jwt.encode(_claims(exp=now - 31), key, algorithm="RS256")
+    if name == "nbf-in-the-future":
+        return jwt.encode(_claims(nbf=now + 3600), key, algorithm="RS256")
+    if name == "nbf-not-a-number":
+        return jwt.encode(_claims(nbf="tomorrow"), key, algorithm="RS256")
+    if name == "iat-in-the-future":
+        return jwt.encode(_claims(iat=now + 3600), key, algorithm="RS256")
+    if name == "iat-not-a-number":
+        return jwt.encode(_claims(iat="now"), key, algorithm="RS256")
+    if name == "no-issuer":
+        return jwt.encode(_claims(iss=None), key, algorithm="RS256")
+    if name == "not-a-jwt":
+        return "not.a.jwt"
+    raise AssertionError(name)
+
+
+ATTACKS = [
+    "alg-none", "alg-none-with-signature", "hs256-keyed-with-the-public-key", "rs512-not-configured",
+    "ps256-not-configured", "crit-header", "signature-stripped", "payload-swapped", "audience-prefix",
+    "audience-list-without-us", "no-exp", "exp-as-string", "expired-past-leeway", "nbf-in-the-future",
+    "nbf-not-a-number", "iat-in-the-future", "iat-not-a-number", "no-issuer", "not-a-jwt",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("attack", ATTACKS)
+def test_each_forged_or_out_of_date_token_is_401_invalid_token_for_read_and_search(client, rsa_key, attack):
+    headers = {"Authorization": f"Bearer {_attack(attack, rsa_key)}"}
+    everyone = client.get("/fhir/DiagnosticReport", headers=bearer(rsa_key, "system/*.read")).json()
+    dr = everyone["entry"][0]["resource"]["id"]
+    for path in ("/fhir/DiagnosticReport", f"/fhir/DiagnosticReport/{dr}", "/fhir/Patient"):
+        r = client.get(path, headers=headers)
+        assert r.status_code == 401, (attack, path, r.status_code)
+        assert 'error="invalid_token"' in r.headers["www-authenticate"]
+        assert r.json()["resourceType"] == "OperationOutcome"
+
+
+def test_the_attack_list_control_a_well_formed_token_is_accepted(client, rsa_key):
+    assert client.get("/fhir/DiagnosticReport", headers=bearer(rsa_key, "system/*.read")).status_code == 200
+
+
+def test_a_patient_scoped_token_cannot_reach_another_patient_by_include_id_or_reference(client, rsa_key):
+    everyone = client.get("/fhir/DiagnosticReport", headers=bearer(rsa_key, "system/*.read")).json()
+    mine, theirs = sorted((e["resource"] for e in everyone["entry"]), key=lambda r: r["identifier"][0]["value"])
+    patient = mine["subject"]["reference"].split("/")[1]
+    other = theirs["subject"]["reference"].split("/")[1]
+    assert patient != other
+    headers = bearer(rsa_key, "patient/*.read", patient=patient)
+
+    def ids(bundle: dict) -> set[str]:
+        return {f"{e['resource']['resourceType']}/{e['resource']['id']}" for e in bundle.get("entry", [])}
+
+    included = client.get(
+        "/fhir/DiagnosticReport",
+        params=[("_include", "DiagnosticReport:subject"), ("_include", "DiagnosticReport:result")],
+        headers=headers,
+    )
+    assert included.status_code == 200
+    assert f"Patient/{patient}" in ids(included.json()) and f"Patient/{other}" not in ids(included.json())
+    assert f"DiagnosticReport/{theirs['id']}" not in ids(included.json())
+    for params in (
+        {"_id": theirs["id"]},
+        {"subject": f"Patient/{other}"},
+        {"patient": other},
+        {"_id": f"{mine['id']},{theirs['id']}"},
+    ):
+        bundle = client.get("/fhir/DiagnosticReport", params=params, headers=headers).json()
+        assert f"DiagnosticReport/{theirs['id']}" not in ids(bundle), params
+    observations = client.get("/fhir/Observation", params={"_include": "Observation:subject"}, headers=headers).json()
+    assert all(
+        e["resource"].get("subject", {}).get("reference", f"Patient/{patient}") == f"Patient/{patient}"
+        for e in observations.get("entry", []) if e["resource"]["resourceType"] == "Observation"
+    )  # fmt: skip
+    assert f"Patient/{other}" not in ids(observations)
+    assert client.get(f"/fhir/Patient/{other}", headers=headers).status_code == 404
+    assert client.get(f"/fhir/DiagnosticReport/{theirs['id']}/_history/1", headers=headers).status_code == 404
+    assert client.get(f"/fhir/DiagnosticReport/{theirs['id']}/_history", headers=headers).status_code in (403, 404)

@@ -231,7 +231,7 @@ def fhir_router(
         access, error = guarded(request, auth, resource_type, Interaction.READ)
         if error is not None or access is None:
             return error or operation_outcome(500, "exception", "no access decision")
-        if not version_id.isdigit():
+        if not (version_id.isascii() and version_id.isdigit() and len(version_id) <= 18):
             return operation_outcome(404, "not-found", f"version {version_id} is not known")
         with engine.connect() as conn:
             resource = FhirRepository(conn).read_version(resource_type, resource_id, int(version_id))

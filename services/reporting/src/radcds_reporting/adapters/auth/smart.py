@@ -13,6 +13,7 @@ error description, and never contains the token.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -116,12 +117,21 @@ class SmartTokenVerifier:
             )
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"token rejected: {type(exc).__name__}") from None
-        exp = claims.get("exp")
-        if not isinstance(exp, int | float) or now >= exp + self._leeway:
+        times: dict[str, float] = {}
+        for name in ("exp", "nbf", "iat"):
+            value = claims.get(name)
+            if value is None:
+                continue
+            # RFC 7519 4.1.4-4.1.6: NumericDate. A string, a boolean or NaN is refused, never skipped.
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise InvalidToken(f"claim {name} is not a NumericDate")
+            times[name] = float(value)
+        if now >= times["exp"] + self._leeway:
             raise InvalidToken("token expired")
-        nbf = claims.get("nbf")
-        if isinstance(nbf, int | float) and nbf > now + self._leeway:
+        if "nbf" in times and times["nbf"] > now + self._leeway:
             raise InvalidToken("token not yet valid")
+        if "iat" in times and times["iat"] > now + self._leeway:
+            raise InvalidToken("token issued in the future")
         scope = claims.get("scope", "")
         if isinstance(claims.get("scp"), list):
             scope = " ".join(str(s) for s in claims["scp"])

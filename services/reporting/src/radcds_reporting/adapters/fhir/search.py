@@ -298,13 +298,15 @@ def date_range(text: str) -> tuple[datetime, datetime]:
         second = int(g["S"] or 0)
         micro = int((g["f"] or ".0")[1:7].ljust(6, "0"))
         start = datetime(year, month, day, int(g["H"]), int(g["M"]), second, micro, tzinfo=tz).astimezone(UTC)
-    except ValueError as exc:
+        if g["S"] is None:
+            return start, start + (timedelta(minutes=1) - timedelta(microseconds=1))
+        if g["f"] is None:
+            return start, start + (timedelta(seconds=1) - timedelta(microseconds=1))
+        return start, start
+    except (ValueError, OverflowError) as exc:
+        # OverflowError: an instant at the calendar's edge (9999-12-31T23:59Z, 0001-01-01T00:00+01:00) whose
+        # interval or UTC conversion leaves datetime's range — a client error (400), never a 500.
         raise SearchError(f"{text!r} is not a valid date: {exc}") from None
-    if g["S"] is None:
-        return start, start + timedelta(minutes=1) - timedelta(microseconds=1)
-    if g["f"] is None:
-        return start, start + timedelta(seconds=1) - timedelta(microseconds=1)
-    return start, start
 
 
 # --- parsing of search requests --------------------------------------------------------------
@@ -454,15 +456,22 @@ def parse_search(
     return req
 
 
+_ASCII_INTEGER = re.compile(r"[0-9]{1,18}")
+MAX_OFFSET = 100_000  # past this a page is a scan of the table; also keeps OFFSET within SQL's 64-bit integer
+
+
 def _control(req: SearchRequest, base: str, modifier: str, raw: str, *, max_count: int) -> None:
     if base in {"_count", "_offset"}:
-        if modifier or not raw.isdigit():
+        # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses (a 500 found by fuzzing).
+        if modifier or _ASCII_INTEGER.fullmatch(raw) is None:
             raise SearchError(f"{base} must be a non-negative integer")
         if base == "_count":
             req.count = min(int(raw), max_count)
             req.used.append(("_count", str(req.count)))
         else:
             req.offset = int(raw)
+            if req.offset > MAX_OFFSET:
+                raise SearchError(f"_offset must be at most {MAX_OFFSET}; narrow the search instead of paging so far")
         return
     if base == "_include":
         if modifier:

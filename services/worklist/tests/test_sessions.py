@@ -143,3 +143,35 @@ def test_cookies_are_httponly_lax_and_secure_with_the_host_prefix_when_configure
 def test_a_short_secret_is_refused():
     with pytest.raises(ValueError, match="16 characters"):
         SessionCodec(secret="short", max_age_s=60)
+
+
+def _mac_variants(cookie: str) -> list[str]:
+    version, body, mac = cookie.split(".")
+    last = mac[-1]
+    # 32 bytes are 43 base64url characters: the last carries 2 unused bits, so 4 characters decode alike.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    same_bytes = [c for c in alphabet if c != last and alphabet.index(c) >> 2 == alphabet.index(last) >> 2]
+    return [
+        f"{version}.{body}.",  # signature stripped
+        f"{version}.{body}.{mac[:-2]}",  # truncated
+        f"{version}.{body}.{mac}=",  # padded
+        f"{version}.{body}.{mac[:20]}!{mac[20:]}",  # a character outside the alphabet inserted
+        f"{version}.{body}.{mac[:-1]}{same_bytes[0]}",  # the last character's unused bits changed
+        f"{version}.{body}.{mac.upper()}",
+        f"none.{body}.",  # an unsigned version, as JWT's alg: none
+        f"{version}.{body}.{mac}.{mac}",
+        f"{version}.{body} .{mac}",
+    ]
+
+
+@pytest.mark.parametrize("variant", range(9))
+def test_a_session_cookie_whose_mac_is_stripped_truncated_or_re_encoded_is_refused(codec, variant):
+    cookie = codec.encode(codec.issue(ADA))
+    assert codec.decode(cookie) is not None
+    assert codec.decode(_mac_variants(cookie)[variant]) is None
+
+
+def test_a_login_state_cookie_whose_mac_is_re_encoded_is_refused(codec):
+    cookie = codec.encode_login_state(codec.new_login_state(return_to="/"))
+    for variant in _mac_variants(cookie):
+        assert codec.decode_login_state(variant) is None

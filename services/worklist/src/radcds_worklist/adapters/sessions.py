@@ -291,10 +291,11 @@ def _verify(key: bytes, value: str | None) -> dict[str, Any] | None:
     if len(parts) != 3 or parts[0] != _VERSION:
         return None
     expected = hmac.new(key, f"{parts[0]}.{parts[1]}".encode("ascii", "replace"), hashlib.sha256).digest()
+    # The MAC is compared as the exact text we issue: base64 decoding is lenient (it skips characters outside the
+    # alphabet and ignores the unused bits of the last one), which would let altered cookies pass as the same.
+    if not hmac.compare_digest(_b64(expected).encode("ascii"), parts[2].encode("utf-8", "replace")):
+        return None
     try:
-        presented = base64.urlsafe_b64decode(_pad(parts[2]))
-        if not hmac.compare_digest(expected, presented):
-            return None
         payload = json.loads(base64.urlsafe_b64decode(_pad(parts[1])))
     except (ValueError, binascii.Error):
         return None

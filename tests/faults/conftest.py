@@ -166,6 +166,7 @@ def run_fault(
             destination=ORU_DESTINATION,
             started=started,
             stow_resends=stream.resends,
+            order_resends=stream.order_resends,
         )
         record_fault(tally)
         return tally

@@ -1,6 +1,10 @@
 """Streams of studies through the fault stack, and the end-to-end count every fault scenario ends with.
 
-A stream sends real studies over STOW-RS (PS3.18 10.5) from a background thread at a steady pace: pydicom-data's
+A stream sends, per study, first its order as an HL7 v2 ORM^O01 over MLLP to reporting (HL7 v2.5.1 4.4.1, Appendix
+C.4; radcds_devstack.samples.orm_o01: ORC-1 NW, OBR-18 the accession, ZDS-1 the Study Instance UID, procedure CPT
+71046 for a chest CR or 70450 for a head CT), resent until the answer is MSA-1 AA (an ACK lost to a fault means a
+resend of the same MSH-10, which reporting acknowledges again without a second ServiceRequest), then the study.
+It sends real studies over STOW-RS (PS3.18 10.5) from a background thread at a steady pace: pydicom-data's
 head CT slice 693_UNCI.dcm and, every ``chest_every``-th, the chest CR RG1_UNCI.dcm (radcds_devstack.samples), each
 with fresh UIDs, its own accession number (0008,0050) and its own Patient ID. A STOW that fails (imaging killed, a
 connection cut) is sent again until imaging answers 200: imaging stores a SOP Instance once, so a resend is no
@@ -8,6 +12,8 @@ second study.
 
 The count (:func:`count`) reads what came out at both ends:
 
+* orders: the ServiceRequests reporting stored per study; ``orders_lost`` are studies without one, ``orders_dup``
+  every ServiceRequest beyond the first of a study (ORM resends are counted apart, ``order_resends``);
 * reports: the DiagnosticReports reporting stored per study (its PostgreSQL ``fhir_resources``); ``lost`` are studies
   without one, ``dup`` every report beyond the first of a study;
 * ORUs: the ORU^R01 messages reporting queued per study (``hl7_outbound_messages``, one per report version and
@@ -37,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import hl7
+import hl7.client
 import httpx
 import psycopg
 from kafka import KafkaAdminClient, KafkaConsumer
@@ -44,7 +51,7 @@ from kafka.structs import TopicPartition
 
 from radcds_devstack import processes
 from radcds_devstack.demo import stow
-from radcds_devstack.samples import chest_cr, head_ct, part10
+from radcds_devstack.samples import chest_cr, head_ct, orm_o01, part10
 from radcds_devstack.stack import LocalStack
 
 from .peer import FaultPeer, Receipt
@@ -98,8 +105,8 @@ def make_studies(n: int, *, label: str, chest_every: int = 5) -> list[Study]:
 
 
 class Stream:
-    """Sends ``studies`` over STOW-RS one after another from a thread, ``interval_s`` apart, each until imaging
-    answers 200 (resending after any failure)."""
+    """Sends, from a thread, ``interval_s`` apart, each study's ORM^O01 order until reporting answers AA, then the
+    study over STOW-RS until imaging answers 200 (resending after any failure)."""
 
     def __init__(self, stack: LocalStack, studies: list[Study], *, interval_s: float = 0.3) -> None:
         self.stack = stack
@@ -107,11 +114,37 @@ class Stream:
         self.interval_s = interval_s
         self.sent = 0
         self.resends = 0
+        self.order_resends = 0
         self._thread = threading.Thread(target=self._run, name="fault-stream", daemon=True)
         self._stop = threading.Event()
 
+    def _order(self, study: Study) -> None:
+        chest = study.modality != "CT"
+        message = orm_o01(
+            f"ORM-{study.accession}",
+            f"PLC{study.accession}",
+            f"FIL{study.accession}",
+            study.accession,
+            study.study_uid,
+            study.patient_id,
+            procedure="71046^XR CHEST 2 VIEWS^CPT4" if chest else "70450^CT HEAD WO CONTRAST^CPT4",
+            modality=study.modality,
+        ).replace("\r\n", "\r")
+        while not self._stop.is_set():
+            try:
+                with hl7.client.MLLPClient(self.stack.host, self.stack.ports.reporting_mllp) as client:
+                    client.socket.settimeout(10)
+                    ack = hl7.parse(client.send_message(message).decode("utf-8", "replace").strip("\x0b\x1c\r"))
+                if str(ack.segment("MSA")[1]) == "AA":
+                    return
+            except (OSError, KeyError, IndexError, ValueError):
+                pass
+            self.order_resends += 1
+            self._stop.wait(0.5)
+
     def _run(self) -> None:
         for study in self.studies:
+            self._order(study)
             while not self._stop.is_set():
                 try:
                     stow(self.stack, [study.part10])
@@ -196,6 +229,9 @@ class Tally:
     oru_dup: int
     parked: int = 0
     resent: int = 0
+    orders: int = 0
+    orders_lost: int = 0
+    orders_dup: int = 0
     seconds: float = 0.0
     notes: dict[str, Any] = field(default_factory=dict)
 
@@ -205,23 +241,27 @@ class Tally:
         return (
             f"FAULT {self.scenario}: studies={self.studies} reports={self.reports} lost={self.lost} dup={self.dup} "
             f"orus={self.orus} oru_lost={self.oru_lost} oru_dup={self.oru_dup} parked={self.parked} "
-            f"resent={self.resent}{extra} ({self.seconds:.0f} s)"
+            f"resent={self.resent} orders={self.orders} orders_lost={self.orders_lost} "
+            f"orders_dup={self.orders_dup}{extra} ({self.seconds:.0f} s)"
         )
 
     def assert_nothing_lost_or_duplicated(self) -> None:
-        """lost == dup == oru_lost == oru_dup == 0."""
-        assert (self.lost, self.dup, self.oru_lost, self.oru_dup) == (0, 0, 0, 0), self.line()
+        """lost == dup == oru_lost == oru_dup == orders_lost == orders_dup == 0."""
+        counts = (self.lost, self.dup, self.oru_lost, self.oru_dup, self.orders_lost, self.orders_dup)
+        assert counts == (0, 0, 0, 0, 0, 0), self.line()
 
     @staticmethod
     def markdown(tallies: Iterable[Tally]) -> str:
         """The summary table of ``.run/faults/summary.md``."""
         head = (
-            "| scenario | studies | reports | lost | dup | orus | oru_lost | oru_dup | parked | resent | s | notes |\n"
+            "| scenario | studies | orders | orders_lost | orders_dup | reports | lost | dup | orus | oru_lost | "
+            "oru_dup | parked | resent | s | notes |\n"
         )
-        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
+        rule = "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|\n"
         rows = "".join(
-            f"| {t.scenario} | {t.studies} | {t.reports} | {t.lost} | {t.dup} | {t.orus} | {t.oru_lost} | "
-            f"{t.oru_dup} | {t.parked} | {t.resent} | {t.seconds:.0f} | "
+            f"| {t.scenario} | {t.studies} | {t.orders} | {t.orders_lost} | {t.orders_dup} | {t.reports} | "
+            f"{t.lost} | {t.dup} | {t.orus} | {t.oru_lost} | {t.oru_dup} | {t.parked} | {t.resent} | "
+            f"{t.seconds:.0f} | "
             f"{' '.join(f'{k}={v}' for k, v in t.notes.items())} |\n"
             for t in tallies
         )
@@ -232,15 +272,20 @@ def _dsn(stack: LocalStack, service: str) -> str:
     return f"postgresql://postgres@{stack.host}:{stack.ports.postgres}/radcds_{service}"
 
 
-def report_counts(stack: LocalStack, studies: list[Study]) -> dict[str, int]:
-    """DiagnosticReports stored per Study Instance UID (studies without one are absent)."""
+def resource_counts(stack: LocalStack, studies: list[Study], resource_type: str) -> dict[str, int]:
+    """Resources of ``resource_type`` reporting stored per Study Instance UID (studies without one are absent)."""
     with psycopg.connect(_dsn(stack, "reporting"), connect_timeout=5) as conn:
         rows = conn.execute(
-            "SELECT study_instance_uid, count(*) FROM fhir_resources WHERE resource_type = 'DiagnosticReport' "
+            "SELECT study_instance_uid, count(*) FROM fhir_resources WHERE resource_type = %s "
             "AND study_instance_uid = ANY(%s) GROUP BY study_instance_uid",
-            ([s.study_uid for s in studies],),
+            (resource_type, [s.study_uid for s in studies]),
         ).fetchall()
     return {str(uid): int(n) for uid, n in rows}
+
+
+def report_counts(stack: LocalStack, studies: list[Study]) -> dict[str, int]:
+    """DiagnosticReports stored per Study Instance UID (studies without one are absent)."""
+    return resource_counts(stack, studies, "DiagnosticReport")
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,6 +369,7 @@ def count(
 ) -> Tally:
     """The end-to-end count of a scenario's studies (the module docstring defines each number)."""
     reports = report_counts(stack, studies)
+    orders = resource_counts(stack, studies, "ServiceRequest")
     accessions = {s.accession for s in studies}
     queued = [q for q in queued_orus(stack, destination) if q.accession in accessions]
     receipts = peer.receipts(accessions)
@@ -364,6 +410,9 @@ def count(
         oru_dup=oru_dup,
         parked=len(parked_ids),
         resent=resent,
+        orders=len(orders),
+        orders_lost=sum(1 for s in studies if s.study_uid not in orders),
+        orders_dup=sum(n - 1 for n in orders.values()),
         seconds=time.monotonic() - started,
         notes=notes,
     )

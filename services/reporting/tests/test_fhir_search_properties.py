@@ -255,3 +255,16 @@ def test_payloads_in_the_path_are_404_operation_outcomes_and_change_nothing(api,
             assert r.status_code in (400, 404), (path, r.status_code)
             assert r.json()["resourceType"] == "OperationOutcome"
     assert _row_counts(reporting_db) == before
+
+
+def test_a_write_body_nested_too_deeply_to_decode_is_a_400_operation_outcome(api, reporting_db):
+    before = _row_counts(reporting_db)
+    dr = api.get("/fhir/DiagnosticReport").json()["entry"][0]["resource"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    for method, path, ctype in (
+        ("PUT", f"/fhir/DiagnosticReport/{dr['id']}", "application/fhir+json"),
+        ("PATCH", f"/fhir/DiagnosticReport/{dr['id']}", "application/json-patch+json"),
+    ):
+        r = api.request(method, path, content=deep, headers={"Content-Type": ctype})
+        assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome", (method, r.status_code)
+    assert _row_counts(reporting_db) == before

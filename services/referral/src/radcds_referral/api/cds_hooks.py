@@ -224,7 +224,7 @@ def parse_feedback(body: bytes) -> list[Feedback]:
     """
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: nested too deeply to decode
         raise BadRequest("feedback body is not valid JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("feedback"), list) or not data["feedback"]:
         raise BadRequest("feedback must be a non-empty array")

@@ -426,6 +426,8 @@ async def _json_body(request: Request) -> Any:
         return json.loads(await request.body())
     except (json.JSONDecodeError, UnicodeDecodeError):
         return operation_outcome(400, "structure", "the body is not JSON")
+    except RecursionError:  # thousands of nested arrays exhaust the decoder: a 400, not a 500
+        return operation_outcome(400, "structure", "the body is nested too deeply")
 
 
 def _included(

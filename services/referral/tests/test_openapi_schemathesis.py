@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +37,9 @@ BASE = "http://testserver"
 
 # Loaded when the module is collected: schemathesis.pytest.from_fixture (its lazy loader) reads a private
 # attribute that pytest 9 no longer has, so the schema cannot come from a fixture.
-_SCRATCH = Path(tempfile.mkdtemp(prefix="referral-schemathesis-"))
+# Removed when the module is released (the end of the session); the schema needs it from collection on.
+_SCRATCH_DIR = tempfile.TemporaryDirectory(prefix="referral-schemathesis-", ignore_cleanup_errors=True)
+_SCRATCH = Path(_SCRATCH_DIR.name)
 _KEY_PATH, _ISSUERS = write_dev_issuer(_SCRATCH / "issuer", ISS)
 _KEY = _KEY_PATH.read_bytes()
 _KID = json.loads(_ISSUERS.read_text())[0]["jwks"]["keys"][0]["kid"]
@@ -77,12 +77,6 @@ _enrich(
     schema.raw_schema,
     TestClient(schema.app).get("/cds-services", headers={"Authorization": _bearer("/cds-services")}).json(),
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_scratch() -> Iterator[None]:
-    yield
-    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 @schema.parametrize()

@@ -12,9 +12,7 @@ full request; ``HYPOTHESIS_PROFILE=fuzz`` keeps its own count.
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -77,15 +75,11 @@ _RESULT_PARAMETERS = ("_count", "_include", "_revinclude", "_sort", "_summary", 
 
 # Loaded when the module is collected: schemathesis.pytest.from_fixture (its lazy loader) reads a private
 # attribute that pytest 9 no longer has, so the schema cannot come from a fixture.
-_SCRATCH = Path(tempfile.mkdtemp(prefix="reporting-schemathesis-"))
+# Removed when the module is released (the end of the session); the schema needs it from collection on.
+_SCRATCH_DIR = tempfile.TemporaryDirectory(prefix="reporting-schemathesis-", ignore_cleanup_errors=True)
+_SCRATCH = Path(_SCRATCH_DIR.name)
 schema = schemathesis.openapi.from_asgi("/openapi.json", _app(_SCRATCH))
 _enrich(schema.raw_schema, TestClient(schema.app).get("/fhir/metadata").json())
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _remove_scratch() -> Iterator[None]:
-    yield
-    shutil.rmtree(_SCRATCH, ignore_errors=True)
 
 
 @schema.parametrize()

@@ -7,7 +7,8 @@
 # DICOM validators dicom3tools (dciodvfy) and pixelmed-apps (DicomSRValidator), and Chromium (the worklist's
 # browser tests drive /usr/bin/chromium headless with Python playwright; no browser is downloaded), and
 # buildah, mmdebstrap and skopeo (`make images`: container images built without a Docker engine), and
-# faketime (libfaketime: the fault suite runs services under a jumped clock).
+# faketime (libfaketime: the fault suite runs services under a jumped clock) and a C compiler (the small
+# preload shim next to it, tests/faults/clockshim.c).
 set -euo pipefail
 need=()
 command -v javac >/dev/null 2>&1 || need+=(default-jdk-headless)
@@ -23,6 +24,7 @@ command -v buildah >/dev/null 2>&1 || need+=(buildah)
 command -v mmdebstrap >/dev/null 2>&1 || need+=(mmdebstrap)
 command -v skopeo >/dev/null 2>&1 || need+=(skopeo)
 command -v faketime >/dev/null 2>&1 || need+=(faketime)
+command -v cc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 if [ ${#need[@]} -eq 0 ]; then
   exit 0
 fi

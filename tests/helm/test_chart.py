@@ -899,8 +899,32 @@ def test_topics_job_creates_every_topic_with_its_partitions_after_install(
     script = container["args"][0]
     for topic, partitions in TOPICS.items():
         command = f"--topic '{topic}' --partitions {partitions} --replication-factor 2"
-        assert command in script, topic
+        assert command + " --config 'message.timestamp.type=LogAppendTime'" in script, topic
+        assert f"configure --entity-name '{topic}' --add-config 'message.timestamp.type=LogAppendTime'" in script
     assert _env(container)["KAFKA_BOOTSTRAP_SERVERS"]["value"] == BOOTSTRAP
+
+
+def test_topics_job_lets_an_items_own_config_override_the_common_one(chart: helm.Chart) -> None:
+    items = [{"name": "radcds.imaging.studies.v1", "partitions": 6,
+              "config": {"retention.ms": 604800000, "message.timestamp.type": "CreateTime"}}]  # fmt: skip
+    docs = _render(chart, {"topics": {"create": True, "items": items}})
+
+    script = _container(_objects(docs, "Job")[f"{RELEASE}-topics"])["args"][0]
+    assert (
+        "--config 'message.timestamp.type=CreateTime' --config 'retention.ms=604800000'" in script
+        and "--add-config 'message.timestamp.type=CreateTime,retention.ms=604800000'" in script
+        and "LogAppendTime" not in script
+    )
+
+
+def test_chart_topic_configs_are_the_ones_the_local_stack_gives_its_topics() -> None:
+    import yaml
+
+    from radcds_devstack.kafka_admin import radcds_topics
+
+    values = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert {dict(t.config)["message.timestamp.type"] for t in radcds_topics()} == {"LogAppendTime"}
+    assert all(dict(t.config) == values["topics"]["config"] for t in radcds_topics())
 
 
 def test_notes_point_at_the_fixed_dicomweb_and_fhir_paths(chart: helm.Chart) -> None:

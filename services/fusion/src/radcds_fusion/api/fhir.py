@@ -11,16 +11,23 @@ Errors are OperationOutcomes (FHIR R4 3.1.0.4).
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
 from radcds_fusion.adapters.fhir import RECOMMENDATION_STATE_SYSTEM, service_request
 from radcds_fusion.handlers import FusionService, InvalidTransition, RecommendationNotFound
 from radcds_fusion.queries import RecommendationQueries
 
+#: The ``$cancel`` body as the OpenAPI document gives it (the route reads it itself, to answer OperationOutcomes).
+_PARAMETERS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {media: {"schema": {"type": "object"}} for media in (FHIR_JSON, "application/json")},
+}
 _STATES_BY_STATUS = {"active": ["proposed", "overdue"], "completed": ["closed"], "revoked": ["cancelled"]}
 
 
@@ -32,6 +39,20 @@ def _identifier_value(token: str, mrn_system: str | None) -> str | None:
     if bar and system and system != mrn_system:
         return None
     return value
+
+
+def _parameters(body: bytes) -> dict[str, Any] | None:
+    """The ``$cancel`` body as a JSON object, else None: not JSON, not an object, or nested too deeply for the
+    decoder (a RecursionError, found by the hostile-input tests: a 400, not a 500)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _value(parameter: Any, key: str) -> Any:
+    return parameter.get(key) if isinstance(parameter, dict) else None
 
 
 def fhir_router(*, service: FusionService, queries: RecommendationQueries, mrn_system: str | None = None) -> APIRouter:
@@ -83,13 +104,25 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries, mrn_s
         bundle = {"resourceType": "Bundle", "type": "searchset", "total": len(entries), "entry": entries}
         return JSONResponse(bundle, media_type=FHIR_JSON)
 
-    @router.post("/ServiceRequest/{rec_id}/$cancel")
-    def cancel(rec_id: str, parameters: Annotated[dict[str, Any], Body()]) -> Response:
-        if parameters.get("resourceType") != "Parameters":
+    @router.post("/ServiceRequest/{rec_id}/$cancel", openapi_extra={"requestBody": _PARAMETERS_BODY})
+    async def cancel(rec_id: str, request: Request) -> Response:
+        parameters = _parameters(await request.body())
+        if parameters is None or parameters.get("resourceType") != "Parameters":
             return operation_outcome(400, "invalid", "the body must be a Parameters resource")
-        values = {p.get("name"): p for p in parameters.get("parameter", []) if isinstance(p, dict)}
-        reason = str(values.get("reason", {}).get("valueString", "")).strip()
-        by = str(values.get("practitioner", {}).get("valueReference", {}).get("reference", "")).strip()
+        return await run_in_threadpool(_cancel, rec_id, parameters)
+
+    def _cancel(rec_id: str, parameters: dict[str, Any]) -> Response:
+        listed = parameters.get("parameter", [])
+        # a parameter of another shape (not a list, a name that is not a string) is malformed: a 400, not a 500
+        values = (
+            {p["name"]: p for p in listed if isinstance(p, dict) and isinstance(p.get("name"), str)}
+            if isinstance(listed, list)
+            else {}
+        )
+        reason = _value(values.get("reason"), "valueString")
+        by = _value(_value(values.get("practitioner"), "valueReference"), "reference")
+        reason = reason.strip() if isinstance(reason, str) else ""
+        by = by.strip() if isinstance(by, str) else ""
         if not reason or not by.startswith("Practitioner/"):
             return operation_outcome(
                 400, "required", "$cancel needs a reason (valueString) and a practitioner (valueReference)"

@@ -267,6 +267,11 @@ def parse_qido_query(
     if series_instance_uid and level is not QidoLevel.INSTANCE:
         raise ValueError("a series in the path only scopes an instance-level search")
     items = list(params.items()) if isinstance(params, Mapping) else list(params)
+    # NUL is no character of a DICOM value (PS3.5 6.1.2.3, 6.2: only the padding of a UI); SQLite's LIKE stops at
+    # it, so "*\x00*" matched every instance (found by the hostile-input tests), and PostgreSQL refuses it in text.
+    texts = [study_instance_uid or "", series_instance_uid or ""] + [part for item in items for part in item]
+    if any("\x00" in text for text in texts):
+        raise ValueError("a query key or value holds a NUL character")
     grouped: dict[str, list[str]] = {}
     for key, value in items:
         grouped.setdefault(key, []).append(value)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import httpx
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import Counter
 from sqlalchemy import Engine
 
 from radcds.adapters.db.engine import database_ready, make_engine, migrate
@@ -57,6 +58,15 @@ class ReferralComponents:
     kafka: KafkaEventPublisher | None = None
     relay: OutboxRelay | None = None
     started: list[str] = field(default_factory=list)
+    #: Hook calls answered ``{"cards": []}`` at once: their latency budget was spent before gathering began.
+    deadline_expired: Counter = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.deadline_expired = Counter(
+            "radcds_referral_deadline_expired",
+            "Hook calls answered with no cards because their latency budget was spent before gathering began",
+            registry=self.metrics.registry,
+        )
 
     def start(self) -> None:
         """Migrate the database, then start the outbox relay (over the Kafka publisher unless one was handed in)."""
@@ -178,6 +188,7 @@ def create_app(settings: ReferralSettings, *, components: ReferralComponents | N
             feedback_queries=components.feedback_queries,
             authenticator=components.authenticator,
             public_base_url=settings.public_base_url,
+            on_deadline_expired=components.deadline_expired.inc,
         )
     )
     # Outermost but for tracing: a shed call costs no authentication, parsing or database work.

@@ -8,7 +8,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -18,7 +18,7 @@ from starlette.concurrency import run_in_threadpool
 from radcds_referral.adapters import cards
 from radcds_referral.adapters.clinical_context import imaging_order_from_service_request, patient_context_from_fhir
 from radcds_referral.adapters.followups import FusionFollowUps
-from radcds_referral.adapters.prefetch import gather
+from radcds_referral.adapters.prefetch import BudgetExceeded, gather
 from radcds_referral.adapters.protocol import CdsRequest, draft_orders
 from radcds_referral.domain.appropriateness import (
     DraftImagingOrder,
@@ -37,6 +37,13 @@ from radcds_referral.settings import ReferralSettings
 log = logging.getLogger(__name__)
 #: At most this many of the Patient's identifiers travel in an order-sign event (an EHR Patient has a handful).
 MAX_PATIENT_IDENTIFIERS = 10
+#: Below this much of the latency budget left when the handler starts, no gathering is begun: the answer is
+#: ``{"cards": []}`` at once (a FHIR query cannot answer in less, and the client is about to give up).
+MIN_REMAINING_BUDGET_S = 0.01
+
+
+class DeadlineExpired(BudgetExceeded):
+    """The call's latency budget, counted from its arrival, was (nearly) spent before gathering began."""
 
 
 def patient_identifiers(patient: dict[str, Any] | None, patient_id: str) -> list[dict[str, str]]:
@@ -92,16 +99,33 @@ class ReferralService:
         fhir_http: httpx.AsyncClient,
         settings: ReferralSettings,
         followups: FusionFollowUps | None = None,
+        clock: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._rules = list(rules)
+        #: The clock of the call's arrival time (``time.perf_counter``, as the shedding middleware's).
+        self._clock = clock
         self._followups = followups
         self._repository = repository
         self._http = fhir_http
         self._settings = settings
         self._cache = _ResponseCache()
 
-    async def call(self, service: CdsService, request: CdsRequest, *, body_digest: str = "") -> dict[str, Any]:
-        """The CDS Hooks response for one call."""
+    def remaining_budget(self, arrived_at: float | None) -> float:
+        """Seconds of ``latency_budget_s`` left for a call that arrived at ``arrived_at`` (on :attr:`_clock`);
+        the whole budget when the arrival is not known."""
+        budget = self._settings.latency_budget_s
+        return budget if arrived_at is None else budget - (self._clock() - arrived_at)
+
+    async def call(
+        self, service: CdsService, request: CdsRequest, *, body_digest: str = "", arrived_at: float | None = None
+    ) -> dict[str, Any]:
+        """The CDS Hooks response for one call.
+
+        ``arrived_at`` is when the call reached the service (``time.perf_counter``, recorded by the shedding
+        middleware): ``latency_budget_s`` is counted from it, so gathering and the fusion read get only what is
+        left. With less than :data:`MIN_REMAINING_BUDGET_S` left before gathering, :class:`DeadlineExpired` is
+        raised and nothing is gathered or stored. Once data is gathered, the rules are evaluated and the
+        consultations stored whatever the clock says (a consultation is recorded whole or not at all)."""
         key = f"{service.id}|{request.hook_instance}|{body_digest}"
         cached = self._cache.get(key)
         if cached is not None:
@@ -113,18 +137,24 @@ class ReferralService:
             response: dict[str, Any] = {"cards": []}
             self._cache.put(key, response)
             return response
+        remaining = self.remaining_budget(arrived_at)
+        if remaining < MIN_REMAINING_BUDGET_S:
+            raise DeadlineExpired(f"latency budget spent before gathering ({remaining * 1e3:.0f} ms left)")
         gathered = await gather(
             request,
             service.prefetch,
             http=self._http,
             timeout_s=self._settings.fhir_timeout_s,
-            budget_s=self._settings.latency_budget_s,
+            budget_s=remaining,
         )
         data = gathered.resources
         today = datetime.now(UTC).date()
         service_requests = data.get("serviceRequests") if "serviceRequests" in data else None
         if request.hook == "patient-view" and self._followups is not None:
-            ours = await self._followups.open_for(next(iter(data.get("patient") or []), None))
+            left = min(self._settings.fusion_timeout_s, self.remaining_budget(arrived_at))
+            patient = next(iter(data.get("patient") or []), None)
+            # Optional: with no budget left, fusion is not asked (its recommendations only add to the EHR's).
+            ours = await self._followups.open_for(patient, timeout_s=left) if left > 0 else []
             if ours:
                 service_requests = [*(service_requests or []), *ours]
         context = patient_context_from_fhir(

@@ -29,7 +29,8 @@ class ReferralSettings(ServiceSettings):
     database_url: str | None = None
     #: Timeout of one FHIR fallback query to the EHR's ``fhirServer``.
     fhir_timeout_s: float = Field(default=0.3, gt=0, le=10)
-    #: Whole-request budget for gathering data; past it the answer is ``{"cards": []}``.
+    #: Whole-request budget, counted from the call's arrival (radcds_referral.api.shedding): gathering and the fusion
+    #: read get what is left; a call with nothing left, or a FHIR fallback past it, is answered ``{"cards": []}``.
     latency_budget_s: float = Field(default=0.45, gt=0, le=10)
     #: Hook calls processed at once by one worker process; one more is answered ``503`` with ``Retry-After: 1`` at
     #: once instead of queueing past the latency budget (load shedding, radcds_referral.api.shedding).

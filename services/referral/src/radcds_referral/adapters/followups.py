@@ -10,6 +10,7 @@ fusion costs at most ``timeout_s`` and adds nothing; it never fails the call.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import httpx
@@ -27,10 +28,14 @@ class FusionFollowUps:
         self._base = base_url.rstrip("/")
         self._timeout = timeout_s
 
-    async def open_for(self, patient: dict[str, Any] | None) -> list[dict[str, Any]]:
-        """Active ServiceRequests fusion holds for ``patient`` (an EHR Patient resource), by its identifiers."""
+    async def open_for(self, patient: dict[str, Any] | None, *, timeout_s: float | None = None) -> list[dict[str, Any]]:
+        """Active ServiceRequests fusion holds for ``patient`` (an EHR Patient resource), by its identifiers.
+
+        ``timeout_s`` (what is left of the call's latency budget) caps the configured timeout, for all the reads
+        together: a read starts only while some of it is left."""
         if not patient:
             return []
+        deadline = None if timeout_s is None else time.monotonic() + min(self._timeout, timeout_s)
         # system|value (FHIR token): fusion matches only its MRN system, so another system's equal digits never
         # bring another patient's card; an identifier without a system is sent as its value alone.
         values = [
@@ -40,11 +45,14 @@ class FusionFollowUps:
         ][:MAX_IDENTIFIERS]
         found: dict[str, dict[str, Any]] = {}
         for value in values:
+            timeout = self._timeout if deadline is None else deadline - time.monotonic()
+            if timeout <= 0:
+                break
             try:
                 response = await self._http.get(
                     f"{self._base}/ServiceRequest",
                     params={"patient.identifier": value, "status": "active"},
-                    timeout=self._timeout,
+                    timeout=timeout,
                 )
             except httpx.HTTPError as exc:
                 log.warning("fusion recommendations not read", extra={"error_class": type(exc).__name__})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +22,10 @@ from radcds.adapters.fhir.outcome import operation_outcome
 from radcds_referral.adapters.prefetch import BudgetExceeded, DataUnavailable
 from radcds_referral.adapters.protocol import BadRequest, parse_request
 from radcds_referral.adapters.security import CdsClientAuthenticator, Unauthorized
+from radcds_referral.api.shedding import arrival_time
 from radcds_referral.domain import catalog
 from radcds_referral.domain.consultations import Feedback
-from radcds_referral.handlers import ReferralService, body_digest
+from radcds_referral.handlers import DeadlineExpired, ReferralService, body_digest
 from radcds_referral.queries import FeedbackQueries
 
 log = logging.getLogger(__name__)
@@ -55,8 +57,12 @@ def cds_router(
     feedback_queries: FeedbackQueries,
     authenticator: CdsClientAuthenticator | None,
     public_base_url: str,
+    on_deadline_expired: Callable[[], None] | None = None,
 ) -> APIRouter:
-    """Routes under ``/cds-services``; without an authenticator every call is refused (401)."""
+    """Routes under ``/cds-services``; without an authenticator every call is refused (401).
+
+    ``on_deadline_expired`` is told of each call answered ``{"cards": []}`` because its latency budget, counted
+    from its arrival (:mod:`radcds_referral.api.shedding`), was spent before gathering began."""
     router = APIRouter(prefix="/cds-services", tags=["CDS Hooks"])
     base = public_base_url.rstrip("/")
 
@@ -98,9 +104,18 @@ def cds_router(
         except BadRequest as exc:
             return operation_outcome(400, "invalid", str(exc))
         try:
-            return JSONResponse(await referral.call(service, cds_request, body_digest=body_digest(body)))
+            answer = await referral.call(
+                service, cds_request, body_digest=body_digest(body), arrived_at=arrival_time(request.scope)
+            )
+            return JSONResponse(answer)
         except DataUnavailable as exc:
             return operation_outcome(412, "incomplete", f"data needed is not available: {exc}")
+        except DeadlineExpired:
+            # No PHI: the service only (no patient, order or hookInstance).
+            log.warning("latency budget spent before gathering: answering with no cards", extra={"service": service.id})
+            if on_deadline_expired is not None:
+                on_deadline_expired()
+            return JSONResponse({"cards": []})
         except BudgetExceeded:
             log.warning("FHIR fallback over budget: answering with no cards", extra={"service": service.id})
             return JSONResponse({"cards": []})

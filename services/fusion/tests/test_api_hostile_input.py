@@ -140,5 +140,19 @@ def test_sql_in_a_search_parameter_finds_nothing_extra_or_is_a_400_and_no_row_ch
 def test_sql_in_the_read_id_is_a_404_operation_outcome_and_no_row_changes(fusion, value):
     parts, client, _ = fusion
     before = rows(parts)
-    assert_outcome(client.get(f"/fhir/ServiceRequest/{quote(value, safe='')}"), 404)
+    assert_outcome(client.get(f"/fhir/ServiceRequest/{quote(value, safe='')}"), 400 if "\x00" in value else 404)
     assert rows(parts) == before
+
+
+@pytest.mark.parametrize("name", SEARCH_PARAMETERS)
+def test_nul_in_a_search_parameter_is_a_400_operation_outcome_not_a_query(fusion, name):
+    """Regression: a NUL reached the query; psycopg refuses NUL in a PostgreSQL text parameter (a 500 there)."""
+    parts, client, _ = fusion
+    before = rows(parts)
+    assert_outcome(client.get("/fhir/ServiceRequest", params={name: "patient-1\x00"}))
+    assert rows(parts) == before
+
+
+def test_nul_in_the_read_id_is_a_400_operation_outcome(fusion):
+    _, client, rec_id = fusion
+    assert_outcome(client.get(f"/fhir/ServiceRequest/{quote(rec_id + chr(0), safe='')}"))

@@ -51,6 +51,14 @@ def _parameters(body: bytes) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def _nul_outcome(*values: str | None) -> Response | None:
+    """A 400 for a value holding NUL (U+0000): no FHIR string may (R4 2.24.0.1 "string": no control characters
+    but whitespace), and PostgreSQL refuses it in text, so the query would be a 500 there."""
+    if any(v is not None and "\x00" in v for v in values):
+        return operation_outcome(400, "invalid", "a parameter value contains NUL (U+0000)")
+    return None
+
+
 def _value(parameter: Any, key: str) -> Any:
     return parameter.get(key) if isinstance(parameter, dict) else None
 
@@ -61,6 +69,8 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries, mrn_s
 
     @router.get("/ServiceRequest/{rec_id}")
     def read(rec_id: str) -> Response:
+        if (refused := _nul_outcome(rec_id)) is not None:
+            return refused
         found = queries.get(rec_id)
         if found is None:
             return operation_outcome(404, "not-found", f"ServiceRequest/{rec_id} is not known")
@@ -73,6 +83,8 @@ def fhir_router(*, service: FusionService, queries: RecommendationQueries, mrn_s
         tag: Annotated[str | None, Query(alias="_tag")] = None,
         patient_identifier: Annotated[str | None, Query(alias="patient.identifier")] = None,
     ) -> Response:
+        if (refused := _nul_outcome(patient, status, tag, patient_identifier)) is not None:
+            return refused
         states: list[str] | None = None
         if status is not None:
             if status not in _STATES_BY_STATUS:

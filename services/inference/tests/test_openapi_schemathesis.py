@@ -5,7 +5,8 @@ analysed from Kafka events and over gRPC (``proto/``, ``AnalyzeStudy``), which O
 operation of ``/openapi.json`` gets requests generated from its schema, sent in-process over ASGI; each answer
 must not be a server error (RFC 9110 15.6). ``/readyz`` is left out: with no Triton and no Kafka broker here it
 answers 503, as a readiness probe must (``test_inference_service.py`` checks what it says). The app is built
-from the real manifest of ``models/`` and its components are never started (no Triton connection is made).
+from the real manifest of ``models/``; its components are never started (the ASGI transport runs the lifespan:
+started, they would reach for Kafka and open the gRPC port, where an integration stack may be running).
 
 Profiles (``conftest.py`` at the root): ``ci`` runs a short 20 examples per operation here;
 ``HYPOTHESIS_PROFILE=fuzz`` keeps its own count.
@@ -13,6 +14,7 @@ Profiles (``conftest.py`` at the root): ``ci`` runs a short 20 examples per oper
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 
@@ -21,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
-from radcds_inference.app import build_components, create_app
+from radcds_inference.app import InferenceComponents, build_components, create_app
 from radcds_inference.settings import InferenceSettings
 
 pytestmark = pytest.mark.properties
@@ -31,10 +33,24 @@ ROOT = Path(__file__).resolve().parents[3]
 
 # Loaded when the module is collected: schemathesis.pytest.from_fixture (its lazy loader) reads a private
 # attribute that pytest 9 no longer has, so the schema cannot come from a fixture.
+
+
+class _Unstarted(InferenceComponents):
+    """The real components, with nothing to start or stop (the lifespan calls these)."""
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 _SETTINGS = InferenceSettings(environment="test", model_repository=ROOT / "models")
-schema = schemathesis.openapi.from_asgi(
-    "/openapi.json", create_app(_SETTINGS, components=build_components(_SETTINGS))
-).exclude(path="/readyz")
+_BUILT = build_components(_SETTINGS)
+_COMPONENTS = _Unstarted(**{f.name: getattr(_BUILT, f.name) for f in dataclasses.fields(_BUILT)})
+schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_SETTINGS, components=_COMPONENTS)).exclude(
+    path="/readyz"
+)
 
 
 def test_the_document_lists_the_probes_and_metrics_and_nothing_else() -> None:

@@ -15,8 +15,8 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from starlette.concurrency import run_in_threadpool
 
 from radcds.adapters.fhir.outcome import FHIR_JSON, operation_outcome
 from radcds_fusion.adapters.fhir import RECOMMENDATION_STATE_SYSTEM, service_request

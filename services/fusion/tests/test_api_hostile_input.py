@@ -46,6 +46,21 @@ SQL = [
 SEARCH_PARAMETERS = ["patient", "patient.identifier", "status", "_tag"]
 
 
+def recommend(parts: FusionComponents) -> str:
+    """One recommendation of patient-1 (an 8 mm solid nodule), as ``test_api.py`` records it."""
+    nodule = Nodule(Composition.SOLID, 8.2, 7.8, location="Upper lobe of right lung")
+    reported = ReportedNodule(nodule, ("SCT", "427359005", "Solitary nodule of lung"), "1.9", "n1", None, None)
+    parts.service.record_measurement_report(
+        event_id="sr-1",
+        patient=PatientRef("patient-1", "MRN-1", "HOSP"),
+        study_uid="1.2.9.2",
+        study_date=date(2026, 12, 1),
+        sr_instance_uid="1.2.9.2.9",
+        nodules=[reported],
+    )
+    return parts.queries.search(patient_id="patient-1", states=None)[0][0].id
+
+
 @pytest.fixture(scope="module")
 def fusion(tmp_path_factory) -> Iterator[tuple[FusionComponents, TestClient, str]]:
     scratch = tmp_path_factory.mktemp("fusion-hostile")
@@ -53,17 +68,7 @@ def fusion(tmp_path_factory) -> Iterator[tuple[FusionComponents, TestClient, str
     engine = make_engine(sqlite_url(scratch / "fusion.db"))
     parts = build_components(config, engine=engine, publisher=RecordingPublisher(), consume=False)
     with TestClient(create_app(config, components=parts)) as client:
-        nodule = Nodule(Composition.SOLID, 8.2, 7.8, location="Upper lobe of right lung")
-        reported = ReportedNodule(nodule, ("SCT", "427359005", "Solitary nodule of lung"), "1.9", "n1", None, None)
-        parts.service.record_measurement_report(
-            event_id="sr-1",
-            patient=PatientRef("patient-1", "MRN-1", "HOSP"),
-            study_uid="1.2.9.2",
-            study_date=date(2026, 12, 1),
-            sr_instance_uid="1.2.9.2.9",
-            nodules=[reported],
-        )
-        yield parts, client, parts.queries.search(patient_id="patient-1", states=None)[0][0].id
+        yield parts, client, recommend(parts)
 
 
 def rows(parts: FusionComponents) -> list[Any]:

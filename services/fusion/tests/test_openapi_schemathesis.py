@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,10 @@ from schemathesis.checks import not_a_server_error
 
 from radcds.adapters.db.engine import make_engine, migrate, sqlite_url
 from radcds_devstack.testing import RecordingPublisher
-from radcds_fusion.adapters.sr_nodules import ReportedNodule
 from radcds_fusion.app import MIGRATION_CHAIN, FusionComponents, build_components, create_app
-from radcds_fusion.domain.context import PatientRef
-from radcds_fusion.domain.nodules import Composition, Nodule
 from radcds_fusion.settings import FusionSettings
+
+from .test_api_hostile_input import recommend
 
 pytestmark = pytest.mark.properties
 
@@ -41,21 +39,6 @@ def _components(scratch: Path) -> FusionComponents:
     engine = make_engine(sqlite_url(scratch / "fusion.db"))
     migrate(engine, chain=MIGRATION_CHAIN)
     return build_components(config, engine=engine, publisher=RecordingPublisher(), consume=False)
-
-
-def _recommend(parts: FusionComponents) -> str:
-    """One recommendation of patient-1 (an 8 mm solid nodule), as ``test_api.py`` records it."""
-    nodule = Nodule(Composition.SOLID, 8.2, 7.8, location="Upper lobe of right lung")
-    reported = ReportedNodule(nodule, ("SCT", "427359005", "Solitary nodule of lung"), "1.9", "n1", None, None)
-    parts.service.record_measurement_report(
-        event_id="sr-1",
-        patient=PatientRef("patient-1", "MRN-1", "HOSP"),
-        study_uid="1.2.9.2",
-        study_date=date(2026, 12, 1),
-        sr_instance_uid="1.2.9.2.9",
-        nodules=[reported],
-    )
-    return parts.queries.search(patient_id="patient-1", states=None)[0][0].id
 
 
 def _enrich(document: dict[str, Any], rec_id: str) -> None:
@@ -85,7 +68,7 @@ _SCRATCH_DIR = tempfile.TemporaryDirectory(prefix="fusion-schemathesis-", ignore
 _SCRATCH = Path(_SCRATCH_DIR.name)
 _PARTS = _components(_SCRATCH)
 schema = schemathesis.openapi.from_asgi("/openapi.json", create_app(_PARTS.settings, components=_PARTS))
-_enrich(schema.raw_schema, _recommend(_PARTS))
+_enrich(schema.raw_schema, recommend(_PARTS))
 
 
 @schema.parametrize()

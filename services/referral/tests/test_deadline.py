@@ -144,17 +144,23 @@ async def test_a_call_with_less_than_the_floor_left_gathers_nothing(scenario: di
     assert fhir.queries == [] and repository.stored == []
 
 
-@pytest.mark.anyio
-async def test_gathering_is_given_the_budget_minus_the_time_since_arrival(
-    scenario: dict[str, Any], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    budgets: list[float] = []
+@pytest.fixture
+def budgets(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The budget each gathering was given (gathering itself answers with nothing found)."""
+    given: list[float] = []
 
     async def fake_gather(request: CdsRequest, templates: dict[str, str], **kw: Any) -> Gathered:
-        budgets.append(kw["budget_s"])
+        given.append(kw["budget_s"])
         return Gathered({k: [] for k in templates}, frozenset())
 
     monkeypatch.setattr(handlers, "gather", fake_gather)
+    return given
+
+
+@pytest.mark.anyio
+async def test_gathering_is_given_the_budget_minus_the_time_since_arrival(
+    scenario: dict[str, Any], budgets: list[float]
+) -> None:
     service = _service(FhirServer(scenario), FakeClock(5.125), Repository())
     assert SIGN is not None
     await service.call(SIGN, _request(_fallback_call(scenario)), arrived_at=5.0)
@@ -163,15 +169,8 @@ async def test_gathering_is_given_the_budget_minus_the_time_since_arrival(
 
 @pytest.mark.anyio
 async def test_a_call_without_a_known_arrival_gets_the_whole_budget(
-    scenario: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    scenario: dict[str, Any], budgets: list[float]
 ) -> None:
-    budgets: list[float] = []
-
-    async def fake_gather(request: CdsRequest, templates: dict[str, str], **kw: Any) -> Gathered:
-        budgets.append(kw["budget_s"])
-        return Gathered({k: [] for k in templates}, frozenset())
-
-    monkeypatch.setattr(handlers, "gather", fake_gather)
     service = _service(FhirServer(scenario), FakeClock(99.0), Repository())
     assert SIGN is not None
     await service.call(SIGN, _request(_fallback_call(scenario)))

@@ -30,13 +30,13 @@ from radcds_worklist.app import build_components, create_app
 from radcds_worklist.domain.worklist import finding_id
 from radcds_worklist.settings import WorklistSettings
 
-from .test_handlers import STUDY, findings, report_stored, study_available
+from .test_handlers import STUDY
+from .test_pages import ROUTINE, seed
 from .test_reading import FakeReporting
 
 pytestmark = pytest.mark.properties
 
 EXAMPLES = 20 if os.environ.get("HYPOTHESIS_PROFILE", "ci") == "ci" else settings.default.max_examples
-ROUTINE = "1.2.826.0.1.3680043.2.1125.8"
 ROOT = Path(__file__).resolve().parents[3]
 
 # Loaded when the module is collected: schemathesis.pytest.from_fixture (its lazy loader) reads a private
@@ -60,14 +60,7 @@ def _signed_in() -> tuple[TestClient, str]:
     client (holding the session cookie) and the session's CSRF token."""
     client = TestClient(_APP)
     client.__enter__()
-    for event in (
-        study_available("s2", ROUTINE, accession="ACC-8"),
-        findings("f2", ROUTINE, model="chest_ctr"),
-        study_available(),
-        findings(critical=True),
-        report_stored(),
-    ):
-        _COMPONENTS.service.handle(event)
+    seed(_COMPONENTS)
     form = client.get("/login")
     state = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
     assert state is not None

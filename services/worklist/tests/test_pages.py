@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from radcds.domain.events import FINDING_FEEDBACK_RECORDED
 from radcds_devstack.testing import RecordingPublisher
-from radcds_worklist.app import build_components, create_app
+from radcds_worklist.app import WorklistComponents, build_components, create_app
 from radcds_worklist.settings import WorklistSettings
 
 from .test_handlers import STUDY, findings, report_stored, study_available
@@ -40,15 +40,20 @@ def parts(tmp_path):
 def app(parts):
     settings, components = parts
     with TestClient(create_app(settings, components=components)) as client:
-        for event in (
-            study_available("s2", ROUTINE, accession="ACC-8"),
-            findings("f2", ROUTINE, model="chest_ctr"),
-            study_available(),
-            findings(critical=True),
-            report_stored(),
-        ):
-            components.service.handle(event)
+        seed(components)
         yield client
+
+
+def seed(components: WorklistComponents) -> None:
+    """A routine chest study and a critical head CT with its report, handled as the consumer would."""
+    for event in (
+        study_available("s2", ROUTINE, accession="ACC-8"),
+        findings("f2", ROUTINE, model="chest_ctr"),
+        study_available(),
+        findings(critical=True),
+        report_stored(),
+    ):
+        components.service.handle(event)
 
 
 def sign_in(client: TestClient, login: str) -> str:

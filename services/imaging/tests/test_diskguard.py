@@ -55,3 +55,11 @@ def test_usage_reports_free_ratio_between_zero_and_one(tmp_path):
 def test_construct_with_invalid_thresholds_raises_value_error(tmp_path, min_free_bytes, min_free_ratio, message):
     with pytest.raises(ValueError, match=message):
         DiskSpaceGuard(tmp_path, min_free_bytes=min_free_bytes, min_free_ratio=min_free_ratio)
+
+
+def test_check_counting_incoming_bytes_that_would_cross_the_minimum_fails_with_their_size(tmp_path):
+    free = DiskSpaceGuard(tmp_path, min_free_bytes=0, min_free_ratio=0.0).usage().free_bytes
+    guard = DiskSpaceGuard(tmp_path, min_free_bytes=free // 2, min_free_ratio=0.0)
+    assert guard.check() is True
+    assert guard.check(incoming_bytes=free - free // 4) is False
+    assert f"after the {free - free // 4} bytes to store" in guard.reason

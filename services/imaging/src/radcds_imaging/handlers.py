@@ -131,6 +131,7 @@ class ImagingService:
         """
         results: list[StoredInstance | FailedInstance] = []
         accepted: list[tuple[int, ParsedInstance, bytes]] = []
+        disk_full: str | None = None
         for data in parts:
             try:
                 parsed = read_part10(data, supported_transfer_syntaxes=self._transfer_syntaxes)
@@ -141,10 +142,12 @@ class ImagingService:
                         sop_class_uid=parsed.instance.sop_class_uid,
                         sop_instance_uid=parsed.instance.sop_instance_uid,
                     )
-                if self._guard is not None and not self._guard.check():
+                if disk_full is None:  # one look at the volume per request, for all of its parts together
+                    disk_full = self._disk_full(sum(len(part) for part in parts))
+                if disk_full:
                     raise DicomRejected(
                         FAILURE_OUT_OF_RESOURCES,
-                        f"storage nearly full: {self._guard.reason}",
+                        f"storage nearly full: {disk_full}",
                         sop_class_uid=parsed.instance.sop_class_uid,
                         sop_instance_uid=parsed.instance.sop_instance_uid,
                     )
@@ -165,6 +168,12 @@ class ImagingService:
             else:
                 outcome.failed.append(result)
         return outcome
+
+    def _disk_full(self, incoming_bytes: int) -> str:
+        """Why the volume has no room for ``incoming_bytes`` more (the guard's reason), or "" when it has."""
+        if self._guard is None or self._guard.check(incoming_bytes):
+            return ""
+        return self._guard.reason
 
     def _store_safely(self, parsed: ParsedInstance, data: bytes) -> StoredInstance | FailedInstance:
         try:

@@ -47,16 +47,19 @@ class DiskSpaceGuard:
         du = shutil.disk_usage(self.path)
         return DiskSpace(free_bytes=du.free, total_bytes=du.total)
 
-    def check(self) -> bool:
-        """True when both thresholds hold; otherwise False with :attr:`reason` set."""
+    def check(self, incoming_bytes: int = 0) -> bool:
+        """True when both thresholds still hold after ``incoming_bytes`` more are written; otherwise False with
+        :attr:`reason` set."""
         try:
-            space = self.usage()
+            du = self.usage()
         except OSError as exc:
             self.reason = f"cannot read free space of {self.path}: {exc.strerror or exc}"
             return False
+        space = DiskSpace(free_bytes=max(0, du.free_bytes - incoming_bytes), total_bytes=du.total_bytes)
         if space.free_bytes < self.min_free_bytes:
+            after = f" after the {incoming_bytes} bytes to store" if incoming_bytes else ""
             self.reason = (
-                f"only {space.free_bytes} bytes free on the volume of {self.path}, "
+                f"only {space.free_bytes} bytes free on the volume of {self.path}{after}, "
                 f"below the minimum of {self.min_free_bytes} bytes"
             )
             return False

@@ -6,11 +6,15 @@ the storage volume a new instance is refused with ``0xA700`` Refused: Out of Res
 409 with FailureReason 0xA700, PS3.18 Table 10.5.3-2) and nothing is written; a write that fails underneath
 (disk full, I/O error) also answers ``0xA700`` and keeps nothing. Checked here for real:
 
-- the storage folder is a small tmpfs mounted for the test (``mount -t tmpfs -o size=32m``; we run as root in a
-  container). Where mounting is not permitted, the guard's minimum is set a little below the free space of the
-  real disk and a ballast file pushes the free space under it; the ENOSPC case then cannot be made and is skipped;
+- the storage folder is a small tmpfs mounted for the test (``mount -t tmpfs -o size=32m,nr_inodes=1024``; we run
+  as root in a container). Where mounting is not permitted, the guard's minimum is set a little below the free
+  space of the real disk and a ballast file pushes the free space under it; the ENOSPC cases then cannot be made
+  and are skipped;
 - guard refusal: the volume left with less than the minimum free, though the instance would still fit;
-- ENOSPC: more than the minimum free, so the guard lets the instance through, but less than the instance's size;
+- guard refusal by size: more than the minimum free, but not once the instance's bytes are counted (the guard
+  counts the request's bytes, so the write is never tried), while a smaller instance is still stored;
+- ENOSPC past the guard: bytes to spare but no inode left (empty ballast files take them all), so the guard lets
+  the instance through and creating its file fails underneath;
 - EFBIG: a second imaging process under ``RLIMIT_FSIZE`` (``SIGXFSZ`` ignored), storing on the real disk;
 - space back: the same process accepts again, over both doors.
 
@@ -21,6 +25,7 @@ the storage volume a new instance is refused with ``0xA700`` Refused: Out of Res
 
 from __future__ import annotations
 
+import errno
 import resource
 import shutil
 import signal
@@ -52,6 +57,8 @@ LIMITED_HTTP_PORT, LIMITED_DIMSE_PORT = 23183, 23113
 MIB = 1024 * 1024
 #: Size of the tmpfs the storage folder lives on, and the guard's minimum free space on it.
 TMPFS_BYTES = 32 * MIB
+#: Inodes of that tmpfs: far more than the module's instances and folders need, few enough to use up quickly.
+TMPFS_INODES = 1024
 TMPFS_MIN_FREE = 2 * MIB
 #: Without a mount: the guard's minimum sits this far below the real disk's free space (other work on the machine
 #: moves it a little), and the ballast takes twice that.
@@ -80,6 +87,10 @@ class Volume:
     def ballast(self) -> Path:
         return self.root / "ballast.bin"
 
+    @property
+    def inode_ballast(self) -> Path:
+        return self.root / "inode-ballast"
+
     def free(self) -> int:
         return shutil.disk_usage(self.root).free
 
@@ -97,8 +108,21 @@ class Volume:
         """Leave less free than the guard's minimum (1 MiB less on tmpfs, more than a head CT slice needs)."""
         self.fill(leaving=self.min_free_bytes - (MIB if self.small else REAL_DISK_HEADROOM))
 
+    def use_up_inodes(self) -> int:
+        """Create empty files until the filesystem has no inode left (bytes stay free); returns how many."""
+        self.inode_ballast.mkdir(exist_ok=True)
+        made = 0
+        with pytest.raises(OSError, match="No space left") as full:  # noqa: PT012 - the loop ends only when the filesystem refuses
+            while True:
+                (self.inode_ballast / f"{made:06d}").touch(exist_ok=False)
+                made += 1
+        assert full.value.errno == errno.ENOSPC, full.value
+        return made
+
     def drain(self) -> None:
         self.ballast.unlink(missing_ok=True)
+        if self.inode_ballast.exists():
+            shutil.rmtree(self.inode_ballast)
 
     def files(self) -> set[Path]:
         """Every file under the instance folder (temporaries included)."""
@@ -108,7 +132,7 @@ class Volume:
 def _mount_tmpfs(path: Path) -> bool:
     path.mkdir(parents=True, exist_ok=True)
     done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},mode=0700", "tmpfs", str(path)],
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_BYTES},nr_inodes={TMPFS_INODES},mode=0700", "tmpfs", str(path)],
         capture_output=True,
         check=False,
     )
@@ -295,22 +319,48 @@ def _not_stored_errors(imaging: Imaging) -> list[str]:
     return [e.get("error_class", "") for e in entries if e.get("message") == "instance not stored"]
 
 
-def test_write_running_out_of_space_past_the_guard_fails_with_a700_and_keeps_nothing(imaging):
+def test_instance_bigger_than_the_space_above_the_minimum_is_refused_before_any_write_and_a_small_one_stored(
+    imaging,
+):
     if not imaging.volume.small:
-        pytest.skip("mount -t tmpfs is not permitted here: no small filesystem to run out of")
-    cr = samples.chest_cr()  # 7.2 MB
-    # More than the guard's minimum free (it lets the instance through), less than the instance needs.
+        pytest.skip("mount -t tmpfs is not permitted here: no small filesystem to fill")
+    cr, ct = samples.chest_cr(), samples.head_ct()  # 7.2 MB and 0.5 MB
+    # More than the guard's minimum free, less than the minimum plus the chest CR: only the head CT fits.
     imaging.volume.fill(leaving=imaging.volume.min_free_bytes + 2 * MIB)
     try:
-        before = imaging.volume.files()
+        before, errors_before = imaging.volume.files(), len(_not_stored_errors(imaging))
         response = _stow(imaging, cr)
         assert response.status_code == 409, response.text
         assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
         _assert_nothing_kept(imaging, cr, before)
-        status, _comment = _c_store(imaging, cr)
+        status, comment = _c_store(imaging, cr)
         assert status == FAILURE_OUT_OF_RESOURCES
+        assert comment.startswith("storage nearly full")
         _assert_nothing_kept(imaging, cr, before)
-        # Both refusals came from the write failing (ENOSPC), not from the guard.
+        # The guard refused both before writing: no write failed underneath.
+        assert len(_not_stored_errors(imaging)) == errors_before
+        assert _c_store(imaging, ct)[0] == SUCCESS
+        assert _stored(imaging, ct)
+    finally:
+        imaging.volume.drain()
+
+
+def test_write_with_no_inode_left_past_the_guard_fails_with_a700_and_keeps_nothing(imaging):
+    if not imaging.volume.small:
+        pytest.skip("mount -t tmpfs is not permitted here: no small filesystem to run out of")
+    ds = samples.head_ct()
+    assert imaging.volume.use_up_inodes() > 0
+    try:
+        assert imaging.volume.free() > imaging.volume.min_free_bytes + 4 * MIB  # the guard sees room in bytes
+        before = imaging.volume.files()
+        response = _stow(imaging, ds)
+        assert response.status_code == 409, response.text
+        assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
+        _assert_nothing_kept(imaging, ds, before)
+        status, _comment = _c_store(imaging, ds)
+        assert status == FAILURE_OUT_OF_RESOURCES
+        _assert_nothing_kept(imaging, ds, before)
+        # Both refusals came from creating the file failing (ENOSPC), not from the guard.
         assert _not_stored_errors(imaging)[-2:] == ["OSError", "OSError"]
     finally:
         imaging.volume.drain()

@@ -283,6 +283,19 @@ def _assert_nothing_kept(imaging: Imaging, ds: Dataset, files_before: set[Path])
     assert qido.status_code == 204
 
 
+def _refused_over_both_doors(imaging: Imaging, ds: Dataset) -> str:
+    """STOW-RS then C-STORE ``ds``: both refused with 0xA700 and nothing kept; returns the C-STORE Error Comment."""
+    before = imaging.volume.files()
+    response = _stow(imaging, ds)
+    assert response.status_code == 409, response.text
+    assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
+    _assert_nothing_kept(imaging, ds, before)
+    status, comment = _c_store(imaging, ds)
+    assert status == FAILURE_OUT_OF_RESOURCES
+    _assert_nothing_kept(imaging, ds, before)
+    return comment
+
+
 def _stored(imaging: Imaging, ds: Dataset) -> bool:
     return _rows(imaging, ds.SOPInstanceUID) > 0
 
@@ -328,15 +341,8 @@ def test_instance_bigger_than_the_space_above_the_minimum_is_refused_before_any_
     # More than the guard's minimum free, less than the minimum plus the chest CR: only the head CT fits.
     imaging.volume.fill(leaving=imaging.volume.min_free_bytes + 2 * MIB)
     try:
-        before, errors_before = imaging.volume.files(), len(_not_stored_errors(imaging))
-        response = _stow(imaging, cr)
-        assert response.status_code == 409, response.text
-        assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
-        _assert_nothing_kept(imaging, cr, before)
-        status, comment = _c_store(imaging, cr)
-        assert status == FAILURE_OUT_OF_RESOURCES
-        assert comment.startswith("storage nearly full")
-        _assert_nothing_kept(imaging, cr, before)
+        errors_before = len(_not_stored_errors(imaging))
+        assert _refused_over_both_doors(imaging, cr).startswith("storage nearly full")
         # The guard refused both before writing: no write failed underneath.
         assert len(_not_stored_errors(imaging)) == errors_before
         assert _c_store(imaging, ct)[0] == SUCCESS
@@ -352,14 +358,7 @@ def test_write_with_no_inode_left_past_the_guard_fails_with_a700_and_keeps_nothi
     assert imaging.volume.use_up_inodes() > 0
     try:
         assert imaging.volume.free() > imaging.volume.min_free_bytes + 4 * MIB  # the guard sees room in bytes
-        before = imaging.volume.files()
-        response = _stow(imaging, ds)
-        assert response.status_code == 409, response.text
-        assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
-        _assert_nothing_kept(imaging, ds, before)
-        status, _comment = _c_store(imaging, ds)
-        assert status == FAILURE_OUT_OF_RESOURCES
-        _assert_nothing_kept(imaging, ds, before)
+        _refused_over_both_doors(imaging, ds)
         # Both refusals came from creating the file failing (ENOSPC), not from the guard.
         assert _not_stored_errors(imaging)[-2:] == ["OSError", "OSError"]
     finally:
@@ -385,13 +384,6 @@ def test_space_returned_stores_again_over_stow_rs_and_c_store(imaging):
 def test_write_over_the_file_size_limit_fails_with_a700_and_keeps_nothing(limited):
     small, big = samples.head_ct(), samples.chest_cr()
     assert _c_store(limited, small)[0] == SUCCESS  # under the limit: stored
-    before = limited.volume.files()
-    response = _stow(limited, big)
-    assert response.status_code == 409, response.text
-    assert _stow_failure_reasons(response) == [FAILURE_OUT_OF_RESOURCES]
-    _assert_nothing_kept(limited, big, before)
-    status, _comment = _c_store(limited, big)
-    assert status == FAILURE_OUT_OF_RESOURCES
-    _assert_nothing_kept(limited, big, before)
+    _refused_over_both_doors(limited, big)
     assert _not_stored_errors(limited)[-2:] == ["OSError", "OSError"]  # EFBIG from write(), not a crash
     assert processes.http_ok(f"{limited.http}/readyz")

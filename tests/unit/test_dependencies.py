@@ -30,6 +30,7 @@ LOADED_WITHOUT_IMPORT = {
         "psycopg",  # SQLAlchemy's driver for postgresql:// URLs (radcds.adapters.db.engine)
         "uvloop",  # uvicorn's event loop (radcds.runtime.serve)
         "httptools",  # uvicorn's HTTP parser (radcds.runtime.serve)
+        "crc32c",  # kafka-python's C CRC-32C for record batches, in place of its pure-Python loop
     },
     "radcds-imaging": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},  # pydicom's pixel decoders
     "radcds-inference": {"pylibjpeg", "pylibjpeg-libjpeg", "pylibjpeg-openjpeg"},

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from radcds.adapters.dicomweb.multipart import MultipartError, build_related, parse_content_type, split_parts
 from radcds.runtime.settings import ServiceSettings, load_settings
@@ -68,3 +70,56 @@ def test_sasl_settings_become_kafka_client_options_without_leaking_the_password_
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
     assert options["sasl_plain_password"] == "s3cret-value"
     assert "s3cret-value" not in repr(settings)
+
+
+def _split_by_chunks(body: bytes, boundary: str) -> list[tuple[dict[str, str], bytes]] | str:
+    """The reading split_parts had before it worked by offsets (bytes.split, then strip each chunk): the oracle."""
+    delimiter = b"--" + boundary.encode("latin-1")
+    chunks = body.split(delimiter)
+    if len(chunks) < 2:
+        return "no body parts found"
+    parts = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            return parts
+        head, sep, content = chunk.removeprefix(b"\r\n").partition(b"\r\n\r\n")
+        if not sep:
+            return "body part without a header/content separator"
+        headers = {}
+        for line in head.split(b"\r\n"):
+            if b":" in line:
+                name, value = line.split(b":", 1)
+                headers[name.decode("latin-1").strip().lower()] = value.decode("latin-1").strip()
+        parts.append((headers, content.removesuffix(b"\r\n")))
+    return "closing boundary missing"
+
+
+_PIECES = st.sampled_from(
+    [b"--b", b"--b--", b"\r\n", b"\r\n\r\n", b"Content-Type: application/dicom", b":", b"-", b"x"]
+)
+
+
+_SCRAPS = st.lists(st.one_of(_PIECES, st.binary(max_size=6)), max_size=24).map(b"".join)
+_PART = st.tuples(
+    st.sampled_from([b"--b\r\n", b"--b"]),
+    st.sampled_from([b"Content-Type: application/dicom", b"X: 1\r\nContent-Type: a", b"", b"no colon"]),
+    st.sampled_from([b"\r\n\r\n", b"\r\n"]),
+    _SCRAPS,
+    st.sampled_from([b"\r\n", b""]),
+).map(b"".join)
+_BODIES = st.one_of(
+    _SCRAPS,
+    st.tuples(
+        _SCRAPS, st.lists(_PART, min_size=1, max_size=4).map(b"".join), st.sampled_from([b"--b--\r\n", b""]), _SCRAPS
+    ).map(b"".join),
+)
+
+
+@given(_BODIES)
+def test_split_by_offsets_reads_any_body_as_the_chunk_split_did(body):
+    expected = _split_by_chunks(body, "b")
+    try:
+        got: list[tuple[dict[str, str], bytes]] | str = [(p.headers, p.content) for p in split_parts(body, "b")]
+    except MultipartError as exc:
+        got = str(exc)
+    assert got == expected

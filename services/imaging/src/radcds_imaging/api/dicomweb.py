@@ -66,13 +66,15 @@ def dicomweb_router(*, service: ImagingService, max_request_bytes: int, public_b
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_request_bytes:
             return _error(413, f"request larger than {max_request_bytes} bytes")
-        body = bytearray()
+        chunks: list[bytes] = []  # joined once: growing one buffer and copying it out cost two more copies
+        received = 0
         async for chunk in request.stream():
-            body += chunk
-            if len(body) > max_request_bytes:
+            chunks.append(chunk)
+            received += len(chunk)
+            if received > max_request_bytes:
                 return _error(413, f"request larger than {max_request_bytes} bytes")
         try:
-            parts = split_parts(bytes(body), params.get("boundary", ""))
+            parts = split_parts(b"".join(chunks), params.get("boundary", ""))
         except MultipartError as exc:
             return _error(400, str(exc))
         wrong = [p.content_type for p in parts if p.content_type not in ("application/dicom", "")]

@@ -544,6 +544,31 @@ def _sample_with(keyword: str, value: bytes) -> bytes:
     return _encode(ds)
 
 
+def _with_empty_pixel_data() -> bytes:
+    """CT_small with Pixel Data of length 0 (found by ``make fuzz``: pydicom reads its value as None, and the
+    native Pixel Data check raised a TypeError, a 500)."""
+    ds = _dataset(renewed("ct_small", _sample("ct_small")))
+    ds.PixelData = b""
+    return _encode(ds)
+
+
+def _without(keyword: str) -> bytes:
+    """CT_small without one Type 1 attribute of its Image Pixel Module (found by ``make fuzz``: pydicom's expected
+    length of native Pixel Data reads Samples per Pixel and Photometric Interpretation, and raised, a 500)."""
+    ds = _dataset(renewed("ct_small", _sample("ct_small")))
+    delattr(ds, keyword)
+    return _encode(ds)
+
+
+def _with_plain_pixel_data_under_rle() -> bytes:
+    """CT_small's native Pixel Data (defined length, no items) declared RLE Lossless in its File Meta: it was
+    stored, and rendering it answered 500 (PS3.5 A.4 makes encapsulated Pixel Data items of undefined length)."""
+    data = renewed("ct_small", _sample("ct_small"))
+    explicit_le, rle = b"1.2.840.10008.1.2.1\x00", b"1.2.840.10008.1.2.5\x00"  # same length: no offset moves
+    assert data.count(explicit_le) == 1
+    return data.replace(explicit_le, rle)
+
+
 def _with_vr(keyword: str, vr: bytes) -> bytes:
     """CT_small with the VR of one element overwritten (found by this module: an unknown VR raised a 500)."""
     data = renewed("ct_small", _sample("ct_small"))
@@ -578,6 +603,10 @@ KNOWN_HOSTILE = [
         _sample_with("AccessionNumber", b"1" * 17), FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS, id="accession-too-long"
     ),
     pytest.param(_sample_with("Modality", b"X" * 17), FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS, id="modality-too-long"),
+    pytest.param(_with_empty_pixel_data(), FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS, id="empty-pixel-data"),
+    pytest.param(_with_plain_pixel_data_under_rle(), FAILURE_CANNOT_UNDERSTAND, id="pixel-data-not-encapsulated"),
+    pytest.param(_without("SamplesPerPixel"), FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS, id="no-samples-per-pixel"),
+    pytest.param(_without("PhotometricInterpretation"), FAILURE_DATASET_DOES_NOT_MATCH_SOP_CLASS, id="no-photometric"),
 ]
 
 

@@ -116,18 +116,35 @@ def _check_native_pixel_data(ds: pydicom.Dataset, transfer_syntax: str) -> str |
     uid = pydicom.uid.UID(transfer_syntax)
     if "PixelData" not in ds or not uid.is_transfer_syntax or uid.is_compressed:
         return None
-    for keyword, default in (("Rows", None), ("Columns", None), ("SamplesPerPixel", 1), ("BitsAllocated", None)):
-        if not _is_positive_int(ds.get(keyword, default)):
+    for keyword in ("Rows", "Columns", "SamplesPerPixel", "BitsAllocated"):  # Type 1, PS3.3 C.7.6.3
+        if not _is_positive_int(ds.get(keyword)):
             return f"{keyword} is not a positive number: the Image Pixel Module cannot describe the Pixel Data"
+    if not str(ds.get("PhotometricInterpretation") or "").strip():  # Type 1; it sets the length of YBR_FULL_422
+        return "Photometric Interpretation is missing: the Image Pixel Module cannot describe the Pixel Data"
     frames = ds.get("NumberOfFrames")
     if frames not in (None, "") and not _is_positive_int(frames):
         return "Number of Frames (PS3.3 C.7.6.6) is not a positive number"
     if ds.BitsAllocated != 1 and ds.BitsAllocated % 8:
         return "Bits Allocated of native Pixel Data is 1 or a multiple of 8 (PS3.5 8.1.1)"
     expected = get_expected_length(ds)
-    actual = len(ds.PixelData)
+    actual = len(ds.PixelData or b"")  # a value of length 0 reads as None
     if actual < expected or actual % 2:
         return f"Pixel Data has {actual} bytes where the Image Pixel Module needs {expected} (of even length)"
+    return None
+
+
+def _check_encapsulation(ds: pydicom.Dataset, transfer_syntax: str) -> str | None:
+    """Why the Pixel Data of an encapsulated transfer syntax is not encapsulated, None if it is (or is native).
+
+    PS3.5 A.4: encapsulated Pixel Data has undefined length and is a sequence of items (the Basic Offset Table,
+    then the fragments). A value of defined length under such a transfer syntax was stored, and every decode of
+    it (rendering, frames, the models) then failed.
+    """
+    uid = pydicom.uid.UID(transfer_syntax)
+    if "PixelData" not in ds or not uid.is_transfer_syntax or not uid.is_encapsulated:
+        return None
+    if not ds["PixelData"].is_undefined_length:
+        return f"Pixel Data of encapsulated transfer syntax {transfer_syntax} has a defined length (PS3.5 A.4: items)"
     return None
 
 
@@ -188,7 +205,8 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
     data set, never the File Meta) or is no valid UID (:func:`is_uid`), 0xA900 or 0xC000 when they disagree with
     the File Meta (:func:`_check_identity`), 0xA900 for a Patient ID, Issuer of Patient ID, Accession Number or
     Modality longer than its VR allows or native Pixel Data that does not fit its Image Pixel Module
-    (:func:`_check_native_pixel_data`), 0xC000 for a missing or invalid Transfer Syntax UID and 0xC122 for one
+    (:func:`_check_native_pixel_data`), 0xC000 for Pixel Data not encapsulated under an encapsulated transfer syntax
+    (:func:`_check_encapsulation`) and for a missing or invalid Transfer Syntax UID and 0xC122 for one
     outside ``supported_transfer_syntaxes``.
     """
     try:
@@ -251,6 +269,11 @@ def read_part10(data: bytes, *, supported_transfer_syntaxes: frozenset[str] | No
             f"transfer syntax {transfer_syntax} is not accepted",
             sop_class_uid=sop_class,
             sop_instance_uid=sop_instance,
+        )
+    encapsulation_problem = _check_encapsulation(ds, transfer_syntax)
+    if encapsulation_problem is not None:
+        raise DicomRejected(
+            FAILURE_CANNOT_UNDERSTAND, encapsulation_problem, sop_class_uid=sop_class, sop_instance_uid=sop_instance
         )
     pixel_problem = _check_native_pixel_data(ds, transfer_syntax)
     if pixel_problem is not None:

@@ -22,8 +22,10 @@ import pydicom
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from radcds_fusion.adapters.sr_nodules import MeasurementReportError, read_nodules
 
@@ -78,6 +80,7 @@ def _items(ds: Dataset) -> list[tuple[Sequence, int]]:
     return out
 
 
+NUMERIC_VALUE = 0x0040A30A  # Numeric Value (DS), PS3.3 C.18.1
 NUMBERS = st.sampled_from(["NaN", "inf", "-inf", "0", "-4.5", "1e308", "1e-300", "abc", "", "3"])
 MUTATIONS = st.lists(
     st.tuples(
@@ -94,9 +97,15 @@ MUTATIONS = st.lists(
 
 
 def _set_number(item: Dataset, number: str) -> None:
-    """Numeric Value (DS), without the Floating Point Value (FD) highdicom also writes and reads first."""
+    """Numeric Value (DS), without the Floating Point Value (FD) highdicom also writes and reads first.
+
+    Set as the raw bytes a file would carry: pydicom refuses to assign a DS such as "abc" (``make fuzz`` drew it;
+    the short profile never had), but a received SR may hold one, and that is what the reader must survive.
+    """
     value = item.MeasuredValueSequence[0]
-    value.NumericValue = number
+    encoded = number.encode("ascii")
+    encoded += b" " * (len(encoded) % 2)  # PS3.5 7.1.1: values have even length, DS is padded with a space
+    value[NUMERIC_VALUE] = RawDataElement(Tag(NUMERIC_VALUE), "DS", len(encoded), encoded, 0, True, True)
     if "FloatingPointValue" in value:
         del value.FloatingPointValue
 
@@ -143,7 +152,8 @@ def _check(found: list[Any]) -> None:
 
 @settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow], deadline=None)
 @given(mutations=MUTATIONS)
-@example(mutations=[("number", 3, "NaN", [])])
+@example(mutations=[("number", 10, "NaN", [])])  # item 10 is nodule 1's long axis (NUM)
+@example(mutations=[("number", 10, "abc", [])])
 @example(mutations=[("graphic", 0, "0", [1.0, 2.0, 3.0, 4.0])])
 def test_a_mutated_measurement_report_gives_well_formed_nodules_or_the_documented_error(seed_bytes, mutations):
     ds = pydicom.dcmread(BytesIO(seed_bytes))

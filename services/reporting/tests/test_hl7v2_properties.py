@@ -14,6 +14,7 @@ Profiles (registered in ``conftest.py``): ``ci`` by default, ``HYPOTHESIS_PROFIL
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from itertools import pairwise
@@ -230,6 +231,36 @@ def test_message_with_delimiters_other_than_ascii_punctuation_is_answered_ae_102
     ack = parse_ack(answer.decode())
     assert answer.startswith(b"MSH|^~\\&|")
     assert (ack.code, ack.error_code, ack.error_location) == (AckCode.AE, "102", "MSH^1^2^1")
+
+
+def _with_placer_number(placer: str) -> bytes:
+    orc = next(s for s in ORM_O01_NEW.split("\r") if s.startswith("ORC|"))
+    fields = orc.split("|")
+    fields[2] = placer
+    return ORM_O01_NEW.replace(orc, "|".join(fields)).encode()
+
+
+@pytest.mark.parametrize(
+    "placer",
+    ["PLC\\.sk99999999\\123^EPIC", "PLC123" + "\\" * 70_000 + "^EPIC"],
+    ids=["repeat-count-of-a-hundred-million", "35000-empty-escape-sequences"],
+)
+def test_escape_sequence_python_hl7_would_expand_or_log_is_read_as_text_and_nothing_is_logged(
+    placer: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Found by ``make fuzz``: python-hl7's unescape, used by ``extract_field``, logged the whole field for each
+    empty escape sequence (35,000 log lines of 70 KB, patient data in the logs) and repeats ``\\.sk<n>\\`` n times
+    (a gigabyte string from 15 bytes; a hundred million spaces here). The order is read with radcds's
+    unescape: kept as text, in its own size."""
+    sink = _Sink()
+    inbox = OrderInbox(sink, log=InMemoryReceivedMessageLog(), clock=lambda: CLOCK)
+    with caplog.at_level(logging.DEBUG):
+        [answer] = asyncio.run(inbox.handle(_with_placer_number(placer)))
+    assert parse_ack(answer.decode()).code is AckCode.AA
+    [order] = sink.orders
+    assert order.order.placer_order_number is not None
+    assert len(order.order.placer_order_number.number) <= len(placer)
+    assert not [r for r in caplog.records if "PLC" in r.getMessage() or "DOE" in r.getMessage()]
 
 
 @given(data=any_block)

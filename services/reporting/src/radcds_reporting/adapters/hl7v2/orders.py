@@ -39,6 +39,7 @@ from radcds_reporting.adapters.hl7v2.ack import (
     parse_msh,
 )
 from radcds_reporting.adapters.hl7v2.datatypes import parse_dtm, received_coding_system
+from radcds_reporting.adapters.hl7v2.escaping import Delimiters, unescape
 from radcds_reporting.domain.orders import (
     ADMINISTRATIVE_SEX,
     InvalidOrderError,
@@ -79,10 +80,25 @@ def normalise_segment_separators(text: str) -> str:
 
 
 class _Reader:
-    """Field access on a python-hl7 message with locations for errors."""
+    """Field access on a python-hl7 message with locations for errors.
+
+    Values are unescaped by radcds (:func:`~radcds_reporting.adapters.hl7v2.escaping.unescape`, 2.7), never by
+    python-hl7's ``extract_field``: its unescape repeats ``\\.sk<n>\\`` n times (``\\.sk999999999\\`` in ORC-2, 15
+    bytes, made a gigabyte string) and logs the whole field once for every empty ``\\\\`` (70,000 bytes of them gave
+    35,000 log lines of the field's text: patient data in the logs, gigabytes of them). The second was found by
+    ``make fuzz``, the first in python-hl7's code then.
+    """
 
     def __init__(self, message: hl7.Message) -> None:
         self.message = message
+        separators = message.separators  # segment, field, repetition, component, subcomponent (python-hl7's order)
+        self.delimiters = Delimiters(
+            field=separators[1],
+            repetition=separators[2],
+            component=separators[3],
+            subcomponent=separators[4],
+            escape=message.esc,
+        )
 
     def segment(self, name: str) -> hl7.Segment | None:
         try:
@@ -95,9 +111,12 @@ class _Reader:
         if segment is None or len(segment) <= field:
             return ""
         try:
-            return str(segment.extract_field(field_num=field, repeat_num=repetition, component_num=component)).strip()
-        except (IndexError, KeyError):
+            text = _leaf(segment[field], repetition, component)
+        except IndexError:
             return ""
+        if name == "MSH" and field in (1, 2):
+            return text.strip()  # the delimiters themselves
+        return unescape(text, self.delimiters).strip()
 
     def repetitions(self, name: str, field: int) -> int:
         segment = self.segment(name)
@@ -105,6 +124,25 @@ class _Reader:
             return 0
         value = segment[field]
         return len(value) if isinstance(value, hl7.Repetition) else 1
+
+
+def _leaf(field: hl7.Field, repetition: int, component: int) -> str:
+    """The raw text of one repetition's component (its first subcomponent), "" where the component is absent.
+
+    The path python-hl7's ``Segment.extract_field`` follows, less its unescaping: a repetition without
+    components is its own first component; asking for a later component of it raises IndexError.
+    """
+    rep = field[repetition - 1]  # IndexError when the repetition is absent
+    if not isinstance(rep, hl7.Repetition):
+        if component == 1:
+            return str(rep)
+        raise IndexError(f"no component {component}")
+    if component > len(rep):
+        return ""
+    part = rep[component - 1]
+    if not isinstance(part, hl7.Component):
+        return str(part)
+    return str(part[0]) if len(part) else ""
 
 
 def _missing(segment: str, field: int, what: str, component: int = 0) -> HL7MessageError:

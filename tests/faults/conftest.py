@@ -13,6 +13,7 @@ machine. ``RADCDS_KEEP_TEST_RUN=1`` keeps the run folder (logs, traces) to read 
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import time
@@ -172,6 +173,57 @@ def run_fault(
         return tally
 
     return run
+
+
+#: How much of each service's log a failed scenario's report carries (CI keeps no run folder).
+_LOG_TAIL_LINES = 12
+_SLOW_TASK = "It is blocking the event loop"
+
+
+def _log_digest(log: Path) -> str:
+    """The last warnings and errors of a service's JSON log, and its last lines (logger and message only)."""
+    lines = log.read_text(errors="replace").splitlines()
+
+    def short(line: str) -> str:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            return line[:300]
+        extra = {
+            k: v
+            for k, v in record.items()
+            if k not in {"time", "level", "service", "logger", "message", "color_message"}
+        }
+        return (
+            f"{record.get('time', '')} {record.get('level', '')} {record.get('logger', '')}: "
+            + (f"{record.get('message', '')} {json.dumps(extra, default=str)[:200] if extra else ''}")[:300]
+        )
+
+    warnings = [line for line in lines if '"level": "WARNING"' in line or '"level": "ERROR"' in line]
+    # kafka-python's selector warns of every slow task (a loaded machine): counted, not listed.
+    slow = [line for line in warnings if _SLOW_TASK in line]
+    warnings = [line for line in warnings if _SLOW_TASK not in line]
+    return "\n".join(
+        [f"-- warnings and errors ({len(warnings)}, and {len(slow)} of kafka-python's slow tasks), the last:"]
+        + [short(line) for line in warnings[-_LOG_TAIL_LINES:]]
+        + [f"-- the last {_LOG_TAIL_LINES} lines of {len(lines)}:"]
+        + [short(line) for line in lines[-_LOG_TAIL_LINES:]]
+    )
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """A failed scenario's report carries the tail of each service's log: CI removes the run folder, and the
+    failure alone seldom says which service stopped carrying the study."""
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.when != "call" or not report.failed:
+        return
+    logs = ROOT / ".run" / f"faults-{os.getpid()}" / "logs"
+    for log in sorted(logs.glob("*.log")) if logs.is_dir() else []:
+        if log.stem in {"kafka", "postgres", "toxiproxy"}:
+            continue
+        report.sections.append((f"{log.stem} log", _log_digest(log)))
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

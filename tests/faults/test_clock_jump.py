@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -27,7 +27,7 @@ import pytest
 from radcds.adapters.fhir.report import patient_id_for
 from radcds.domain.findings import StudyContext
 from radcds_devstack import processes, scenarios
-from radcds_devstack.demo import stow
+from radcds_devstack.demo import event_trail, stow
 from radcds_devstack.samples import chest_ct, head_ct_with_hyperdense_disc, nodule_measurement_sr, part10
 from radcds_devstack.stack import LocalStack
 
@@ -43,6 +43,7 @@ JUMP_S = 400 * 86400
 #: The services whose host clock jumps (referral is started for the JWT check and stopped afterwards).
 JUMPED = (*FAULT_SERVICES, "referral")
 ORDER_SIGN = "radcds-imaging-order-sign"
+T = TypeVar("T")
 
 
 def _restart(stack: LocalStack, services: tuple[str, ...]) -> None:
@@ -94,6 +95,16 @@ def _tags(resource: dict[str, Any]) -> set[str]:
     return {t.get("code", "") for t in resource.get("meta", {}).get("tag", [])}
 
 
+def _diagnosed(stack: LocalStack, study_uid: str, wait: Callable[[], T]) -> T:
+    """``wait()``; when it fails, the failure names the events of the study on Kafka (which service stopped)."""
+    try:
+        return wait()
+    except AssertionError as exc:
+        trail = event_trail(stack, study_uid, until_types={"(all)"}, timeout_s=15, partial=True)
+        seen = [f"{e['topic']}: {e['type']}{' (' + e['error'] + ')' if 'error' in e else ''}" for e in trail]
+        raise AssertionError(f"{exc}; the study's events on Kafka: {seen or 'none'}") from exc
+
+
 def _order_sign(stack: LocalStack, token: str) -> httpx.Response:
     url = f"http://{stack.host}:{stack.ports.referral}/cds-services/{ORDER_SIGN}"
     call = scenarios.low_risk_minor_head_injury()
@@ -114,9 +125,17 @@ def test_clock_jumped_400_days_mid_stream_loses_nothing_and_recommendations_esca
     critical.PatientID = critical_patient = f"CLK-{uuid.uuid4().hex[:8]}"
     stow(stack, [part10(critical)])
     nodule_subject, critical_subject = _subject(nodule_patient, ct), _subject(critical_patient, critical)
-    (rec,) = eventually(lambda: _fusion_recommendations(stack, nodule_subject), timeout_s=180, what="the follow-up")
+    (rec,) = _diagnosed(
+        stack,
+        ct.StudyInstanceUID,
+        lambda: eventually(lambda: _fusion_recommendations(stack, nodule_subject), timeout_s=180, what="the follow-up"),
+    )
     assert rec["status"] == "active" and "overdue" not in _tags(rec)
-    (alert,) = eventually(lambda: _communications(stack, critical_subject), timeout_s=180, what="the alert")
+    (alert,) = _diagnosed(
+        stack,
+        critical.StudyInstanceUID,
+        lambda: eventually(lambda: _communications(stack, critical_subject), timeout_s=180, what="the alert"),
+    )
     assert alert["status"] == "in-progress"
     url = f"http://{stack.host}:{stack.ports.referral}/cds-services/{ORDER_SIGN}"
     assert _order_sign(stack, cds_client_token(stack, url)).status_code == 200

@@ -16,6 +16,9 @@ from typing import Any
 import numpy as np
 import pydicom
 import pytest
+from google.protobuf.message import DecodeError
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from radcds.adapters.kafka.codec import decode, encode
 from radcds.adapters.kafka.consumer import RetryableError
@@ -286,6 +289,14 @@ def test_unknown_model_name_is_refused():
 # ---- gRPC AnalyzeStudy (a real grpc server on a free port, our ports faked) ---------------------
 
 
+class GrpcClient:
+    """The stub (``AnalyzeStudy``) and its channel (for raw bytes) of the test server."""
+
+    def __init__(self, stub: Any, channel: Any) -> None:
+        self.AnalyzeStudy = stub.AnalyzeStudy
+        self.channel = channel
+
+
 @pytest.fixture
 def grpc_stub():
     import socket
@@ -311,7 +322,7 @@ def grpc_stub():
     endpoint.start()
     channel = grpc.insecure_channel(f"127.0.0.1:{port}")
     try:
-        yield inference_pb2_grpc.InferenceStub(channel), ds, models
+        yield GrpcClient(inference_pb2_grpc.InferenceStub(channel), channel), ds, models
     finally:
         channel.close()
         endpoint.stop()
@@ -358,3 +369,64 @@ def test_analyze_study_while_triton_is_unavailable_returns_unavailable(grpc_stub
     with pytest.raises(grpc.RpcError) as error:
         stub.AnalyzeStudy(inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID), timeout=30)
     assert error.value.code() is grpc.StatusCode.UNAVAILABLE
+
+
+# ---- gRPC AnalyzeStudy against hostile requests (issue #15: the gRPC door fuzzed) ----------------
+#
+# One server answers every example: whatever a request holds, the answer is a status of the API's contract
+# (proto/radcds/v1/inference.proto), never UNKNOWN (an exception escaping the servicer), and the server still
+# answers a good request afterwards. Bytes that are no AnalyzeStudyRequest are refused by gRPC itself while
+# deserialising (INTERNAL, "Exception deserializing request"), before any radcds code runs.
+
+_CONTRACT = {"INVALID_ARGUMENT", "NOT_FOUND"}
+_KNOWN_MODELS = sorted(entry.name for entry in MANIFEST.active())
+_uids = st.one_of(
+    st.text(max_size=80),
+    st.from_regex(r"\A[0-9]{1,8}(\.[0-9]{1,8}){0,12}\Z"),
+    st.from_regex(r"\A\s*[0-9.]{0,70}[^0-9.]?[0-9.]{0,10}\s*\Z"),
+)
+_model_lists = st.lists(st.one_of(st.sampled_from(_KNOWN_MODELS), st.text(max_size=40)), max_size=4)
+_SHARED_SERVER = settings(suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+
+
+def _status(call: Any, request: Any) -> str:
+    import grpc
+
+    try:
+        call(request, timeout=60)
+    except grpc.RpcError as error:
+        return str(error.code().name)
+    return "OK"
+
+
+@pytest.mark.properties
+@_SHARED_SERVER
+@given(uid=_uids, models=_model_lists)
+def test_any_analyze_study_request_gets_a_contract_status_and_the_server_keeps_answering(grpc_stub, uid, models):
+    from radcds_inference.adapters.grpc.gen import inference_pb2
+
+    client, ds, _ = grpc_stub
+    status = _status(client.AnalyzeStudy, inference_pb2.AnalyzeStudyRequest(study_instance_uid=uid, model_names=models))
+    if uid.strip() == ds.StudyInstanceUID and set(models) <= set(_KNOWN_MODELS):
+        assert status == "OK"
+    else:
+        assert status in _CONTRACT, (uid, models, status)
+    good = inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID)
+    assert _status(client.AnalyzeStudy, good) == "OK"
+
+
+@pytest.mark.properties
+@_SHARED_SERVER
+@given(body=st.binary(max_size=300))
+def test_any_bytes_sent_to_analyze_study_get_a_status_and_the_server_keeps_answering(grpc_stub, body):
+    from radcds_inference.adapters.grpc.gen import inference_pb2
+
+    client, ds, _ = grpc_stub
+    raw = client.channel.unary_unary("/radcds.v1.Inference/AnalyzeStudy")
+    status = _status(raw, body)
+    assert status in _CONTRACT | {"INTERNAL", "OK"}, status
+    if status == "INTERNAL":  # only gRPC's own refusal of bytes that are no AnalyzeStudyRequest
+        with pytest.raises(DecodeError):
+            inference_pb2.AnalyzeStudyRequest.FromString(body)
+    good = inference_pb2.AnalyzeStudyRequest(study_instance_uid=ds.StudyInstanceUID)
+    assert _status(client.AnalyzeStudy, good) == "OK"

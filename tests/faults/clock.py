@@ -32,7 +32,8 @@ class JumpingClock:
         self.dir = run_dir / "clock"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.offset_file = self.dir / "offset"
-        self.set("+0")
+        self.offset_s = 0
+        self.set(0)
         self.shim = self.dir / "clockshim.so"
         compiler = shutil.which("cc") or shutil.which("gcc")
         assert compiler, "a C compiler is needed for tests/faults/clockshim.c: run deploy/local/system-deps.sh"
@@ -49,8 +50,11 @@ class JumpingClock:
             "FAKETIME_DONT_FAKE_MONOTONIC": "1",
         }
 
-    def set(self, offset: str) -> None:
-        """Move the clock of every process started with :meth:`env` (libfaketime's ``+<n>[smhdy]`` syntax)."""
+    def set(self, offset_s: int) -> None:
+        """Put the clock of every process started with :meth:`env` ``offset_s`` seconds from the true time
+        (libfaketime's relative ``+<n>`` / ``-<n>``, seconds): a larger offset than before is a jump forward, a
+        smaller one a step back."""
         tmp = self.offset_file.with_suffix(".tmp")
-        tmp.write_text(offset + "\n")
+        tmp.write_text(f"{offset_s:+d}\n")
         tmp.replace(self.offset_file)
+        self.offset_s = offset_s

@@ -38,8 +38,9 @@ from .stream import mid_stream
 
 pytestmark = [pytest.mark.faults, pytest.mark.integration, pytest.mark.kafka, pytest.mark.triton, pytest.mark.postgres]
 
-JUMP = "+400d"
 JUMP_S = 400 * 86400
+#: The step back of the second scenario (NTP stepping a fast clock back, a VM restored from a snapshot).
+STEP_BACK_S = 2 * 3600
 #: The services whose host clock jumps (referral is started for the JWT check and stopped afterwards).
 JUMPED = (*FAULT_SERVICES, "referral")
 ORDER_SIGN = "radcds-imaging-order-sign"
@@ -143,7 +144,7 @@ def test_clock_jumped_400_days_mid_stream_loses_nothing_and_recommendations_esca
 
     def fault(stream, studies) -> None:  # type: ignore[no-untyped-def]
         mid_stream(stack, stream, studies)
-        clock.set(JUMP)
+        clock.set(JUMP_S)
 
     tally = run_fault("clock-jump-400d", fault)
     tally.assert_nothing_lost_or_duplicated()
@@ -169,3 +170,21 @@ def test_clock_jumped_400_days_mid_stream_loses_nothing_and_recommendations_esca
     assert expired.status_code == 401, expired.text
     fresh = cds_client_token(stack, url, issued_at=time.time() + JUMP_S)
     assert _order_sign(stack, fresh).status_code == 200
+
+
+def test_clock_stepped_back_two_hours_mid_stream_loses_nothing_and_no_study_waits_for_the_clock(
+    fault_stack, run_fault, clock
+):
+    """Scenario 10: the services' wall clock steps back 2 hours mid-stream (NTP stepping a fast clock back, a
+    virtual machine restored from a snapshot), from wherever the scenario before left it. Rows written before the
+    step carry times the clock reaches again only 2 hours later: the studies stored just before the step must
+    still be announced after their quiet period, their events relayed and their ORUs sent, so every study's
+    DiagnosticReport and ORU^R01 arrives exactly once within the fault suite's settle time (4 minutes)."""
+    before = clock.offset_s
+
+    def fault(stream, studies) -> None:  # type: ignore[no-untyped-def]
+        mid_stream(fault_stack, stream, studies)
+        clock.set(before - STEP_BACK_S)
+
+    tally = run_fault("clock-step-back-2h", fault)
+    tally.assert_nothing_lost_or_duplicated()

@@ -140,6 +140,22 @@ def test_study_is_due_once_after_the_quiet_period_and_announced_as_one_imaging_s
     assert assembler.announce(uid) is None  # nothing new
 
 
+def test_study_received_before_the_clock_stepped_back_hours_is_due_at_once(engine, clock, assembler):
+    for path in MRA[:3]:
+        store(engine, path, clock.advance(timedelta(seconds=1)))
+    clock.advance(-timedelta(hours=2))  # NTP steps the clock back: the instances arrived "2 hours from now"
+    assert assembler.due() == [_study_uid(MRA[0])]
+
+
+def test_study_after_a_step_back_shorter_than_the_quiet_period_still_waits_for_it(engine, clock, assembler):
+    for path in MRA[:3]:
+        store(engine, path, clock.advance(timedelta(seconds=1)))
+    clock.advance(-QUIET / 2)
+    assert assembler.due() == []
+    clock.advance(QUIET * 2)
+    assert assembler.due() == [_study_uid(MRA[0])]
+
+
 def test_instance_within_the_quiet_period_restarts_it(engine, clock, assembler):
     store(engine, MRA[0], clock.now)
     clock.advance(QUIET - timedelta(seconds=5))

@@ -233,6 +233,27 @@ def test_unacknowledged_critical_result_is_escalated_once_after_the_configured_t
     assert len(escalated) == 1 and escalated[0]["escalatedAt"] == "2026-01-02T12:31:00.000Z"
 
 
+def test_critical_result_sent_before_the_clock_stepped_back_hours_is_escalated_at_once_not_hours_late(
+    make_client, clock
+):
+    with make_client(critical=True) as client:
+        critical = client.components.critical
+        clock.advance(minutes=1)
+        clock.advance(hours=-2)  # NTP steps the clock back: the alert was "sent" 2 hours from now
+        (done,) = critical.escalate_overdue()
+        assert critical.escalate_overdue() == []
+    assert done.escalation_communication_id
+
+
+def test_critical_result_after_a_step_back_shorter_than_the_timeout_waits_its_time(make_client, clock):
+    with make_client(critical=True) as client:
+        critical = client.components.critical
+        clock.advance(minutes=-10)  # a step back within the 30 minute timeout
+        assert critical.escalate_overdue() == []
+        clock.advance(minutes=41)
+        assert len(critical.escalate_overdue()) == 1
+
+
 def test_sign_off_while_the_broker_is_down_succeeds_and_its_event_goes_out_once_kafka_is_back(make_client, publisher):
     with make_client() as client:
         dr = _report(client)

@@ -104,6 +104,31 @@ def test_rejected_message_is_parked_logged_without_content_and_counted(
     assert queue.next_due(DEST) is None
 
 
+def test_message_queued_before_the_clock_stepped_back_is_due_at_once_not_when_the_clock_is_back(
+    engine: Engine,
+) -> None:
+    clock = _Clock()
+    queue = OutboundQueue(engine, clock=clock)
+    queued = queue.enqueue(destination=DEST, order_key="o1", payload=_msg("B1"))
+    clock.now -= timedelta(hours=2)  # NTP steps the clock back: its next attempt is 2 hours ahead
+    (due,) = queue.next_due_batch(DEST, 10, longest_wait_s=300)
+    assert due.id == queued
+
+
+def test_message_backing_off_is_not_due_early_after_a_small_step_back(engine: Engine) -> None:
+    clock = _Clock()
+    queue = OutboundQueue(engine, clock=clock)
+    queue.enqueue(destination=DEST, order_key="o1", payload=_msg("B2"))
+    policy = RetryPolicy(initial_delay=60, max_delay=300)
+    head = queue.next_due(DEST)
+    assert head is not None
+    queue.record(head, _outcome(Delivery.RETRY), policy)  # next attempt in 60 s
+    clock.now -= timedelta(seconds=30)  # 90 s ahead now: within the longest wait
+    assert queue.next_due_batch(DEST, 10, longest_wait_s=policy.max_delay) == []
+    clock.now += timedelta(seconds=90)
+    assert len(queue.next_due_batch(DEST, 10, longest_wait_s=policy.max_delay)) == 1
+
+
 def test_enqueue_of_same_control_id_twice_keeps_one_row(engine: Engine) -> None:
     queue = OutboundQueue(engine)
     assert queue.enqueue(destination=DEST, order_key="o", payload=_msg("D1")) == queue.enqueue(
@@ -256,11 +281,11 @@ def test_worker_survives_its_database_being_unavailable_and_delivers_once_it_is_
             super().__init__(eng)
             self.failures = failures
 
-        def next_due_batch(self, destination: str, limit: int) -> list[OutboundMessage]:
+        def next_due_batch(self, destination: str, limit: int, *, longest_wait_s: float = 300) -> list[OutboundMessage]:
             if self.failures:
                 self.failures -= 1
                 raise OperationalError("SELECT 1", {}, Exception("server closed the connection unexpectedly"))
-            return super().next_due_batch(destination, limit)
+            return super().next_due_batch(destination, limit, longest_wait_s=longest_wait_s)
 
     async def scenario() -> tuple[bool, dict[str, int]]:
         queue = _Restarting(engine, failures=2)

@@ -199,7 +199,12 @@ class CriticalResults:
                 .where(
                     critical_result_alerts.c.acknowledged_at.is_(None),
                     critical_result_alerts.c.escalated_at.is_(None),
-                    critical_result_alerts.c.sent_at <= deadline,
+                    # sent more than the timeout after now: the clock stepped back since (NTP, a restored
+                    # virtual machine); escalated now rather than hours late, once the clock is back
+                    or_(
+                        critical_result_alerts.c.sent_at <= deadline,
+                        critical_result_alerts.c.sent_at > now + self._timeout,
+                    ),
                 )
                 .order_by(critical_result_alerts.c.sent_at)
                 .limit(100)

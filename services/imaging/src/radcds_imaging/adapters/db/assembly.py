@@ -125,12 +125,19 @@ class StudyAssembler:
         self._clock = clock
 
     def due(self, now: datetime | None = None, *, limit: int = 100) -> list[str]:
-        """Studies with no new instance for the quiet period and never announced or changed since, oldest first."""
-        cutoff = _utc(now or self._clock()) - self._quiet
+        """Studies with no new instance for the quiet period and never announced or changed since, oldest first.
+
+        A last instance received more than the quiet period *after* now cannot be: the clock stepped back since
+        (NTP stepping a fast clock, a virtual machine restored from a snapshot). Such a study is due now, not
+        once the clock has caught up with it again (hours later, after a step of hours); an instance still
+        arriving makes it due again and is announced as an update.
+        """
+        moment = _utc(now or self._clock())
+        cutoff = moment - self._quiet
         stmt = (
             select(_T.c.study_instance_uid)
             .where(
-                _T.c.last_received_at <= cutoff,
+                or_(_T.c.last_received_at <= cutoff, _T.c.last_received_at > moment + self._quiet),
                 or_(_T.c.announced_seq.is_(None), _T.c.change_seq != _T.c.announced_seq),
             )
             .order_by(_T.c.last_received_at, _T.c.study_instance_uid)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import socket
@@ -63,6 +64,11 @@ class RetryPolicy:
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed try."""
         return float(min(self.max_delay, self.initial_delay * (2 ** max(0, attempts - 1))))
+
+
+#: The longest retry delay of the default :class:`RetryPolicy` (seconds): a next attempt further ahead means the
+#: clock stepped back.
+DEFAULT_LONGEST_WAIT_S = RetryPolicy().max_delay
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,10 +167,22 @@ class OutboundQueue:
         batch = self.next_due_batch(destination, 1)
         return batch[0] if batch else None
 
-    def next_due_batch(self, destination: str, limit: int) -> list[OutboundMessage]:
-        """Up to ``limit`` due heads (at most one per order, so an order's messages never overtake)."""
+    def next_due_batch(
+        self, destination: str, limit: int, *, longest_wait_s: float = DEFAULT_LONGEST_WAIT_S
+    ) -> list[OutboundMessage]:
+        """Up to ``limit`` due heads (at most one per order, so an order's messages never overtake).
+
+        A head is due when its next attempt has come, or when that attempt lies more than ``longest_wait_s``
+        (the retry policy's longest delay) ahead: no delay set it there, so the clock stepped back since it was
+        set (NTP, a restored virtual machine), and the message is sent now instead of once the clock is back."""
         t = hl7_outbound_messages
-        stmt = self._heads(destination).where(t.c.next_attempt_at <= self._clock()).order_by(t.c.id).limit(limit)
+        now = self._clock()
+        stmt = (
+            self._heads(destination)
+            .where(or_(t.c.next_attempt_at <= now, t.c.next_attempt_at > now + timedelta(seconds=longest_wait_s)))
+            .order_by(t.c.id)
+            .limit(limit)
+        )
         with self._engine.connect() as conn:
             rows = conn.execute(stmt).mappings().all()
         return [
@@ -374,7 +392,11 @@ class DeliveryWorker:
         in trouble). A crash before the outcomes are recorded resends those messages with the same
         MSH-10, which receivers treat as duplicates (HL7 v2.5.1 2.10.1).
         """
-        batch = await asyncio.to_thread(self._queue.next_due_batch, self._destination, self._batch_size)
+        batch = await asyncio.to_thread(
+            functools.partial(self._queue.next_due_batch, longest_wait_s=self._policy.max_delay),
+            self._destination,
+            self._batch_size,
+        )
         if not batch:
             return None
         results: list[tuple[OutboundMessage, SendOutcome]] = []

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import os
 import socket
@@ -393,9 +392,7 @@ class DeliveryWorker:
         MSH-10, which receivers treat as duplicates (HL7 v2.5.1 2.10.1).
         """
         batch = await asyncio.to_thread(
-            functools.partial(self._queue.next_due_batch, longest_wait_s=self._policy.max_delay),
-            self._destination,
-            self._batch_size,
+            self._queue.next_due_batch, self._destination, self._batch_size, longest_wait_s=self._policy.max_delay
         )
         if not batch:
             return None

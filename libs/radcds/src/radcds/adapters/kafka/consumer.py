@@ -93,6 +93,10 @@ def build_consumer(
         heartbeat_interval_ms=1_000,
         max_poll_records=50,
         max_poll_interval_ms=600_000,
+        # A consumer that joins its group before it has a subscribed topic's metadata is assigned no partition of
+        # it ("No partition metadata for topic ...") and rebalances only at the next metadata refresh: 5 minutes
+        # by default, minutes of nothing consumed after a start (seen in the fault suite's CI). 5 s bounds that.
+        metadata_max_age_ms=5_000,
     )
     consumer.subscribe(topics)
     return consumer
